@@ -1,0 +1,2 @@
+//! Classification.
+pub mod rule;

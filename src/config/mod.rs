@@ -1,0 +1,2 @@
+//! config
+pub struct Plan;

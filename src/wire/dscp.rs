@@ -1,0 +1,141 @@
+//! DSCP remarking in place, keeping the IPv4 header checksum valid.
+//!
+//! The checksum is updated incrementally (RFC 1624, eqn. 3) from the one 16-bit word that
+//! changes, so a header with a wrong checksum stays exactly as wrong as it was: weir does not
+//! repair or break what it only forwards.
+
+use super::{FrameView, L3};
+
+/// What [`set_dscp`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DscpRewrite {
+    /// The DSCP field now holds the new value.
+    Rewritten,
+    /// It already held that value.
+    Unchanged,
+    /// Not an IP frame, or its header is not in `frame`: left alone.
+    NotIp,
+}
+
+/// Set the DSCP of the IP header described by `view` (which must come from parsing `frame`),
+/// keeping ECN bits. `dscp` is masked to 6 bits.
+pub fn set_dscp(frame: &mut [u8], view: &FrameView, dscp: u8) -> DscpRewrite {
+    let dscp = dscp & 0x3f;
+    let off = usize::from(view.l3_offset);
+    match view.l3 {
+        L3::Ipv4 => {
+            let Some(h) = frame.get_mut(off..off + 20) else {
+                return DscpRewrite::NotIp;
+            };
+            let old_word = u16::from_be_bytes([h[0], h[1]]);
+            let tos = (dscp << 2) | (h[1] & 0x03);
+            if tos == h[1] {
+                return DscpRewrite::Unchanged;
+            }
+            h[1] = tos;
+            let new_word = u16::from_be_bytes([h[0], h[1]]);
+            let old_sum = u16::from_be_bytes([h[10], h[11]]);
+            let new_sum = checksum_update(old_sum, old_word, new_word);
+            h[10..12].copy_from_slice(&new_sum.to_be_bytes());
+            DscpRewrite::Rewritten
+        }
+        L3::Ipv6 => {
+            // Traffic class spans the low nibble of byte 0 and the high nibble of byte 1.
+            // IPv6 has no header checksum.
+            let Some(h) = frame.get_mut(off..off + 2) else {
+                return DscpRewrite::NotIp;
+            };
+            let tc = ((h[0] & 0x0f) << 4) | (h[1] >> 4);
+            let new_tc = (dscp << 2) | (tc & 0x03);
+            if new_tc == tc {
+                return DscpRewrite::Unchanged;
+            }
+            h[0] = (h[0] & 0xf0) | (new_tc >> 4);
+            h[1] = (h[1] & 0x0f) | (new_tc << 4);
+            DscpRewrite::Rewritten
+        }
+        L3::Arp | L3::Other => DscpRewrite::NotIp,
+    }
+}
+
+/// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), in one's complement arithmetic.
+fn checksum_update(old_sum: u16, old_word: u16, new_word: u16) -> u16 {
+    let mut sum = u32::from(!old_sum) + u32::from(!old_word) + u32::from(new_word);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::parse;
+
+    fn ipv4_checksum(h: &[u8]) -> u16 {
+        let mut sum = 0u32;
+        for (i, w) in h.chunks(2).enumerate() {
+            if i != 5 {
+                sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+            }
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    fn udp4_frame(tos: u8) -> Vec<u8> {
+        let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([198, 18, 0, 1], [198, 19, 0, 1], 64)
+            .udp(4000, 5000);
+        let mut frame = Vec::new();
+        builder.write(&mut frame, &[1, 2, 3, 4]).unwrap();
+        frame[15] = tos;
+        let sum = ipv4_checksum(&frame[14..34]);
+        frame[24..26].copy_from_slice(&sum.to_be_bytes());
+        frame
+    }
+
+    #[test]
+    fn ipv4_rewrite_keeps_checksum_valid_and_ecn() {
+        for tos in [0u8, 0x01, 0x02, 0x03, 0xb8, 0xff] {
+            for dscp in [0u8, 10, 34, 46, 63] {
+                let mut f = udp4_frame(tos);
+                let v = parse(&f);
+                let r = set_dscp(&mut f, &v, dscp);
+                assert_eq!(f[15] >> 2, dscp);
+                assert_eq!(f[15] & 3, tos & 3, "ECN preserved");
+                let stored = u16::from_be_bytes([f[24], f[25]]);
+                assert_eq!(stored, ipv4_checksum(&f[14..34]), "tos {tos:#x} dscp {dscp}");
+                let expect = if tos >> 2 == dscp { DscpRewrite::Unchanged } else { DscpRewrite::Rewritten };
+                assert_eq!(r, expect);
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_rewrite_keeps_flow_label_and_ecn() {
+        let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 64)
+            .udp(1, 2);
+        let mut f = Vec::new();
+        builder.write(&mut f, &[]).unwrap();
+        f[14] = 0x6f; // traffic class high nibble 0xf
+        f[15] = 0x3a; // traffic class low nibble 0x3 (ECN 11), flow label 0xa....
+        let v = parse(&f);
+        assert_eq!(v.ecn, 3);
+        assert_eq!(set_dscp(&mut f, &v, 46), DscpRewrite::Rewritten);
+        let v2 = parse(&f);
+        assert_eq!(v2.dscp, 46);
+        assert_eq!(v2.ecn, 3);
+        assert_eq!(f[15] & 0x0f, 0x0a, "flow label untouched");
+    }
+
+    #[test]
+    fn non_ip_and_short_frames_are_left_alone() {
+        let mut f = vec![0u8; 10];
+        let v = parse(&f);
+        assert_eq!(set_dscp(&mut f, &v, 46), DscpRewrite::NotIp);
+        assert_eq!(f, vec![0u8; 10]);
+    }
+}

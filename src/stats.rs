@@ -1,1 +1,156 @@
-//! stats
+//! Counters: every frame accounted for exactly once.
+//!
+//! Per class, `received = forwarded + dropped + queued`, in frames and in bytes, at every instant
+//! (between calls into the scheduler). Bytes are frame bytes as received; the wire bytes that
+//! shaping charges (frame + per-frame overhead, all segments of a GSO frame) are kept apart.
+//! Recording never allocates: the sojourn histogram is sized at construction and saturates.
+
+use hdrhistogram::Histogram;
+
+/// Why a frame was dropped. Every drop has exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// The class queue was at its packet or byte limit.
+    QueueFull,
+    /// CoDel dropped it at the head of a queue that stood above target.
+    Aqm,
+    /// Above the class's police rate.
+    Policed,
+    /// Unusable as a frame (shorter than an Ethernet header, or above the largest accepted size).
+    Malformed,
+    /// Still queued when weir stopped and could not be sent in time.
+    Shutdown,
+}
+
+impl DropReason {
+    pub const COUNT: usize = 5;
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::QueueFull,
+        DropReason::Aqm,
+        DropReason::Policed,
+        DropReason::Malformed,
+        DropReason::Shutdown,
+    ];
+
+    /// The name used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Aqm => "aqm",
+            DropReason::Policed => "policed",
+            DropReason::Malformed => "malformed",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Highest sojourn time the histogram resolves (100 s); longer ones are recorded as this.
+const SOJOURN_MAX_NS: u64 = 100_000_000_000;
+
+/// Counters of one class on one egress port.
+#[derive(Clone, Debug)]
+pub struct ClassStats {
+    pub received_frames: u64,
+    pub received_bytes: u64,
+    pub forwarded_frames: u64,
+    pub forwarded_bytes: u64,
+    /// Wire bytes of forwarded frames (what the token buckets were charged).
+    pub forwarded_wire_bytes: u64,
+    pub dropped_frames: [u64; DropReason::COUNT],
+    pub dropped_bytes: [u64; DropReason::COUNT],
+    pub queued_frames: u64,
+    pub queued_bytes: u64,
+    pub high_water_frames: u64,
+    pub high_water_bytes: u64,
+    /// Frames sent while borrowing above `rate` (HTB's "borrows").
+    pub borrowed_frames: u64,
+    /// Enqueue-to-departure time of forwarded frames, in nanoseconds, 2 significant digits.
+    pub sojourn_ns: Histogram<u64>,
+}
+
+impl Default for ClassStats {
+    fn default() -> Self {
+        ClassStats {
+            received_frames: 0,
+            received_bytes: 0,
+            forwarded_frames: 0,
+            forwarded_bytes: 0,
+            forwarded_wire_bytes: 0,
+            dropped_frames: [0; DropReason::COUNT],
+            dropped_bytes: [0; DropReason::COUNT],
+            queued_frames: 0,
+            queued_bytes: 0,
+            high_water_frames: 0,
+            high_water_bytes: 0,
+            borrowed_frames: 0,
+            // Bounds are constants that hdrhistogram accepts: this cannot fail.
+            sojourn_ns: Histogram::new_with_bounds(1, SOJOURN_MAX_NS, 2)
+                .expect("constant histogram bounds are valid"),
+        }
+    }
+}
+
+impl ClassStats {
+    pub fn record_received(&mut self, bytes: u32) {
+        self.received_frames += 1;
+        self.received_bytes += u64::from(bytes);
+    }
+
+    pub fn record_queued(&mut self, bytes: u32) {
+        self.queued_frames += 1;
+        self.queued_bytes += u64::from(bytes);
+        self.high_water_frames = self.high_water_frames.max(self.queued_frames);
+        self.high_water_bytes = self.high_water_bytes.max(self.queued_bytes);
+    }
+
+    pub fn record_unqueued(&mut self, bytes: u32) {
+        self.queued_frames -= 1;
+        self.queued_bytes -= u64::from(bytes);
+    }
+
+    pub fn record_dropped(&mut self, reason: DropReason, bytes: u32) {
+        self.dropped_frames[reason as usize] += 1;
+        self.dropped_bytes[reason as usize] += u64::from(bytes);
+    }
+
+    pub fn record_forwarded(&mut self, bytes: u32, wire_bytes: u32, sojourn_ns: u64) {
+        self.forwarded_frames += 1;
+        self.forwarded_bytes += u64::from(bytes);
+        self.forwarded_wire_bytes += u64::from(wire_bytes);
+        self.sojourn_ns
+            .saturating_record(sojourn_ns.clamp(1, SOJOURN_MAX_NS));
+    }
+
+    pub fn dropped_total_frames(&self) -> u64 {
+        self.dropped_frames.iter().sum()
+    }
+
+    pub fn dropped_total_bytes(&self) -> u64 {
+        self.dropped_bytes.iter().sum()
+    }
+
+    /// `received = forwarded + dropped + queued`, in frames and bytes.
+    pub fn is_conserved(&self) -> bool {
+        self.received_frames
+            == self.forwarded_frames + self.dropped_total_frames() + self.queued_frames
+            && self.received_bytes
+                == self.forwarded_bytes + self.dropped_total_bytes() + self.queued_bytes
+    }
+
+    /// Sojourn quantile in nanoseconds (0 when nothing was forwarded).
+    pub fn sojourn_quantile_ns(&self, q: f64) -> u64 {
+        if self.sojourn_ns.is_empty() {
+            0
+        } else {
+            self.sojourn_ns.value_at_quantile(q)
+        }
+    }
+
+    pub fn sojourn_max_ns(&self) -> u64 {
+        if self.sojourn_ns.is_empty() {
+            0
+        } else {
+            self.sojourn_ns.max()
+        }
+    }
+}

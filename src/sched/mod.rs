@@ -1,1 +1,435 @@
-//! sched
+//! Scheduling: the class queues of one egress port and the HTB-like discipline that serves them.
+//!
+//! The core is pure: no I/O, no threads, no clock. The caller passes `now` to
+//! [`PortScheduler::enqueue`] and [`PortScheduler::dequeue`], and asks
+//! [`PortScheduler::next_wakeup`] when to call again. The same code runs live, in replay (virtual
+//! time) and under a [`clock::ManualClock`] in tests.
+//!
+//! Discipline (HTB semantics on a flat tree whose root is the link):
+//! - each class has a `rate` bucket (guaranteed) and a `ceil` bucket (most it may take); the
+//!   port has a link bucket at the link rate, charged for everything sent;
+//! - a class is *green* when both its buckets are open, *yellow* when only `ceil` is, *red*
+//!   otherwise; nothing is sent while the link bucket is closed;
+//! - green classes are served first, by priority (lower first), then by deficit round robin with
+//!   `weight * quantum` bytes per round; only when no class is green are yellow classes served,
+//!   in the same order, borrowing spare link capacity;
+//! - a green send charges rate, ceil and link; a borrowing send charges ceil and link only;
+//! - buckets may go negative by one frame: a frame is sent when its buckets are open, then paid
+//!   for. Over any long run a saturated class therefore sends `rate * time` within one frame.
+//!
+//! Capacity: every class queue is bounded in packets and bytes; descriptors come from one arena
+//! per port, sized at construction to the sum of the class packet limits. Enqueue, dequeue and
+//! next_wakeup never allocate.
+//! Counters: [`crate::stats::ClassStats`] per class; `received = forwarded + dropped + queued`
+//! holds between any two calls.
+//! Thread contract: a `PortScheduler` is owned by one thread (`Send`, not shared).
+
+pub mod class_queue;
+pub mod clock;
+pub mod codel;
+pub mod token_bucket;
+
+#[cfg(test)]
+mod tests;
+
+use crate::stats::{ClassStats, DropReason};
+use class_queue::{Arena, ClassQueue, Popped};
+pub use codel::CodelParams;
+use token_bucket::{Conform, TokenBucket};
+
+/// Time in nanoseconds on whatever clock the caller uses (monotonic, or capture time).
+pub type Nanos = u64;
+
+/// Index of a class within its port, in the order of [`PortSpec::classes`].
+pub type ClassId = u16;
+
+/// DRR quantum: one full-size Ethernet frame plus default overhead, per unit of weight.
+pub const BASE_QUANTUM: u32 = 1514 + 24;
+
+/// A class, resolved: every rate is absolute, every limit is set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassSpec {
+    pub name: String,
+    /// Lower is served first.
+    pub priority: u8,
+    pub rate_bps: u64,
+    pub ceil_bps: u64,
+    /// Depth of the rate and ceil buckets, in bytes.
+    pub burst_bytes: u64,
+    pub cburst_bytes: u64,
+    /// Share among classes of equal priority and mode.
+    pub weight: u32,
+    pub limit_packets: u32,
+    pub limit_bytes: u64,
+    pub codel: Option<CodelParams>,
+    /// Flow buckets for fairness inside the class; 1 means FIFO.
+    pub fairness_buckets: u32,
+    /// Drop above this rate instead of queueing: (rate, burst bytes).
+    pub police: Option<(u64, u64)>,
+}
+
+/// An egress port, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSpec {
+    pub name: String,
+    pub rate_bps: u64,
+    /// Depth of the link bucket in bytes.
+    pub burst_bytes: u64,
+    pub classes: Vec<ClassSpec>,
+}
+
+/// What the caller knows about a frame it enqueues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameMeta {
+    pub class: ClassId,
+    /// Frame bytes, for limits and counters.
+    pub bytes: u32,
+    /// Bytes on the wire, for shaping: frame + overhead, for every segment of a GSO frame.
+    pub wire_bytes: u32,
+    /// Picks the fairness bucket within the class (flow or host hash).
+    pub fairness_hash: u64,
+}
+
+/// Outcome of an enqueue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enqueued<T> {
+    Queued,
+    /// Not queued; the item comes back so its buffer can be reused.
+    Dropped(T, DropReason),
+}
+
+/// A frame that leaves now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Departure<T> {
+    pub item: T,
+    pub class: ClassId,
+    pub bytes: u32,
+    pub wire_bytes: u32,
+    pub enqueued_at: Nanos,
+    /// Sent above the class's rate, on borrowed capacity.
+    pub borrowed: bool,
+}
+
+/// A frame dropped inside the scheduler (by CoDel, or at shutdown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dropped<T> {
+    pub item: T,
+    pub class: ClassId,
+    pub bytes: u32,
+    pub reason: DropReason,
+}
+
+#[derive(Debug)]
+struct Class {
+    priority: u8,
+    quantum: i64,
+    deficit: i64,
+    rate: TokenBucket,
+    ceil: TokenBucket,
+    police: Option<TokenBucket>,
+    queue: ClassQueue,
+    stats: ClassStats,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Green,
+    Yellow,
+}
+
+/// Classes of one priority, served round robin.
+#[derive(Debug)]
+struct Level {
+    members: Vec<ClassId>,
+    cursor: usize,
+}
+
+/// The scheduler of one egress port. `T` is the caller's handle to a frame buffer.
+#[derive(Debug)]
+pub struct PortScheduler<T> {
+    spec: PortSpec,
+    link: TokenBucket,
+    classes: Vec<Class>,
+    levels: Vec<Level>,
+    arena: Arena<T>,
+    queued_frames: u64,
+}
+
+impl<T: Copy> PortScheduler<T> {
+    /// Build the port with all its storage; `now` starts every bucket empty at that time.
+    pub fn new(spec: PortSpec, now: Nanos) -> PortScheduler<T> {
+        let capacity: u32 = spec
+            .classes
+            .iter()
+            .fold(0u32, |sum, c| sum.saturating_add(c.limit_packets));
+        let classes: Vec<Class> = spec
+            .classes
+            .iter()
+            .map(|c| Class {
+                priority: c.priority,
+                quantum: i64::from(c.weight.max(1)) * i64::from(BASE_QUANTUM),
+                deficit: 0,
+                rate: TokenBucket::new(c.rate_bps, c.burst_bytes, now),
+                ceil: TokenBucket::new(c.ceil_bps, c.cburst_bytes, now),
+                police: c
+                    .police
+                    .map(|(rate, burst)| TokenBucket::new(rate, burst, now)),
+                queue: ClassQueue::new(
+                    c.fairness_buckets,
+                    BASE_QUANTUM,
+                    c.limit_packets,
+                    c.limit_bytes,
+                    c.codel,
+                ),
+                stats: ClassStats::default(),
+            })
+            .collect();
+        let mut priorities: Vec<u8> = classes.iter().map(|c| c.priority).collect();
+        priorities.sort_unstable();
+        priorities.dedup();
+        let levels = priorities
+            .iter()
+            .map(|&p| Level {
+                members: (0..classes.len() as ClassId)
+                    .filter(|&i| classes[usize::from(i)].priority == p)
+                    .collect(),
+                cursor: 0,
+            })
+            .collect();
+        PortScheduler {
+            link: TokenBucket::new(spec.rate_bps, spec.burst_bytes, now),
+            spec,
+            classes,
+            levels,
+            arena: Arena::with_capacity(capacity),
+            queued_frames: 0,
+        }
+    }
+
+    pub fn spec(&self) -> &PortSpec {
+        &self.spec
+    }
+
+    pub fn class_stats(&self, class: ClassId) -> Option<&ClassStats> {
+        self.classes.get(usize::from(class)).map(|c| &c.stats)
+    }
+
+    pub fn queued_frames(&self) -> u64 {
+        self.queued_frames
+    }
+
+    /// Count a frame that reached this port but is dropped before queueing (e.g. malformed).
+    pub fn reject(&mut self, class: ClassId, bytes: u32, reason: DropReason) {
+        if let Some(c) = self.classes.get_mut(usize::from(class)) {
+            c.stats.record_received(bytes);
+            c.stats.record_dropped(reason, bytes);
+        }
+    }
+
+    /// Police, then queue. A class id out of range is a caller bug; the frame is then counted
+    /// against the last class (conventionally the default) as malformed rather than lost.
+    pub fn enqueue(&mut self, item: T, meta: FrameMeta, now: Nanos) -> Enqueued<T> {
+        let last = self.classes.len().saturating_sub(1);
+        let (idx, bad_class) = match usize::from(meta.class) {
+            i if i < self.classes.len() => (i, false),
+            _ => (last, true),
+        };
+        let Some(class) = self.classes.get_mut(idx) else {
+            // A port always has at least one class (the config guarantees a default).
+            return Enqueued::Dropped(item, DropReason::Malformed);
+        };
+        class.stats.record_received(meta.bytes);
+        let verdict = if bad_class {
+            Err(DropReason::Malformed)
+        } else if let Some(police) = class.police.as_mut() {
+            police.refill(now);
+            match police.take_if_available(u64::from(meta.wire_bytes)) {
+                Conform::Taken => Ok(()),
+                Conform::Exceeds => Err(DropReason::Policed),
+            }
+        } else {
+            Ok(())
+        };
+        let verdict = verdict.and_then(|()| {
+            class
+                .queue
+                .enqueue(
+                    &mut self.arena,
+                    item,
+                    meta.bytes,
+                    meta.wire_bytes,
+                    meta.fairness_hash,
+                    now,
+                )
+                .map_err(|_| DropReason::QueueFull)
+        });
+        match verdict {
+            Ok(()) => {
+                class.stats.record_queued(meta.bytes);
+                self.queued_frames += 1;
+                Enqueued::Queued
+            }
+            Err(reason) => {
+                class.stats.record_dropped(reason, meta.bytes);
+                Enqueued::Dropped(item, reason)
+            }
+        }
+    }
+
+    /// The frame to send at `now`, if the link and some class allow one. Frames CoDel drops on
+    /// the way are handed to `dropped`.
+    pub fn dequeue(
+        &mut self,
+        now: Nanos,
+        dropped: &mut impl FnMut(Dropped<T>),
+    ) -> Option<Departure<T>> {
+        if self.queued_frames == 0 {
+            return None;
+        }
+        self.link.refill(now);
+        if !self.link.is_open() {
+            return None;
+        }
+        // Each turn either returns or drops a frame: bounded by the queue length.
+        loop {
+            let (id, mode) = self.select(now)?;
+            let class = &mut self.classes[usize::from(id)];
+            let Some(popped) = class.queue.pop(&mut self.arena, now) else {
+                continue;
+            };
+            self.queued_frames -= 1;
+            match popped {
+                Popped::AqmDrop(d) => {
+                    class.stats.record_unqueued(d.bytes);
+                    class.stats.record_dropped(DropReason::Aqm, d.bytes);
+                    if class.queue.is_empty() {
+                        class.deficit = 0;
+                    }
+                    dropped(Dropped {
+                        item: d.item,
+                        class: id,
+                        bytes: d.bytes,
+                        reason: DropReason::Aqm,
+                    });
+                }
+                Popped::Deliver(d) => {
+                    let wire = u64::from(d.wire_bytes);
+                    self.link.consume(wire);
+                    class.ceil.consume(wire);
+                    let borrowed = mode == Mode::Yellow;
+                    if borrowed {
+                        class.stats.borrowed_frames += 1;
+                    } else {
+                        class.rate.consume(wire);
+                    }
+                    class.deficit -= i64::from(d.wire_bytes);
+                    if class.queue.is_empty() {
+                        class.deficit = 0;
+                    }
+                    class.stats.record_unqueued(d.bytes);
+                    class.stats.record_forwarded(
+                        d.bytes,
+                        d.wire_bytes,
+                        now.saturating_sub(d.enqueued_at),
+                    );
+                    return Some(Departure {
+                        item: d.item,
+                        class: id,
+                        bytes: d.bytes,
+                        wire_bytes: d.wire_bytes,
+                        enqueued_at: d.enqueued_at,
+                        borrowed,
+                    });
+                }
+            }
+        }
+    }
+
+    /// When [`dequeue`](Self::dequeue) will next have something to send, or `None` when
+    /// nothing is queued. The time may be in the past: call `dequeue` now.
+    pub fn next_wakeup(&self) -> Option<Nanos> {
+        if self.queued_frames == 0 {
+            return None;
+        }
+        let class_ready = self
+            .classes
+            .iter()
+            .filter(|c| !c.queue.is_empty())
+            .map(|c| c.ceil.open_at())
+            .min()?;
+        Some(class_ready.max(self.link.open_at()))
+    }
+
+    /// Drop everything still queued (shutdown), counting each frame with `reason`.
+    pub fn drain(&mut self, reason: DropReason, dropped: &mut impl FnMut(Dropped<T>)) {
+        for (id, class) in self.classes.iter_mut().enumerate() {
+            let stats = &mut class.stats;
+            class.queue.drain(&mut self.arena, |d| {
+                stats.record_unqueued(d.bytes);
+                stats.record_dropped(reason, d.bytes);
+                dropped(Dropped {
+                    item: d.item,
+                    class: id as ClassId,
+                    bytes: d.bytes,
+                    reason,
+                });
+            });
+            class.deficit = 0;
+        }
+        self.queued_frames = 0;
+    }
+
+    /// The class to serve: green by priority then DRR; else yellow likewise.
+    fn select(&mut self, now: Nanos) -> Option<(ClassId, Mode)> {
+        for class in self.classes.iter_mut().filter(|c| !c.queue.is_empty()) {
+            class.rate.refill(now);
+            class.ceil.refill(now);
+        }
+        for mode in [Mode::Green, Mode::Yellow] {
+            for level in 0..self.levels.len() {
+                if let Some(id) = self.pick_in_level(level, mode) {
+                    return Some((id, mode));
+                }
+            }
+        }
+        None
+    }
+
+    fn pick_in_level(&mut self, level: usize, mode: Mode) -> Option<ClassId> {
+        let classes = &mut self.classes;
+        let level = &mut self.levels[level];
+        let eligible = |c: &Class| {
+            !c.queue.is_empty()
+                && c.ceil.is_open()
+                && match mode {
+                    Mode::Green => c.rate.is_open(),
+                    Mode::Yellow => !c.rate.is_open(),
+                }
+        };
+        if !level
+            .members
+            .iter()
+            .any(|&id| eligible(&classes[usize::from(id)]))
+        {
+            return None;
+        }
+        let n = level.members.len();
+        if n == 1 {
+            return Some(level.members[0]);
+        }
+        // DRR: stay on a class while it has deficit, else top it up and move on. Terminates:
+        // some member is eligible, a deficit is never below minus one frame (a class is only
+        // served while its deficit is positive), and each visit raises it by a quantum.
+        loop {
+            let id = level.members[level.cursor];
+            let class = &mut classes[usize::from(id)];
+            if eligible(class) {
+                if class.deficit > 0 {
+                    return Some(id);
+                }
+                class.deficit += class.quantum;
+            }
+            level.cursor = (level.cursor + 1) % n;
+        }
+    }
+}

@@ -106,8 +106,16 @@ mod tests {
                 assert_eq!(f[15] >> 2, dscp);
                 assert_eq!(f[15] & 3, tos & 3, "ECN preserved");
                 let stored = u16::from_be_bytes([f[24], f[25]]);
-                assert_eq!(stored, ipv4_checksum(&f[14..34]), "tos {tos:#x} dscp {dscp}");
-                let expect = if tos >> 2 == dscp { DscpRewrite::Unchanged } else { DscpRewrite::Rewritten };
+                assert_eq!(
+                    stored,
+                    ipv4_checksum(&f[14..34]),
+                    "tos {tos:#x} dscp {dscp}"
+                );
+                let expect = if tos >> 2 == dscp {
+                    DscpRewrite::Unchanged
+                } else {
+                    DscpRewrite::Rewritten
+                };
                 assert_eq!(r, expect);
             }
         }
@@ -116,7 +124,11 @@ mod tests {
     #[test]
     fn ipv6_rewrite_keeps_flow_label_and_ecn() {
         let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv6([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 64)
+            .ipv6(
+                [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                64,
+            )
             .udp(1, 2);
         let mut f = Vec::new();
         builder.write(&mut f, &[]).unwrap();

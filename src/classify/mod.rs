@@ -1,2 +1,210 @@
-//! Classification.
+//! Classification: which class of which egress port a frame belongs to.
+//!
+//! Guarantees:
+//! - every frame gets a class: link control traffic (ARP, IPv6 ND, LLDP, STP, LACP) goes to the
+//!   port's control class, ahead of everything; other frames to the first class whose rule
+//!   matches, in config order, else to the port's default class;
+//! - rules are evaluated once per flow and direction, and the verdict is cached in the bounded
+//!   [`flow_table::FlowTable`]; rules that read per-frame fields (length, TCP flags, DSCP, ...)
+//!   are evaluated on every frame, but only those listed before the cached verdict;
+//! - fragments of one IP datagram get the flow, and so the class, of its first fragment;
+//! - no allocation per frame; no panic whatever the frame.
+
+pub mod flow;
+pub mod flow_table;
+pub mod fragments;
 pub mod rule;
+
+use crate::sched::{ClassId, Nanos};
+use crate::wire::FrameView;
+use flow::{host_hash, mac_u128, FlowKey};
+use flow_table::{FlowTable, FlowTableStats, NO_VERDICT};
+use fragments::{FragmentStats, FragmentTable};
+use rule::Rule;
+
+/// One of the two ports. As an egress port it indexes per-direction state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    Lan = 0,
+    Wan = 1,
+}
+
+impl Side {
+    pub const BOTH: [Side; 2] = [Side::Lan, Side::Wan];
+
+    pub fn other(self) -> Side {
+        match self {
+            Side::Lan => Side::Wan,
+            Side::Wan => Side::Lan,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Lan => "lan",
+            Side::Wan => "wan",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How a class shares itself among its users.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fairness {
+    /// Deficit round robin between flows.
+    Flow,
+    /// Deficit round robin between LAN-side hosts.
+    Host,
+    /// One FIFO.
+    Fifo,
+}
+
+/// A class's rule, in match order.
+#[derive(Debug)]
+pub struct MatchEntry {
+    pub class: ClassId,
+    pub rule: Rule,
+}
+
+/// Classification plan of one egress port.
+#[derive(Debug)]
+pub struct PortRules {
+    /// Classes with a rule, in config order (the default class is not among them).
+    pub matches: Vec<MatchEntry>,
+    pub default_class: ClassId,
+    pub control_class: ClassId,
+    /// Fairness of each class, indexed by class id.
+    pub fairness: Vec<Fairness>,
+}
+
+impl PortRules {
+    /// Positions in `matches` of rules that must be evaluated per frame.
+    fn per_frame_positions(&self) -> Vec<u16> {
+        self.matches
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.rule.depends_on_packet())
+            .map(|(i, _)| i as u16)
+            .collect()
+    }
+
+    /// First flow-invariant rule that matches, as a position in `matches`, or `len()` if none.
+    fn first_flow_match(&self, v: &FrameView) -> u16 {
+        self.matches
+            .iter()
+            .position(|m| !m.rule.depends_on_packet() && m.rule.matches(v))
+            .unwrap_or(self.matches.len()) as u16
+    }
+}
+
+/// The classifier's verdict on one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub egress: Side,
+    pub class: ClassId,
+    /// Picks the fairness bucket inside the class.
+    pub fairness_hash: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassifierStats {
+    pub flows: FlowTableStats,
+    pub fragments: FragmentStats,
+    pub control_frames: u64,
+}
+
+pub struct Classifier {
+    ports: [PortRules; 2],
+    per_frame: [Vec<u16>; 2],
+    flows: FlowTable,
+    fragments: FragmentTable,
+    control_frames: u64,
+}
+
+impl Classifier {
+    /// `ports` is indexed by egress side: `[lan, wan]`.
+    pub fn new(ports: [PortRules; 2], max_flows: u32, idle_timeout: Nanos) -> Classifier {
+        let per_frame = [
+            ports[0].per_frame_positions(),
+            ports[1].per_frame_positions(),
+        ];
+        Classifier {
+            ports,
+            per_frame,
+            flows: FlowTable::new(max_flows, idle_timeout),
+            fragments: FragmentTable::new(4096),
+            control_frames: 0,
+        }
+    }
+
+    pub fn stats(&self) -> ClassifierStats {
+        ClassifierStats {
+            flows: self.flows.stats(),
+            fragments: self.fragments.stats(),
+            control_frames: self.control_frames,
+        }
+    }
+
+    pub fn port_rules(&self, egress: Side) -> &PortRules {
+        &self.ports[egress.index()]
+    }
+
+    /// Classify a frame that will leave on `egress`.
+    pub fn classify(&mut self, view: &FrameView, egress: Side, now: Nanos) -> Verdict {
+        let port = &self.ports[egress.index()];
+        if view.is_link_control() {
+            self.control_frames += 1;
+            return Verdict {
+                egress,
+                class: port.control_class,
+                fairness_hash: 0,
+            };
+        }
+        let mut v = *view;
+        self.fragments.resolve(&mut v, now);
+        let key = FlowKey::of(&v);
+        let flow_hash = key.hash64();
+        let (slot, _) = self.flows.lookup_or_insert(&key, flow_hash, now);
+        let mut first = self.flows.verdict(slot, egress.index());
+        if first == NO_VERDICT {
+            first = port.first_flow_match(&v);
+            self.flows.set_verdict(slot, egress.index(), first);
+        }
+        let pos = self.per_frame[egress.index()]
+            .iter()
+            .take_while(|&&p| p < first)
+            .find(|&&p| port.matches[usize::from(p)].rule.matches(&v))
+            .copied()
+            .unwrap_or(first);
+        let class = port
+            .matches
+            .get(usize::from(pos))
+            .map_or(port.default_class, |m| m.class);
+        let fairness_hash = match port.fairness.get(usize::from(class)) {
+            Some(Fairness::Flow) => flow_hash,
+            Some(Fairness::Host) => lan_host_hash(&v, egress),
+            Some(Fairness::Fifo) | None => 0,
+        };
+        Verdict {
+            egress,
+            class,
+            fairness_hash,
+        }
+    }
+}
+
+/// The LAN-side host of a frame: its source when going out on wan, its destination otherwise.
+fn lan_host_hash(v: &FrameView, egress: Side) -> u64 {
+    match (v.is_ip(), egress) {
+        (true, Side::Wan) => host_hash(v.src_ip),
+        (true, Side::Lan) => host_hash(v.dst_ip),
+        (false, Side::Wan) => host_hash(mac_u128(&v.src_mac)),
+        (false, Side::Lan) => host_hash(mac_u128(&v.dst_mac)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

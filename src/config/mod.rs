@@ -1,2 +1,250 @@
-//! config
-pub struct Plan;
+//! The configuration: a RON file, read once and validated into a [`Plan`].
+//!
+//! Guarantees: a [`Plan`] cannot hold an illegal state. Every rate is absolute and non-zero,
+//! every ceil is at least its rate and at most the link, guaranteed rates fit in the link, each
+//! port has exactly one default class, every rule compiled and can match something. Any
+//! violation is a [`ConfigError`] with file:line:column, what is wrong and a hint.
+//! The file format is documented field by field in docs/config.md; `configs/` holds examples.
+
+pub mod locate;
+mod plan;
+pub mod units;
+
+pub use plan::{ClassKind, ClassPlan, Plan, PortPlan};
+
+use locate::Position;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The file as written. Optional fields get their defaults in [`Plan`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Networks on the LAN side, as CIDRs: tells replay which way a frame goes.
+    #[serde(default)]
+    pub lan_networks: Vec<String>,
+    #[serde(default)]
+    pub flow_table: FlowTableFile,
+    pub ports: PortsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowTableFile {
+    /// Flows remembered at once (default 65536); beyond that the idlest is evicted.
+    pub max_flows: Option<u32>,
+    /// A flow idle this long is forgotten (default "120 s").
+    pub idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortsFile {
+    pub lan: PortFile,
+    pub wan: PortFile,
+}
+
+/// One port; its settings apply to traffic *leaving* through it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortFile {
+    /// Network interface for `weir run` (overridable on the command line).
+    pub interface: Option<String>,
+    /// Link rate of traffic leaving this port, e.g. "20 Mbit".
+    pub rate: String,
+    /// Bytes added to each frame on the wire (default 24: preamble, SFD, FCS, gap).
+    pub overhead: Option<u32>,
+    /// Depth of the link's token bucket (default: 1 ms at the link rate, at least 2 frames).
+    pub burst: Option<String>,
+    /// Name of the class taking unmatched traffic, instead of a class with `match: "default"`.
+    pub default_class: Option<String>,
+    pub classes: Vec<ClassFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassFile {
+    pub name: String,
+    /// Rule expression (docs/rules.md), or "default".
+    #[serde(rename = "match")]
+    pub rule: Option<String>,
+    /// 0 (first) to 7 (last); default 4.
+    pub priority: Option<u8>,
+    /// Guaranteed rate: "2 Mbit" or "10%" of the link.
+    pub rate: String,
+    /// Most the class may take by borrowing (default: the link rate).
+    pub ceil: Option<String>,
+    /// Share of spare capacity among classes of one priority (default 1).
+    pub weight: Option<u32>,
+    /// Depth of the rate and ceil buckets (default: 1 ms at that rate, at least 2 frames).
+    pub burst: Option<String>,
+    #[serde(default)]
+    pub queue: QueueFile,
+    #[serde(default)]
+    pub aqm: AqmFile,
+    /// flow (default), host or none.
+    pub fairness: Option<FairnessFile>,
+    pub police: Option<PoliceFile>,
+    /// Rewrite the DSCP of forwarded IP frames: a name ("ef", "af41", "cs1") or 0-63.
+    pub set_dscp: Option<DscpFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueFile {
+    /// Most frames queued (default 1000).
+    pub packets: Option<u32>,
+    /// Most bytes queued (default: 200 ms at ceil, between 256 KiB and 32 MiB).
+    pub bytes: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AqmFile {
+    /// CoDel on this class (default true).
+    pub enabled: Option<bool>,
+    /// Default "5 ms".
+    pub target: Option<String>,
+    /// Default "100 ms".
+    pub interval: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FairnessFile {
+    Flow,
+    Host,
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoliceFile {
+    pub rate: String,
+    /// Default: 10 ms at the police rate, at least 2 frames.
+    pub burst: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DscpFile {
+    Number(u8),
+    Name(String),
+}
+
+/// A config that cannot be used, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// None when the file could not be read at all.
+    pub position: Option<Position>,
+    pub message: String,
+    pub hint: Option<String>,
+    /// The source line the position is on, for display.
+    pub line_text: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some(p) => write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                p.line,
+                p.column,
+                self.message
+            )?,
+            None => write!(f, "{}: {}", self.file.display(), self.message)?,
+        }
+        if let (Some(p), Some(text)) = (self.position, &self.line_text) {
+            let lead: String = text
+                .chars()
+                .take(p.column.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            write!(f, "\n    {text}\n    {lead}^")?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Read, parse and validate a config file.
+pub fn load(path: &Path) -> Result<Plan, ConfigError> {
+    let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        position: None,
+        message: format!("cannot read the config: {e}"),
+        hint: Some("give the path of a RON config, e.g. configs/home.ron".into()),
+        line_text: None,
+    })?;
+    parse(&src, path)
+}
+
+/// Parse and validate config text; `path` is used in messages only.
+pub fn parse(src: &str, path: &Path) -> Result<Plan, ConfigError> {
+    let err_at = |position: Option<Position>, message: String, hint: Option<String>| {
+        let line_text = position.and_then(|p| {
+            src.lines()
+                .nth(p.line.saturating_sub(1))
+                .map(str::to_string)
+        });
+        ConfigError {
+            file: path.to_path_buf(),
+            position,
+            message,
+            hint,
+            line_text,
+        }
+    };
+    let options =
+        ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+    let file: ConfigFile = options.from_str(src).map_err(|e| {
+        let position = Position {
+            line: e.span.start.line,
+            column: e.span.start.col,
+        };
+        let (message, hint) = describe_ron_error(&e.code);
+        err_at(Some(position), message, hint)
+    })?;
+    let locator = locate::Locator::scan(src);
+    plan::build(file, &|field: &str,
+                        column_in_value: usize,
+                        message: String,
+                        hint: Option<String>| {
+        let position = locator.find(field).map(|p| Position {
+            line: p.line,
+            column: p.column + column_in_value,
+        });
+        err_at(position, message, hint)
+    })
+}
+
+fn describe_ron_error(code: &ron::Error) -> (String, Option<String>) {
+    let message = code.to_string();
+    let hint = match code {
+        ron::Error::NoSuchStructField { expected, .. } => {
+            Some(format!("the fields here are: {}", expected.join(", ")))
+        }
+        ron::Error::MissingStructField { field, .. } => {
+            Some(format!("add `{field}: ...` (see docs/config.md)"))
+        }
+        ron::Error::NoSuchEnumVariant { expected, .. } => {
+            Some(format!("use one of: {}", expected.join(", ")))
+        }
+        ron::Error::ExpectedString | ron::Error::ExpectedStringEnd => {
+            Some("rates, sizes and durations are quoted strings, e.g. rate: \"20 Mbit\"".into())
+        }
+        _ => Some("see docs/config.md and the examples in configs/".into()),
+    };
+    (message, hint)
+}
+
+#[cfg(test)]
+mod tests;

@@ -58,6 +58,42 @@ pub fn set_dscp(frame: &mut [u8], view: &FrameView, dscp: u8) -> DscpRewrite {
     }
 }
 
+/// DSCP code points by name (RFC 2474, 2597, 3246, 5865, 8622), lowercase.
+pub const DSCP_NAMES: [(&str, u8); 24] = [
+    ("be", 0),
+    ("cs0", 0),
+    ("le", 1),
+    ("cs1", 8),
+    ("af11", 10),
+    ("af12", 12),
+    ("af13", 14),
+    ("cs2", 16),
+    ("af21", 18),
+    ("af22", 20),
+    ("af23", 22),
+    ("cs3", 24),
+    ("af31", 26),
+    ("af32", 28),
+    ("af33", 30),
+    ("cs4", 32),
+    ("af41", 34),
+    ("af42", 36),
+    ("af43", 38),
+    ("cs5", 40),
+    ("va", 44),
+    ("ef", 46),
+    ("cs6", 48),
+    ("cs7", 56),
+];
+
+/// The code point of a DSCP name (case-insensitive), e.g. `ef` is 46.
+pub fn dscp_from_name(name: &str) -> Option<u8> {
+    DSCP_NAMES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name.trim()))
+        .map(|&(_, v)| v)
+}
+
 /// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), in one's complement arithmetic.
 fn checksum_update(old_sum: u16, old_word: u16, new_word: u16) -> u16 {
     let mut sum = u32::from(!old_sum) + u32::from(!old_word) + u32::from(new_word);

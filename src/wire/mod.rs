@@ -14,7 +14,7 @@
 
 mod dscp;
 
-pub use dscp::{set_dscp, DscpRewrite};
+pub use dscp::{dscp_from_name, set_dscp, DscpRewrite, DSCP_NAMES};
 
 /// Ethertypes weir cares about.
 pub mod ethertype {
@@ -226,17 +226,18 @@ fn parse_ipv4(v: &mut FrameView, ip: &[u8], off: usize) {
     v.src_ip = u128::from(be32(h, 12));
     v.dst_ip = u128::from(be32(h, 16));
     let ihl = usize::from(h[0] & 0x0f) * 4;
-    if ihl < 20 {
-        v.truncated = true;
-        return;
-    }
+    // The whole announced header must be present, fragment or not.
+    let l4 = match ip.get(ihl..) {
+        Some(l4) if ihl >= 20 => l4,
+        _ => {
+            v.truncated = true;
+            return;
+        }
+    };
     if v.frag_offset != 0 {
         return;
     }
-    match ip.get(ihl..) {
-        Some(l4) => parse_l4(v, l4),
-        None => v.truncated = true,
-    }
+    parse_l4(v, l4);
 }
 
 fn parse_ipv6(v: &mut FrameView, ip: &[u8], off: usize) {
@@ -280,9 +281,16 @@ fn parse_ipv6(v: &mut FrameView, ip: &[u8], off: usize) {
                 next = e[0];
                 let frag = be16(e, 2);
                 v.frag_offset = frag >> 3;
-                v.is_fragment = true;
+                // An atomic fragment (offset 0, M = 0; RFC 6946) is a whole datagram, as in
+                // IPv4: only the offset or the M flag makes this part of a fragmented one.
+                v.is_fragment = v.is_fragment || v.frag_offset != 0 || frag & 1 != 0;
                 v.frag_id = be32(e, 4);
                 pos += 8;
+                if v.frag_offset != 0 {
+                    // A non-first fragment carries a slice of the fragmentable part, not
+                    // headers (RFC 8200 4.5): stop, `next` names the part's first header.
+                    break;
+                }
             }
             // Authentication header: length in 4-byte units, minus 2.
             51 => {

@@ -1,0 +1,622 @@
+//! Validation: from the file as written to a [`Plan`] with every default resolved.
+
+use super::units::{self, BitRate, UnitError};
+use super::{ConfigError, ConfigFile, DscpFile, FairnessFile, PortFile};
+use crate::classify::rule::Rule;
+use crate::classify::{Classifier, Fairness, MatchEntry, PortRules, Side};
+use crate::sched::{ClassId, CodelParams, Nanos, PortSpec};
+use crate::wire::dscp_from_name;
+
+/// Largest frame weir accepts (a GSO super-frame); also the smallest useful byte limit.
+pub const MAX_FRAME_BYTES: u32 = 65_536 + 14 + 4;
+/// A full-size Ethernet frame, for default bursts.
+const FULL_FRAME: u64 = 1514;
+const DEFAULT_OVERHEAD: u32 = 24;
+const DEFAULT_PRIORITY: u8 = 4;
+const MAX_PRIORITY: u8 = 7;
+const DEFAULT_QUEUE_PACKETS: u32 = 1000;
+const DEFAULT_MAX_FLOWS: u32 = 65_536;
+const DEFAULT_IDLE_TIMEOUT: Nanos = 120_000_000_000;
+const DEFAULT_FAIRNESS_BUCKETS: u32 = 1024;
+/// Name of the implicit class for link control traffic.
+pub const CONTROL_CLASS: &str = "control";
+
+/// Where a class comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClassKind {
+    /// Implicit, first on every port: ARP, IPv6 ND, LLDP, STP, LACP.
+    Control,
+    /// Takes the frames its rule matches.
+    Matched(String),
+    /// Takes what no rule matched.
+    Default,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClassPlan {
+    pub name: String,
+    pub kind: ClassKind,
+    /// Priority as the user wrote it (0-7); the control class has none.
+    pub user_priority: Option<u8>,
+    pub fairness: Fairness,
+    pub set_dscp: Option<u8>,
+    rule: Option<Rule>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PortPlan {
+    pub side: Side,
+    pub interface: Option<String>,
+    pub overhead: u32,
+    /// The scheduler's view; class ids index both `spec.classes` and `classes`.
+    pub spec: PortSpec,
+    pub classes: Vec<ClassPlan>,
+}
+
+/// A validated config.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// `(network, prefix length, is IPv6)`, addresses as in [`crate::wire::FrameView`].
+    pub lan_networks: Vec<(u128, u8, bool)>,
+    pub max_flows: u32,
+    pub idle_timeout: Nanos,
+    /// Indexed by [`Side::index`]: `[lan, wan]`.
+    pub ports: [PortPlan; 2],
+}
+
+impl Plan {
+    pub fn port(&self, side: Side) -> &PortPlan {
+        &self.ports[side.index()]
+    }
+
+    /// A classifier for this plan (rules are cloned; the plan stays usable).
+    pub fn classifier(&self) -> Classifier {
+        let rules = |p: &PortPlan| PortRules {
+            matches: p
+                .classes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    c.rule.clone().map(|rule| MatchEntry {
+                        class: i as ClassId,
+                        rule,
+                    })
+                })
+                .collect(),
+            default_class: p
+                .classes
+                .iter()
+                .position(|c| c.kind == ClassKind::Default)
+                .unwrap_or(p.classes.len() - 1) as ClassId,
+            control_class: 0,
+            fairness: p.classes.iter().map(|c| c.fairness).collect(),
+        };
+        Classifier::new(
+            [rules(&self.ports[0]), rules(&self.ports[1])],
+            self.max_flows,
+            self.idle_timeout,
+        )
+    }
+
+    /// Is `addr` (of the given family) inside one of the LAN networks?
+    pub fn is_lan_address(&self, addr: u128, is_v6: bool) -> bool {
+        self.lan_networks.iter().any(|&(net, len, v6)| {
+            v6 == is_v6 && {
+                let bits = if v6 { 128 } else { 32 };
+                let shift = bits - u32::from(len);
+                shift >= 128 || (addr >> shift) == (net >> shift)
+            }
+        })
+    }
+}
+
+/// Makes an error at a field path, `column` characters into its value.
+pub(super) type ErrAt<'a> = dyn Fn(&str, usize, String, Option<String>) -> ConfigError + 'a;
+
+fn unit_err(at: &ErrAt, field: &str, what: &str, e: UnitError) -> ConfigError {
+    // +1: the value starts with its opening quote.
+    at(field, e.column, format!("{what}: {}", e.message), e.hint)
+}
+
+pub(super) fn build(file: ConfigFile, at: &ErrAt) -> Result<Plan, ConfigError> {
+    let mut lan_networks = Vec::new();
+    for (i, net) in file.lan_networks.iter().enumerate() {
+        lan_networks.push(
+            parse_cidr(net)
+                .map_err(|(msg, hint)| at(&format!("lan_networks[{i}]"), 1, msg, hint))?,
+        );
+    }
+    let max_flows = file.flow_table.max_flows.unwrap_or(DEFAULT_MAX_FLOWS);
+    if !(1..=1 << 24).contains(&max_flows) {
+        return Err(at(
+            "flow_table.max_flows",
+            0,
+            format!("max_flows {max_flows} is out of range"),
+            Some("use 1 to 16777216 (each flow takes about 80 bytes)".into()),
+        ));
+    }
+    let idle_timeout = match &file.flow_table.idle_timeout {
+        Some(s) => units::parse_duration(s)
+            .map_err(|e| unit_err(at, "flow_table.idle_timeout", "idle_timeout", e))?,
+        None => DEFAULT_IDLE_TIMEOUT,
+    };
+    let lan = build_port(Side::Lan, &file.ports.lan, at)?;
+    let wan = build_port(Side::Wan, &file.ports.wan, at)?;
+    Ok(Plan {
+        lan_networks,
+        max_flows,
+        idle_timeout,
+        ports: [lan, wan],
+    })
+}
+
+fn default_burst(rate: BitRate) -> u64 {
+    (rate.0 / 8 / 1000).max(2 * FULL_FRAME)
+}
+
+fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigError> {
+    let base = format!("ports.{}", side.name());
+    let field = |f: &str| format!("{base}.{f}");
+    let link =
+        units::parse_bit_rate(&p.rate).map_err(|e| unit_err(at, &field("rate"), "rate", e))?;
+    let overhead = p.overhead.unwrap_or(DEFAULT_OVERHEAD);
+    if overhead > 256 {
+        return Err(at(
+            &field("overhead"),
+            0,
+            format!("overhead {overhead} bytes per frame is implausible"),
+            Some(
+                "Ethernet adds 24 (preamble 8 + FCS 4 + gap 12); add 4 per VLAN tag, ~8 for PPPoE"
+                    .into(),
+            ),
+        ));
+    }
+    let burst = match &p.burst {
+        Some(s) => units::parse_size(s).map_err(|e| unit_err(at, &field("burst"), "burst", e))?,
+        None => default_burst(link),
+    };
+    if p.classes.is_empty() {
+        return Err(at(
+            &field("classes"),
+            0,
+            format!("port {} has no classes", side.name()),
+            Some("add at least one class with match: \"default\"".into()),
+        ));
+    }
+
+    let mut classes = vec![control_class(link)];
+    let mut specs = vec![control_spec(link)];
+    let mut default_at: Option<usize> = None;
+    let mut guaranteed: u128 = 0;
+    for (i, c) in p.classes.iter().enumerate() {
+        let cf = |f: &str| format!("{base}.classes[{i}].{f}");
+        if c.name.is_empty()
+            || c.name.len() > 32
+            || !c
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            return Err(at(
+                &cf("name"),
+                0,
+                format!("class name {:?} is not usable", c.name),
+                Some("use 1 to 32 letters, digits, '-' or '_'".into()),
+            ));
+        }
+        if c.name == CONTROL_CLASS {
+            return Err(at(
+                &cf("name"),
+                0,
+                format!("`{CONTROL_CLASS}` is the implicit class for ARP, ND, LLDP and STP"),
+                Some("choose another name".into()),
+            ));
+        }
+        if let Some(prev) = p.classes[..i].iter().position(|o| o.name == c.name) {
+            return Err(at(
+                &cf("name"),
+                0,
+                format!(
+                    "class `{}` is defined twice on port {}",
+                    c.name,
+                    side.name()
+                ),
+                Some(format!(
+                    "the first is class #{} of this port; rename one",
+                    prev + 1
+                )),
+            ));
+        }
+        let (kind, rule) = match c.rule.as_deref().map(str::trim) {
+            None => {
+                if p.default_class.as_deref() == Some(c.name.as_str()) {
+                    (ClassKind::Default, None)
+                } else {
+                    return Err(at(
+                        &format!("{base}.classes[{i}]"),
+                        0,
+                        format!("class `{}` has no `match`", c.name),
+                        Some("add match: \"<rule>\" (docs/rules.md), or match: \"default\"".into()),
+                    ));
+                }
+            }
+            Some(src) => {
+                let rule = Rule::parse(src).map_err(|e| {
+                    let lead = c
+                        .rule
+                        .as_deref()
+                        .map_or(0, |r| r.len() - r.trim_start().len());
+                    at(
+                        &cf("match"),
+                        lead + e.column,
+                        format!("rule of class `{}`: {}", c.name, e.message),
+                        e.hint.clone(),
+                    )
+                })?;
+                if rule.is_default() {
+                    (ClassKind::Default, None)
+                } else {
+                    (ClassKind::Matched(src.to_string()), Some(rule))
+                }
+            }
+        };
+        if kind == ClassKind::Default {
+            if let Some(first) = default_at {
+                return Err(at(
+                    &cf("match"),
+                    1,
+                    format!(
+                        "port {} has two default classes, `{}` and `{}`",
+                        side.name(),
+                        p.classes[first].name,
+                        c.name
+                    ),
+                    Some("keep one class with match: \"default\"; give the other a rule".into()),
+                ));
+            }
+            default_at = Some(i);
+        }
+        let rate = units::parse_rate(&c.rate)
+            .map_err(|e| unit_err(at, &cf("rate"), "rate", e))?
+            .resolve(link);
+        let ceil = match &c.ceil {
+            Some(s) => units::parse_rate(s)
+                .map_err(|e| unit_err(at, &cf("ceil"), "ceil", e))?
+                .resolve(link),
+            None => link,
+        };
+        if rate > link {
+            return Err(at(
+                &cf("rate"),
+                1,
+                format!(
+                    "rate {rate} of class `{}` is above the link rate {link} of port {}",
+                    c.name,
+                    side.name()
+                ),
+                Some("a class cannot be guaranteed more than the link carries".into()),
+            ));
+        }
+        if ceil < rate {
+            return Err(at(
+                &cf("ceil"),
+                1,
+                format!("ceil {ceil} of class `{}` is below its rate {rate}", c.name),
+                Some(format!(
+                    "raise ceil to at least {rate}, or omit it to allow borrowing up to the link"
+                )),
+            ));
+        }
+        if ceil > link {
+            return Err(at(
+                &cf("ceil"),
+                1,
+                format!(
+                    "ceil {ceil} of class `{}` is above the link rate {link}",
+                    c.name
+                ),
+                Some(format!("use at most \"{link}\" or \"100%\"")),
+            ));
+        }
+        guaranteed += u128::from(rate.0);
+        let priority = c.priority.unwrap_or(DEFAULT_PRIORITY);
+        if priority > MAX_PRIORITY {
+            return Err(at(
+                &cf("priority"),
+                0,
+                format!("priority {priority} is out of range"),
+                Some("use 0 (served first) to 7 (last)".into()),
+            ));
+        }
+        let weight = c.weight.unwrap_or(1);
+        if !(1..=1000).contains(&weight) {
+            return Err(at(
+                &cf("weight"),
+                0,
+                format!("weight {weight} is out of range"),
+                Some("use 1 to 1000".into()),
+            ));
+        }
+        let burst = match &c.burst {
+            Some(s) => units::parse_size(s).map_err(|e| unit_err(at, &cf("burst"), "burst", e))?,
+            None => default_burst(rate),
+        };
+        let cburst = match &c.burst {
+            Some(_) => burst,
+            None => default_burst(ceil),
+        };
+        let limit_packets = c.queue.packets.unwrap_or(DEFAULT_QUEUE_PACKETS);
+        if !(1..=1_000_000).contains(&limit_packets) {
+            return Err(at(
+                &cf("queue.packets"),
+                0,
+                format!("queue.packets {limit_packets} is out of range"),
+                Some("use 1 to 1000000".into()),
+            ));
+        }
+        let limit_bytes = match &c.queue.bytes {
+            Some(s) => units::parse_size(s)
+                .map_err(|e| unit_err(at, &cf("queue.bytes"), "queue.bytes", e))?,
+            None => (ceil.0 / 8 / 5).clamp(256 << 10, 32 << 20),
+        };
+        if limit_bytes < u64::from(MAX_FRAME_BYTES) {
+            return Err(at(&cf("queue.bytes"), 1, format!("queue.bytes {} cannot hold one of the largest frames ({MAX_FRAME_BYTES} bytes, a GSO super-frame)", units::format_size(limit_bytes)), Some("use at least \"64 KiB\"; the default is 200 ms at ceil".into())));
+        }
+        let codel = if c.aqm.enabled.unwrap_or(true) {
+            let target = match &c.aqm.target {
+                Some(s) => units::parse_duration(s)
+                    .map_err(|e| unit_err(at, &cf("aqm.target"), "aqm.target", e))?,
+                None => CodelParams::default().target,
+            };
+            let interval = match &c.aqm.interval {
+                Some(s) => units::parse_duration(s)
+                    .map_err(|e| unit_err(at, &cf("aqm.interval"), "aqm.interval", e))?,
+                None => CodelParams::default().interval,
+            };
+            if target == 0 || interval < target {
+                return Err(at(&cf("aqm"), 0, format!("aqm target {} and interval {} do not make sense", units::format_duration(target), units::format_duration(interval)), Some("target is a small delay (5 ms), interval a round trip (100 ms), interval >= target".into())));
+            }
+            Some(CodelParams {
+                target,
+                interval,
+                min_backlog_bytes: FULL_FRAME,
+            })
+        } else {
+            None
+        };
+        let fairness = match c.fairness.unwrap_or(FairnessFile::Flow) {
+            FairnessFile::Flow => Fairness::Flow,
+            FairnessFile::Host => Fairness::Host,
+            FairnessFile::None => Fairness::Fifo,
+        };
+        let police = match &c.police {
+            Some(pf) => {
+                let prate = units::parse_bit_rate(&pf.rate)
+                    .map_err(|e| unit_err(at, &cf("police.rate"), "police.rate", e))?;
+                let pburst = match &pf.burst {
+                    Some(s) => units::parse_size(s)
+                        .map_err(|e| unit_err(at, &cf("police.burst"), "police.burst", e))?,
+                    None => (prate.0 / 8 / 100).max(2 * FULL_FRAME),
+                };
+                Some((prate.0, pburst))
+            }
+            None => None,
+        };
+        let set_dscp = match &c.set_dscp {
+            None => None,
+            Some(DscpFile::Number(n)) if *n < 64 => Some(*n),
+            Some(DscpFile::Number(n)) => {
+                return Err(at(
+                    &cf("set_dscp"),
+                    0,
+                    format!("DSCP {n} is out of range"),
+                    Some("use 0-63 or a name such as \"ef\", \"af41\", \"cs1\"".into()),
+                ))
+            }
+            Some(DscpFile::Name(s)) => Some(dscp_from_name(s).ok_or_else(|| {
+                at(
+                    &cf("set_dscp"),
+                    1,
+                    format!("unknown DSCP name `{s}`"),
+                    Some("use be, cs0-cs7, af11-af43, ef, va, le, or a number 0-63".into()),
+                )
+            })?),
+        };
+        classes.push(ClassPlan {
+            name: c.name.clone(),
+            kind,
+            user_priority: Some(priority),
+            fairness,
+            set_dscp,
+            rule,
+        });
+        specs.push(crate::sched::ClassSpec {
+            name: c.name.clone(),
+            // The control class alone has scheduler priority 0.
+            priority: priority + 1,
+            rate_bps: rate.0,
+            ceil_bps: ceil.0,
+            burst_bytes: burst,
+            cburst_bytes: cburst,
+            weight,
+            limit_packets,
+            limit_bytes,
+            codel,
+            fairness_buckets: if fairness == Fairness::Fifo {
+                1
+            } else {
+                DEFAULT_FAIRNESS_BUCKETS
+            },
+            police,
+        });
+    }
+
+    if let Some(name) = &p.default_class {
+        match p.classes.iter().position(|c| &c.name == name) {
+            None => {
+                let names: Vec<&str> = p.classes.iter().map(|c| c.name.as_str()).collect();
+                return Err(at(
+                    &field("default_class"),
+                    1,
+                    format!("unknown class `{name}`"),
+                    Some(format!(
+                        "the classes of port {} are: {}",
+                        side.name(),
+                        names.join(", ")
+                    )),
+                ));
+            }
+            Some(i) if p.classes[i].rule.is_some() && default_at != Some(i) => {
+                return Err(at(
+                    &field("default_class"),
+                    1,
+                    format!(
+                        "class `{name}` has a rule; a default class takes what no rule matched"
+                    ),
+                    Some(format!(
+                        "remove the `match` of `{name}`, or drop default_class"
+                    )),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let Some(_) = default_at else {
+        return Err(at(
+            &field("classes"),
+            0,
+            format!("port {} has no default class", side.name()),
+            Some("give one class match: \"default\" (it takes what no rule matches)".into()),
+        ));
+    };
+    if guaranteed > u128::from(link.0) {
+        let parts: Vec<String> = specs[1..]
+            .iter()
+            .map(|s| format!("{} {}", s.name, BitRate(s.rate_bps)))
+            .collect();
+        return Err(at(
+            &field("rate"),
+            1,
+            format!(
+                "the guaranteed rates of port {} add up to {}, above its link rate {link}",
+                side.name(),
+                BitRate(u64::try_from(guaranteed).unwrap_or(u64::MAX))
+            ),
+            Some(format!(
+                "lower some of: {}; use ceil for what a class may borrow",
+                parts.join(", ")
+            )),
+        ));
+    }
+    // Rules that can never receive a frame: contradictory, or covered by earlier classes.
+    for i in 1..classes.len() {
+        let Some(rule) = &classes[i].rule else {
+            continue;
+        };
+        let path = format!("{base}.classes[{}].match", i - 1);
+        if rule.never_matches() {
+            return Err(at(
+                &path,
+                1,
+                format!("the rule of class `{}` can never match", classes[i].name),
+                Some("it contradicts itself (e.g. `tcp and udp`); fix or remove the class".into()),
+            ));
+        }
+        let earlier: Vec<&Rule> = classes[1..i]
+            .iter()
+            .filter_map(|c| c.rule.as_ref())
+            .collect();
+        if rule.is_shadowed_by(&earlier) {
+            return Err(at(&path, 1, format!("class `{}` can never receive a frame: every frame its rule matches is taken by a class listed before it", classes[i].name), Some("rules are tried in order: move this class up, or narrow the earlier rule".into())));
+        }
+    }
+    Ok(PortPlan {
+        side,
+        interface: p.interface.clone(),
+        overhead,
+        spec: PortSpec {
+            name: side.name().to_string(),
+            rate_bps: link.0,
+            burst_bytes: burst,
+            classes: specs,
+        },
+        classes,
+    })
+}
+
+/// The implicit control class: strict first, capped at 5% of the link (at least 64 kbit/s or
+/// the whole link if slower) so that an ARP storm cannot starve data.
+fn control_class(_link: BitRate) -> ClassPlan {
+    ClassPlan {
+        name: CONTROL_CLASS.to_string(),
+        kind: ClassKind::Control,
+        user_priority: None,
+        fairness: Fairness::Fifo,
+        set_dscp: None,
+        rule: None,
+    }
+}
+
+fn control_spec(link: BitRate) -> crate::sched::ClassSpec {
+    let rate = (link.0 / 20).max(64_000.min(link.0));
+    crate::sched::ClassSpec {
+        name: CONTROL_CLASS.to_string(),
+        priority: 0,
+        rate_bps: rate,
+        ceil_bps: rate,
+        burst_bytes: default_burst(BitRate(rate)),
+        cburst_bytes: default_burst(BitRate(rate)),
+        weight: 1,
+        limit_packets: 128,
+        limit_bytes: u64::from(MAX_FRAME_BYTES) * 2,
+        codel: None,
+        fairness_buckets: 1,
+        police: None,
+    }
+}
+
+/// Parse "198.18.0.0/15" or "2001:db8::/32" (a bare address is a host route).
+pub fn parse_cidr(s: &str) -> Result<(u128, u8, bool), (String, Option<String>)> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a.trim(), Some(l.trim())),
+        None => (s.trim(), None),
+    };
+    let ip: std::net::IpAddr = addr.parse().map_err(|_| {
+        (
+            format!("`{addr}` is not an IP address"),
+            Some("write a network as 198.18.0.0/15 or 2001:db8::/32".into()),
+        )
+    })?;
+    let (value, bits, v6) = match ip {
+        std::net::IpAddr::V4(a) => (u128::from(u32::from(a)), 32u8, false),
+        std::net::IpAddr::V6(a) => (u128::from(a), 128u8, true),
+    };
+    let len = match len {
+        None => bits,
+        Some(l) => l.parse::<u8>().ok().filter(|&l| l <= bits).ok_or_else(|| {
+            (
+                format!("prefix length `/{l}` is not valid"),
+                Some(format!("use /0 to /{bits}")),
+            )
+        })?,
+    };
+    let host_bits = u32::from(bits - len);
+    let mask = if host_bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    if value & mask != 0 {
+        let net = value & !mask;
+        let shown = if v6 {
+            std::net::Ipv6Addr::from(net).to_string()
+        } else {
+            std::net::Ipv4Addr::from(net as u32).to_string()
+        };
+        return Err((
+            format!("`{s}` has host bits set"),
+            Some(format!("did you mean {shown}/{len}?")),
+        ));
+    }
+    Ok((value, len, v6))
+}

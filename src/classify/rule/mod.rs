@@ -1,53 +1,253 @@
-//! Temporary stand-in with the agreed API; replaced by the rule language branch.
+//! The rule language: text parsed once into a compiled matcher, plus static checks on rules.
+//!
+//! Guarantees:
+//! - [`Rule::parse`] never panics, on any string; it rejects texts over [`MAX_RULE_LEN`]
+//!   characters and nesting deeper than 64 levels, and every error names a 1-based character
+//!   column, a length and, when there is a likely fix, a hint.
+//! - [`Rule::matches`] reads only the [`FrameView`], never allocates, never panics, and runs in
+//!   time linear in the rule size: the rule is compiled to a jump program (like classic BPF) whose
+//!   jumps only go backwards in the instruction vector, so evaluation is a loop, not recursion.
+//! - [`Rule::never_matches`] and [`Rule::is_shadowed_by`] are sound (a `true` is a proof) and
+//!   conservative (`false` when unsure), for any `FrameView`.
+//!
+//! The grammar and the application table are documented in docs/rules.md.
+
+mod analysis;
+mod app_table;
+mod ast;
+mod lexer;
+mod parser;
+
+#[cfg(test)]
+mod tests;
+
+pub use app_table::{app_table, AppEntry, AppProto};
+
 use crate::wire::FrameView;
+use analysis::{conj_implies, Conj, Summary};
+use ast::{Atom, Expr};
 
-#[derive(Debug, Clone)]
-pub struct Rule {
-    src: String,
-}
+/// Longest rule text accepted, in characters.
+pub const MAX_RULE_LEN: usize = 4096;
 
+/// A rule that failed to parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleError {
+    /// 1-based character column in the rule text where the problem starts.
     pub column: usize,
+    /// Length in characters of the offending token (at least 1).
     pub len: usize,
+    /// What is wrong.
     pub message: String,
+    /// What to do, when there is something useful to say.
     pub hint: Option<String>,
+}
+
+impl RuleError {
+    pub(crate) fn new(
+        column: usize,
+        len: usize,
+        message: impl Into<String>,
+        hint: Option<&str>,
+    ) -> RuleError {
+        RuleError {
+            column,
+            len: len.max(1),
+            message: message.into(),
+            hint: hint.map(str::to_string),
+        }
+    }
 }
 
 impl std::fmt::Display for RuleError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "column {}: {}", self.column, self.message)
+        write!(f, "column {}: {}", self.column, self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, " (hint: {h})")?;
+        }
+        Ok(())
     }
 }
 
 impl std::error::Error for RuleError {}
 
+/// Jump targets past the program end: the verdicts.
+const ACCEPT: u32 = u32::MAX;
+const REJECT: u32 = u32::MAX - 1;
+
+/// One test with its two successors. Successors are always lower indices (or a verdict).
+#[derive(Clone, Debug)]
+struct Insn {
+    atom: Atom,
+    jt: u32,
+    jf: u32,
+}
+
+/// A compiled rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    source: String,
+    default: bool,
+    prog: Vec<Insn>,
+    entry: u32,
+    per_packet: bool,
+    /// Satisfiable conjuncts of the rule, or `None` when the DNF was too large to build.
+    dnf: Option<Vec<Conj>>,
+}
+
 impl Rule {
+    /// Parse and compile. Errors point at a column of `src`.
     pub fn parse(src: &str) -> Result<Rule, RuleError> {
-        Ok(Rule {
-            src: src.to_string(),
-        })
+        let n = src.chars().count();
+        if n > MAX_RULE_LEN {
+            return Err(RuleError::new(
+                MAX_RULE_LEN + 1,
+                n - MAX_RULE_LEN,
+                format!("rule is too long ({n} characters, the limit is {MAX_RULE_LEN})"),
+                Some("split it over several classes"),
+            ));
+        }
+        let toks = lexer::lex(src)?;
+        if toks.is_empty() {
+            return Err(RuleError::new(
+                1,
+                1,
+                "empty rule",
+                Some("write `default` for the catch-all class"),
+            ));
+        }
+        if let [t] = toks.as_slice() {
+            if matches!(&t.tok, lexer::Tok::Word(w) if w.eq_ignore_ascii_case("default")) {
+                return Ok(Rule {
+                    source: src.to_string(),
+                    default: true,
+                    prog: Vec::new(),
+                    entry: ACCEPT,
+                    per_packet: false,
+                    dnf: None,
+                });
+            }
+        }
+        let expr = parser::Parser::new(toks, n).parse_rule()?;
+        Ok(Rule::from_expr(src, &expr))
     }
-    pub fn matches(&self, v: &FrameView) -> bool {
-        match self.src.as_str() {
-            "tcp" => v.ip_proto == 6,
-            "udp" => v.ip_proto == 17,
-            _ => false,
+
+    fn from_expr(src: &str, expr: &Expr) -> Rule {
+        let mut prog = Vec::new();
+        let entry = compile(expr, ACCEPT, REJECT, &mut prog);
+        Rule {
+            source: src.to_string(),
+            default: false,
+            prog,
+            entry,
+            per_packet: expr.any_atom(&Atom::per_packet),
+            dnf: analysis::dnf(expr),
         }
     }
+
+    /// Does this frame match?
+    #[inline]
+    pub fn matches(&self, v: &FrameView) -> bool {
+        let mut pc = self.entry;
+        // Jumps strictly decrease `pc`, so this bound is never reached; it only makes
+        // termination obvious.
+        for _ in 0..=self.prog.len() {
+            match pc {
+                ACCEPT => return true,
+                REJECT => return false,
+                _ => {}
+            }
+            let Some(insn) = self.prog.get(pc as usize) else {
+                return false;
+            };
+            pc = if insn.atom.eval(v) { insn.jt } else { insn.jf };
+        }
+        pc == ACCEPT
+    }
+
+    /// The rule is exactly `default` (the catch-all class).
     pub fn is_default(&self) -> bool {
-        self.src == "default"
+        self.default
     }
+
+    /// True if the result can differ between frames of one flow (same addresses, ports,
+    /// protocol, VLAN): the rule reads length, TCP flags, DSCP, PCP, ICMP type, or
+    /// fragment-ness. When false, the verdict can be cached per flow and direction.
     pub fn depends_on_packet(&self) -> bool {
-        false
+        self.per_packet
     }
+
+    /// Statically proven never to match anything. Conservative: false when unsure.
     pub fn never_matches(&self) -> bool {
-        false
+        matches!(&self.dnf, Some(d) if d.is_empty())
     }
-    pub fn is_shadowed_by(&self, _earlier: &[&Rule]) -> bool {
-        false
+
+    /// Statically proven that every frame this rule matches is matched by one of `earlier`.
+    /// Conservative: false when unsure. `default` is covered by nothing and covers nothing.
+    pub fn is_shadowed_by(&self, earlier: &[&Rule]) -> bool {
+        if self.default {
+            return false;
+        }
+        let Some(mine) = &self.dnf else {
+            return false;
+        };
+        // Each of our conjuncts must be implied by some conjunct of some earlier rule; different
+        // conjuncts may be covered by different rules. Work is capped: out of budget is "unsure".
+        let mut budget = analysis::MAX_IMPLICATION_CHECKS;
+        for c in mine {
+            let sc = Summary::of(c);
+            let mut covered = sc.unsat;
+            for r in earlier.iter().filter(|r| !r.default) {
+                let Some(d) = &r.dnf else { continue };
+                for e in d {
+                    match conj_implies(c, &sc, e, &mut budget) {
+                        Some(true) => covered = true,
+                        Some(false) => {}
+                        None => return false,
+                    }
+                    if covered {
+                        break;
+                    }
+                }
+                if covered {
+                    break;
+                }
+            }
+            if !covered {
+                return false;
+            }
+        }
+        true
     }
+
+    /// The source text, for printing the class tree.
     pub fn source(&self) -> &str {
-        &self.src
+        &self.source
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// Compile `e` so that control reaches `t` when it holds and `f` otherwise; returns the entry.
+/// Children are emitted before their parents, so every jump goes to a lower index. Recursion depth
+/// is bounded by the parser's nesting cap.
+fn compile(e: &Expr, t: u32, f: u32, prog: &mut Vec<Insn>) -> u32 {
+    match e {
+        Expr::Atom(a) => {
+            prog.push(Insn {
+                atom: a.clone(),
+                jt: t,
+                jf: f,
+            });
+            // The text cap keeps the program far below u32::MAX - 1 instructions.
+            (prog.len() - 1) as u32
+        }
+        Expr::Not(x) => compile(x, f, t, prog),
+        Expr::And(xs) => xs.iter().rev().fold(t, |next, x| compile(x, next, f, prog)),
+        Expr::Or(xs) => xs.iter().rev().fold(f, |next, x| compile(x, t, next, prog)),
     }
 }

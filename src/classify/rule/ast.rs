@@ -1,0 +1,315 @@
+//! The rule AST: boolean combinations of atomic tests on a [`FrameView`].
+//!
+//! Guarantees: [`Atom::eval`] reads only the view, never allocates and never panics, whatever the
+//! field values (a hand-built view with `vlan_count = 200` or an IPv4 address with high bits set is
+//! fine). Each atom checks its own preconditions (IP family, `has_ports`, a tag present), so the
+//! static analysis can rely on "this atom is true implies this precondition" for any view, not only
+//! for views built by the wire parser.
+
+use crate::wire::{FrameView, L3};
+
+/// Sorted, disjoint, non-adjacent inclusive ranges of `u32`: port sets, length ranges, and the
+/// value domains used by the analysis.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct RangeSet(Vec<(u32, u32)>);
+
+impl RangeSet {
+    /// Normalise arbitrary ranges; ranges with `lo > hi` are empty and dropped.
+    pub fn from_ranges(mut r: Vec<(u32, u32)>) -> RangeSet {
+        r.retain(|&(lo, hi)| lo <= hi);
+        r.sort_unstable();
+        let mut out: Vec<(u32, u32)> = Vec::with_capacity(r.len());
+        for (lo, hi) in r {
+            match out.last_mut() {
+                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                _ => out.push((lo, hi)),
+            }
+        }
+        RangeSet(out)
+    }
+
+    pub fn range(lo: u32, hi: u32) -> RangeSet {
+        RangeSet::from_ranges(vec![(lo, hi)])
+    }
+
+    pub fn single(x: u32) -> RangeSet {
+        RangeSet::range(x, x)
+    }
+
+    #[inline]
+    pub fn contains(&self, x: u32) -> bool {
+        // Ranges are sorted: stop at the first one that starts past `x`.
+        for &(lo, hi) in &self.0 {
+            if x < lo {
+                return false;
+            }
+            if x <= hi {
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn intersect(&self, other: &RangeSet) -> RangeSet {
+        let mut out = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < self.0.len() && j < other.0.len() {
+            let (a, b) = (self.0[i], other.0[j]);
+            let lo = a.0.max(b.0);
+            let hi = a.1.min(b.1);
+            if lo <= hi {
+                out.push((lo, hi));
+            }
+            if a.1 < b.1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        RangeSet(out)
+    }
+
+    pub fn subtract(&self, other: &RangeSet) -> RangeSet {
+        let mut out = Vec::new();
+        for &(lo, hi) in &self.0 {
+            let mut cur = lo;
+            let mut open = true;
+            for &(olo, ohi) in &other.0 {
+                if ohi < cur || olo > hi {
+                    continue;
+                }
+                if olo > cur {
+                    out.push((cur, olo - 1));
+                }
+                if ohi >= hi {
+                    open = false;
+                    break;
+                }
+                cur = ohi + 1;
+            }
+            if open {
+                out.push((cur, hi));
+            }
+        }
+        RangeSet::from_ranges(out)
+    }
+
+    pub fn is_subset(&self, other: &RangeSet) -> bool {
+        self.subtract(other).is_empty()
+    }
+
+    pub fn is_disjoint(&self, other: &RangeSet) -> bool {
+        self.intersect(other).is_empty()
+    }
+
+    /// The only element, if there is exactly one.
+    pub fn as_single(&self) -> Option<u32> {
+        match self.0.as_slice() {
+            [(lo, hi)] if lo == hi => Some(*lo),
+            _ => None,
+        }
+    }
+}
+
+/// Which address or port of a frame a test looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Dir {
+    Src,
+    Dst,
+    /// Source or destination.
+    Either,
+}
+
+/// An IP network. `addr` has no bits outside `mask`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Net {
+    pub v6: bool,
+    pub addr: u128,
+    pub mask: u128,
+    pub prefix: u8,
+}
+
+impl Net {
+    pub fn new(v6: bool, addr: u128, prefix: u8) -> Net {
+        let mask = net_mask(v6, prefix);
+        Net {
+            v6,
+            addr: addr & mask,
+            mask,
+            prefix,
+        }
+    }
+
+    #[inline]
+    pub fn contains(&self, ip: u128) -> bool {
+        ip & self.mask == self.addr
+    }
+
+    /// Every address of `self` is in `other`.
+    pub fn is_subnet_of(&self, other: &Net) -> bool {
+        self.v6 == other.v6 && self.prefix >= other.prefix && other.contains(self.addr)
+    }
+
+    pub fn is_disjoint(&self, other: &Net) -> bool {
+        self.v6 != other.v6 || !(self.is_subnet_of(other) || other.is_subnet_of(self))
+    }
+}
+
+/// Mask of the first `prefix` bits of a 32- or 128-bit address (IPv4 lives in the low 32 bits).
+pub(crate) fn net_mask(v6: bool, prefix: u8) -> u128 {
+    let bits: u32 = if v6 { 128 } else { 32 };
+    let p = u32::from(prefix).min(bits);
+    if p == 0 {
+        return 0;
+    }
+    let full: u128 = if v6 { u128::MAX } else { u128::from(u32::MAX) };
+    (full >> (bits - p)) << (bits - p)
+}
+
+/// One atomic test. See the module header for why each checks its own preconditions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Atom {
+    /// `l3 == f` (never `L3::Other`).
+    Family(L3),
+    /// IP (either family) with this upper-layer protocol.
+    Proto(u8),
+    /// IP, ports read, and the port(s) of `dir` in the set.
+    Ports { dir: Dir, set: RangeSet },
+    /// `l3` of the net's family and the address(es) of `dir` in it.
+    Net { dir: Dir, net: Net },
+    /// IP with this DSCP.
+    Dscp(u8),
+    /// `Some(id)`: any decoded tag has this id; `None`: at least one tag.
+    Vlan(Option<u16>),
+    /// At least one tag, and the outermost has this PCP.
+    Pcp(u8),
+    /// `lo <= len <= hi`.
+    Len(u32, u32),
+    /// All these TCP flag bits set. Parsed only together with `Proto(6)`.
+    TcpFlags(u8),
+    /// ICMP or ICMPv6 type read and equal to this.
+    IcmpType(u8),
+    /// Any fragment of a fragmented datagram.
+    Fragment,
+}
+
+#[inline]
+fn is_ip(v: &FrameView) -> bool {
+    matches!(v.l3, L3::Ipv4 | L3::Ipv6)
+}
+
+#[inline]
+fn family_ok(v: &FrameView, v6: bool) -> bool {
+    v.l3 == if v6 { L3::Ipv6 } else { L3::Ipv4 }
+}
+
+impl Atom {
+    #[inline]
+    pub fn eval(&self, v: &FrameView) -> bool {
+        match self {
+            Atom::Family(f) => v.l3 == *f,
+            Atom::Proto(p) => is_ip(v) && v.ip_proto == *p,
+            Atom::Ports { dir, set } => {
+                is_ip(v)
+                    && v.has_ports
+                    && match dir {
+                        Dir::Src => set.contains(u32::from(v.src_port)),
+                        Dir::Dst => set.contains(u32::from(v.dst_port)),
+                        Dir::Either => {
+                            set.contains(u32::from(v.src_port))
+                                || set.contains(u32::from(v.dst_port))
+                        }
+                    }
+            }
+            Atom::Net { dir, net } => {
+                family_ok(v, net.v6)
+                    && match dir {
+                        Dir::Src => net.contains(v.src_ip),
+                        Dir::Dst => net.contains(v.dst_ip),
+                        Dir::Either => net.contains(v.src_ip) || net.contains(v.dst_ip),
+                    }
+            }
+            Atom::Dscp(d) => is_ip(v) && v.dscp == *d,
+            Atom::Vlan(id) => {
+                let n = usize::from(v.vlan_count).min(v.vlan.len());
+                match id {
+                    None => n > 0,
+                    Some(id) => v.vlan[..n].iter().any(|t| t.id == *id),
+                }
+            }
+            Atom::Pcp(p) => v.vlan_count > 0 && v.vlan[0].pcp == *p,
+            Atom::Len(lo, hi) => *lo <= v.len && v.len <= *hi,
+            Atom::TcpFlags(m) => v.tcp_flags & m == *m,
+            Atom::IcmpType(t) => v.has_icmp && v.icmp_type == *t,
+            Atom::Fragment => v.is_fragment,
+        }
+    }
+
+    /// Can differ between frames of one flow (see `Rule::depends_on_packet`).
+    pub fn per_packet(&self) -> bool {
+        matches!(
+            self,
+            Atom::Dscp(_)
+                | Atom::Pcp(_)
+                | Atom::Len(..)
+                | Atom::TcpFlags(_)
+                | Atom::IcmpType(_)
+                | Atom::Fragment
+        )
+    }
+}
+
+/// A parsed rule body. `And(vec![])` is true, `Or(vec![])` is false.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Expr {
+    Atom(Atom),
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+}
+
+impl Expr {
+    /// Conjunction, flattening nested `And`s so chains stay shallow.
+    pub fn and(items: Vec<Expr>) -> Expr {
+        let mut out = Vec::with_capacity(items.len());
+        for e in items {
+            match e {
+                Expr::And(inner) => out.extend(inner),
+                e => out.push(e),
+            }
+        }
+        if out.len() == 1 {
+            out.pop().unwrap_or(Expr::And(Vec::new()))
+        } else {
+            Expr::And(out)
+        }
+    }
+
+    /// Disjunction, flattening nested `Or`s.
+    pub fn or(items: Vec<Expr>) -> Expr {
+        let mut out = Vec::with_capacity(items.len());
+        for e in items {
+            match e {
+                Expr::Or(inner) => out.extend(inner),
+                e => out.push(e),
+            }
+        }
+        if out.len() == 1 {
+            out.pop().unwrap_or(Expr::Or(Vec::new()))
+        } else {
+            Expr::Or(out)
+        }
+    }
+
+    pub fn any_atom(&self, f: &dyn Fn(&Atom) -> bool) -> bool {
+        match self {
+            Expr::Atom(a) => f(a),
+            Expr::And(xs) | Expr::Or(xs) => xs.iter().any(|x| x.any_atom(f)),
+            Expr::Not(x) => x.any_atom(f),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `weir check -c FILE`: validate and print the class tree.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use weir::classify::Side;
+use weir::config::units::BitRate;
+use weir::config::{ClassKind, Plan};
+
+pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let plan = match super::load_config(path) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}: ok", path.display())?;
+    write_tree(&mut out, &plan)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn write_tree(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
+    for side in [Side::Wan, Side::Lan] {
+        let port = plan.port(side);
+        let way = match side {
+            Side::Wan => "upload: LAN -> WAN",
+            Side::Lan => "download: WAN -> LAN",
+        };
+        writeln!(
+            out,
+            "port {} ({way}){}: link {}, overhead {} B/frame",
+            side.name(),
+            port.interface
+                .as_deref()
+                .map(|i| format!(" on {i}"))
+                .unwrap_or_default(),
+            BitRate(port.spec.rate_bps),
+            port.overhead,
+        )?;
+        for (class, spec) in port.classes.iter().zip(&port.spec.classes) {
+            let prio = class
+                .user_priority
+                .map_or("-".to_string(), |p| p.to_string());
+            let what = match &class.kind {
+                ClassKind::Control => {
+                    "ARP, IPv6 ND, LLDP, STP, LACP (implicit, served first)".to_string()
+                }
+                ClassKind::Matched(rule) => format!("match: {rule}"),
+                ClassKind::Default => "default: what no rule matches".to_string(),
+            };
+            let mut extra = Vec::new();
+            extra.push(match class.fairness {
+                weir::classify::Fairness::Flow => "fair per flow".to_string(),
+                weir::classify::Fairness::Host => "fair per host".to_string(),
+                weir::classify::Fairness::Fifo => "fifo".to_string(),
+            });
+            if let Some(c) = spec.codel {
+                extra.push(format!(
+                    "codel {}/{}",
+                    weir::config::units::format_duration(c.target),
+                    weir::config::units::format_duration(c.interval)
+                ));
+            }
+            if let Some((rate, _)) = spec.police {
+                extra.push(format!("police {}", BitRate(rate)));
+            }
+            if let Some(d) = class.set_dscp {
+                extra.push(format!("set dscp {d}"));
+            }
+            writeln!(
+                out,
+                "  {:<12} prio {:<2} rate {:>10}  ceil {:>10}  weight {:<3} queue {} pkt / {}  {}",
+                class.name,
+                prio,
+                BitRate(spec.rate_bps).to_string(),
+                BitRate(spec.ceil_bps).to_string(),
+                spec.weight,
+                spec.limit_packets,
+                weir::config::units::format_size(spec.limit_bytes),
+                extra.join(", "),
+            )?;
+            writeln!(out, "  {:<12} {what}", "")?;
+        }
+    }
+    Ok(())
+}

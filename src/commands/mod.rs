@@ -1,0 +1,85 @@
+//! Command-line parsing: raw flags (clap) are kept apart from the settings built from them.
+
+mod check;
+mod replay;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "weir",
+    version,
+    about = "A userspace QoS bridge: classify, prioritise and shape Ethernet frames between two ports, or replay a capture through the same policy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a config and print its class tree.
+    Check {
+        /// The RON config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run a capture through the policy in virtual time and report what each class got.
+    Replay {
+        /// A pcap or pcapng file (Ethernet, Linux cooked, raw IP or loopback).
+        capture: PathBuf,
+        /// The RON config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Write the shaped capture (pcap, departure timestamps) here.
+        #[arg(short, long, value_name = "OUT.pcap")]
+        out: Option<PathBuf>,
+        /// Print one JSON object instead of a table (schema: docs/replay-json.md).
+        #[arg(long)]
+        json: bool,
+        /// Treat every frame as going this way, instead of deciding by `lan_networks`.
+        #[arg(long, value_enum)]
+        direction: Option<DirectionArg>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DirectionArg {
+    /// LAN to WAN: frames leave on the wan port.
+    Upload,
+    /// WAN to LAN: frames leave on the lan port.
+    Download,
+}
+
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check::run(&config),
+        Command::Replay {
+            capture,
+            config,
+            out,
+            json,
+            direction,
+        } => replay::run(replay::Settings {
+            capture,
+            config,
+            out,
+            json,
+            direction: direction.map(|d| match d {
+                DirectionArg::Upload => weir::replay::Direction::Upload,
+                DirectionArg::Download => weir::replay::Direction::Download,
+            }),
+        }),
+    }
+}
+
+/// Load a config, printing its error (which carries file:line:column) as is.
+fn load_config(path: &std::path::Path) -> Result<weir::config::Plan, ExitCode> {
+    weir::config::load(path).map_err(|e| {
+        eprintln!("weir: error: {e}");
+        ExitCode::FAILURE
+    })
+}

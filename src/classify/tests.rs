@@ -1,4 +1,5 @@
 use super::flow::FlowKey;
+use super::*;
 use crate::wire::parse;
 use etherparse::PacketBuilder;
 
@@ -62,4 +63,129 @@ fn flow_hashes_are_never_zero_and_spread() {
     }
     // 2000 flows into 1024 buckets: a decent hash leaves few empty.
     assert!(seen.len() > 800, "{} buckets used", seen.len());
+}
+
+fn classifier(rules: &[(&str, &str)]) -> Classifier {
+    // Class 0 is control; classes 1.. follow `rules`; the last one is the default.
+    let port = || {
+        let mut matches = Vec::new();
+        let mut default_class = 0;
+        for (i, (_, src)) in rules.iter().enumerate() {
+            let id = (i + 1) as ClassId;
+            if *src == "default" {
+                default_class = id;
+            } else {
+                matches.push(MatchEntry {
+                    class: id,
+                    rule: Rule::parse(src).unwrap(),
+                });
+            }
+        }
+        PortRules {
+            matches,
+            default_class,
+            control_class: 0,
+            fairness: vec![Fairness::Flow; rules.len() + 1],
+        }
+    };
+    Classifier::new([port(), port()], 1024, 60_000_000_000)
+}
+
+fn udp4_fragments(sport: u16, dport: u16) -> (Vec<u8>, Vec<u8>) {
+    // First fragment: MF set, offset 0, carries the UDP header. Second: offset 1 (8 bytes).
+    let mut first = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(A4, B4, 64)
+        .udp(sport, dport)
+        .write(&mut first, &[0u8; 32])
+        .unwrap();
+    first[18..20].copy_from_slice(&0x1234u16.to_be_bytes()); // identification
+    first[20..22].copy_from_slice(&0x2000u16.to_be_bytes()); // MF, offset 0
+    let mut second = first[..34].to_vec();
+    second[20..22].copy_from_slice(&0x0001u16.to_be_bytes()); // offset 1, last
+    second.extend_from_slice(&[0xaa; 16]);
+    (first, second)
+}
+
+#[test]
+fn fragments_of_a_datagram_get_its_class() {
+    let mut c = classifier(&[("dns", "udp port 53"), ("rest", "default")]);
+    let (first, second) = udp4_fragments(40000, 53);
+    let v1 = parse(&first);
+    let v2 = parse(&second);
+    assert!(v2.is_fragment && !v2.has_ports);
+    assert_eq!(c.classify(&v1, Side::Wan, 0).class, 1);
+    let later = c.classify(&v2, Side::Wan, 1);
+    assert_eq!(later.class, 1, "non-first fragment follows its datagram");
+    assert_eq!(c.stats().fragments.matched, 1);
+    // Same flow, so the same fairness bucket.
+    assert_eq!(
+        later.fairness_hash,
+        c.classify(&v1, Side::Wan, 2).fairness_hash
+    );
+    // A stray fragment with no first fragment seen goes by what it carries.
+    let mut stray = second.clone();
+    stray[18..20].copy_from_slice(&0x9999u16.to_be_bytes());
+    assert_eq!(c.classify(&parse(&stray), Side::Wan, 3).class, 2);
+    assert_eq!(c.stats().fragments.unmatched, 1);
+}
+
+#[test]
+fn per_frame_rules_are_evaluated_on_every_frame_despite_the_cache() {
+    let mut c = classifier(&[
+        ("acks", "tcp and len < 100"),
+        ("web", "tcp port 443"),
+        ("rest", "default"),
+    ]);
+    let small = parse(&tcp4(A4, B4, 40000, 443, 0));
+    let big = parse(&tcp4(A4, B4, 40000, 443, 1000));
+    assert_eq!(c.classify(&big, Side::Wan, 0).class, 2);
+    assert_eq!(
+        c.classify(&small, Side::Wan, 1).class,
+        1,
+        "same flow, but small"
+    );
+    assert_eq!(c.classify(&big, Side::Wan, 2).class, 2);
+    let s = c.stats().flows;
+    assert_eq!(
+        (s.misses, s.hits),
+        (1, 2),
+        "one rule evaluation for the flow, then lookups"
+    );
+}
+
+#[test]
+fn directions_are_cached_apart() {
+    let mut c = classifier(&[("to-web", "dst port 80"), ("rest", "default")]);
+    let up = parse(&tcp4(A4, B4, 40000, 80, 10));
+    let down = parse(&tcp4(B4, A4, 80, 40000, 10));
+    assert_eq!(c.classify(&up, Side::Wan, 0).class, 1);
+    assert_eq!(c.classify(&down, Side::Lan, 1).class, 2);
+    assert_eq!(c.classify(&up, Side::Wan, 2).class, 1);
+}
+
+#[test]
+fn vlan_ipv6_and_control_frames() {
+    let mut c = classifier(&[("v100", "vlan 100 and ip6 and udp"), ("rest", "default")]);
+    assert_eq!(
+        c.classify(&parse(&udp6_vlan(A6, B6, 1, 2, 100)), Side::Wan, 0)
+            .class,
+        1
+    );
+    assert_eq!(
+        c.classify(&parse(&udp6_vlan(A6, B6, 1, 2, 200)), Side::Wan, 0)
+            .class,
+        2
+    );
+    // ARP goes to the control class, whatever the rules say.
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&MAC_A);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&MAC_A);
+    arp.extend_from_slice(&A4);
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&B4);
+    assert_eq!(c.classify(&parse(&arp), Side::Wan, 0).class, 0);
+    // Truncated garbage still gets a class.
+    assert_eq!(c.classify(&parse(&[1, 2, 3]), Side::Lan, 0).class, 2);
 }

@@ -153,6 +153,8 @@ pub struct PortScheduler<T> {
     levels: Vec<Level>,
     arena: Arena<T>,
     queued_frames: u64,
+    /// The latest `now` given to enqueue or dequeue: no departure can be earlier.
+    latest_now: Nanos,
 }
 
 impl<T: Copy> PortScheduler<T> {
@@ -203,6 +205,7 @@ impl<T: Copy> PortScheduler<T> {
             levels,
             arena: Arena::with_capacity(capacity),
             queued_frames: 0,
+            latest_now: now,
         }
     }
 
@@ -229,6 +232,7 @@ impl<T: Copy> PortScheduler<T> {
     /// Police, then queue. A class id out of range is a caller bug; the frame is then counted
     /// against the last class (conventionally the default) as malformed rather than lost.
     pub fn enqueue(&mut self, item: T, meta: FrameMeta, now: Nanos) -> Enqueued<T> {
+        self.latest_now = self.latest_now.max(now);
         let last = self.classes.len().saturating_sub(1);
         let (idx, bad_class) = match usize::from(meta.class) {
             i if i < self.classes.len() => (i, false),
@@ -283,6 +287,7 @@ impl<T: Copy> PortScheduler<T> {
         now: Nanos,
         dropped: &mut impl FnMut(Dropped<T>),
     ) -> Option<Departure<T>> {
+        self.latest_now = self.latest_now.max(now);
         if self.queued_frames == 0 {
             return None;
         }
@@ -346,7 +351,9 @@ impl<T: Copy> PortScheduler<T> {
     }
 
     /// When [`dequeue`](Self::dequeue) will next have something to send, or `None` when
-    /// nothing is queued. The time may be in the past: call `dequeue` now.
+    /// nothing is queued. Never earlier than the latest `now` passed to `enqueue` or
+    /// `dequeue` (buckets that were idle would otherwise report their last refill time); it
+    /// may be earlier than the caller's clock: then call `dequeue` now.
     pub fn next_wakeup(&self) -> Option<Nanos> {
         if self.queued_frames == 0 {
             return None;
@@ -357,7 +364,7 @@ impl<T: Copy> PortScheduler<T> {
             .filter(|c| !c.queue.is_empty())
             .map(|c| c.ceil.open_at())
             .min()?;
-        Some(class_ready.max(self.link.open_at()))
+        Some(class_ready.max(self.link.open_at()).max(self.latest_now))
     }
 
     /// Drop everything still queued (shutdown), counting each frame with `reason`.

@@ -399,3 +399,16 @@ fn codel_keeps_an_overloaded_class_queue_short() {
         "codel p99 {p99_codel} vs fifo {p99_fifo}"
     );
 }
+
+#[test]
+fn a_frame_never_departs_before_it_arrived() {
+    // Idle buckets remember their last refill; the wakeup must not go back before the arrival.
+    let mut s: PortScheduler<u32> = PortScheduler::new(
+        port(8_000_000, vec![class("c", 0, 8_000_000, 8_000_000)]),
+        0,
+    );
+    s.enqueue(1, meta(0, 976, 0), 5 * SEC);
+    assert_eq!(s.next_wakeup(), Some(5 * SEC));
+    let d = s.dequeue(5 * SEC, &mut |_| {}).unwrap();
+    assert_eq!(d.enqueued_at, 5 * SEC);
+}

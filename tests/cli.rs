@@ -1,0 +1,76 @@
+//! The real binary on fixture files: exit codes and messages a user sees.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn weir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn check_prints_the_class_tree() {
+    let o = weir(&["check", "-c", "configs/home.ron"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    for needle in ["port wan", "port lan", "voice", "interactive", "web", "bulk", "control"] {
+        assert!(out.contains(needle), "missing {needle} in\n{out}");
+    }
+}
+
+#[test]
+fn a_bad_config_fails_with_its_position() {
+    let dir = std::env::temp_dir().join(format!("weir-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad: PathBuf = dir.join("bad.ron");
+    let src = std::fs::read_to_string("configs/test-small.ron").unwrap().replace("app dns", "app dnz");
+    std::fs::write(&bad, src).unwrap();
+    let o = weir(&["check", "-c", bad.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains("bad.ron:") && err.contains("dnz") && err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn replay_json_reconciles() {
+    let o = weir(&["replay", "captures/mixed-services.pcap", "-c", "configs/home.ron", "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = &v["totals"];
+    let n = |k: &str| t[k].as_u64().unwrap();
+    assert_eq!(n("received"), 263);
+    assert_eq!(n("received"), n("forwarded") + n("dropped") + n("queued"));
+    let classes = v["classes"].as_array().unwrap();
+    let fwd: u64 = classes.iter().map(|c| c["forwarded_frames"].as_u64().unwrap()).sum();
+    assert_eq!(fwd, n("forwarded"));
+    for c in classes {
+        for k in ["port", "name", "forwarded_bytes", "dropped_frames", "drops_by_reason", "sojourn_us"] {
+            assert!(!c[k].is_null(), "class without {k}: {c}");
+        }
+    }
+}
+
+#[test]
+fn a_damaged_capture_names_the_frame_and_fails() {
+    let o = weir(&["replay", "captures/truncated.pcap", "-c", "configs/home.ron"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains("frame 2"), "{err}");
+}
+
+#[test]
+fn a_missing_capture_or_unknown_link_type_is_a_clear_error() {
+    let o = weir(&["replay", "no-such.pcap", "-c", "configs/home.ron"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("no-such.pcap"), "{}", text(&o.stderr));
+    let o = weir(&["replay", "README.md", "-c", "configs/home.ron"]);
+    assert_eq!(o.status.code(), Some(1));
+}

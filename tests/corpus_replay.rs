@@ -1,0 +1,85 @@
+//! Every capture of an external corpus replays without a panic: it completes with the
+//! conservation law holding, or fails with a capture error. The corpus is given by
+//! WEIR_CAPTURE_CORPUS (CI points it at ../shared/captures); without it the test says so and
+//! checks only the captures committed in captures/.
+
+use std::path::{Path, PathBuf};
+use weir::replay::replay_file;
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn replay_all(dir: &Path) -> (usize, usize, u64, Vec<String>) {
+    let plan = weir::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/home.ron")).unwrap();
+    let mut paths = Vec::new();
+    files(dir, &mut paths);
+    paths.sort();
+    let (mut ok, mut refused, mut frames) = (0, 0, 0u64);
+    let mut failures = Vec::new();
+    for p in &paths {
+        let result = std::panic::catch_unwind(|| replay_file(&plan, p, None, None, &mut |_| {}));
+        match result {
+            Err(_) => failures.push(format!("{}: PANIC", p.display())),
+            Ok(Err(e)) => {
+                let msg = e.to_string();
+                if msg.trim().is_empty() {
+                    failures.push(format!("{}: empty error message", p.display()));
+                }
+                refused += 1;
+            }
+            Ok(Ok(r)) => {
+                let t = r.totals;
+                if t.received != r.frames_read || t.received != t.forwarded + t.dropped || t.queued != 0 {
+                    failures.push(format!("{}: conservation broken: {:?}, {} frames read", p.display(), t, r.frames_read));
+                }
+                for c in &r.classes {
+                    if c.received_frames != c.forwarded_frames + c.dropped_frames + c.queued_frames {
+                        failures.push(format!("{}: class {}/{} does not add up", p.display(), c.port, c.name));
+                    }
+                }
+                frames += r.frames_read;
+                ok += 1;
+            }
+        }
+    }
+    (ok, refused, frames, failures)
+}
+
+#[test]
+fn committed_captures_replay_cleanly() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+    let (ok, refused, frames, failures) = replay_all(&dir);
+    assert!(failures.is_empty(), "{failures:#?}");
+    // truncated.pcap is damaged on purpose; README.md is not a capture.
+    assert_eq!(refused, 2, "{ok} ok, {refused} refused");
+    assert!(ok >= 8 && frames > 400, "{ok} files, {frames} frames");
+}
+
+#[test]
+fn external_corpus_replays_without_panic() {
+    let Some(dir) = std::env::var_os("WEIR_CAPTURE_CORPUS") else {
+        eprintln!("\n*** WEIR_CAPTURE_CORPUS is not set: the external capture corpus was NOT replayed ***\n");
+        return;
+    };
+    if !Path::new(&dir).is_dir() {
+        let msg = format!("WEIR_CAPTURE_CORPUS={} is not a directory", Path::new(&dir).display());
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}: under CI the corpus must be there");
+        }
+        eprintln!("\n*** {msg}: the external capture corpus was NOT replayed ***\n");
+        return;
+    }
+    let (ok, refused, frames, failures) = replay_all(Path::new(&dir));
+    eprintln!("corpus replay: {ok} files replayed ({frames} frames), {refused} refused with an error, {} failures", failures.len());
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(ok > 0, "no capture replayed from {}", Path::new(&dir).display());
+}

@@ -177,7 +177,7 @@ pub struct FlowTableReport {
     pub control_frames: u64,
 }
 
-/// Progress callback: (frames read, file bytes total) — called every few thousand frames.
+/// Progress callback, given the number of frames read so far.
 pub type Progress<'a> = &'a mut dyn FnMut(u64);
 
 pub struct Replay<'p> {

@@ -20,7 +20,15 @@ fn check_prints_the_class_tree() {
     let o = weir(&["check", "-c", "configs/home.ron"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let out = text(&o.stdout);
-    for needle in ["port wan", "port lan", "voice", "interactive", "web", "bulk", "control"] {
+    for needle in [
+        "port wan",
+        "port lan",
+        "voice",
+        "interactive",
+        "web",
+        "bulk",
+        "control",
+    ] {
         assert!(out.contains(needle), "missing {needle} in\n{out}");
     }
 }
@@ -30,18 +38,29 @@ fn a_bad_config_fails_with_its_position() {
     let dir = std::env::temp_dir().join(format!("weir-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad: PathBuf = dir.join("bad.ron");
-    let src = std::fs::read_to_string("configs/test-small.ron").unwrap().replace("app dns", "app dnz");
+    let src = std::fs::read_to_string("configs/test-small.ron")
+        .unwrap()
+        .replace("app dns", "app dnz");
     std::fs::write(&bad, src).unwrap();
     let o = weir(&["check", "-c", bad.to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(o.status.code(), Some(1));
     let err = text(&o.stderr);
-    assert!(err.contains("bad.ron:") && err.contains("dnz") && err.contains("hint:"), "{err}");
+    assert!(
+        err.contains("bad.ron:") && err.contains("dnz") && err.contains("hint:"),
+        "{err}"
+    );
 }
 
 #[test]
 fn replay_json_reconciles() {
-    let o = weir(&["replay", "captures/mixed-services.pcap", "-c", "configs/home.ron", "--json"]);
+    let o = weir(&[
+        "replay",
+        "captures/mixed-services.pcap",
+        "-c",
+        "configs/home.ron",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let t = &v["totals"];
@@ -49,10 +68,20 @@ fn replay_json_reconciles() {
     assert_eq!(n("received"), 263);
     assert_eq!(n("received"), n("forwarded") + n("dropped") + n("queued"));
     let classes = v["classes"].as_array().unwrap();
-    let fwd: u64 = classes.iter().map(|c| c["forwarded_frames"].as_u64().unwrap()).sum();
+    let fwd: u64 = classes
+        .iter()
+        .map(|c| c["forwarded_frames"].as_u64().unwrap())
+        .sum();
     assert_eq!(fwd, n("forwarded"));
     for c in classes {
-        for k in ["port", "name", "forwarded_bytes", "dropped_frames", "drops_by_reason", "sojourn_us"] {
+        for k in [
+            "port",
+            "name",
+            "forwarded_bytes",
+            "dropped_frames",
+            "drops_by_reason",
+            "sojourn_us",
+        ] {
             assert!(!c[k].is_null(), "class without {k}: {c}");
         }
     }
@@ -60,7 +89,12 @@ fn replay_json_reconciles() {
 
 #[test]
 fn a_damaged_capture_names_the_frame_and_fails() {
-    let o = weir(&["replay", "captures/truncated.pcap", "-c", "configs/home.ron"]);
+    let o = weir(&[
+        "replay",
+        "captures/truncated.pcap",
+        "-c",
+        "configs/home.ron",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let err = text(&o.stderr);
     assert!(err.contains("frame 2"), "{err}");
@@ -70,7 +104,11 @@ fn a_damaged_capture_names_the_frame_and_fails() {
 fn a_missing_capture_or_unknown_link_type_is_a_clear_error() {
     let o = weir(&["replay", "no-such.pcap", "-c", "configs/home.ron"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("no-such.pcap"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("no-such.pcap"),
+        "{}",
+        text(&o.stderr)
+    );
     let o = weir(&["replay", "README.md", "-c", "configs/home.ron"]);
     assert_eq!(o.status.code(), Some(1));
 }

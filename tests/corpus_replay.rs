@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use weir::replay::replay_file;
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -19,7 +21,8 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn replay_all(dir: &Path) -> (usize, usize, u64, Vec<String>) {
-    let plan = weir::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/home.ron")).unwrap();
+    let plan = weir::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/home.ron"))
+        .unwrap();
     let mut paths = Vec::new();
     files(dir, &mut paths);
     paths.sort();
@@ -38,12 +41,26 @@ fn replay_all(dir: &Path) -> (usize, usize, u64, Vec<String>) {
             }
             Ok(Ok(r)) => {
                 let t = r.totals;
-                if t.received != r.frames_read || t.received != t.forwarded + t.dropped || t.queued != 0 {
-                    failures.push(format!("{}: conservation broken: {:?}, {} frames read", p.display(), t, r.frames_read));
+                if t.received != r.frames_read
+                    || t.received != t.forwarded + t.dropped
+                    || t.queued != 0
+                {
+                    failures.push(format!(
+                        "{}: conservation broken: {:?}, {} frames read",
+                        p.display(),
+                        t,
+                        r.frames_read
+                    ));
                 }
                 for c in &r.classes {
-                    if c.received_frames != c.forwarded_frames + c.dropped_frames + c.queued_frames {
-                        failures.push(format!("{}: class {}/{} does not add up", p.display(), c.port, c.name));
+                    if c.received_frames != c.forwarded_frames + c.dropped_frames + c.queued_frames
+                    {
+                        failures.push(format!(
+                            "{}: class {}/{} does not add up",
+                            p.display(),
+                            c.port,
+                            c.name
+                        ));
                     }
                 }
                 frames += r.frames_read;
@@ -71,7 +88,10 @@ fn external_corpus_replays_without_panic() {
         return;
     };
     if !Path::new(&dir).is_dir() {
-        let msg = format!("WEIR_CAPTURE_CORPUS={} is not a directory", Path::new(&dir).display());
+        let msg = format!(
+            "WEIR_CAPTURE_CORPUS={} is not a directory",
+            Path::new(&dir).display()
+        );
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{msg}: under CI the corpus must be there");
         }
@@ -81,5 +101,9 @@ fn external_corpus_replays_without_panic() {
     let (ok, refused, frames, failures) = replay_all(Path::new(&dir));
     eprintln!("corpus replay: {ok} files replayed ({frames} frames), {refused} refused with an error, {} failures", failures.len());
     assert!(failures.is_empty(), "{failures:#?}");
-    assert!(ok > 0, "no capture replayed from {}", Path::new(&dir).display());
+    assert!(
+        ok > 0,
+        "no capture replayed from {}",
+        Path::new(&dir).display()
+    );
 }

@@ -249,6 +249,7 @@ proptest! {
         let mut now = 0;
         let mut seq = 0u64;
         let mut fate: std::collections::HashMap<u64, &'static str> = Default::default();
+        let mut last_now = 0;
         for (op, class, bytes, dt) in ops {
             now += dt;
             match op {
@@ -263,7 +264,9 @@ proptest! {
                 _ => {
                     // op 2 dequeues whenever asked; op 3 only when next_wakeup says it is due,
                     // and then something must leave (or be dropped by CoDel).
-                    let due = s.next_wakeup().is_some_and(|t| t <= now);
+                    let wakeup = s.next_wakeup();
+                    prop_assert!(wakeup.is_none_or(|t| t >= last_now), "wakeup {wakeup:?} before {last_now}");
+                    let due = wakeup.is_some_and(|t| t <= now);
                     if op == 3 && !due {
                         continue;
                     }
@@ -273,6 +276,7 @@ proptest! {
                         prop_assert!(sent.is_some() || !drops.is_empty(), "due at {now} but nothing left");
                     }
                     if let Some(d) = sent {
+                        prop_assert!(d.enqueued_at <= now, "left at {now} before arriving at {}", d.enqueued_at);
                         prop_assert_eq!(fate.insert(d.item, "sent"), Some("queued"));
                     }
                     for item in drops {
@@ -280,6 +284,7 @@ proptest! {
                     }
                 }
             }
+            last_now = now;
             let mut queued = 0;
             for c in 0..3 {
                 let st = s.class_stats(c).unwrap();

@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod classify;
 pub mod config;
+pub mod io;
 pub mod replay;
 pub mod sched;
 pub mod stats;

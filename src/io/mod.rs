@@ -1,0 +1,66 @@
+//! Devices: where frames come from and go to, behind one trait.
+//!
+//! A [`Device`] moves frames in batches: [`Device::recv_batch`] fills caller-owned buffers,
+//! [`Device::send_batch`] takes borrowed frames. Neither allocates nor blocks; readiness is
+//! waited for with [`Device::wait_readable`] (a poll on the device's descriptor, bounded by a
+//! timeout). Backends:
+//! - `af_packet` (Linux, default): AF_PACKET sockets driven directly, batched with recvmmsg and
+//!   sendmmsg, `PACKET_IGNORE_OUTGOING`, `PACKET_VNET_HDR` (GSO super-frames and partial
+//!   checksums pass intact), promiscuous membership that the kernel drops when the socket closes;
+//! - `pnet`: pnet_datalink, portable, one system call per frame, no vnet header;
+//! - [`memory::MemoryDevice`]: an in-memory pair for tests.
+//!
+//! Every backend reports frames longer than its buffers as truncated rather than cutting them
+//! silently; the runtime counts them as malformed drops.
+
+pub mod memory;
+pub mod vnet;
+
+pub use vnet::VnetHdr;
+
+use std::time::Duration;
+
+/// Largest frame a device hands over: a GSO super-frame of 64 KiB plus Ethernet and VLAN
+/// headers. Buffers given to [`Device::recv_batch`] must hold this much.
+pub const MAX_FRAME: usize = 65_536 + 14 + 8;
+
+/// Frames per system call, each way.
+pub const BATCH: usize = 64;
+
+/// What [`Device::recv_batch`] learned about one frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    /// Bytes of the frame written into the buffer.
+    pub len: usize,
+    /// The frame was longer than the buffer (its tail is lost).
+    pub truncated: bool,
+    /// Offload state of the frame (GSO, partial checksum); `VnetHdr::NONE` for plain frames.
+    pub vnet: VnetHdr,
+}
+
+/// A frame to send.
+#[derive(Clone, Copy, Debug)]
+pub struct TxFrame<'a> {
+    pub data: &'a [u8],
+    pub vnet: VnetHdr,
+}
+
+pub trait Device: Send {
+    /// Interface name, for messages.
+    fn name(&self) -> &str;
+
+    /// Receive up to `bufs.len()` frames without blocking: frame `i` goes into `bufs[i]`, its
+    /// meta into `meta[i]`. Returns how many were received (0 when none is waiting).
+    fn recv_batch(&mut self, bufs: &mut [Box<[u8]>], meta: &mut [RxMeta])
+        -> std::io::Result<usize>;
+
+    /// Send frames without blocking; returns how many the kernel took, from the front. Frames
+    /// not taken (the device is full) are the caller's to retry or drop.
+    fn send_batch(&mut self, frames: &[TxFrame<'_>]) -> std::io::Result<usize>;
+
+    /// Wait until a frame can be received, or `timeout` passes. Returns whether one can.
+    fn wait_readable(&mut self, timeout: Duration) -> std::io::Result<bool>;
+
+    /// Whether frames carry a vnet header (GSO and checksum offload state).
+    fn offloads(&self) -> bool;
+}

@@ -1,0 +1,143 @@
+//! The `virtio_net_hdr` that travels with frames on a `PACKET_VNET_HDR` socket.
+//!
+//! It says whether a frame is a GSO super-frame (and how it will be cut into segments) and
+//! whether its transport checksum is still to be computed. weir forwards it untouched; shaping
+//! charges a super-frame as the wire bytes of every segment it becomes.
+
+/// Length of the header on the wire (without the `num_buffers` field of the mergeable form).
+pub const VNET_HDR_LEN: usize = 10;
+
+pub const GSO_NONE: u8 = 0;
+pub const GSO_TCPV4: u8 = 1;
+pub const GSO_UDP: u8 = 3;
+pub const GSO_TCPV6: u8 = 4;
+pub const GSO_UDP_L4: u8 = 5;
+pub const GSO_ECN: u8 = 0x80;
+/// `flags`: the checksum at `csum_start + csum_offset` is to be filled in.
+pub const F_NEEDS_CSUM: u8 = 1;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VnetHdr {
+    pub flags: u8,
+    pub gso_type: u8,
+    /// Length of the headers repeated in front of every segment.
+    pub hdr_len: u16,
+    /// Payload bytes per segment.
+    pub gso_size: u16,
+    pub csum_start: u16,
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    pub const NONE: VnetHdr = VnetHdr {
+        flags: 0,
+        gso_type: GSO_NONE,
+        hdr_len: 0,
+        gso_size: 0,
+        csum_start: 0,
+        csum_offset: 0,
+    };
+
+    /// Decode from the little-endian layout the kernel uses on x86 and arm (host order).
+    pub fn from_bytes(b: &[u8; VNET_HDR_LEN]) -> VnetHdr {
+        VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u16::from_ne_bytes([b[2], b[3]]),
+            gso_size: u16::from_ne_bytes([b[4], b[5]]),
+            csum_start: u16::from_ne_bytes([b[6], b[7]]),
+            csum_offset: u16::from_ne_bytes([b[8], b[9]]),
+        }
+    }
+
+    pub fn to_bytes(self) -> [u8; VNET_HDR_LEN] {
+        let mut b = [0u8; VNET_HDR_LEN];
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_ne_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_ne_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_ne_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
+        b
+    }
+
+    pub fn is_gso(&self) -> bool {
+        self.gso_type & !GSO_ECN != GSO_NONE && self.gso_size > 0
+    }
+
+    /// How many frames a frame of `len` bytes becomes on the wire, and their total bytes
+    /// (each segment repeats the headers). A plain frame is one segment of `len` bytes.
+    /// `hdr_len` is only a hint in the kernel's own use; when it is missing or implausible the
+    /// transport header start (`csum_start`) is used, else the segments are counted without
+    /// repeated headers (an underestimate of at most the headers).
+    pub fn wire_segments(&self, len: usize) -> (u32, u64) {
+        if !self.is_gso() || len == 0 {
+            return (1, len as u64);
+        }
+        let hdr = match usize::from(self.hdr_len) {
+            h if h > 0 && h < len => h,
+            _ if usize::from(self.csum_start) > 0 && usize::from(self.csum_start) < len => {
+                usize::from(self.csum_start)
+            }
+            _ => 0,
+        };
+        let payload = len - hdr;
+        let seg = usize::from(self.gso_size);
+        let n = payload.div_ceil(seg).max(1);
+        let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+        (n32, (payload + n * hdr) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let h = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4,
+            hdr_len: 66,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        assert_eq!(VnetHdr::from_bytes(&h.to_bytes()), h);
+    }
+
+    #[test]
+    fn a_super_frame_counts_every_segment() {
+        // 10 segments of 1448 bytes behind 66 bytes of Ethernet + IPv4 + TCP with timestamps.
+        let h = VnetHdr {
+            gso_type: GSO_TCPV4,
+            hdr_len: 66,
+            gso_size: 1448,
+            ..VnetHdr::NONE
+        };
+        assert_eq!(h.wire_segments(66 + 14_480), (10, 10 * (66 + 1448)));
+        // A last short segment.
+        assert_eq!(
+            h.wire_segments(66 + 14_481),
+            (11, 10 * (66 + 1448) + 66 + 1)
+        );
+        assert_eq!(VnetHdr::NONE.wire_segments(1514), (1, 1514));
+    }
+
+    #[test]
+    fn implausible_headers_do_not_panic() {
+        let h = VnetHdr {
+            gso_type: GSO_TCPV6,
+            hdr_len: 60_000,
+            gso_size: 1,
+            ..VnetHdr::NONE
+        };
+        assert_eq!(h.wire_segments(100), (100, 100));
+        let h = VnetHdr {
+            gso_type: GSO_UDP_L4,
+            gso_size: 0,
+            ..VnetHdr::NONE
+        };
+        assert_eq!(h.wire_segments(100), (1, 100));
+    }
+}

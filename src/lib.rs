@@ -13,6 +13,8 @@ pub mod classify;
 pub mod config;
 pub mod io;
 pub mod replay;
+pub mod report;
+pub mod runtime;
 pub mod sched;
 pub mod stats;
 pub mod wire;

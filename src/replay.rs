@@ -17,8 +17,9 @@ use crate::classify::flow::mac_u128;
 use crate::classify::{Classifier, ClassifierStats, Side};
 use crate::config::Plan;
 use crate::sched::{Dropped, Enqueued, FrameMeta, Nanos, PortScheduler};
-use crate::stats::{ClassStats, DropReason};
+use crate::stats::DropReason;
 use crate::wire::{self, set_dscp, L3};
+use crate::report::{ClassReport, Totals};
 use serde::Serialize;
 use std::path::Path;
 
@@ -103,46 +104,6 @@ impl MacSides {
         let (k, side) = self.slots[Self::idx(m)];
         (k == m).then_some(side)
     }
-}
-
-/// Per-class results of one port.
-#[derive(Clone, Debug, Serialize)]
-pub struct ClassReport {
-    pub port: &'static str,
-    pub name: String,
-    pub priority: Option<u8>,
-    pub rate_bps: u64,
-    pub ceil_bps: u64,
-    pub received_frames: u64,
-    pub received_bytes: u64,
-    pub forwarded_frames: u64,
-    pub forwarded_bytes: u64,
-    /// Wire bytes (frame + overhead) of forwarded frames, times 8, over the replay span.
-    pub avg_rate_bps: u64,
-    pub dropped_frames: u64,
-    pub dropped_bytes: u64,
-    pub drops_by_reason: std::collections::BTreeMap<&'static str, u64>,
-    pub queued_frames: u64,
-    pub high_water_frames: u64,
-    pub high_water_bytes: u64,
-    pub borrowed_frames: u64,
-    pub sojourn_us: SojournReport,
-}
-
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct SojournReport {
-    pub p50: f64,
-    pub p99: f64,
-    pub p999: f64,
-    pub max: f64,
-}
-
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Totals {
-    pub received: u64,
-    pub forwarded: u64,
-    pub dropped: u64,
-    pub queued: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -399,7 +360,7 @@ impl<'p> Replay<'p> {
                     totals.forwarded += st.forwarded_frames;
                     totals.dropped += st.dropped_total_frames();
                     totals.queued += st.queued_frames;
-                    classes.push(class_report(side, &plan.classes[i], spec, st, span_ns));
+                    classes.push(ClassReport::new(side, &plan.classes[i], spec, st, span_ns));
                 }
             }
         }
@@ -421,50 +382,6 @@ impl<'p> Replay<'p> {
                 control_frames: cs.control_frames,
             },
         }
-    }
-}
-
-fn class_report(
-    side: Side,
-    plan: &crate::config::ClassPlan,
-    spec: &crate::sched::ClassSpec,
-    st: &ClassStats,
-    span_ns: u64,
-) -> ClassReport {
-    let us = |ns: u64| ns as f64 / 1000.0;
-    let avg_rate_bps = if span_ns == 0 {
-        0
-    } else {
-        u64::try_from(u128::from(st.forwarded_wire_bytes) * 8 * 1_000_000_000 / u128::from(span_ns))
-            .unwrap_or(u64::MAX)
-    };
-    ClassReport {
-        port: side.name(),
-        name: plan.name.clone(),
-        priority: plan.user_priority,
-        rate_bps: spec.rate_bps,
-        ceil_bps: spec.ceil_bps,
-        received_frames: st.received_frames,
-        received_bytes: st.received_bytes,
-        forwarded_frames: st.forwarded_frames,
-        forwarded_bytes: st.forwarded_bytes,
-        avg_rate_bps,
-        dropped_frames: st.dropped_total_frames(),
-        dropped_bytes: st.dropped_total_bytes(),
-        drops_by_reason: DropReason::ALL
-            .iter()
-            .map(|r| (r.as_str(), st.dropped_frames[*r as usize]))
-            .collect(),
-        queued_frames: st.queued_frames,
-        high_water_frames: st.high_water_frames,
-        high_water_bytes: st.high_water_bytes,
-        borrowed_frames: st.borrowed_frames,
-        sojourn_us: SojournReport {
-            p50: us(st.sojourn_quantile_ns(0.5)),
-            p99: us(st.sojourn_quantile_ns(0.99)),
-            p999: us(st.sojourn_quantile_ns(0.999)),
-            max: us(st.sojourn_max_ns()),
-        },
     }
 }
 

@@ -20,16 +20,23 @@ pub enum DropReason {
     Malformed,
     /// Still queued when weir stopped and could not be sent in time.
     Shutdown,
+    /// No free frame buffer of the needed size (the start-up pool was exhausted).
+    NoBuffer,
+    /// Released by the scheduler, but the transmitting device refused it (e.g. too large for
+    /// the interface's MTU, or its queue stayed full past the retry budget).
+    TxError,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 7;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::QueueFull,
         DropReason::Aqm,
         DropReason::Policed,
         DropReason::Malformed,
         DropReason::Shutdown,
+        DropReason::NoBuffer,
+        DropReason::TxError,
     ];
 
     /// The name used in tables and JSON.
@@ -40,6 +47,8 @@ impl DropReason {
             DropReason::Policed => "policed",
             DropReason::Malformed => "malformed",
             DropReason::Shutdown => "shutdown",
+            DropReason::NoBuffer => "no_buffer",
+            DropReason::TxError => "tx_error",
         }
     }
 }
@@ -119,6 +128,15 @@ impl ClassStats {
         self.forwarded_wire_bytes += u64::from(wire_bytes);
         self.sojourn_ns
             .saturating_record(sojourn_ns.clamp(1, SOJOURN_MAX_NS));
+    }
+
+    /// A frame counted as forwarded never made it out: move it to dropped (`TxError`).
+    /// Its sojourn stays recorded (it did leave the queue).
+    pub fn record_tx_failure(&mut self, bytes: u32, wire_bytes: u32) {
+        self.forwarded_frames -= 1;
+        self.forwarded_bytes -= u64::from(bytes);
+        self.forwarded_wire_bytes -= u64::from(wire_bytes);
+        self.record_dropped(DropReason::TxError, bytes);
     }
 
     pub fn dropped_total_frames(&self) -> u64 {

@@ -14,6 +14,7 @@
 //! silently; the runtime counts them as malformed drops.
 
 pub mod memory;
+pub mod sys;
 pub mod vnet;
 
 pub use vnet::VnetHdr;

@@ -221,6 +221,13 @@ impl<T: Copy> PortScheduler<T> {
         self.queued_frames
     }
 
+    /// A departed frame that the device refused: counted as dropped, not forwarded.
+    pub fn record_tx_failure(&mut self, class: ClassId, bytes: u32, wire_bytes: u32) {
+        if let Some(c) = self.classes.get_mut(usize::from(class)) {
+            c.stats.record_tx_failure(bytes, wire_bytes);
+        }
+    }
+
     /// Count a frame that reached this port but is dropped before queueing (e.g. malformed).
     pub fn reject(&mut self, class: ClassId, bytes: u32, reason: DropReason) {
         if let Some(c) = self.classes.get_mut(usize::from(class)) {

@@ -1,0 +1,92 @@
+//! Per-class results, shared by `weir replay` and `weir run`: what each class received,
+//! forwarded and dropped (by reason), and how long its frames waited.
+
+use crate::classify::Side;
+use crate::stats::{ClassStats, DropReason};
+use serde::Serialize;
+
+/// Per-class results of one port.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassReport {
+    pub port: &'static str,
+    pub name: String,
+    pub priority: Option<u8>,
+    pub rate_bps: u64,
+    pub ceil_bps: u64,
+    pub received_frames: u64,
+    pub received_bytes: u64,
+    pub forwarded_frames: u64,
+    pub forwarded_bytes: u64,
+    /// Wire bytes (frame + overhead) of forwarded frames, times 8, over the replay span.
+    pub avg_rate_bps: u64,
+    pub dropped_frames: u64,
+    pub dropped_bytes: u64,
+    pub drops_by_reason: std::collections::BTreeMap<&'static str, u64>,
+    pub queued_frames: u64,
+    pub high_water_frames: u64,
+    pub high_water_bytes: u64,
+    pub borrowed_frames: u64,
+    pub sojourn_us: SojournReport,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct SojournReport {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Totals {
+    pub received: u64,
+    pub forwarded: u64,
+    pub dropped: u64,
+    pub queued: u64,
+}
+
+impl ClassReport {
+    pub fn new(
+        side: Side,
+        plan: &crate::config::ClassPlan,
+        spec: &crate::sched::ClassSpec,
+        st: &ClassStats,
+        span_ns: u64,
+    ) -> ClassReport {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        let avg_rate_bps = if span_ns == 0 {
+            0
+        } else {
+            u64::try_from(u128::from(st.forwarded_wire_bytes) * 8 * 1_000_000_000 / u128::from(span_ns))
+                .unwrap_or(u64::MAX)
+        };
+        ClassReport {
+            port: side.name(),
+            name: plan.name.clone(),
+            priority: plan.user_priority,
+            rate_bps: spec.rate_bps,
+            ceil_bps: spec.ceil_bps,
+            received_frames: st.received_frames,
+            received_bytes: st.received_bytes,
+            forwarded_frames: st.forwarded_frames,
+            forwarded_bytes: st.forwarded_bytes,
+            avg_rate_bps,
+            dropped_frames: st.dropped_total_frames(),
+            dropped_bytes: st.dropped_total_bytes(),
+            drops_by_reason: DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), st.dropped_frames[*r as usize]))
+                .collect(),
+            queued_frames: st.queued_frames,
+            high_water_frames: st.high_water_frames,
+            high_water_bytes: st.high_water_bytes,
+            borrowed_frames: st.borrowed_frames,
+            sojourn_us: SojournReport {
+                p50: us(st.sojourn_quantile_ns(0.5)),
+                p99: us(st.sojourn_quantile_ns(0.99)),
+                p999: us(st.sojourn_quantile_ns(0.999)),
+                max: us(st.sojourn_max_ns()),
+            },
+        }
+    }
+}

@@ -16,10 +16,10 @@ use crate::capture::{CaptureError, CaptureReader, CaptureWriter};
 use crate::classify::flow::mac_u128;
 use crate::classify::{Classifier, ClassifierStats, Side};
 use crate::config::Plan;
+use crate::report::{ClassReport, Totals};
 use crate::sched::{Dropped, Enqueued, FrameMeta, Nanos, PortScheduler};
 use crate::stats::DropReason;
 use crate::wire::{self, set_dscp, L3};
-use crate::report::{ClassReport, Totals};
 use serde::Serialize;
 use std::path::Path;
 
@@ -45,6 +45,13 @@ impl Direction {
 pub enum ReplayError {
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    /// The capture broke off part way: `report` covers the frames read before the damage
+    /// (their queues drained as usual).
+    #[error("{source}")]
+    Damaged {
+        report: Box<ReplayReport>,
+        source: CaptureError,
+    },
 }
 
 /// Frame buffers for queued frames, when an output capture is written.
@@ -410,12 +417,18 @@ pub fn replay_file(
             }
         }
     };
-    while let Some(frame) = reader.next_frame()? {
-        replay.push(frame.ts_ns, frame.data, frame.orig_len, &mut out);
-        if frame.number % 65_536 == 0 {
-            progress(frame.number);
+    let damage = loop {
+        match reader.next_frame() {
+            Ok(Some(frame)) => {
+                replay.push(frame.ts_ns, frame.data, frame.orig_len, &mut out);
+                if frame.number % 65_536 == 0 {
+                    progress(frame.number);
+                }
+            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
         }
-    }
+    };
     let report = replay.finish(&mut out);
     if let Some(e) = write_error {
         return Err(e.into());
@@ -423,5 +436,11 @@ pub fn replay_file(
     if let Some(w) = writer {
         w.finish()?;
     }
-    Ok(report)
+    match damage {
+        Some(source) => Err(ReplayError::Damaged {
+            report: Box::new(report),
+            source,
+        }),
+        None => Ok(report),
+    }
 }

@@ -57,8 +57,10 @@ impl ClassReport {
         let avg_rate_bps = if span_ns == 0 {
             0
         } else {
-            u64::try_from(u128::from(st.forwarded_wire_bytes) * 8 * 1_000_000_000 / u128::from(span_ns))
-                .unwrap_or(u64::MAX)
+            u64::try_from(
+                u128::from(st.forwarded_wire_bytes) * 8 * 1_000_000_000 / u128::from(span_ns),
+            )
+            .unwrap_or(u64::MAX)
         };
         ClassReport {
             port: side.name(),

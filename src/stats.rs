@@ -16,7 +16,8 @@ pub enum DropReason {
     Aqm,
     /// Above the class's police rate.
     Policed,
-    /// Unusable as a frame (shorter than an Ethernet header, or above the largest accepted size).
+    /// Unusable as a frame: shorter than an Ethernet header, or cut short by the receiving
+    /// device because it was longer than its buffers.
     Malformed,
     /// Still queued when weir stopped and could not be sent in time.
     Shutdown,

@@ -98,6 +98,12 @@ fn a_damaged_capture_names_the_frame_and_fails() {
     assert_eq!(o.status.code(), Some(1));
     let err = text(&o.stderr);
     assert!(err.contains("frame 2"), "{err}");
+    // The frame read before the damage is still reported.
+    assert!(
+        text(&o.stdout).contains("received 1 = forwarded 1"),
+        "{}",
+        text(&o.stdout)
+    );
 }
 
 #[test]

@@ -33,6 +33,18 @@ fn replay_all(dir: &Path) -> (usize, usize, u64, Vec<String>) {
         match result {
             Err(_) => failures.push(format!("{}: PANIC", p.display())),
             Ok(Err(e)) => {
+                if let weir::replay::ReplayError::Damaged { report, .. } = &e {
+                    let t = report.totals;
+                    if t.received != report.frames_read
+                        || t.received != t.forwarded + t.dropped
+                        || t.queued != 0
+                    {
+                        failures.push(format!(
+                            "{}: conservation broken before the damage: {t:?}",
+                            p.display()
+                        ));
+                    }
+                }
                 let msg = e.to_string();
                 if msg.trim().is_empty() {
                     failures.push(format!("{}: empty error message", p.display()));

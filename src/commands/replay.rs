@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use weir::config::units::BitRate;
-use weir::replay::{replay_file, Direction, ReplayReport};
+use weir::replay::{replay_file, Direction, ReplayError, ReplayReport};
 
 pub struct Settings {
     pub capture: PathBuf,
@@ -41,8 +41,10 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     if show_progress {
         eprint!("\r\x1b[K");
     }
-    let report = match result {
-        Ok(r) => r,
+    let (report, damage) = match result {
+        Ok(r) => (r, None),
+        // What was read before the damage is still worth showing; the exit code says failure.
+        Err(ReplayError::Damaged { report, source }) => (*report, Some(source)),
         Err(e) => {
             eprintln!("weir: error: {e}");
             return Ok(ExitCode::FAILURE);
@@ -55,7 +57,17 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     } else {
         write_table(&mut out, &s, &report)?;
     }
-    Ok(ExitCode::SUCCESS)
+    match damage {
+        Some(e) => {
+            eprintln!("weir: error: {e}");
+            eprintln!(
+                "weir: the results above cover the {} frames read before the damage",
+                report.frames_read
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn write_table(out: &mut impl Write, s: &Settings, r: &ReplayReport) -> std::io::Result<()> {

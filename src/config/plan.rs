@@ -8,7 +8,7 @@ use crate::sched::{ClassId, CodelParams, Nanos, PortSpec};
 use crate::wire::dscp_from_name;
 
 /// Largest frame weir accepts (a GSO super-frame); also the smallest useful byte limit.
-pub const MAX_FRAME_BYTES: u32 = 65_536 + 14 + 4;
+pub const MAX_FRAME_BYTES: u32 = crate::io::MAX_FRAME as u32;
 /// A full-size Ethernet frame, for default bursts.
 const FULL_FRAME: u64 = 1514;
 const DEFAULT_OVERHEAD: u32 = 24;
@@ -83,11 +83,12 @@ impl Plan {
                     })
                 })
                 .collect(),
+            // Validation guarantees exactly one default class; 0 (control) is never reached.
             default_class: p
                 .classes
                 .iter()
                 .position(|c| c.kind == ClassKind::Default)
-                .unwrap_or(p.classes.len() - 1) as ClassId,
+                .unwrap_or(0) as ClassId,
             control_class: 0,
             fairness: p.classes.iter().map(|c| c.fairness).collect(),
         };
@@ -114,7 +115,7 @@ impl Plan {
 pub(super) type ErrAt<'a> = dyn Fn(&str, usize, String, Option<String>) -> ConfigError + 'a;
 
 fn unit_err(at: &ErrAt, field: &str, what: &str, e: UnitError) -> ConfigError {
-    // +1: the value starts with its opening quote.
+    // The value's position is its opening quote, so character k of the string is k columns on.
     at(field, e.column, format!("{what}: {}", e.message), e.hint)
 }
 
@@ -184,7 +185,7 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
         ));
     }
 
-    let mut classes = vec![control_class(link)];
+    let mut classes = vec![control_class()];
     let mut specs = vec![control_spec(link)];
     let mut default_at: Option<usize> = None;
     let mut guaranteed: u128 = 0;
@@ -360,7 +361,7 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
             None => (ceil.0 / 8 / 5).clamp(256 << 10, 32 << 20),
         };
         if limit_bytes < u64::from(MAX_FRAME_BYTES) {
-            return Err(at(&cf("queue.bytes"), 1, format!("queue.bytes {} cannot hold one of the largest frames ({MAX_FRAME_BYTES} bytes, a GSO super-frame)", units::format_size(limit_bytes)), Some("use at least \"64 KiB\"; the default is 200 ms at ceil".into())));
+            return Err(at(&cf("queue.bytes"), 1, format!("queue.bytes {} cannot hold one of the largest frames ({MAX_FRAME_BYTES} bytes, a GSO super-frame)", units::format_size(limit_bytes)), Some("use at least \"72 KiB\"; the default is 200 ms at ceil".into())));
         }
         let codel = if c.aqm.enabled.unwrap_or(true) {
             let target = match &c.aqm.target {
@@ -544,9 +545,11 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
     })
 }
 
-/// The implicit control class: strict first, capped at 5% of the link (at least 64 kbit/s or
-/// the whole link if slower) so that an ARP storm cannot starve data.
-fn control_class(_link: BitRate) -> ClassPlan {
+/// The implicit control class: served first, capped at 5% of the link (at least 64 kbit/s, or
+/// the whole link if slower) so that an ARP storm cannot starve data. Its rate is not counted
+/// against the link in the guaranteed-rate check: on links below 1.28 Mbit/s its 64 kbit/s
+/// floor can take from the other classes' guarantees while control frames are queued.
+fn control_class() -> ClassPlan {
     ClassPlan {
         name: CONTROL_CLASS.to_string(),
         kind: ClassKind::Control,

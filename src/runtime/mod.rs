@@ -112,7 +112,12 @@ pub enum RunError {
 }
 
 /// Run the bridge until `stop` is set (then drain and return the counters).
-pub fn run(plan: Arc<Plan>, ports: [PortIo; 2], stop: Arc<AtomicBool>, opts: &Options) -> Result<RunReport, RunError> {
+pub fn run(
+    plan: Arc<Plan>,
+    ports: [PortIo; 2],
+    stop: Arc<AtomicBool>,
+    opts: &Options,
+) -> Result<RunReport, RunError> {
     let clock = Arc::new(SystemClock::new());
     let queue_slots: usize = plan
         .ports
@@ -240,7 +245,9 @@ impl RxSide {
         let egress = self.ingress.other();
         let port = &self.plan.ports[egress.index()];
         let overhead = u64::from(port.overhead);
-        let mut scratch: Vec<Box<[u8]>> = (0..BATCH).map(|_| vec![0u8; MAX_FRAME].into_boxed_slice()).collect();
+        let mut scratch: Vec<Box<[u8]>> = (0..BATCH)
+            .map(|_| vec![0u8; MAX_FRAME].into_boxed_slice())
+            .collect();
         let mut meta = [RxMeta::default(); BATCH];
         let err = |source| RunError::Receive {
             port: self.ingress.name().to_string(),
@@ -249,12 +256,17 @@ impl RxSide {
         while !self.stop.load(Ordering::Relaxed) {
             let n = self.dev.recv_batch(&mut scratch, &mut meta).map_err(err)?;
             if n == 0 {
-                self.dev.wait_readable(Duration::from_millis(20)).map_err(err)?;
+                self.dev
+                    .wait_readable(Duration::from_millis(20))
+                    .map_err(err)?;
                 continue;
             }
             let now = self.clock.now();
             // Batches come back from the scheduler; a new one is made only while warming up.
-            let mut batch = self.recycle.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+            let mut batch = self
+                .recycle
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(BATCH));
             for (buf, m) in scratch.iter_mut().zip(&meta).take(n) {
                 let frame = &mut buf[..m.len];
                 let view = wire::parse(frame);
@@ -272,7 +284,11 @@ impl RxSide {
                     batch.push(reject(DropReason::Malformed));
                     continue;
                 }
-                if let Some(dscp) = port.classes.get(usize::from(verdict.class)).and_then(|c| c.set_dscp) {
+                if let Some(dscp) = port
+                    .classes
+                    .get(usize::from(verdict.class))
+                    .and_then(|c| c.set_dscp)
+                {
                     wire::set_dscp(frame, &view, dscp);
                 }
                 match self.pool.copy_in(frame) {
@@ -294,7 +310,10 @@ impl RxSide {
             // Hand over; while the scheduler is behind, wait, but keep an eye on `stop`.
             let mut pending = batch;
             loop {
-                match self.to_sched.send_timeout(pending, Duration::from_millis(50)) {
+                match self
+                    .to_sched
+                    .send_timeout(pending, Duration::from_millis(50))
+                {
                     Ok(()) => break,
                     Err(crossbeam_channel::SendTimeoutError::Timeout(b)) => {
                         pending = b;
@@ -355,7 +374,9 @@ impl SchedSide {
             }
             if let Some(since) = draining_since {
                 let empty = self.ports.iter().all(|p| p.queued_frames() == 0);
-                if (empty && self.from_rx.is_empty() && self.rx_done()) || since.elapsed() >= self.opts.shutdown_grace {
+                if (empty && self.from_rx.is_empty() && self.rx_done())
+                    || since.elapsed() >= self.opts.shutdown_grace
+                {
                     break;
                 }
             }
@@ -366,7 +387,9 @@ impl SchedSide {
                 None => Duration::from_millis(if draining_since.is_some() { 5 } else { 100 }),
             };
             let got = if wait.is_zero() {
-                self.from_rx.try_recv().map_err(|e| e == TryRecvError::Disconnected)
+                self.from_rx
+                    .try_recv()
+                    .map_err(|e| e == TryRecvError::Disconnected)
             } else if wait < self.opts.spin_below {
                 let deadline = Instant::now() + wait;
                 loop {
@@ -378,7 +401,9 @@ impl SchedSide {
                     }
                 }
             } else {
-                self.from_rx.recv_timeout(wait).map_err(|e| e == RecvTimeoutError::Disconnected)
+                self.from_rx
+                    .recv_timeout(wait)
+                    .map_err(|e| e == RecvTimeoutError::Disconnected)
             };
             match got {
                 Ok(batch) => {
@@ -399,13 +424,17 @@ impl SchedSide {
         // Whatever is still queued could not leave in time.
         let (slab, free, pool) = (&mut self.slab, &mut self.free_slots, &self.pool);
         for port in &mut self.ports {
-            port.drain(DropReason::Shutdown, &mut |d| release(slab, free, pool, d.item));
+            port.drain(DropReason::Shutdown, &mut |d| {
+                release(slab, free, pool, d.item)
+            });
         }
         while let Ok(batch) = self.from_rx.try_recv() {
             self.ingest(batch);
             let (slab, free, pool) = (&mut self.slab, &mut self.free_slots, &self.pool);
             for port in &mut self.ports {
-                port.drain(DropReason::Shutdown, &mut |d| release(slab, free, pool, d.item));
+                port.drain(DropReason::Shutdown, &mut |d| {
+                    release(slab, free, pool, d.item)
+                });
             }
         }
         Ok(self)
@@ -420,20 +449,37 @@ impl SchedSide {
         let now = self.clock.now();
         for item in batch.drain(..) {
             match item {
-                Ingest::Reject { egress, class, bytes, reason } => {
+                Ingest::Reject {
+                    egress,
+                    class,
+                    bytes,
+                    reason,
+                } => {
                     self.received[egress.other().index()] += 1;
                     self.ports[egress.index()].reject(class, bytes, reason);
                 }
-                Ingest::Frame { buf, len, vnet, meta, egress } => {
+                Ingest::Frame {
+                    buf,
+                    len,
+                    vnet,
+                    meta,
+                    egress,
+                } => {
                     self.received[egress.other().index()] += 1;
                     let Some(slot) = self.free_slots.pop() else {
                         // Cannot happen: there is a slot for every queue position.
-                        self.ports[egress.index()].reject(meta.class, meta.bytes, DropReason::NoBuffer);
+                        self.ports[egress.index()].reject(
+                            meta.class,
+                            meta.bytes,
+                            DropReason::NoBuffer,
+                        );
                         self.pool.give_back(buf);
                         continue;
                     };
                     self.slab[slot as usize] = Some(Slot { buf, len, vnet });
-                    if let Enqueued::Dropped(slot, _) = self.ports[egress.index()].enqueue(slot, meta, now) {
+                    if let Enqueued::Dropped(slot, _) =
+                        self.ports[egress.index()].enqueue(slot, meta, now)
+                    {
                         release(&mut self.slab, &mut self.free_slots, &self.pool, slot);
                     }
                 }
@@ -458,7 +504,9 @@ impl SchedSide {
                 {
                     let (slab, free, pool) = (&mut self.slab, &mut self.free_slots, &self.pool);
                     while n < BATCH {
-                        let Some(d) = self.ports[i].dequeue(now, &mut |d| release(slab, free, pool, d.item)) else {
+                        let Some(d) =
+                            self.ports[i].dequeue(now, &mut |d| release(slab, free, pool, d.item))
+                        else {
                             break;
                         };
                         departures[n] = (d.item, d.class, d.bytes, d.wire_bytes);
@@ -477,12 +525,19 @@ impl SchedSide {
         Ok(())
     }
 
-    fn transmit(&mut self, side: Side, departures: &[(u32, ClassId, u32, u32)]) -> Result<(), RunError> {
+    fn transmit(
+        &mut self,
+        side: Side,
+        departures: &[(u32, ClassId, u32, u32)],
+    ) -> Result<(), RunError> {
         let i = side.index();
         let mut sent = 0;
         let mut retries = 0;
         while sent < departures.len() {
-            let mut frames = [TxFrame { data: &[], vnet: VnetHdr::NONE }; BATCH];
+            let mut frames = [TxFrame {
+                data: &[],
+                vnet: VnetHdr::NONE,
+            }; BATCH];
             let count = departures.len() - sent;
             for (f, &(slot, ..)) in frames.iter_mut().zip(&departures[sent..]) {
                 if let Some(s) = &self.slab[slot as usize] {
@@ -492,12 +547,13 @@ impl SchedSide {
                     };
                 }
             }
-            let took = self.tx[i]
-                .send_batch(&frames[..count])
-                .map_err(|source| RunError::Send {
-                    port: side.name().to_string(),
-                    source,
-                })?;
+            let took =
+                self.tx[i]
+                    .send_batch(&frames[..count])
+                    .map_err(|source| RunError::Send {
+                        port: side.name().to_string(),
+                        source,
+                    })?;
             for &(slot, ..) in &departures[sent..sent + took] {
                 release(&mut self.slab, &mut self.free_slots, &self.pool, slot);
             }

@@ -107,7 +107,10 @@ mod tests {
         assert!(h.copy_in(&[3; 100]).is_none(), "small buffers exhausted");
         let big = h.copy_in(&[4; 5000]).unwrap();
         assert_eq!(&big[..5000], &[4; 5000][..]);
-        assert!(h.copy_in(&[5; 9001]).is_none(), "larger than the largest buffer");
+        assert!(
+            h.copy_in(&[5; 9001]).is_none(),
+            "larger than the largest buffer"
+        );
         assert_eq!(pool.outstanding(), 3);
         h.give_back(a);
         h.give_back(b);

@@ -34,14 +34,27 @@ fn start(config: &str, opts: Options) -> Harness {
         run(
             plan,
             [
-                PortIo { rx: Box::new(lan_rx), tx: Box::new(lan_tx) },
-                PortIo { rx: Box::new(wan_rx), tx: Box::new(wan_tx) },
+                PortIo {
+                    rx: Box::new(lan_rx),
+                    tx: Box::new(lan_tx),
+                },
+                PortIo {
+                    rx: Box::new(wan_rx),
+                    tx: Box::new(wan_tx),
+                },
             ],
             s,
             &opts,
         )
     });
-    Harness { lan_in, lan_out, wan_in, wan_out, stop, thread }
+    Harness {
+        lan_in,
+        lan_out,
+        wan_in,
+        wan_out,
+        stop,
+        thread,
+    }
 }
 
 fn udp(src: [u8; 4], dst: [u8; 4], dport: u16, len: usize) -> Vec<u8> {
@@ -68,8 +81,12 @@ fn collect(handle: &MemoryHandle, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
 #[test]
 fn frames_cross_both_ways_intact_and_in_order() {
     let h = start(SMALL_CONFIG, Options::default());
-    let up: Vec<Vec<u8>> = (0..50).map(|i| udp([198, 18, 0, 1], [198, 19, 0, 1], 9, 60 + i)).collect();
-    let down: Vec<Vec<u8>> = (0..50).map(|i| udp([198, 19, 0, 1], [198, 18, 0, 1], 9, 100 + i)).collect();
+    let up: Vec<Vec<u8>> = (0..50)
+        .map(|i| udp([198, 18, 0, 1], [198, 19, 0, 1], 9, 60 + i))
+        .collect();
+    let down: Vec<Vec<u8>> = (0..50)
+        .map(|i| udp([198, 19, 0, 1], [198, 18, 0, 1], 9, 100 + i))
+        .collect();
     for f in &up {
         assert!(h.lan_in.inject(f, VnetHdr::NONE));
     }
@@ -91,10 +108,19 @@ fn frames_cross_both_ways_intact_and_in_order() {
 #[test]
 fn shaping_holds_and_shutdown_reconciles() {
     // 1000 frames of 1226 bytes (1250 on the wire = 1 ms at 10 Mbit/s) into the wan port.
-    let h = start(SMALL_CONFIG, Options { shutdown_grace: Duration::from_millis(200), ..Options::default() });
+    let h = start(
+        SMALL_CONFIG,
+        Options {
+            shutdown_grace: Duration::from_millis(200),
+            ..Options::default()
+        },
+    );
     let t0 = Instant::now();
     for _ in 0..1000 {
-        assert!(h.lan_in.inject(&udp([198, 18, 0, 1], [198, 19, 0, 1], 9, 1226), VnetHdr::NONE));
+        assert!(h.lan_in.inject(
+            &udp([198, 18, 0, 1], [198, 19, 0, 1], 9, 1226),
+            VnetHdr::NONE
+        ));
     }
     // In 300 ms about 300 can leave; give it 400 ms and count.
     let sent = collect(&h.wan_out, 1000, Duration::from_millis(400));
@@ -102,14 +128,29 @@ fn shaping_holds_and_shutdown_reconciles() {
     h.stop.store(true, Ordering::Relaxed);
     let report = h.thread.join().unwrap().unwrap();
     let allowed = (elapsed * 1000.0) as usize + 3;
-    assert!(sent.len() <= allowed, "{} frames left in {elapsed:.3} s at 1 frame/ms", sent.len());
-    assert!(sent.len() >= 200, "only {} frames in {elapsed:.3} s", sent.len());
+    assert!(
+        sent.len() <= allowed,
+        "{} frames left in {elapsed:.3} s at 1 frame/ms",
+        sent.len()
+    );
+    assert!(
+        sent.len() >= 200,
+        "only {} frames in {elapsed:.3} s",
+        sent.len()
+    );
     let t = report.totals;
     assert_eq!(t.received, 1000);
     assert_eq!(t.queued, 0);
     assert_eq!(t.received, t.forwarded + t.dropped);
-    let rest = report.classes.iter().find(|c| c.port == "wan" && c.name == "rest").unwrap();
-    assert!(rest.drops_by_reason["shutdown"] > 0, "the backlog could not all leave in the grace time");
+    let rest = report
+        .classes
+        .iter()
+        .find(|c| c.port == "wan" && c.name == "rest")
+        .unwrap();
+    assert!(
+        rest.drops_by_reason["shutdown"] > 0,
+        "the backlog could not all leave in the grace time"
+    );
     assert_eq!(report.buffers_outstanding, 0);
 }
 
@@ -117,7 +158,10 @@ fn shaping_holds_and_shutdown_reconciles() {
 fn priority_traffic_overtakes_a_backlog() {
     let h = start(SMALL_CONFIG, Options::default());
     for _ in 0..500 {
-        h.lan_in.inject(&udp([198, 18, 0, 1], [198, 19, 0, 1], 9, 1226), VnetHdr::NONE);
+        h.lan_in.inject(
+            &udp([198, 18, 0, 1], [198, 19, 0, 1], 9, 1226),
+            VnetHdr::NONE,
+        );
     }
     std::thread::sleep(Duration::from_millis(50));
     let dns = udp([198, 18, 0, 1], [198, 19, 0, 53], 53, 80);
@@ -145,6 +189,10 @@ fn truncated_frames_are_counted_not_lost() {
     let report = h.thread.join().unwrap().unwrap();
     assert_eq!(report.totals.received, 1);
     assert_eq!(report.totals.dropped, 1);
-    let d: u64 = report.classes.iter().map(|c| c.drops_by_reason["malformed"]).sum();
+    let d: u64 = report
+        .classes
+        .iter()
+        .map(|c| c.drops_by_reason["malformed"])
+        .sum();
     assert_eq!(d, 1);
 }

@@ -12,6 +12,7 @@ pub mod capture;
 pub mod classify;
 pub mod config;
 pub mod io;
+pub mod lab;
 pub mod replay;
 pub mod report;
 pub mod runtime;

@@ -5,10 +5,8 @@
 //! no rounding at all, from 1 bit/s to `u64::MAX` bit/s, and there is no remainder to carry.
 //!
 //! Overflow: the state is `i128`. The largest magnitude reached is the depth plus one frame,
-//! `(burst + 64 KiB) * 8e9`, below 2^100 for any burst that fits a `u64`; a refill multiplies
-//! an elapsed time that is first clamped to what fills the bucket, so `elapsed * rate` is also
-//! bounded by the depth plus one rate-nanosecond product (< 2^64 * 2^64 = 2^128 is never reached
-//! because elapsed is clamped to `depth / rate + 1` ns before the multiplication).
+//! `(burst + 64 KiB) * 8e9`, below 2^100 for any burst that fits a `u64`; a refill's
+//! `elapsed * rate` is a checked multiplication that saturates (the bucket is full then anyway).
 //!
 //! Invariants (property-tested in `sched::tests`):
 //! - `tokens <= depth` after every refill;
@@ -66,12 +64,12 @@ impl TokenBucket {
         if self.tokens >= self.depth {
             return;
         }
-        let missing = self.depth - self.tokens;
-        let rate = i128::from(self.rate_bps);
-        // Clamp before multiplying: beyond `missing / rate + 1` ns the bucket is full anyway.
-        let fill_ns = missing / rate + 1;
-        let elapsed = i128::from(elapsed).min(fill_ns);
-        self.tokens = (self.tokens + elapsed * rate).min(self.depth);
+        // elapsed * rate < 2^64 * 2^64 = 2^128 can exceed i128 only for absurd inputs (centuries
+        // at Tbit/s); saturate then, the bucket is full either way. No division on this path.
+        let added = i128::from(elapsed)
+            .checked_mul(i128::from(self.rate_bps))
+            .unwrap_or(i128::MAX);
+        self.tokens = self.tokens.saturating_add(added).min(self.depth);
     }
 
     /// Tokens at the last refill are not negative: the holder may send (and go negative).
@@ -104,10 +102,15 @@ impl TokenBucket {
         if self.tokens >= 0 {
             return self.last;
         }
-        let rate = i128::from(self.rate_bps);
-        let wait = (-self.tokens + rate - 1) / rate;
-        self.last
-            .saturating_add(u64::try_from(wait).unwrap_or(u64::MAX))
+        let deficit = -self.tokens;
+        // A deficit is at most one frame (< 2^50 units): u64 division is enough and cheaper.
+        let wait = match u64::try_from(deficit) {
+            Ok(d) => d.div_ceil(self.rate_bps),
+            Err(_) => {
+                u64::try_from(deficit.div_euclid(i128::from(self.rate_bps)) + 1).unwrap_or(u64::MAX)
+            }
+        };
+        self.last.saturating_add(wait)
     }
 
     /// Current tokens in bytes (rounded toward zero), for display and tests.

@@ -1,7 +1,10 @@
 //! Command-line parsing: raw flags (clap) are kept apart from the settings built from them.
 
 mod check;
+mod lab;
 mod replay;
+mod run;
+mod table;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -26,6 +29,30 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Bridge two interfaces and shape both directions, in the foreground, until Ctrl-C or
+    /// SIGTERM.
+    Run {
+        /// The RON config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// LAN-side interface (overrides ports.lan.interface).
+        #[arg(long, value_name = "IF")]
+        lan: Option<String>,
+        /// WAN-side interface (overrides ports.wan.interface).
+        #[arg(long, value_name = "IF")]
+        wan: Option<String>,
+        /// Packet I/O backend.
+        #[arg(long, value_enum, default_value = "af-packet")]
+        io: IoArg,
+        /// Print the final counters as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build or remove the three-namespace lab (weir-src -- weir-dut -- weir-dst).
+    Lab {
+        #[arg(value_enum)]
+        action: LabAction,
+    },
     /// Run a capture through the policy in virtual time and report what each class got.
     Replay {
         /// A pcap or pcapng file (Ethernet, Linux cooked, raw IP or loopback).
@@ -46,6 +73,22 @@ enum Command {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum IoArg {
+    /// AF_PACKET sockets driven directly: batched, GSO-aware (Linux).
+    AfPacket,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LabAction {
+    /// Create the namespaces, veth pairs and addresses.
+    Up,
+    /// Remove them (and any process left inside).
+    Down,
+    /// Show whether the lab exists.
+    Status,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum DirectionArg {
     /// LAN to WAN: frames leave on the wan port.
     Upload,
@@ -57,6 +100,20 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check::run(&config),
+        Command::Run {
+            config,
+            lan,
+            wan,
+            io,
+            json,
+        } => run::run(run::Settings {
+            config,
+            lan,
+            wan,
+            io,
+            json,
+        }),
+        Command::Lab { action } => lab::run(action),
         Command::Replay {
             capture,
             config,

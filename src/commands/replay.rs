@@ -4,7 +4,6 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-use weir::config::units::BitRate;
 use weir::replay::{replay_file, Direction, ReplayError, ReplayReport};
 
 pub struct Settings {
@@ -94,60 +93,7 @@ fn write_table(out: &mut impl Write, s: &Settings, r: &ReplayReport) -> std::io:
         }
     )?;
     writeln!(out)?;
-    writeln!(
-        out,
-        "{:<4} {:<12} {:>4} {:>10} {:>10} {:>11} {:>12} {:>11} {:>8}  {:<22} {:>27}",
-        "port",
-        "class",
-        "prio",
-        "rate",
-        "ceil",
-        "frames",
-        "bytes",
-        "avg rate",
-        "dropped",
-        "drops by reason",
-        "sojourn p50/p99/max (ms)"
-    )?;
-    for c in &r.classes {
-        if c.received_frames == 0 && c.name == "control" {
-            continue;
-        }
-        let reasons: Vec<String> = c
-            .drops_by_reason
-            .iter()
-            .filter(|(_, &n)| n > 0)
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect();
-        writeln!(
-            out,
-            "{:<4} {:<12} {:>4} {:>10} {:>10} {:>11} {:>12} {:>11} {:>8}  {:<22} {:>27}",
-            c.port,
-            c.name,
-            c.priority.map_or("-".into(), |p| p.to_string()),
-            BitRate(c.rate_bps).to_string(),
-            BitRate(c.ceil_bps).to_string(),
-            c.forwarded_frames,
-            c.forwarded_bytes,
-            if c.avg_rate_bps > 0 {
-                BitRate(c.avg_rate_bps).to_string()
-            } else {
-                "0".into()
-            },
-            c.dropped_frames,
-            if reasons.is_empty() {
-                "-".to_string()
-            } else {
-                reasons.join(", ")
-            },
-            format!(
-                "{:.3} / {:.3} / {:.3}",
-                c.sojourn_us.p50 / 1000.0,
-                c.sojourn_us.p99 / 1000.0,
-                c.sojourn_us.max / 1000.0
-            ),
-        )?;
-    }
+    super::table::write_classes(out, &r.classes)?;
     let t = r.totals;
     writeln!(out)?;
     writeln!(

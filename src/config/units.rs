@@ -171,6 +171,25 @@ impl fmt::Display for BitRate {
     }
 }
 
+/// A measured rate, rounded for people: "12.17 Mbit", "940 kbit", "56 bit" (3 to 4 significant
+/// digits; configured rates use [`BitRate`]'s exact `Display` instead).
+pub fn format_rate_approx(bps: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1_000_000_000_000, "Tbit"),
+        (1_000_000_000, "Gbit"),
+        (1_000_000, "Mbit"),
+        (1_000, "kbit"),
+    ];
+    for (scale, unit) in UNITS {
+        if bps >= scale {
+            let v = bps as f64 / scale as f64;
+            let decimals = if v >= 100.0 { 1 } else { 2 };
+            return format!("{v:.decimals$} {unit}");
+        }
+    }
+    format!("{bps} bit")
+}
+
 /// "1500 B", "64 kB", "256 KiB", "1.5 MiB": as [`BitRate`]'s `Display`, binary units preferred
 /// when both show the value exactly.
 pub fn format_size(bytes: u64) -> String {
@@ -1131,5 +1150,19 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod approx_tests {
+    use super::format_rate_approx;
+
+    #[test]
+    fn measured_rates_are_rounded_for_reading() {
+        assert_eq!(format_rate_approx(12_172_030), "12.17 Mbit");
+        assert_eq!(format_rate_approx(940_000), "940.0 kbit");
+        assert_eq!(format_rate_approx(56), "56 bit");
+        assert_eq!(format_rate_approx(0), "0 bit");
+        assert_eq!(format_rate_approx(2_500_000_000), "2.50 Gbit");
     }
 }

@@ -13,7 +13,9 @@
 //! Every backend reports frames longer than its buffers as truncated rather than cutting them
 //! silently; the runtime counts them as malformed drops.
 
+pub mod af_packet;
 pub mod memory;
+pub mod netdev;
 pub mod sys;
 pub mod vnet;
 

@@ -1,0 +1,150 @@
+//! `weir run -c CONFIG [--lan IF --wan IF]`: the live bridge, in the foreground.
+//!
+//! Start-up checks come before any socket is opened, each with its own message and a non-zero
+//! exit: an interface missing, down, named twice, or with an MTU different from the other's.
+//! Ctrl-C or SIGTERM stops receiving; queued frames get a bounded time to leave; the per-class
+//! counters are printed and the exit code is 0.
+
+use super::IoArg;
+use anyhow::{bail, Context};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use weir::classify::Side;
+use weir::io::af_packet::{AfPacket, AfPacketOptions};
+use weir::io::netdev::{interface_info, IfInfo};
+use weir::runtime::{self, PortIo};
+
+pub struct Settings {
+    pub config: PathBuf,
+    pub lan: Option<String>,
+    pub wan: Option<String>,
+    pub io: IoArg,
+    pub json: bool,
+}
+
+pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
+    let plan = match super::load_config(&s.config) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let name_of = |side: Side, flag: &Option<String>| -> anyhow::Result<String> {
+        match flag.clone().or_else(|| plan.port(side).interface.clone()) {
+            Some(n) => Ok(n),
+            None => bail!(
+                "no interface for port {0}: give --{0} IF, or set ports.{0}.interface in {1}",
+                side.name(),
+                s.config.display()
+            ),
+        }
+    };
+    let lan_if = name_of(Side::Lan, &s.lan)?;
+    let wan_if = name_of(Side::Wan, &s.wan)?;
+    if lan_if == wan_if {
+        bail!("the lan and wan ports are both {lan_if}: weir bridges two different interfaces");
+    }
+    let lan_info = check_interface(&lan_if, "lan")?;
+    let wan_info = check_interface(&wan_if, "wan")?;
+    if lan_info.mtu != wan_info.mtu {
+        bail!(
+            "MTUs differ: {lan_if} has {} and {wan_if} has {}: frames from one side could not \
+             cross to the other; set both alike, e.g. ip link set {wan_if} mtu {}",
+            lan_info.mtu,
+            wan_info.mtu,
+            lan_info.mtu
+        );
+    }
+
+    let ports = match s.io {
+        IoArg::AfPacket => [open_af_packet(&lan_if)?, open_af_packet(&wan_if)?],
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
+            .context("cannot install the Ctrl-C / SIGTERM handler")?;
+    }
+    eprintln!(
+        "weir: bridging lan {lan_if} <-> wan {wan_if} (MTU {}), config {}; Ctrl-C to stop",
+        lan_info.mtu,
+        s.config.display()
+    );
+    let opts = runtime::Options::default();
+    let report = runtime::run(Arc::new(plan), ports, stop, &opts)?;
+    eprintln!("weir: stopped after {:.1} s", report.seconds);
+
+    let mut out = std::io::stdout().lock();
+    if s.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        super::table::write_classes(&mut out, &report.classes)?;
+        writeln!(out)?;
+        for side in [Side::Wan, Side::Lan] {
+            let (mut rx, mut fwd, mut drop, mut q) = (0, 0, 0, 0);
+            for c in report.classes.iter().filter(|c| c.port == side.name()) {
+                rx += c.received_frames;
+                fwd += c.forwarded_frames;
+                drop += c.dropped_frames;
+                q += c.queued_frames;
+            }
+            writeln!(
+                out,
+                "port {}: received {rx} = forwarded {fwd} + dropped {drop}{}",
+                side.name(),
+                if q > 0 {
+                    format!(" + queued {q}")
+                } else {
+                    String::new()
+                }
+            )?;
+        }
+    }
+    if report.totals.received
+        != report.totals.forwarded + report.totals.dropped + report.totals.queued
+        || report.buffers_outstanding != 0
+    {
+        eprintln!(
+            "weir: internal error: counters do not reconcile ({:?}, {} buffers outstanding)",
+            report.totals, report.buffers_outstanding
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_interface(name: &str, port: &str) -> anyhow::Result<IfInfo> {
+    let info = interface_info(name).with_context(|| format!("port {port}"))?;
+    if !info.up {
+        bail!("port {port}: interface {name} is down: bring it up with `ip link set {name} up`");
+    }
+    Ok(info)
+}
+
+/// One socket to receive (promiscuous, never seeing its own or other local transmissions) and
+/// one to send, with vnet headers on both so GSO super-frames cross whole.
+fn open_af_packet(name: &str) -> anyhow::Result<PortIo> {
+    let rx = AfPacket::open(
+        name,
+        &AfPacketOptions {
+            promiscuous: true,
+            vnet_hdr: true,
+            send_only: false,
+        },
+    )?;
+    let tx = AfPacket::open(
+        name,
+        &AfPacketOptions {
+            promiscuous: false,
+            vnet_hdr: true,
+            send_only: true,
+        },
+    )?;
+    Ok(PortIo {
+        rx: Box::new(rx),
+        tx: Box::new(tx),
+    })
+}

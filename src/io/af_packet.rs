@@ -1,0 +1,563 @@
+//! AF_PACKET device: one raw packet socket bound to one interface, batched with recvmmsg and
+//! sendmmsg.
+//!
+//! Guarantees:
+//! - **Only this interface.** The socket is created with protocol 0, which hooks it to no
+//!   traffic at all; `bind` then sets the interface and `ETH_P_ALL` together. No frame of another
+//!   interface is ever queued, so there is nothing to drain.
+//! - **No loops.** `PACKET_IGNORE_OUTGOING` (Linux 4.20+) is required: the socket never sees
+//!   frames sent on the interface, by itself, by another socket or by the host. Opening fails if
+//!   the kernel refuses it.
+//! - **Offloads intact** with [`AfPacketOptions::vnet_hdr`]: every frame travels with its
+//!   `virtio_net_hdr` (GSO super-frames up to [`MAX_FRAME`], partial checksums). The header is
+//!   scattered into / gathered from a separate 10-byte array, so frame bytes are never copied
+//!   by us.
+//! - **VLAN tags kept.** The kernel's receive path takes the 802.1Q tag out of every frame
+//!   before packet sockets see it (on veth too) and reports it beside the frame
+//!   (`PACKET_AUXDATA`); it is put back in front of the EtherType, so frames leave as they came.
+//!   Only tagged frames pay for it (a 4-byte shift of the frame in the buffer).
+//! - **No silent truncation.** Frames longer than the caller's buffer are reported with
+//!   [`RxMeta::truncated`] (the kernel gives the real length when asked with `MSG_TRUNC`).
+//! - **Promiscuous mode is undone by the kernel.** It is a `PACKET_MR_PROMISC` membership of
+//!   this socket, a reference count that the kernel drops when the socket closes, whether weir
+//!   exits cleanly, panics or is killed.
+//! - **No allocation per call**: the mmsghdr, iovec and header arrays are allocated at open
+//!   ([`BATCH`] entries); their pointers are rewritten at each call from the current buffers.
+//!
+//! Transmit: a frame the kernel refuses on its own (too long for the MTU, shorter than an
+//! Ethernet header, an invalid vnet header: `EMSGSIZE` or `EINVAL`) is counted as taken, so one
+//! bad frame cannot stall the queue behind it, and is counted in [`AfPacket::tx_refused`].
+//! A full device (`EAGAIN`, `ENOBUFS`) ends the batch early; other errors are returned.
+//!
+//! Thread contract: one thread uses an `AfPacket` at a time (`&mut self`); it may move between
+//! threads (`Send`).
+
+use super::netdev::{self, NetdevError};
+use super::vnet::VNET_HDR_LEN;
+use super::{Device, RxMeta, TxFrame, VnetHdr, BATCH, MAX_FRAME};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+// From <linux/if_packet.h>; spelled out so the build does not depend on which libc version
+// exports them.
+const SOL_PACKET: libc::c_int = 263;
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const PACKET_AUXDATA: libc::c_int = 8;
+const PACKET_VNET_HDR: libc::c_int = 15;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+const ETH_P_8021Q: u16 = 0x8100;
+/// Bytes of an 802.1Q tag.
+const VLAN_TAG_LEN: usize = 4;
+/// Offset of the tag in an Ethernet frame (after both MAC addresses).
+const VLAN_TAG_AT: usize = 12;
+
+/// `struct tpacket_auxdata` from <linux/if_packet.h>.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+/// Room for one control message holding a `tpacket_auxdata` (CMSG_SPACE(20) = 40 on 64-bit),
+/// aligned for `cmsghdr`.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct AuxBuf([u8; 64]);
+
+/// `struct packet_mreq` from <linux/if_packet.h>.
+#[repr(C)]
+struct PacketMreq {
+    mr_ifindex: libc::c_int,
+    mr_type: libc::c_ushort,
+    mr_alen: libc::c_ushort,
+    mr_address: [libc::c_uchar; 8],
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AfPacketOptions {
+    /// Receive frames addressed to other hosts too (needed on a bridge port). Undone by the
+    /// kernel when the socket closes.
+    pub promiscuous: bool,
+    /// Frames carry a `virtio_net_hdr` (`PACKET_VNET_HDR`): GSO super-frames and partial
+    /// checksums pass through intact. Use it on both ports or on neither.
+    pub vnet_hdr: bool,
+    /// Only send: bind with protocol 0 so the kernel delivers no frame to this socket (a
+    /// transmit socket would otherwise get a copy of all the interface's traffic, then drop it).
+    pub send_only: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Netdev(#[from] NetdevError),
+    #[error("interface {name} is down: ip link set {name} up")]
+    Down { name: String },
+    #[error(
+        "{op} on {name}: permission denied: weir needs CAP_NET_RAW (and CAP_NET_ADMIN for \
+         promiscuous mode); run as root or grant: setcap cap_net_raw,cap_net_admin+ep $(which weir)"
+    )]
+    Permission { name: String, op: &'static str },
+    #[error("{op} on {name} failed: {source}")]
+    Kernel {
+        name: String,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The per-direction system-call arrays, allocated once at open.
+struct MsgArrays {
+    msgs: Box<[libc::mmsghdr]>,
+    /// Two per message: the vnet header, then the frame.
+    iovs: Box<[libc::iovec]>,
+    hdrs: Box<[[u8; VNET_HDR_LEN]]>,
+    /// Control buffers for PACKET_AUXDATA (receive only; empty for transmit).
+    aux: Box<[AuxBuf]>,
+}
+
+// SAFETY: the raw pointers inside `msgs` and `iovs` are scratch values: they are rewritten from
+// the buffers of the current call (and from `iovs` / `hdrs`, which this struct owns) before
+// every system call and never dereferenced by Rust code. Between calls they may dangle, but
+// nothing reads them, so moving the arrays to another thread shares nothing.
+unsafe impl Send for MsgArrays {}
+
+impl MsgArrays {
+    fn new(with_aux: bool) -> MsgArrays {
+        // SAFETY: mmsghdr and iovec are plain C structs (integers and pointers); all-zero
+        // (null pointers, zero lengths) is a valid value of each.
+        let msg: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let iov: libc::iovec = unsafe { std::mem::zeroed() };
+        MsgArrays {
+            msgs: vec![msg; BATCH].into_boxed_slice(),
+            iovs: vec![iov; 2 * BATCH].into_boxed_slice(),
+            hdrs: vec![[0u8; VNET_HDR_LEN]; BATCH].into_boxed_slice(),
+            aux: vec![AuxBuf([0; 64]); if with_aux { BATCH } else { 0 }].into_boxed_slice(),
+        }
+    }
+
+    /// Point message `i` at `data` (and at header `i` first when `vnet`).
+    fn set(&mut self, i: usize, vnet: bool, data: *mut u8, len: usize) {
+        let iov = &mut self.iovs[2 * i..2 * i + 2];
+        let count = if vnet {
+            iov[0] = libc::iovec {
+                iov_base: self.hdrs[i].as_mut_ptr().cast(),
+                iov_len: VNET_HDR_LEN,
+            };
+            iov[1] = libc::iovec {
+                iov_base: data.cast(),
+                iov_len: len,
+            };
+            2
+        } else {
+            iov[0] = libc::iovec {
+                iov_base: data.cast(),
+                iov_len: len,
+            };
+            1
+        };
+        let m = &mut self.msgs[i];
+        m.msg_hdr.msg_name = std::ptr::null_mut();
+        m.msg_hdr.msg_namelen = 0;
+        m.msg_hdr.msg_iov = iov.as_mut_ptr();
+        m.msg_hdr.msg_iovlen = count as _;
+        match self.aux.get_mut(i) {
+            Some(aux) => {
+                m.msg_hdr.msg_control = aux.0.as_mut_ptr().cast();
+                m.msg_hdr.msg_controllen = aux.0.len() as _;
+            }
+            None => {
+                m.msg_hdr.msg_control = std::ptr::null_mut();
+                m.msg_hdr.msg_controllen = 0;
+            }
+        }
+        m.msg_hdr.msg_flags = 0;
+        m.msg_len = 0;
+    }
+}
+
+/// A packet socket bound to one interface. Dropping it closes the socket (`OwnedFd`), which
+/// also ends its promiscuous membership.
+pub struct AfPacket {
+    fd: OwnedFd,
+    name: String,
+    ifindex: u32,
+    vnet_hdr: bool,
+    rx: MsgArrays,
+    tx: MsgArrays,
+    tx_refused: u64,
+}
+
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+impl AfPacket {
+    /// Open a packet socket on `ifname` (which must exist and be up).
+    pub fn open(ifname: &str, opts: &AfPacketOptions) -> Result<AfPacket, OpenError> {
+        let info = netdev::interface_info(ifname)?;
+        if !info.up {
+            return Err(OpenError::Down {
+                name: info.name.clone(),
+            });
+        }
+        let name = info.name.clone();
+        let kernel = |op: &'static str, source: io::Error| match source.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => OpenError::Permission {
+                name: name.clone(),
+                op,
+            },
+            _ => OpenError::Kernel {
+                name: name.clone(),
+                op,
+                source,
+            },
+        };
+
+        // Protocol 0: the socket receives nothing until bind names the interface.
+        // SAFETY: plain socket(2) call with constant arguments; the result is checked below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if raw < 0 {
+            return Err(kernel("socket(AF_PACKET)", io::Error::last_os_error()));
+        }
+        // SAFETY: `raw` is a fresh descriptor (checked non-negative) owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+        set_int_opt(&fd, PACKET_IGNORE_OUTGOING, 1).map_err(|e| {
+            kernel(
+                "setsockopt PACKET_IGNORE_OUTGOING (needs Linux 4.20 or later)",
+                e,
+            )
+        })?;
+        set_int_opt(&fd, PACKET_AUXDATA, 1).map_err(|e| kernel("setsockopt PACKET_AUXDATA", e))?;
+        if opts.vnet_hdr {
+            set_int_opt(&fd, PACKET_VNET_HDR, 1)
+                .map_err(|e| kernel("setsockopt PACKET_VNET_HDR", e))?;
+        }
+
+        // SAFETY: sockaddr_ll is a plain C struct; all-zero is valid.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as libc::c_ushort;
+        sll.sll_protocol = if opts.send_only {
+            0
+        } else {
+            (libc::ETH_P_ALL as u16).to_be()
+        };
+        sll.sll_ifindex = info.index as libc::c_int;
+        // SAFETY: `sll` is a valid sockaddr_ll that outlives the call and the length passed is
+        // its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::ENETDOWN) => OpenError::Down { name: name.clone() },
+                Some(libc::ENODEV) => OpenError::Netdev(NetdevError::NoSuchInterface {
+                    name: name.clone(),
+                    known: netdev::list_interfaces(),
+                }),
+                _ => kernel("bind", e),
+            });
+        }
+
+        if opts.promiscuous {
+            let mreq = PacketMreq {
+                mr_ifindex: info.index as libc::c_int,
+                mr_type: PACKET_MR_PROMISC,
+                mr_alen: 0,
+                mr_address: [0; 8],
+            };
+            // SAFETY: `mreq` is a repr(C) packet_mreq that outlives the call; the length is
+            // its size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    SOL_PACKET,
+                    PACKET_ADD_MEMBERSHIP,
+                    (&mreq as *const PacketMreq).cast(),
+                    std::mem::size_of::<PacketMreq>() as libc::socklen_t,
+                )
+            };
+            if rc < 0 {
+                return Err(kernel(
+                    "setsockopt PACKET_ADD_MEMBERSHIP (promiscuous)",
+                    io::Error::last_os_error(),
+                ));
+            }
+        }
+
+        Ok(AfPacket {
+            fd,
+            name: info.name,
+            ifindex: info.index,
+            vnet_hdr: opts.vnet_hdr,
+            rx: MsgArrays::new(true),
+            tx: MsgArrays::new(false),
+            tx_refused: 0,
+        })
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Frames the kernel refused outright (too long for the MTU, too short, bad vnet header).
+    /// [`Device::send_batch`] counts them as taken.
+    pub fn tx_refused(&self) -> u64 {
+        self.tx_refused
+    }
+}
+
+/// The 802.1Q tag the kernel took out of a received frame, from its PACKET_AUXDATA control
+/// message, as the 4 bytes to put back (TPID, TCI; network order).
+// msg_controllen is usize with glibc, socklen_t with musl.
+#[allow(clippy::unnecessary_cast)]
+fn vlan_tag(hdr: &libc::msghdr) -> Option<[u8; VLAN_TAG_LEN]> {
+    if hdr.msg_control.is_null()
+        || (hdr.msg_controllen as usize) < std::mem::size_of::<libc::cmsghdr>()
+    {
+        return None;
+    }
+    // SAFETY: msg_control points at our AuxBuf (set before recvmmsg) and the kernel set
+    // msg_controllen to the bytes it wrote there (checked above to hold a header); the CMSG
+    // macros stay within msg_controllen.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(hdr) };
+    while !c.is_null() {
+        // SAFETY: CMSG_FIRSTHDR / CMSG_NXTHDR return null or a header inside the buffer.
+        let cm = unsafe { &*c };
+        let want = std::mem::size_of::<TpacketAuxdata>();
+        // SAFETY: CMSG_LEN is arithmetic only.
+        let need = unsafe { libc::CMSG_LEN(want as u32) } as usize;
+        if cm.cmsg_level == SOL_PACKET
+            && cm.cmsg_type == PACKET_AUXDATA
+            && cm.cmsg_len as usize >= need
+        {
+            // SAFETY: the length check above says the data holds a whole tpacket_auxdata;
+            // read_unaligned because the data is only 4-aligned by contract.
+            let aux: TpacketAuxdata =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<TpacketAuxdata>()) };
+            if aux.tp_status & TP_STATUS_VLAN_VALID == 0 {
+                return None;
+            }
+            let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                aux.tp_vlan_tpid
+            } else {
+                ETH_P_8021Q
+            };
+            let t = tpid.to_be_bytes();
+            let v = aux.tp_vlan_tci.to_be_bytes();
+            return Some([t[0], t[1], v[0], v[1]]);
+        }
+        // SAFETY: `c` is a valid header inside the buffer described by `hdr`.
+        c = unsafe { libc::CMSG_NXTHDR(hdr, c) };
+    }
+    None
+}
+
+fn set_int_opt(fd: &OwnedFd, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `value` is a c_int that outlives the call; the length passed is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            SOL_PACKET,
+            opt,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl Device for AfPacket {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn recv_batch(&mut self, bufs: &mut [Box<[u8]>], meta: &mut [RxMeta]) -> io::Result<usize> {
+        let n = bufs.len().min(meta.len()).min(BATCH);
+        if n == 0 {
+            return Ok(0);
+        }
+        for (i, buf) in bufs[..n].iter_mut().enumerate() {
+            self.rx.set(i, self.vnet_hdr, buf.as_mut_ptr(), buf.len());
+        }
+        let got = loop {
+            // SAFETY: messages 0..n were just pointed at live memory: each iovec at a caller
+            // buffer (borrowed mutably for this whole call, with its real length) or at our
+            // 10-byte header array, the control buffer at our AuxBuf with its real length; no
+            // name buffer. `n` <= BATCH = msgs.len().
+            let rc = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    self.rx.msgs.as_mut_ptr(),
+                    n as libc::c_uint,
+                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc >= 0 {
+                break rc as usize;
+            }
+            match errno() {
+                libc::EINTR => continue,
+                libc::EAGAIN => return Ok(0),
+                e => return Err(io::Error::from_raw_os_error(e)),
+            }
+        };
+        let hdr = if self.vnet_hdr { VNET_HDR_LEN } else { 0 };
+        for i in 0..got {
+            let m = &self.rx.msgs[i];
+            // With MSG_TRUNC a packet socket returns the frame's full length (plus the vnet
+            // header), not the bytes copied.
+            let real = (m.msg_len as usize).saturating_sub(hdr);
+            let truncated_flag = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            // What the tests confirm on this kernel: the length is the real one, so the flag
+            // and the comparison agree.
+            debug_assert_eq!(truncated_flag, real > bufs[i].len());
+            let tag = vlan_tag(&m.msg_hdr);
+            let buf = &mut bufs[i];
+            let cap = buf.len();
+            let mut vnet = if self.vnet_hdr {
+                VnetHdr::from_bytes(&self.rx.hdrs[i])
+            } else {
+                VnetHdr::NONE
+            };
+            let mut len = real.min(cap);
+            let mut full = real;
+            if let Some(tag) = tag {
+                // Shift what follows the MACs 4 bytes on (the last 4 bytes fall off a full
+                // buffer) and put the tag back, as much of it as fits.
+                let kept = len.min(cap.saturating_sub(VLAN_TAG_LEN));
+                if kept > VLAN_TAG_AT {
+                    buf.copy_within(VLAN_TAG_AT..kept, VLAN_TAG_AT + VLAN_TAG_LEN);
+                }
+                if cap > VLAN_TAG_AT {
+                    let end = cap.min(VLAN_TAG_AT + VLAN_TAG_LEN);
+                    buf[VLAN_TAG_AT..end].copy_from_slice(&tag[..end - VLAN_TAG_AT]);
+                }
+                full = real + VLAN_TAG_LEN;
+                len = full.min(cap);
+                // Offsets in the vnet header count from the start of the frame.
+                if vnet.flags & super::vnet::F_NEEDS_CSUM != 0 {
+                    vnet.csum_start = vnet.csum_start.saturating_add(VLAN_TAG_LEN as u16);
+                }
+                if vnet.hdr_len > 0 {
+                    vnet.hdr_len = vnet.hdr_len.saturating_add(VLAN_TAG_LEN as u16);
+                }
+            }
+            meta[i] = RxMeta {
+                len,
+                truncated: full > cap || truncated_flag,
+                vnet,
+            };
+        }
+        Ok(got)
+    }
+
+    fn send_batch(&mut self, frames: &[TxFrame<'_>]) -> io::Result<usize> {
+        let n = frames.len().min(BATCH);
+        for (i, f) in frames[..n].iter().enumerate() {
+            if self.vnet_hdr {
+                self.tx.hdrs[i] = f.vnet.to_bytes();
+            }
+            // The kernel only reads through these pointers on send; the cast to *mut is what
+            // iovec's type asks for.
+            self.tx
+                .set(i, self.vnet_hdr, f.data.as_ptr().cast_mut(), f.data.len());
+        }
+        let mut done = 0;
+        while done < n {
+            // SAFETY: messages done..n point at the frames borrowed for this call (read only
+            // by sendmmsg) and at our header arrays; `done` < n <= BATCH keeps the pointer and
+            // count inside `msgs`.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    self.tx.msgs.as_mut_ptr().add(done),
+                    (n - done) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if rc > 0 {
+                // Fewer than asked: the next call reports the error of the first one not sent.
+                done += rc as usize;
+                continue;
+            }
+            match errno() {
+                libc::EINTR => continue,
+                libc::EAGAIN | libc::ENOBUFS => break,
+                // The frame at `done` is refused on its own merits: take it and go on.
+                libc::EMSGSIZE | libc::EINVAL => {
+                    self.tx_refused += 1;
+                    done += 1;
+                }
+                // Report what was taken; the error comes back on the next call.
+                _ if done > 0 => break,
+                e => return Err(io::Error::from_raw_os_error(e)),
+            }
+        }
+        Ok(done)
+    }
+
+    fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
+        // Round up to whole milliseconds so a short wait is not a busy poll.
+        let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid pollfd that outlives the call; count 1 matches.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            return match errno() {
+                libc::EINTR => Ok(false),
+                e => Err(io::Error::from_raw_os_error(e)),
+            };
+        }
+        if pfd.revents & libc::POLLNVAL != 0 {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        // An error condition counts as readable: recv_batch then reports it.
+        Ok(pfd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0)
+    }
+
+    fn offloads(&self) -> bool {
+        self.vnet_hdr
+    }
+}
+
+// Buffers handed to recv_batch are expected to hold MAX_FRAME bytes; smaller ones work and
+// report truncation.
+const _: () = assert!(MAX_FRAME >= 1514);
+
+#[cfg(test)]
+#[path = "af_packet_tests.rs"]
+mod tests;

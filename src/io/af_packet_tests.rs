@@ -1,0 +1,648 @@
+//! AF_PACKET on veth pairs, each test in network namespaces of its own (`weir-afp-*-PID`),
+//! deleted by a guard even when the test fails. Needs root; without it the tests say so loudly
+//! and pass, except under CI=true where they fail.
+
+use super::*;
+use crate::io::netdev::enter_network_namespace;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+/// Source MAC of every frame the tests craft, so stray frames (none are expected: IPv6 is off
+/// in the namespaces) can be told apart.
+const SRC: [u8; 6] = [0x02, 0x77, 0x65, 0x69, 0x72, 0x01];
+const DST: [u8; 6] = [0x02, 0x77, 0x65, 0x69, 0x72, 0x02];
+
+fn have_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs root (CI=true, so this is a failure, not a skip)");
+    }
+    // Straight to the stderr descriptor: libtest hides eprintln! output of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!!!!! SKIPPED: {test} needs root (network namespaces, AF_PACKET) !!!!!!!!\n"
+    );
+    false
+}
+
+/// A network namespace that is deleted on drop.
+struct Netns {
+    name: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("weir-afp-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        // No IPv6 autoconfiguration (router solicitations, MLD): the links carry only our frames.
+        for key in ["all", "default"] {
+            ns.exec(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+            ]);
+        }
+        ns
+    }
+
+    fn exec(&self, args: &[&str]) {
+        let mut full = vec!["netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        ip(&full);
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        ip(&full);
+    }
+
+    /// A veth pair `a` / `b`, both up unless `up` is false.
+    fn veth(&self, up: bool) {
+        self.ip(&[
+            "link", "add", "name", "a", "type", "veth", "peer", "name", "b",
+        ]);
+        if up {
+            self.ip(&["link", "set", "dev", "a", "up"]);
+            self.ip(&["link", "set", "dev", "b", "up"]);
+        }
+    }
+
+    /// Run `f` on a thread that entered this namespace, once `a` and `b` are running; panics
+    /// propagate. Until the kernel's link watcher has run for a device that just came up (up to
+    /// a second later under load), its queueing discipline is `noop` and frames sent on it
+    /// vanish without an error, so tests wait for IFF_RUNNING first.
+    fn run_up<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.run(move || {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            for dev in ["a", "b"] {
+                while !netdev::interface_info(dev).unwrap().running {
+                    assert!(Instant::now() < deadline, "{dev} not running after 3 s");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            f()
+        })
+    }
+
+    /// Run `f` on a thread that entered this namespace; panics propagate.
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = PathBuf::from("/var/run/netns").join(&self.name);
+        std::thread::spawn(move || {
+            enter_network_namespace(&path).expect("setns");
+            f()
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+fn plain() -> AfPacketOptions {
+    AfPacketOptions::default()
+}
+
+fn bufs(n: usize, size: usize) -> (Vec<Box<[u8]>>, Vec<RxMeta>) {
+    (
+        (0..n).map(|_| vec![0u8; size].into_boxed_slice()).collect(),
+        vec![RxMeta::default(); n],
+    )
+}
+
+/// An Ethernet frame of `len` bytes (>= 14): our MACs, a local experimental EtherType, then
+/// the sequence number and a pattern.
+fn frame(seq: u16, len: usize) -> Vec<u8> {
+    let mut f = Vec::with_capacity(len);
+    f.extend_from_slice(&DST);
+    f.extend_from_slice(&SRC);
+    f.extend_from_slice(&[0x88, 0xb5]);
+    f.extend_from_slice(&seq.to_be_bytes());
+    while f.len() < len {
+        f.push((f.len() as u8).wrapping_mul(31) ^ seq as u8);
+    }
+    f.truncate(len);
+    f
+}
+
+fn vlan_frame(seq: u16) -> Vec<u8> {
+    let mut f = frame(seq, 100);
+    // 802.1Q tag, VID 42, then the inner EtherType.
+    f.splice(12..12, [0x81, 0x00, 0x00, 0x2a]);
+    f
+}
+
+fn arp_frame() -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&SRC);
+    f.extend_from_slice(&[0x08, 0x06]); // ARP
+    f.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]); // Ethernet/IPv4, request
+    f.extend_from_slice(&SRC);
+    f.extend_from_slice(&[198, 18, 0, 1]);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&[198, 18, 0, 2]);
+    f
+}
+
+fn send_all(dev: &mut AfPacket, frames: &[Vec<u8>], vnet: VnetHdr) {
+    let tx: Vec<TxFrame> = frames.iter().map(|d| TxFrame { data: d, vnet }).collect();
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while sent < tx.len() {
+        assert!(
+            Instant::now() < deadline,
+            "sent only {sent} of {}",
+            tx.len()
+        );
+        sent += dev.send_batch(&tx[sent..]).expect("send_batch");
+    }
+    assert_eq!(dev.tx_refused(), 0);
+}
+
+/// Receive frames from our source MAC until `want` arrived or `limit` passes.
+fn recv_ours(
+    dev: &mut AfPacket,
+    want: usize,
+    buf_size: usize,
+    limit: Duration,
+) -> Vec<(Vec<u8>, RxMeta)> {
+    let (mut b, mut m) = bufs(BATCH, buf_size);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + limit;
+    while got.len() < want && Instant::now() < deadline {
+        if !dev.wait_readable(Duration::from_millis(20)).unwrap() {
+            continue;
+        }
+        let n = dev.recv_batch(&mut b, &mut m).expect("recv_batch");
+        for i in 0..n {
+            let data = b[i][..m[i].len].to_vec();
+            if data.len() >= 12 && data[6..12] == SRC {
+                got.push((data, m[i]));
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn missing_and_down_interfaces_are_named() {
+    if !have_root("missing_and_down_interfaces_are_named") {
+        return;
+    }
+    let ns = Netns::new("errs");
+    ns.veth(false);
+    ns.run(|| {
+        let err = AfPacket::open("eth9", &plain()).err().expect("eth9 opened");
+        let msg = err.to_string();
+        match &err {
+            OpenError::Netdev(NetdevError::NoSuchInterface { name, known }) => {
+                assert_eq!(name, "eth9");
+                for k in ["lo", "a", "b"] {
+                    assert!(known.iter().any(|n| n == k), "{known:?}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            msg.contains("no interface `eth9`; interfaces here: "),
+            "{msg}"
+        );
+
+        let err = AfPacket::open("a", &plain()).err().expect("down a opened");
+        assert!(
+            matches!(&err, OpenError::Down { name } if name == "a"),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "interface a is down: ip link set a up");
+    });
+}
+
+#[test]
+fn a_batch_crosses_a_veth_intact_in_order_and_never_loops_back() {
+    if !have_root("a_batch_crosses_a_veth_intact_in_order_and_never_loops_back") {
+        return;
+    }
+    let ns = Netns::new("batch");
+    ns.veth(true);
+    ns.run_up(|| {
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        let mut watch_a = AfPacket::open("a", &plain()).unwrap();
+        let mut rx = AfPacket::open(
+            "b",
+            &AfPacketOptions {
+                promiscuous: true,
+                vnet_hdr: false,
+                send_only: false,
+            },
+        )
+        .unwrap();
+        assert!(!tx.offloads());
+
+        let sizes = [14, 60, 64, 128, 512, 1000, 1500, 1514];
+        let mut frames: Vec<Vec<u8>> = (0..98u16)
+            .map(|i| frame(i, sizes[usize::from(i) % sizes.len()]))
+            .collect();
+        frames.insert(10, vlan_frame(1000));
+        frames.insert(50, arp_frame());
+        assert_eq!(frames.len(), 100);
+        assert!(frames.iter().any(|f| f.len() == 1514));
+
+        send_all(&mut tx, &frames, VnetHdr::NONE);
+        let got = recv_ours(&mut rx, 100, MAX_FRAME, Duration::from_secs(2));
+        assert_eq!(got.len(), 100);
+        for (i, ((data, meta), sent)) in got.iter().zip(&frames).enumerate() {
+            assert!(!meta.truncated, "frame {i}");
+            assert_eq!(meta.vnet, VnetHdr::NONE);
+            assert_eq!(data, sent, "frame {i} differs");
+        }
+        // Nothing more for B, and nothing at all on A's sockets (their own transmissions).
+        assert!(recv_ours(&mut rx, 1, MAX_FRAME, Duration::from_millis(100)).is_empty());
+        assert!(recv_ours(&mut watch_a, 1, MAX_FRAME, Duration::from_millis(100)).is_empty());
+        assert!(recv_ours(&mut tx, 1, MAX_FRAME, Duration::from_millis(50)).is_empty());
+    });
+}
+
+#[test]
+fn a_send_only_socket_sends_but_never_receives() {
+    if !have_root("a_send_only_socket_sends_but_never_receives") {
+        return;
+    }
+    let ns = Netns::new("sendonly");
+    ns.veth(true);
+    ns.run_up(|| {
+        let send_only = AfPacketOptions {
+            send_only: true,
+            ..plain()
+        };
+        let mut tx = AfPacket::open("a", &send_only).unwrap();
+        let mut quiet_b = AfPacket::open("b", &send_only).unwrap();
+        let mut rx = AfPacket::open("b", &plain()).unwrap();
+        let frames: Vec<Vec<u8>> = (0..20u16).map(|i| frame(i, 200)).collect();
+        send_all(&mut tx, &frames, VnetHdr::NONE);
+        let got = recv_ours(&mut rx, 20, MAX_FRAME, Duration::from_secs(2));
+        assert_eq!(got.len(), 20, "the send-only socket's frames arrive");
+        assert!(recv_ours(&mut quiet_b, 1, MAX_FRAME, Duration::from_millis(100)).is_empty());
+    });
+}
+
+#[test]
+fn a_jumbo_frame_passes_when_the_mtu_allows_and_is_refused_when_not() {
+    if !have_root("a_jumbo_frame_passes_when_the_mtu_allows_and_is_refused_when_not") {
+        return;
+    }
+    let ns = Netns::new("jumbo");
+    ns.veth(true);
+    ns.run_up(|| {
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        let jumbo = frame(7, 9000);
+        // MTU 1500: the kernel refuses it; the frame is taken and counted, not retried.
+        let n = tx
+            .send_batch(&[TxFrame {
+                data: &jumbo,
+                vnet: VnetHdr::NONE,
+            }])
+            .unwrap();
+        assert_eq!((n, tx.tx_refused()), (1, 1));
+    });
+    ns.ip(&["link", "set", "dev", "a", "mtu", "9000"]);
+    ns.ip(&["link", "set", "dev", "b", "mtu", "9000"]);
+    ns.run_up(|| {
+        assert_eq!(netdev::interface_info("b").unwrap().mtu, 9000);
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        let mut rx = AfPacket::open("b", &plain()).unwrap();
+        let jumbo = frame(7, 9000);
+        send_all(&mut tx, std::slice::from_ref(&jumbo), VnetHdr::NONE);
+        let got = recv_ours(&mut rx, 1, MAX_FRAME, Duration::from_secs(2));
+        assert_eq!(got.len(), 1);
+        assert!(!got[0].1.truncated);
+        assert_eq!(got[0].0, jumbo);
+    });
+}
+
+#[test]
+fn frames_longer_than_the_buffer_are_reported_truncated() {
+    if !have_root("frames_longer_than_the_buffer_are_reported_truncated") {
+        return;
+    }
+    let ns = Netns::new("trunc");
+    ns.veth(true);
+    ns.run_up(|| {
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        let mut rx = AfPacket::open("b", &plain()).unwrap();
+        let frames = vec![frame(1, 1000), frame(2, 100), frame(3, 1514)];
+        send_all(&mut tx, &frames, VnetHdr::NONE);
+        let got = recv_ours(&mut rx, 3, 100, Duration::from_secs(2));
+        assert_eq!(got.len(), 3);
+        for ((data, meta), sent) in got.iter().zip(&frames) {
+            assert_eq!(meta.len, 100);
+            assert_eq!(meta.truncated, sent.len() > 100, "{meta:?}");
+            assert_eq!(data[..], sent[..100]);
+        }
+    });
+}
+
+#[test]
+fn vlan_tags_taken_out_by_the_kernel_are_put_back_even_when_truncated() {
+    if !have_root("vlan_tags_taken_out_by_the_kernel_are_put_back_even_when_truncated") {
+        return;
+    }
+    let ns = Netns::new("vlan");
+    ns.veth(true);
+    ns.run_up(|| {
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        let mut rx = AfPacket::open("b", &plain()).unwrap();
+        let tagged = vlan_frame(9); // 104 bytes
+        let len = tagged.len();
+        // Buffer sizes: roomy, exact, 2 short (tag fits, tail lost), tiny (inside the MACs).
+        for cap in [MAX_FRAME, len, len - 2, 50, 14, 8] {
+            send_all(&mut tx, std::slice::from_ref(&tagged), VnetHdr::NONE);
+            let (mut b, mut m) = bufs(1, cap);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let n = loop {
+                assert!(Instant::now() < deadline, "nothing received (cap {cap})");
+                rx.wait_readable(Duration::from_millis(20)).unwrap();
+                let n = rx.recv_batch(&mut b, &mut m).unwrap();
+                if n > 0 {
+                    break n;
+                }
+            };
+            assert_eq!(n, 1);
+            let want = len.min(cap);
+            assert_eq!(m[0].len, want, "cap {cap}");
+            assert_eq!(m[0].truncated, cap < len, "cap {cap}");
+            assert_eq!(b[0][..want], tagged[..want], "cap {cap}");
+        }
+    });
+}
+
+#[test]
+fn frames_of_other_interfaces_are_never_received() {
+    if !have_root("frames_of_other_interfaces_are_never_received") {
+        return;
+    }
+    let ns = Netns::new("iso");
+    ns.veth(true);
+    ns.ip(&[
+        "link", "add", "name", "c", "type", "veth", "peer", "name", "d",
+    ]);
+    ns.ip(&["link", "set", "dev", "c", "up"]);
+    ns.ip(&["link", "set", "dev", "d", "up"]);
+    ns.run_up(|| {
+        // Opened while other traffic is flowing: nothing of it may show up on b.
+        let mut other = AfPacket::open("c", &plain()).unwrap();
+        let noise: Vec<Vec<u8>> = (0..50u16).map(|i| frame(500 + i, 64)).collect();
+        send_all(&mut other, &noise, VnetHdr::NONE);
+        let mut rx = AfPacket::open("b", &plain()).unwrap();
+        send_all(&mut other, &noise, VnetHdr::NONE);
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        let wanted: Vec<Vec<u8>> = (0..5u16).map(|i| frame(i, 64)).collect();
+        send_all(&mut tx, &wanted, VnetHdr::NONE);
+        send_all(&mut other, &noise, VnetHdr::NONE);
+        let got = recv_ours(&mut rx, 200, MAX_FRAME, Duration::from_millis(300));
+        let got: Vec<Vec<u8>> = got.into_iter().map(|(d, _)| d).collect();
+        assert_eq!(got, wanted);
+    });
+}
+
+#[test]
+fn refused_frames_are_counted_and_do_not_stall_the_batch() {
+    if !have_root("refused_frames_are_counted_and_do_not_stall_the_batch") {
+        return;
+    }
+    let ns = Netns::new("refuse");
+    ns.veth(true);
+    ns.run_up(|| {
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        let mut rx = AfPacket::open("b", &plain()).unwrap();
+        let short = vec![0u8; 5];
+        let long = frame(3, 3000);
+        let good = [frame(1, 60), frame(2, 60), frame(4, 60)];
+        let batch = [
+            TxFrame {
+                data: &good[0],
+                vnet: VnetHdr::NONE,
+            },
+            TxFrame {
+                data: &short,
+                vnet: VnetHdr::NONE,
+            },
+            TxFrame {
+                data: &good[1],
+                vnet: VnetHdr::NONE,
+            },
+            TxFrame {
+                data: &long,
+                vnet: VnetHdr::NONE,
+            },
+            TxFrame {
+                data: &good[2],
+                vnet: VnetHdr::NONE,
+            },
+        ];
+        assert_eq!(tx.send_batch(&batch).unwrap(), 5);
+        assert_eq!(tx.tx_refused(), 2);
+        let got = recv_ours(&mut rx, 3, MAX_FRAME, Duration::from_secs(2));
+        let got: Vec<Vec<u8>> = got.into_iter().map(|(d, _)| d).collect();
+        assert_eq!(got, good);
+    });
+}
+
+#[test]
+fn with_vnet_headers_a_plain_frame_stays_plain() {
+    if !have_root("with_vnet_headers_a_plain_frame_stays_plain") {
+        return;
+    }
+    let ns = Netns::new("vnet");
+    ns.veth(true);
+    ns.run_up(|| {
+        let opts = AfPacketOptions {
+            promiscuous: false,
+            vnet_hdr: true,
+            send_only: false,
+        };
+        let mut tx = AfPacket::open("a", &opts).unwrap();
+        let mut rx = AfPacket::open("b", &opts).unwrap();
+        assert!(rx.offloads());
+        let frames = vec![frame(1, 60), frame(2, 1514), vlan_frame(3)];
+        send_all(&mut tx, &frames, VnetHdr::NONE);
+        let got = recv_ours(&mut rx, 3, MAX_FRAME, Duration::from_secs(2));
+        assert_eq!(got.len(), 3);
+        for ((data, meta), sent) in got.iter().zip(&frames) {
+            assert_eq!(meta.vnet.gso_type, crate::io::vnet::GSO_NONE, "{meta:?}");
+            assert_eq!(meta.vnet.gso_size, 0, "{meta:?}");
+            assert!(!meta.truncated);
+            assert_eq!(meta.len, sent.len());
+            assert_eq!(data, sent);
+            eprintln!(
+                "vnet header received on veth for a plain frame: {:?}",
+                meta.vnet
+            );
+        }
+    });
+}
+
+/// Ethernet + IPv4 + TCP, `payload` bytes after the headers (54 bytes), checksum left to
+/// whoever segments it.
+fn tcp_super_frame(payload: usize) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&DST);
+    f.extend_from_slice(&SRC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + 20 + payload) as u16;
+    f.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+    ]);
+    f.extend_from_slice(&[198, 18, 0, 1, 198, 18, 0, 2]);
+    let sum = {
+        let mut acc: u32 = 0;
+        for c in f[14..34].chunks(2) {
+            acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
+        }
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    };
+    f[24..26].copy_from_slice(&sum.to_be_bytes());
+    // TCP: ports 40000 -> 5201, seq 1, ack 0, data offset 5, ACK|PSH, window, csum 0.
+    f.extend_from_slice(&[
+        0x9c, 0x40, 0x14, 0x51, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff,
+    ]);
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend((0..payload).map(|i| i as u8));
+    f
+}
+
+#[test]
+fn with_vnet_headers_a_gso_super_frame_crosses_whole() {
+    if !have_root("with_vnet_headers_a_gso_super_frame_crosses_whole") {
+        return;
+    }
+    let ns = Netns::new("gso");
+    ns.veth(true);
+    ns.run_up(|| {
+        let opts = AfPacketOptions {
+            promiscuous: false,
+            vnet_hdr: true,
+            send_only: false,
+        };
+        let mut tx = AfPacket::open("a", &opts).unwrap();
+        let mut rx = AfPacket::open("b", &opts).unwrap();
+        let sf = tcp_super_frame(10 * 1448);
+        let hdr = VnetHdr {
+            flags: crate::io::vnet::F_NEEDS_CSUM,
+            gso_type: crate::io::vnet::GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        send_all(&mut tx, std::slice::from_ref(&sf), hdr);
+        let got = recv_ours(&mut rx, 1, MAX_FRAME, Duration::from_secs(2));
+        assert_eq!(got.len(), 1);
+        let (data, meta) = &got[0];
+        eprintln!(
+            "GSO frame of {} bytes received with {:?}",
+            meta.len, meta.vnet
+        );
+        assert_eq!(meta.len, sf.len());
+        assert!(!meta.truncated);
+        assert_eq!(meta.vnet.gso_type, hdr.gso_type);
+        assert_eq!(meta.vnet.gso_size, hdr.gso_size);
+        assert_eq!(meta.vnet.wire_segments(meta.len).0, 10);
+        // The TCP checksum field may hold the pseudo-header sum; everything else is unchanged.
+        assert_eq!(data[..50], sf[..50]);
+        assert_eq!(data[52..], sf[52..]);
+    });
+}
+
+#[test]
+fn without_cap_net_raw_the_error_says_what_to_grant() {
+    if !have_root("without_cap_net_raw_the_error_says_what_to_grant") {
+        return;
+    }
+    // Capabilities are per thread: drop CAP_NET_RAW (13) from this thread's effective set only.
+    std::thread::spawn(|| {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut header = Header {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let mut data = [Data::default(); 2];
+        // SAFETY: header and a 2-element data array as capget v3 expects, both live across
+        // the call.
+        let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+        assert_eq!(rc, 0, "capget");
+        data[0].effective &= !(1 << 13);
+        // SAFETY: as above; capset with pid 0 changes only the calling thread.
+        let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+        assert_eq!(rc, 0, "capset");
+        let err = AfPacket::open("lo", &plain())
+            .err()
+            .expect("opened without CAP_NET_RAW");
+        assert!(
+            matches!(&err, OpenError::Permission { name, .. } if name == "lo"),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("CAP_NET_RAW"), "{msg}");
+        assert!(
+            msg.contains("setcap cap_net_raw,cap_net_admin+ep $(which weir)"),
+            "{msg}"
+        );
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+}
+
+#[test]
+fn af_packet_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<AfPacket>();
+}

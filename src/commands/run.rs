@@ -57,6 +57,21 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         );
     }
 
+    // Until the kernel's link watcher has run on a device that just came up, frames sent on it
+    // vanish without an error: wait (bounded) for carrier on both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    for name in [&lan_if, &wan_if] {
+        while !interface_info(name).map(|i| i.running).unwrap_or(true) {
+            if std::time::Instant::now() >= deadline {
+                eprintln!(
+                    "weir: warning: {name} has no carrier yet; frames sent to it may be lost"
+                );
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     let ports = match s.io {
         IoArg::AfPacket => [open_af_packet(&lan_if)?, open_af_packet(&wan_if)?],
     };
@@ -73,6 +88,9 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         s.config.display()
     );
     let opts = runtime::Options::default();
+    if !weir::io::sys::is_root() {
+        eprintln!("weir: note: not root: forwarding threads keep normal priority (raising it needs CAP_SYS_NICE)");
+    }
     let report = runtime::run(Arc::new(plan), ports, stop, &opts)?;
     eprintln!("weir: stopped after {:.1} s", report.seconds);
 

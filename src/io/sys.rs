@@ -15,3 +15,15 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Raise the calling thread's scheduling priority to `nice` (negative is higher), as a
+/// forwarding thread should: the kernel bridge forwards in softirq context, ahead of every
+/// process. Needs CAP_SYS_NICE (root has it); returns whether it worked.
+pub fn raise_thread_priority(nice: i32) -> bool {
+    // SAFETY: gettid has no preconditions; setpriority with PRIO_PROCESS and a thread id
+    // changes only that thread's nice value, and touches no memory of ours.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice) == 0
+    }
+}

@@ -50,6 +50,8 @@ pub struct Options {
     pub spin_below: Duration,
     /// Large (GSO / jumbo) buffers in the pool; small ones cover every queue slot.
     pub large_buffers: usize,
+    /// Nice value for weir's threads (best effort; needs CAP_SYS_NICE). `None` leaves it.
+    pub thread_nice: Option<i32>,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             shutdown_grace: Duration::from_millis(1000),
             spin_below: Duration::from_micros(50),
             large_buffers: 512,
+            thread_nice: Some(-10),
         }
     }
 }
@@ -154,7 +157,10 @@ pub fn run(
         rx_threads.push(
             std::thread::Builder::new()
                 .name(format!("weir-rx-{}", side.name()))
-                .spawn(move || rx.run())
+                .spawn({
+                    let nice = opts.thread_nice;
+                    move || rx.run(nice)
+                })
                 .map_err(|e| RunError::Thread(e.to_string()))?,
         );
     }
@@ -241,7 +247,10 @@ struct RxSide {
 }
 
 impl RxSide {
-    fn run(mut self) -> Result<(), RunError> {
+    fn run(mut self, nice: Option<i32>) -> Result<(), RunError> {
+        if let Some(n) = nice {
+            crate::io::sys::raise_thread_priority(n);
+        }
         let egress = self.ingress.other();
         let port = &self.plan.ports[egress.index()];
         let overhead = u64::from(port.overhead);
@@ -365,6 +374,9 @@ const TX_RETRIES: usize = 64;
 impl SchedSide {
     fn run(mut self) -> Result<SchedSide, RunError> {
         crate::io::sys::set_timer_slack_ns(1);
+        if let Some(n) = self.opts.thread_nice {
+            crate::io::sys::raise_thread_priority(n);
+        }
         let mut draining_since: Option<Instant> = None;
         loop {
             let now = self.clock.now();

@@ -1,0 +1,570 @@
+//! `weir run` between two veths of a lab: weir-src -- lan0 [weir] wan0 -- weir-dst.
+//!
+//! Needs root (network namespaces); skips loudly otherwise, fails under CI=true. Each test has
+//! its own lab, removed with every process in it when the test ends, also on failure. Every
+//! wait is bounded. Rates and delays are checked with generous bounds; the benchmark issue
+//! measures them precisely.
+
+mod common;
+
+use common::{iperf3, lab, ping, require_root};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use weir::lab::{ChildGuard, Lab};
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+
+/// These tests measure rates and delays on a 2-core machine: they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// weir running in a lab's dut, its output going to files.
+struct Bridge {
+    guard: ChildGuard,
+    dir: PathBuf,
+}
+
+struct Stopped {
+    code: Option<i32>,
+    took: Duration,
+    stdout: String,
+    stderr: String,
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("weir-live-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+impl Bridge {
+    fn start(lab: &Lab, name: &str, config: &str, extra: &[&str]) -> Bridge {
+        let dir = temp_dir(name);
+        let cfg = dir.join("config.ron");
+        std::fs::write(&cfg, config).unwrap();
+        let mut args = vec![WEIR, "run", "-c", cfg.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut cmd = lab.command(&lab.dut_ns, &args);
+        cmd.stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+            .stdin(Stdio::null());
+        let guard = ChildGuard::spawn(cmd).unwrap();
+        let mut b = Bridge { guard, dir };
+        // Ready when it says so on stderr (after its start-up checks and sockets).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !b.stderr().contains("bridging") {
+            assert!(
+                !b.guard.has_exited(),
+                "weir exited at start:\n{}",
+                b.stderr()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "weir not ready after 10 s:\n{}",
+                b.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        b
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+
+    /// SIGTERM, and how long weir took to exit (killed after 5 s if it has not).
+    fn stop(mut self) -> Stopped {
+        let t = Instant::now();
+        let pid = self.guard.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        while !self.guard.has_exited() && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let took = t.elapsed();
+        let status = self.guard.stop();
+        let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+        let s = Stopped {
+            code: status.and_then(|s| s.code()),
+            took,
+            stdout: read("stdout"),
+            stderr: read("stderr"),
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+        s
+    }
+}
+
+impl Stopped {
+    /// (received, forwarded, dropped) of a port, from the final "port X: received ..." line.
+    fn port(&self, name: &str) -> (u64, u64, u64) {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("port {name}: received")))
+            .unwrap_or_else(|| panic!("no counters for port {name} in:\n{}", self.stdout));
+        let nums: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert!(!line.contains("queued"), "frames left queued: {line}");
+        (nums[0], nums[1], nums[2])
+    }
+}
+
+fn config(wan_classes: &str, lan_classes: &str, rate: &str) -> String {
+    format!(
+        r#"(
+    ports: (
+        wan: (interface: "wan0", rate: "{rate}", classes: [{wan_classes}]),
+        lan: (interface: "lan0", rate: "{rate}", classes: [{lan_classes}]),
+    ),
+)"#
+    )
+}
+
+const PLAIN_CLASSES: &str = r#"(name: "all", match: "default", rate: "50%")"#;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Send crafted frames from src0 and count what dst0 receives, with raw sockets opened inside
+/// the namespaces.
+fn raw_exchange(lab: &Lab, frames: Vec<Vec<u8>>, ethertype: [u8; 2]) -> Vec<Vec<u8>> {
+    use weir::io::af_packet::{AfPacket, AfPacketOptions};
+    use weir::io::{Device, RxMeta, TxFrame, VnetHdr, MAX_FRAME};
+    let in_ns = |ns: &str| PathBuf::from("/var/run/netns").join(ns);
+    let (dst_path, src_path) = (in_ns(&lab.dst_ns), in_ns(&lab.src_ns));
+    let (dst_if, src_if) = (lab.dst_if.clone(), lab.src_if.clone());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let n = frames.len();
+    let receiver = std::thread::spawn(move || {
+        weir::io::netdev::enter_network_namespace(&dst_path).unwrap();
+        let mut rx = AfPacket::open(
+            &dst_if,
+            &AfPacketOptions {
+                promiscuous: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut bufs: Vec<Box<[u8]>> = (0..64)
+            .map(|_| vec![0u8; MAX_FRAME].into_boxed_slice())
+            .collect();
+        let mut meta = vec![RxMeta::default(); 64];
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        // Collect until the deadline, so duplicates (a loop) would be seen too.
+        while Instant::now() < deadline {
+            let k = rx.recv_batch(&mut bufs, &mut meta).unwrap();
+            for (b, m) in bufs.iter().zip(&meta).take(k) {
+                if b[12..14] == ethertype || (b[12..14] == [0x81, 0x00] && b[16..18] == ethertype) {
+                    got.push(b[..m.len].to_vec());
+                }
+            }
+            if k == 0 {
+                if got.len() >= n {
+                    // Everything arrived: wait a little longer for any duplicate, then stop.
+                    std::thread::sleep(Duration::from_millis(300));
+                    let k = rx.recv_batch(&mut bufs, &mut meta).unwrap();
+                    got.extend(
+                        bufs.iter()
+                            .zip(&meta)
+                            .take(k)
+                            .filter(|(b, _)| b[12..14] == ethertype)
+                            .map(|(b, m)| b[..m.len].to_vec()),
+                    );
+                    break;
+                }
+                rx.wait_readable(Duration::from_millis(20)).unwrap();
+            }
+        }
+        got
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let sender = std::thread::spawn(move || {
+        weir::io::netdev::enter_network_namespace(&src_path).unwrap();
+        let mut tx = AfPacket::open(
+            &src_if,
+            &AfPacketOptions {
+                send_only: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for f in &frames {
+            let frame = [TxFrame {
+                data: f,
+                vnet: VnetHdr::NONE,
+            }];
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while tx.send_batch(&frame).unwrap() == 0 {
+                assert!(Instant::now() < deadline, "could not send");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Pace a little: veth drops beyond its backlog.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    sender.join().unwrap();
+    receiver.join().unwrap()
+}
+
+fn frame(ethertype: [u8; 2], seq: u16, len: usize, vlan: Option<u16>) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x2d, 0x02, 0, 0, 0, 0, 0x1a];
+    if let Some(id) = vlan {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&id.to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype);
+    f.extend_from_slice(&seq.to_be_bytes());
+    while f.len() < len {
+        f.push(f.len() as u8 ^ seq as u8);
+    }
+    f
+}
+
+#[test]
+fn frames_of_every_kind_cross_both_ways_once() {
+    if !require_root("frames_of_every_kind_cross_both_ways_once") {
+        return;
+    }
+    let _serial = serial();
+    let lab = lab("cross");
+    // Jumbo frames: MTU 9000 on every link of the path.
+    for (ns, dev) in [
+        (&lab.src_ns, &lab.src_if),
+        (&lab.dut_ns, &lab.dut_lan_if),
+        (&lab.dut_ns, &lab.dut_wan_if),
+        (&lab.dst_ns, &lab.dst_if),
+    ] {
+        lab.exec_ok(ns, &["ip", "link", "set", dev, "mtu", "9000"])
+            .unwrap();
+    }
+    let classes = r#"(name: "all", match: "default", rate: "500 Mbit")"#;
+    let bridge = Bridge::start(&lab, "cross", &config(classes, classes, "1 Gbit"), &[]);
+
+    // ARP + IPv4, ND + IPv6, both directions.
+    let p = ping(
+        &lab,
+        &lab.src_ns,
+        ip("198.18.0.2"),
+        10,
+        Duration::from_millis(50),
+    );
+    assert_eq!(p.lost(), 0, "{p:?}");
+    let p = ping(
+        &lab,
+        &lab.dst_ns,
+        ip("198.18.0.1"),
+        10,
+        Duration::from_millis(50),
+    );
+    assert_eq!(p.lost(), 0, "{p:?}");
+    let p = ping(
+        &lab,
+        &lab.src_ns,
+        ip("2001:db8::2"),
+        10,
+        Duration::from_millis(50),
+    );
+    assert_eq!(p.lost(), 0, "{p:?}");
+    let p = ping(
+        &lab,
+        &lab.dst_ns,
+        ip("2001:db8::1"),
+        10,
+        Duration::from_millis(50),
+    );
+    assert_eq!(p.lost(), 0, "{p:?}");
+
+    // TCP with the endpoints' offloads left on (GSO super-frames cross whole), both ways; UDP.
+    let up = iperf3(&lab, ip("198.18.0.2"), 2, &[]);
+    assert!(up.receiver_bps > 50e6, "TCP upload {up:?}");
+    let down = iperf3(&lab, ip("198.18.0.2"), 2, &["-R"]);
+    assert!(down.receiver_bps > 50e6, "TCP download {down:?}");
+    let udp = iperf3(&lab, ip("2001:db8::2"), 2, &["-u", "-b", "20M"]);
+    assert!(udp.receiver_bps > 15e6, "UDP over IPv6 {udp:?}");
+
+    // Crafted VLAN-tagged frames and jumbo frames arrive intact, each exactly once.
+    let et = [0x88, 0xb5];
+    let mut frames: Vec<Vec<u8>> = (0..20).map(|i| frame(et, i, 200, Some(100 + i))).collect();
+    frames.extend((20..25).map(|i| frame(et, i, 9000 + 14, None)));
+    frames.extend((25..30).map(|i| frame(et, i, 64, None)));
+    let got = raw_exchange(&lab, frames.clone(), et);
+    assert_eq!(
+        got.len(),
+        frames.len(),
+        "each frame exactly once (no loss, no loop)"
+    );
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    let mut sent_sorted = frames.clone();
+    sent_sorted.sort();
+    assert_eq!(got_sorted, sent_sorted, "frames arrive intact");
+
+    let s = bridge.stop();
+    assert_eq!(s.code, Some(0), "{}", s.stderr);
+    let (rx, fwd, drop) = s.port("wan");
+    assert_eq!(rx, fwd + drop);
+    let (rx, fwd, drop) = s.port("lan");
+    assert_eq!(rx, fwd + drop);
+}
+
+#[test]
+fn a_class_is_shaped_to_its_rate_and_ceil() {
+    if !require_root("a_class_is_shaped_to_its_rate_and_ceil") {
+        return;
+    }
+    let _serial = serial();
+    let lab = lab("shape");
+    let wan = r#"
+        (name: "tcp50", match: "tcp", priority: 1, rate: "50 Mbit", ceil: "50 Mbit"),
+        (name: "udp20", match: "udp", priority: 1, rate: "5 Mbit", ceil: "20 Mbit"),
+        (name: "rest", match: "default", rate: "10 Mbit")"#;
+    let bridge = Bridge::start(&lab, "shape", &config(wan, PLAIN_CLASSES, "1 Gbit"), &[]);
+
+    // TCP carries 1448 payload bytes per 1514-byte frame plus 24 bytes of Ethernet overhead,
+    // so 50 Mbit/s on the wire is 50 * 1448 / 1538 = 47.07 Mbit/s of goodput.
+    let tcp = iperf3(&lab, ip("198.18.0.2"), 4, &[]);
+    let expected = 50e6 * 1448.0 / 1538.0;
+    let ratio = tcp.receiver_bps / expected;
+    assert!(
+        (0.95..=1.05).contains(&ratio),
+        "TCP at {:.2} Mbit/s, {ratio:.3} of 50 Mbit/s on the wire",
+        tcp.receiver_bps / 1e6
+    );
+
+    // UDP offered at 40 Mbit/s into a class with ceil 20 Mbit/s: iperf3's 1448-byte datagrams
+    // make 1490-byte frames, 1514 on the wire; goodput at most 20 * 1448 / 1514.
+    let udp = iperf3(&lab, ip("198.18.0.2"), 3, &["-u", "-b", "40M"]);
+    let ceiling = 20e6 * 1448.0 / 1514.0;
+    assert!(
+        udp.receiver_bps <= ceiling * 1.01,
+        "UDP got {:.2} Mbit/s above its 20 Mbit/s ceil",
+        udp.receiver_bps / 1e6
+    );
+    assert!(
+        udp.receiver_bps >= ceiling * 0.85,
+        "UDP got only {:.2} Mbit/s",
+        udp.receiver_bps / 1e6
+    );
+
+    let s = bridge.stop();
+    assert_eq!(s.code, Some(0), "{}", s.stderr);
+    let (rx, fwd, drop) = s.port("wan");
+    assert_eq!(rx, fwd + drop);
+}
+
+#[test]
+fn priority_pings_stay_fast_while_bulk_overloads_the_link() {
+    if !require_root("priority_pings_stay_fast_while_bulk_overloads_the_link") {
+        return;
+    }
+    let _serial = serial();
+    let lab = lab("prio");
+    let wan = r#"
+        (name: "voice", match: "dscp ef", priority: 0, rate: "5 Mbit"),
+        (name: "bulk", match: "default", priority: 3, rate: "20 Mbit")"#;
+    let bridge = Bridge::start(&lab, "prio", &config(wan, PLAIN_CLASSES, "50 Mbit"), &[]);
+    // Unresponsive UDP at twice the link rate, for longer than the pings take.
+    let server = lab
+        .spawn(&lab.dst_ns, &["iperf3", "-s", "-1", "-p", "5201"])
+        .unwrap();
+    common::wait_listening(&lab, &lab.dst_ns, "5201", Duration::from_secs(5));
+    let flood = lab
+        .spawn(
+            &lab.src_ns,
+            &[
+                "iperf3",
+                "-c",
+                "198.18.0.2",
+                "-p",
+                "5201",
+                "-u",
+                "-b",
+                "100M",
+                "-t",
+                "6",
+            ],
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    // DSCP EF is TOS 0xb8.
+    let out = lab
+        .exec_timeout(
+            &lab.src_ns,
+            &[
+                "ping",
+                "-n",
+                "-Q",
+                "0xb8",
+                "-c",
+                "100",
+                "-i",
+                "0.02",
+                "-W",
+                "1",
+                "198.18.0.2",
+            ],
+            Duration::from_secs(15),
+        )
+        .unwrap();
+    drop(flood);
+    drop(server);
+    let p = common::parse_ping(&String::from_utf8_lossy(&out.stdout)).expect("ping output");
+    let s = bridge.stop();
+    assert_eq!(s.code, Some(0), "{}", s.stderr);
+    assert_eq!(p.lost(), 0, "priority pings lost under load: {p:?}");
+    let mut rtts = p.rtts_ms.clone();
+    rtts.sort_by(f64::total_cmp);
+    let p99 = rtts[(rtts.len() * 99 / 100).min(rtts.len() - 1)];
+    assert!(
+        p99 < 5.0,
+        "priority ping p99 {p99:.3} ms under load; all: {rtts:?}"
+    );
+    let (rx, fwd, drop) = s.port("wan");
+    assert_eq!(rx, fwd + drop);
+    assert!(
+        drop > 0,
+        "the flood at twice the link rate must have been dropped somewhere"
+    );
+}
+
+#[test]
+fn sigterm_under_load_exits_fast_and_reconciles() {
+    if !require_root("sigterm_under_load_exits_fast_and_reconciles") {
+        return;
+    }
+    let _serial = serial();
+    let lab = lab("term");
+    let wan = r#"(name: "bulk", match: "default", rate: "10 Mbit", aqm: (enabled: false), queue: (packets: 5000, bytes: "8 MiB"))"#;
+    let bridge = Bridge::start(&lab, "term", &config(wan, PLAIN_CLASSES, "10 Mbit"), &[]);
+    let server = lab
+        .spawn(&lab.dst_ns, &["iperf3", "-s", "-1", "-p", "5201"])
+        .unwrap();
+    common::wait_listening(&lab, &lab.dst_ns, "5201", Duration::from_secs(5));
+    let flood = lab
+        .spawn(
+            &lab.src_ns,
+            &[
+                "iperf3",
+                "-c",
+                "198.18.0.2",
+                "-p",
+                "5201",
+                "-u",
+                "-b",
+                "50M",
+                "-t",
+                "10",
+            ],
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = bridge.stop();
+    drop(flood);
+    drop(server);
+    assert_eq!(s.code, Some(0), "{}", s.stderr);
+    assert!(s.took < Duration::from_secs(2), "took {:?} to stop", s.took);
+    let (rx, fwd, drop) = s.port("wan");
+    assert!(rx > 100, "{}", s.stdout);
+    assert_eq!(rx, fwd + drop, "{}", s.stdout);
+    assert!(
+        s.stdout.contains("shutdown"),
+        "a full queue at stop is dropped as shutdown:\n{}",
+        s.stdout
+    );
+}
+
+#[test]
+fn a_bad_start_says_what_is_wrong() {
+    if !require_root("a_bad_start_says_what_is_wrong") {
+        return;
+    }
+    let _serial = serial();
+    let lab = lab("badstart");
+    let dir = temp_dir("badstart");
+    let cfg = dir.join("ok.ron");
+    std::fs::write(&cfg, config(PLAIN_CLASSES, PLAIN_CLASSES, "1 Gbit")).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let mut full = vec![WEIR];
+        full.extend_from_slice(args);
+        let out = lab
+            .exec_timeout(&lab.dut_ns, &full, Duration::from_secs(10))
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["run", "-c", &cfg, "--lan", "eth9"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("no interface `eth9`") && err.contains("lan0"),
+        "{err}"
+    );
+
+    let (code, err) = run(&["run", "-c", &cfg, "--lan", "wan0"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("both wan0"), "{err}");
+
+    lab.exec_ok(&lab.dut_ns, &["ip", "link", "set", "wan0", "mtu", "9000"])
+        .unwrap();
+    let (code, err) = run(&["run", "-c", &cfg]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("MTUs differ"), "{err}");
+    lab.exec_ok(&lab.dut_ns, &["ip", "link", "set", "wan0", "mtu", "1500"])
+        .unwrap();
+
+    lab.exec_ok(&lab.dut_ns, &["ip", "link", "set", "lan0", "down"])
+        .unwrap();
+    let (code, err) = run(&["run", "-c", &cfg]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("down"), "{err}");
+    lab.exec_ok(&lab.dut_ns, &["ip", "link", "set", "lan0", "up"])
+        .unwrap();
+
+    let bad = dir.join("bad.ron");
+    std::fs::write(
+        &bad,
+        config(
+            r#"(name: "all", match: "tcp prot 80", rate: "1 Mbit")"#,
+            PLAIN_CLASSES,
+            "1 Gbit",
+        ),
+    )
+    .unwrap();
+    let (code, err) = run(&["run", "-c", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("bad.ron:3:") && err.contains("prot"), "{err}");
+
+    // Without CAP_NET_RAW: as an unprivileged user.
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.dut_ns,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            WEIR,
+            "run",
+            "-c",
+            &cfg,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("CAP_NET_RAW"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

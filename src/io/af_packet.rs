@@ -552,6 +552,10 @@ impl Device for AfPacket {
     fn offloads(&self) -> bool {
         self.vnet_hdr
     }
+
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
 }
 
 // Buffers handed to recv_batch are expected to hold MAX_FRAME bytes; smaller ones work and

@@ -66,4 +66,10 @@ pub trait Device: Send {
 
     /// Whether frames carry a vnet header (GSO and checksum offload state).
     fn offloads(&self) -> bool;
+
+    /// A descriptor that polls readable when a frame waits, so one thread can wait on several
+    /// devices at once. `None` when the backend has none (then callers wait in short steps).
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }

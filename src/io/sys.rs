@@ -27,3 +27,41 @@ pub fn raise_thread_priority(nice: i32) -> bool {
         libc::setpriority(libc::PRIO_PROCESS, tid, nice) == 0
     }
 }
+
+/// Wait until one of `fds` is readable or `timeout` passes (nanosecond resolution, unlike
+/// poll's milliseconds: a shaper's next departure can be microseconds away). Returns whether
+/// one is readable; an interrupted wait returns false. At most 8 descriptors are watched.
+pub fn wait_any_readable(
+    fds: &[std::os::fd::RawFd],
+    timeout: std::time::Duration,
+) -> std::io::Result<bool> {
+    let mut pfds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 8];
+    let n = fds.len().min(pfds.len());
+    for (p, &fd) in pfds.iter_mut().zip(&fds[..n]) {
+        *p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+    }
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: `pfds[..n]` are valid pollfd structs and `ts` a valid timespec, both outliving
+    // the call; a null signal mask means the mask is left unchanged.
+    let rc = unsafe { libc::ppoll(pfds.as_mut_ptr(), n as libc::nfds_t, &ts, std::ptr::null()) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == std::io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(rc > 0)
+}

@@ -42,8 +42,19 @@ pub struct PortIo {
     pub tx: Box<dyn Device>,
 }
 
+/// How the work is spread over threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// One receive thread per port and a scheduler thread (the default: see
+    /// docs/benchmarks.md for the comparison on 2-core machines).
+    Split,
+    /// One thread receives, classifies, schedules and sends, waiting on both ports at once.
+    RunToCompletion,
+}
+
 #[derive(Clone, Debug)]
 pub struct Options {
+    pub threads: Threads,
     /// How long queued frames may still leave after a stop is asked.
     pub shutdown_grace: Duration,
     /// Waits shorter than this are spun rather than slept (timer overshoot is tens of us).
@@ -57,6 +68,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            threads: Threads::Split,
             shutdown_grace: Duration::from_millis(1000),
             spin_below: Duration::from_micros(50),
             large_buffers: 512,
@@ -137,30 +149,29 @@ pub fn run(
     let [lan, wan] = ports;
     let mut rx_threads = Vec::new();
     let mut recyclers = Vec::new();
+    let mut ingresses = Vec::new();
     for (side, io_rx) in [(Side::Lan, lan.rx), (Side::Wan, wan.rx)] {
+        let ingress = Ingress::new(side, io_rx, &plan, pool.handle(), &clock);
+        if opts.threads == Threads::RunToCompletion {
+            ingresses.push(ingress);
+            continue;
+        }
         let (recycle_tx, recycle_rx) = bounded::<Vec<Ingest>>(BATCHES_IN_FLIGHT + 2);
         for _ in 0..BATCHES_IN_FLIGHT {
             let _ = recycle_tx.try_send(Vec::with_capacity(BATCH));
         }
         recyclers.push(recycle_tx);
-        let rx = RxSide {
-            ingress: side,
-            dev: io_rx,
-            classifier: plan.classifier(),
-            plan: Arc::clone(&plan),
-            pool: pool.handle(),
+        let rx = RxThread {
+            ingress,
             to_sched: to_sched.clone(),
             recycle: recycle_rx,
             stop: Arc::clone(&stop),
-            clock: Arc::clone(&clock),
         };
+        let nice = opts.thread_nice;
         rx_threads.push(
             std::thread::Builder::new()
                 .name(format!("weir-rx-{}", side.name()))
-                .spawn({
-                    let nice = opts.thread_nice;
-                    move || rx.run(nice)
-                })
+                .spawn(move || rx.run(nice))
                 .map_err(|e| RunError::Thread(e.to_string()))?,
         );
     }
@@ -184,7 +195,10 @@ pub fn run(
     };
     let sched_thread = std::thread::Builder::new()
         .name("weir-sched".into())
-        .spawn(move || sched.run())
+        .spawn(move || match <[Ingress; 2]>::try_from(ingresses) {
+            Ok(ingresses) => sched.run_to_completion(ingresses),
+            Err(_) => sched.run(),
+        })
         .map_err(|e| RunError::Thread(e.to_string()))?;
 
     let mut first_error = None;
@@ -234,89 +248,135 @@ pub fn run(
     })
 }
 
-struct RxSide {
+/// The receive step of one port: frames in, parsed, classified, copied into pool buffers.
+struct Ingress {
     ingress: Side,
     dev: Box<dyn Device>,
     classifier: Classifier,
     plan: Arc<Plan>,
     pool: PoolHandle,
-    to_sched: Sender<Vec<Ingest>>,
-    recycle: Receiver<Vec<Ingest>>,
-    stop: Arc<AtomicBool>,
     clock: Arc<SystemClock>,
+    scratch: Vec<Box<[u8]>>,
+    meta: Vec<RxMeta>,
 }
 
-impl RxSide {
-    fn run(mut self, nice: Option<i32>) -> Result<(), RunError> {
-        if let Some(n) = nice {
-            crate::io::sys::raise_thread_priority(n);
+impl Ingress {
+    fn new(
+        ingress: Side,
+        dev: Box<dyn Device>,
+        plan: &Arc<Plan>,
+        pool: PoolHandle,
+        clock: &Arc<SystemClock>,
+    ) -> Ingress {
+        Ingress {
+            ingress,
+            dev,
+            classifier: plan.classifier(),
+            plan: Arc::clone(plan),
+            pool,
+            clock: Arc::clone(clock),
+            scratch: (0..BATCH)
+                .map(|_| vec![0u8; MAX_FRAME].into_boxed_slice())
+                .collect(),
+            meta: vec![RxMeta::default(); BATCH],
+        }
+    }
+
+    fn error(&self, source: std::io::Error) -> RunError {
+        RunError::Receive {
+            port: self.ingress.name().to_string(),
+            source,
+        }
+    }
+
+    /// Receive one batch without blocking and append its frames to `batch`; returns how many.
+    fn receive_into(&mut self, batch: &mut Vec<Ingest>) -> Result<usize, RunError> {
+        let n = self
+            .dev
+            .recv_batch(&mut self.scratch, &mut self.meta)
+            .map_err(|e| self.error(e))?;
+        if n == 0 {
+            return Ok(0);
         }
         let egress = self.ingress.other();
         let port = &self.plan.ports[egress.index()];
         let overhead = u64::from(port.overhead);
-        let mut scratch: Vec<Box<[u8]>> = (0..BATCH)
-            .map(|_| vec![0u8; MAX_FRAME].into_boxed_slice())
-            .collect();
-        let mut meta = [RxMeta::default(); BATCH];
-        let err = |source| RunError::Receive {
-            port: self.ingress.name().to_string(),
-            source,
-        };
-        while !self.stop.load(Ordering::Relaxed) {
-            let n = self.dev.recv_batch(&mut scratch, &mut meta).map_err(err)?;
-            if n == 0 {
-                self.dev
-                    .wait_readable(Duration::from_millis(20))
-                    .map_err(err)?;
+        let now = self.clock.now();
+        for (buf, m) in self.scratch.iter_mut().zip(&self.meta).take(n) {
+            let frame = &mut buf[..m.len];
+            let view = wire::parse(frame);
+            let verdict = self.classifier.classify(&view, egress, now);
+            let (segments, seg_bytes) = m.vnet.wire_segments(frame.len());
+            let wire_bytes = seg_bytes + u64::from(segments) * overhead;
+            let bytes = frame.len() as u32;
+            let reject = |reason| Ingest::Reject {
+                egress,
+                class: verdict.class,
+                bytes,
+                reason,
+            };
+            if m.truncated || frame.len() < 14 {
+                batch.push(reject(DropReason::Malformed));
                 continue;
             }
-            let now = self.clock.now();
-            // Batches come back from the scheduler; a new one is made only while warming up.
-            let mut batch = self
-                .recycle
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-            for (buf, m) in scratch.iter_mut().zip(&meta).take(n) {
-                let frame = &mut buf[..m.len];
-                let view = wire::parse(frame);
-                let verdict = self.classifier.classify(&view, egress, now);
-                let (segments, seg_bytes) = m.vnet.wire_segments(frame.len());
-                let wire_bytes = seg_bytes + u64::from(segments) * overhead;
-                let bytes = frame.len() as u32;
-                let reject = |reason| Ingest::Reject {
-                    egress,
-                    class: verdict.class,
-                    bytes,
-                    reason,
-                };
-                if m.truncated || frame.len() < 14 {
-                    batch.push(reject(DropReason::Malformed));
-                    continue;
-                }
-                if let Some(dscp) = port
-                    .classes
-                    .get(usize::from(verdict.class))
-                    .and_then(|c| c.set_dscp)
-                {
-                    wire::set_dscp(frame, &view, dscp);
-                }
-                match self.pool.copy_in(frame) {
-                    Some(copy) => batch.push(Ingest::Frame {
-                        buf: copy,
-                        len: bytes,
-                        vnet: m.vnet,
-                        meta: FrameMeta {
-                            class: verdict.class,
-                            bytes,
-                            wire_bytes: u32::try_from(wire_bytes).unwrap_or(u32::MAX),
-                            fairness_hash: verdict.fairness_hash,
-                        },
-                        egress,
-                    }),
-                    None => batch.push(reject(DropReason::NoBuffer)),
-                }
+            if let Some(dscp) = port
+                .classes
+                .get(usize::from(verdict.class))
+                .and_then(|c| c.set_dscp)
+            {
+                wire::set_dscp(frame, &view, dscp);
             }
-            // Hand over; while the scheduler is behind, wait, but keep an eye on `stop`.
+            match self.pool.copy_in(frame) {
+                Some(copy) => batch.push(Ingest::Frame {
+                    buf: copy,
+                    len: bytes,
+                    vnet: m.vnet,
+                    meta: FrameMeta {
+                        class: verdict.class,
+                        bytes,
+                        wire_bytes: u32::try_from(wire_bytes).unwrap_or(u32::MAX),
+                        fairness_hash: verdict.fairness_hash,
+                    },
+                    egress,
+                }),
+                None => batch.push(reject(DropReason::NoBuffer)),
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// A receive thread of the split layout: an [`Ingress`] handing batches to the scheduler.
+struct RxThread {
+    ingress: Ingress,
+    to_sched: Sender<Vec<Ingest>>,
+    recycle: Receiver<Vec<Ingest>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RxThread {
+    fn run(mut self, nice: Option<i32>) -> Result<(), RunError> {
+        if let Some(n) = nice {
+            crate::io::sys::raise_thread_priority(n);
+        }
+        let mut spare: Option<Vec<Ingest>> = None;
+        while !self.stop.load(Ordering::Relaxed) {
+            // Batches come back from the scheduler; a new one is made only while warming up.
+            let mut batch = spare.take().unwrap_or_else(|| {
+                self.recycle
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(BATCH))
+            });
+            if self.ingress.receive_into(&mut batch)? == 0 {
+                spare = Some(batch);
+                self.ingress
+                    .dev
+                    .wait_readable(Duration::from_millis(20))
+                    .map_err(|e| self.ingress.error(e))?;
+                continue;
+            }
+            // Hand over; while the scheduler is behind, wait. After a stop, keep trying: the
+            // scheduler drains the channel, and nothing received may be lost uncounted.
             let mut pending = batch;
             loop {
                 match self
@@ -324,18 +384,11 @@ impl RxSide {
                     .send_timeout(pending, Duration::from_millis(50))
                 {
                     Ok(()) => break,
-                    Err(crossbeam_channel::SendTimeoutError::Timeout(b)) => {
-                        pending = b;
-                        if self.stop.load(Ordering::Relaxed) {
-                            // The scheduler is still draining the channel: keep trying so
-                            // nothing received is lost uncounted.
-                            continue;
-                        }
-                    }
+                    Err(crossbeam_channel::SendTimeoutError::Timeout(b)) => pending = b,
                     Err(crossbeam_channel::SendTimeoutError::Disconnected(b)) => {
                         for item in b {
                             if let Ingest::Frame { buf, .. } = item {
-                                self.pool.give_back(buf);
+                                self.ingress.pool.give_back(buf);
                             }
                         }
                         return Ok(());
@@ -419,10 +472,10 @@ impl SchedSide {
             };
             match got {
                 Ok(batch) => {
-                    self.ingest(batch);
+                    self.ingest_and_recycle(batch);
                     // Take whatever else is waiting, so one wake-up serves many batches.
                     while let Ok(b) = self.from_rx.try_recv() {
-                        self.ingest(b);
+                        self.ingest_and_recycle(b);
                     }
                 }
                 // All receive threads are gone: only the queues are left to drain.
@@ -433,22 +486,79 @@ impl SchedSide {
                 Err(_) => {}
             }
         }
-        // Whatever is still queued could not leave in time.
+        // Whatever is still queued could not leave in time, nor what is still in the channel.
+        self.drop_what_is_left();
+        while let Ok(batch) = self.from_rx.try_recv() {
+            self.ingest_and_recycle(batch);
+            self.drop_what_is_left();
+        }
+        Ok(self)
+    }
+
+    /// Count everything still queued as dropped at shutdown.
+    fn drop_what_is_left(&mut self) {
         let (slab, free, pool) = (&mut self.slab, &mut self.free_slots, &self.pool);
         for port in &mut self.ports {
             port.drain(DropReason::Shutdown, &mut |d| {
                 release(slab, free, pool, d.item)
             });
         }
-        while let Ok(batch) = self.from_rx.try_recv() {
-            self.ingest(batch);
-            let (slab, free, pool) = (&mut self.slab, &mut self.free_slots, &self.pool);
-            for port in &mut self.ports {
-                port.drain(DropReason::Shutdown, &mut |d| {
-                    release(slab, free, pool, d.item)
-                });
+    }
+
+    /// The single-thread layout: receive from both ports, schedule and send, in one loop that
+    /// waits on both ports' descriptors at once until the next departure is due.
+    fn run_to_completion(mut self, mut ingresses: [Ingress; 2]) -> Result<SchedSide, RunError> {
+        crate::io::sys::set_timer_slack_ns(1);
+        if let Some(n) = self.opts.thread_nice {
+            crate::io::sys::raise_thread_priority(n);
+        }
+        let fds = match (ingresses[0].dev.poll_fd(), ingresses[1].dev.poll_fd()) {
+            (Some(a), Some(b)) => Some([a, b]),
+            _ => None,
+        };
+        let mut batch = Vec::with_capacity(2 * BATCH);
+        let mut draining_since: Option<Instant> = None;
+        loop {
+            let mut got = 0;
+            if draining_since.is_none() {
+                for ingress in &mut ingresses {
+                    got += ingress.receive_into(&mut batch)?;
+                }
+                self.ingest(&mut batch);
+            }
+            self.service(self.clock.now())?;
+            if draining_since.is_none() && self.stop.load(Ordering::Relaxed) {
+                draining_since = Some(Instant::now());
+            }
+            if let Some(since) = draining_since {
+                let empty = self.ports.iter().all(|p| p.queued_frames() == 0);
+                if empty || since.elapsed() >= self.opts.shutdown_grace {
+                    break;
+                }
+            }
+            if got > 0 {
+                continue;
+            }
+            // Nothing came in: wait for a frame on either port or the next departure, at most
+            // 100 ms so that a stop is seen.
+            let next = self.ports.iter().filter_map(|p| p.next_wakeup()).min();
+            let wait = next
+                .map_or(Duration::from_millis(100), |t| {
+                    Duration::from_nanos(t.saturating_sub(self.clock.now()))
+                })
+                .min(Duration::from_millis(100));
+            if wait < self.opts.spin_below {
+                continue;
+            }
+            match fds {
+                Some(fds) if draining_since.is_none() => {
+                    crate::io::sys::wait_any_readable(&fds, wait)
+                        .map_err(|e| ingresses[0].error(e))?;
+                }
+                _ => std::thread::sleep(wait.min(Duration::from_millis(1))),
             }
         }
+        self.drop_what_is_left();
         Ok(self)
     }
 
@@ -457,7 +567,8 @@ impl SchedSide {
         matches!(self.from_rx.try_recv(), Err(TryRecvError::Disconnected))
     }
 
-    fn ingest(&mut self, mut batch: Vec<Ingest>) {
+    /// Enqueue (or count as rejected) every frame of `batch`, leaving it empty.
+    fn ingest(&mut self, batch: &mut Vec<Ingest>) {
         let now = self.clock.now();
         for item in batch.drain(..) {
             match item {
@@ -497,7 +608,11 @@ impl SchedSide {
                 }
             }
         }
-        // Give the empty batch back to a receive thread for reuse (either will do).
+    }
+
+    /// Take a batch from a receive thread, and give the emptied batch back for reuse.
+    fn ingest_and_recycle(&mut self, mut batch: Vec<Ingest>) {
+        self.ingest(&mut batch);
         for r in &self.recyclers {
             match r.try_send(batch) {
                 Ok(()) => return,

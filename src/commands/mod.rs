@@ -44,6 +44,10 @@ enum Command {
         /// Packet I/O backend.
         #[arg(long, value_enum, default_value = "af-packet")]
         io: IoArg,
+        /// Thread layout: one thread for everything (faster on 2 cores), or receive threads
+        /// and a scheduler thread.
+        #[arg(long, value_enum, default_value = "run-to-completion")]
+        threads: ThreadsArg,
         /// Print the final counters as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -79,6 +83,12 @@ pub enum IoArg {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ThreadsArg {
+    Split,
+    RunToCompletion,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LabAction {
     /// Create the namespaces, veth pairs and addresses.
     Up,
@@ -105,12 +115,17 @@ pub fn run() -> anyhow::Result<ExitCode> {
             lan,
             wan,
             io,
+            threads,
             json,
         } => run::run(run::Settings {
             config,
             lan,
             wan,
             io,
+            threads: match threads {
+                ThreadsArg::Split => weir::runtime::Threads::Split,
+                ThreadsArg::RunToCompletion => weir::runtime::Threads::RunToCompletion,
+            },
             json,
         }),
         Command::Lab { action } => lab::run(action),

@@ -22,6 +22,7 @@ pub struct Settings {
     pub lan: Option<String>,
     pub wan: Option<String>,
     pub io: IoArg,
+    pub threads: runtime::Threads,
     pub json: bool,
 }
 
@@ -87,7 +88,10 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         lan_info.mtu,
         s.config.display()
     );
-    let opts = runtime::Options::default();
+    let opts = runtime::Options {
+        threads: s.threads,
+        ..runtime::Options::default()
+    };
     if !weir::io::sys::is_root() {
         eprintln!("weir: note: not root: forwarding threads keep normal priority (raising it needs CAP_SYS_NICE)");
     }

@@ -45,10 +45,10 @@ pub struct PortIo {
 /// How the work is spread over threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Threads {
-    /// One receive thread per port and a scheduler thread (the default: see
-    /// docs/benchmarks.md for the comparison on 2-core machines).
+    /// One receive thread per port and a scheduler thread.
     Split,
     /// One thread receives, classifies, schedules and sends, waiting on both ports at once.
+    /// The default: faster on the 2-core machines weir is tested on (docs/benchmarks.md).
     RunToCompletion,
 }
 
@@ -68,7 +68,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            threads: Threads::Split,
+            threads: Threads::RunToCompletion,
             shutdown_grace: Duration::from_millis(1000),
             spin_below: Duration::from_micros(50),
             large_buffers: 512,

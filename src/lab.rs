@@ -377,8 +377,7 @@ pub fn list_namespaces() -> Result<Vec<String>, LabError> {
 
 /// Whether this process runs as root (effective uid 0).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    crate::io::sys::is_root()
 }
 
 fn kill_namespace_pids(ns: &str) -> Result<(), LabError> {
@@ -392,10 +391,9 @@ fn kill_namespace_pids(ns: &str) -> Result<(), LabError> {
         if pids.is_empty() {
             return Ok(());
         }
+        // These processes live in a namespace this lab made, so they are the lab's.
         for pid in pids {
-            // SAFETY: kill has no memory-safety preconditions; these processes live in a
-            // namespace this lab made, so they are the lab's.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            crate::io::sys::signal_process(pid as u32, libc::SIGKILL);
         }
         thread::sleep(Duration::from_millis(20));
     }
@@ -449,8 +447,7 @@ impl ChildGuard {
         if let Ok(Some(status)) = child.try_wait() {
             return Some(status);
         }
-        // SAFETY: signalling our own unreaped child: its pid cannot have been reused.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        crate::io::sys::signal_process(child.id(), libc::SIGTERM);
         let deadline = Instant::now() + TERM_GRACE;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {

@@ -65,3 +65,18 @@ pub fn wait_any_readable(
     }
     Ok(rc > 0)
 }
+
+/// Send `signal` (e.g. `libc::SIGTERM`) to process `pid`. Errors (no such process) are ignored:
+/// callers use it to stop processes that may have exited already.
+pub fn signal_process(pid: u32, signal: i32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pid <= 0 {
+        return; // 0 and negatives address process groups: never meant here.
+    }
+    // SAFETY: kill(2) with a positive pid only sends a signal; it touches no memory of ours.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}

@@ -17,5 +17,6 @@ pub mod replay;
 pub mod report;
 pub mod runtime;
 pub mod sched;
+pub mod send;
 pub mod stats;
 pub mod wire;

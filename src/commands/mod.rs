@@ -4,6 +4,7 @@ mod check;
 mod lab;
 mod replay;
 mod run;
+mod send;
 mod table;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -52,6 +53,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Put a capture on a wire at a chosen rate (a traffic generator, like tcpreplay).
+    Send(send::SendArgs),
     /// Build or remove the three-namespace lab (weir-src -- weir-dut -- weir-dst).
     Lab {
         #[arg(value_enum)]
@@ -129,6 +132,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
             json,
         }),
         Command::Lab { action } => lab::run(action),
+        Command::Send(args) => match args.settings() {
+            Ok(s) => send::run(s),
+            Err(e) => {
+                eprintln!("weir: error: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Replay {
             capture,
             config,

@@ -4,7 +4,7 @@
 //! checks only the captures committed in captures/.
 
 use std::path::{Path, PathBuf};
-use weir::replay::replay_file;
+use weir::replay::{replay_file, ReplayError, ReplayReport};
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -20,6 +20,24 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// What is wrong with a finished replay's accounting, if anything.
+fn conservation_problems(r: &ReplayReport) -> Vec<String> {
+    let t = r.totals;
+    let mut problems = Vec::new();
+    if t.received != r.frames_read || t.received != t.forwarded + t.dropped || t.queued != 0 {
+        problems.push(format!(
+            "conservation broken: {t:?}, {} frames read",
+            r.frames_read
+        ));
+    }
+    for c in &r.classes {
+        if c.received_frames != c.forwarded_frames + c.dropped_frames + c.queued_frames {
+            problems.push(format!("class {}/{} does not add up", c.port, c.name));
+        }
+    }
+    problems
+}
+
 fn replay_all(dir: &Path) -> (usize, usize, u64, Vec<String>) {
     let plan = weir::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/home.ron"))
         .unwrap();
@@ -30,55 +48,33 @@ fn replay_all(dir: &Path) -> (usize, usize, u64, Vec<String>) {
     let mut failures = Vec::new();
     for p in &paths {
         let result = std::panic::catch_unwind(|| replay_file(&plan, p, None, None, &mut |_| {}));
-        match result {
-            Err(_) => failures.push(format!("{}: PANIC", p.display())),
+        let report = match &result {
+            Err(_) => {
+                failures.push(format!("{}: PANIC", p.display()));
+                continue;
+            }
             Ok(Err(e)) => {
-                if let weir::replay::ReplayError::Damaged { report, .. } = &e {
-                    let t = report.totals;
-                    if t.received != report.frames_read
-                        || t.received != t.forwarded + t.dropped
-                        || t.queued != 0
-                    {
-                        failures.push(format!(
-                            "{}: conservation broken before the damage: {t:?}",
-                            p.display()
-                        ));
-                    }
-                }
-                let msg = e.to_string();
-                if msg.trim().is_empty() {
+                if e.to_string().trim().is_empty() {
                     failures.push(format!("{}: empty error message", p.display()));
                 }
                 refused += 1;
+                // A damaged file still reports the frames before the damage.
+                match e {
+                    ReplayError::Damaged { report, .. } => report.as_ref(),
+                    _ => continue,
+                }
             }
             Ok(Ok(r)) => {
-                let t = r.totals;
-                if t.received != r.frames_read
-                    || t.received != t.forwarded + t.dropped
-                    || t.queued != 0
-                {
-                    failures.push(format!(
-                        "{}: conservation broken: {:?}, {} frames read",
-                        p.display(),
-                        t,
-                        r.frames_read
-                    ));
-                }
-                for c in &r.classes {
-                    if c.received_frames != c.forwarded_frames + c.dropped_frames + c.queued_frames
-                    {
-                        failures.push(format!(
-                            "{}: class {}/{} does not add up",
-                            p.display(),
-                            c.port,
-                            c.name
-                        ));
-                    }
-                }
                 frames += r.frames_read;
                 ok += 1;
+                r
             }
-        }
+        };
+        failures.extend(
+            conservation_problems(report)
+                .into_iter()
+                .map(|m| format!("{}: {m}", p.display())),
+        );
     }
     (ok, refused, frames, failures)
 }

@@ -251,38 +251,15 @@ fn frames_of_every_kind_cross_both_ways_once() {
     let bridge = Bridge::start(&lab, "cross", &config(classes, classes, "1 Gbit"), &[]);
 
     // ARP + IPv4, ND + IPv6, both directions.
-    let p = ping(
-        &lab,
-        &lab.src_ns,
-        ip("198.18.0.2"),
-        10,
-        Duration::from_millis(50),
-    );
-    assert_eq!(p.lost(), 0, "{p:?}");
-    let p = ping(
-        &lab,
-        &lab.dst_ns,
-        ip("198.18.0.1"),
-        10,
-        Duration::from_millis(50),
-    );
-    assert_eq!(p.lost(), 0, "{p:?}");
-    let p = ping(
-        &lab,
-        &lab.src_ns,
-        ip("2001:db8::2"),
-        10,
-        Duration::from_millis(50),
-    );
-    assert_eq!(p.lost(), 0, "{p:?}");
-    let p = ping(
-        &lab,
-        &lab.dst_ns,
-        ip("2001:db8::1"),
-        10,
-        Duration::from_millis(50),
-    );
-    assert_eq!(p.lost(), 0, "{p:?}");
+    for (from, to) in [
+        (&lab.src_ns, "198.18.0.2"),
+        (&lab.dst_ns, "198.18.0.1"),
+        (&lab.src_ns, "2001:db8::2"),
+        (&lab.dst_ns, "2001:db8::1"),
+    ] {
+        let p = ping(&lab, from, ip(to), 10, Duration::from_millis(50));
+        assert_eq!(p.lost(), 0, "ping {to} from {from}: {p:?}");
+    }
 
     // TCP with the endpoints' offloads left on (GSO super-frames cross whole), both ways; UDP.
     let up = iperf3(&lab, ip("198.18.0.2"), 2, &[]);

@@ -574,3 +574,29 @@ fn the_split_thread_layout_bridges_too() {
     let (rx, fwd, drop) = s.port("wan");
     assert_eq!(rx, fwd + drop);
 }
+
+#[test]
+fn the_pnet_backend_bridges_too() {
+    if !require_root("the_pnet_backend_bridges_too") {
+        return;
+    }
+    let _serial = serial();
+    let lab = lab("pnet");
+    let bridge = Bridge::start(
+        &lab,
+        "pnet",
+        &config(PLAIN_CLASSES, PLAIN_CLASSES, "1 Gbit"),
+        &["--io", "pnet"],
+    );
+    // ICMP needs no offload state, so it crosses pnet with the endpoints' offloads left on
+    // (TCP would not: docs/io-backends.md).
+    for to in ["198.18.0.2", "2001:db8::2"] {
+        let p = ping(&lab, &lab.src_ns, ip(to), 5, Duration::from_millis(50));
+        assert_eq!(p.lost(), 0, "ping {to}: {p:?}");
+    }
+    let s = bridge.stop();
+    assert_eq!(s.code, Some(0), "{}", s.stderr);
+    let (rx, fwd, drop) = s.port("wan");
+    assert_eq!(rx, fwd + drop);
+    assert!(fwd >= 10, "{}", s.stdout);
+}

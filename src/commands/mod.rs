@@ -83,6 +83,9 @@ enum Command {
 pub enum IoArg {
     /// AF_PACKET sockets driven directly: batched, GSO-aware (Linux).
     AfPacket,
+    /// pnet_datalink: the portable fallback, one frame per system call, no GSO: the endpoints
+    /// must turn offloads off (docs/io-backends.md).
+    Pnet,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -75,6 +75,14 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
 
     let ports = match s.io {
         IoArg::AfPacket => [open_af_packet(&lan_if)?, open_af_packet(&wan_if)?],
+        IoArg::Pnet => {
+            eprintln!(
+                "weir: note: the pnet backend passes no offload state: turn off tx checksum, TSO and \
+                 GSO on the hosts sending through weir (ethtool -K IF tx off tso off gso off), or \
+                 their TCP will not cross"
+            );
+            [open_pnet(&lan_if)?, open_pnet(&wan_if)?]
+        }
     };
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -144,6 +152,16 @@ fn check_interface(name: &str, port: &str) -> anyhow::Result<IfInfo> {
         bail!("port {port}: interface {name} is down: bring it up with `ip link set {name} up`");
     }
     Ok(info)
+}
+
+/// One pnet channel per port, shared by its receive and send halves (so the port never
+/// receives what it sends).
+fn open_pnet(name: &str) -> anyhow::Result<PortIo> {
+    let (rx, tx) = weir::io::pnet::open_pair(name, true)?;
+    Ok(PortIo {
+        rx: Box::new(rx),
+        tx: Box::new(tx),
+    })
 }
 
 /// One socket to receive (promiscuous, never seeing its own or other local transmissions) and

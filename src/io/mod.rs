@@ -7,7 +7,8 @@
 //! - `af_packet` (Linux, default): AF_PACKET sockets driven directly, batched with recvmmsg and
 //!   sendmmsg, `PACKET_IGNORE_OUTGOING`, `PACKET_VNET_HDR` (GSO super-frames and partial
 //!   checksums pass intact), promiscuous membership that the kernel drops when the socket closes;
-//! - `pnet`: pnet_datalink, portable, one system call per frame, no vnet header;
+//! - `pnet`: pnet_datalink, the portable fallback: two system calls per frame (poll, then recv
+//!   or send), no vnet header (endpoints must turn offloads off), one socket per port;
 //! - [`memory::MemoryDevice`]: an in-memory pair for tests.
 //!
 //! Every backend reports frames longer than its buffers as truncated rather than cutting them
@@ -16,6 +17,7 @@
 pub mod af_packet;
 pub mod memory;
 pub mod netdev;
+pub mod pnet;
 pub mod sys;
 pub mod vnet;
 

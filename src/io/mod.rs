@@ -9,15 +9,21 @@
 //!   checksums pass intact), promiscuous membership that the kernel drops when the socket closes;
 //! - `pnet`: pnet_datalink, the portable fallback: two system calls per frame (poll, then recv
 //!   or send), no vnet header (endpoints must turn offloads off), one socket per port;
-//! - [`memory::MemoryDevice`]: an in-memory pair for tests.
+//! - [`memory::MemoryDevice`]: an in-memory pair for tests;
+//! - [`capture_file::CaptureFileDevice`]: a capture file as a port (frames as fast as read, or
+//!   at their capture times), a sink when sent to.
+//!
+//! Wrapper: [`recorder::Recorder`] writes what any device receives and/or sends to a pcap file.
 //!
 //! Every backend reports frames longer than its buffers as truncated rather than cutting them
 //! silently; the runtime counts them as malformed drops.
 
 pub mod af_packet;
+pub mod capture_file;
 pub mod memory;
 pub mod netdev;
 pub mod pnet;
+pub mod recorder;
 pub mod sys;
 pub mod vnet;
 

@@ -174,7 +174,6 @@ fn replay_without_output_does_not_allocate() {
     push_reps(40, &mut replay);
     // 381 repetitions: 100,203 frames.
     let allocs = allocations_in(|| push_reps(381, &mut replay));
-    drop(push_reps);
     let report = replay.finish(&mut |_, _, _| {});
     assert_eq!(report.totals.received, 421 * base.len() as u64);
     assert!(departed > 0);

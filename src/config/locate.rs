@@ -103,10 +103,8 @@ impl Locator {
                 }
                 '(' | '{' => stack.push(Frame::Fields { key: None }),
                 '[' => stack.push(Frame::List { index: 0 }),
-                ')' | '}' | ']' => {
-                    if stack.len() > 1 {
-                        stack.pop();
-                    }
+                ')' | '}' | ']' if stack.len() > 1 => {
+                    stack.pop();
                 }
                 ',' => match stack.last_mut() {
                     Some(Frame::List { index }) => *index += 1,

@@ -240,7 +240,7 @@ proptest! {
             let mut c = class(&format!("c{i}"), i, 1_000_000, 5_000_000);
             c.limit_packets = limit;
             c.limit_bytes = u64::from(limit) * 1000;
-            c.codel = codel.then(|| CodelParams { target: 100_000, interval: 1_000_000, min_backlog_bytes: 0 });
+            c.codel = codel.then_some(CodelParams { target: 100_000, interval: 1_000_000, min_backlog_bytes: 0 });
             c.police = (police && i == 2).then_some((500_000, 3000));
             c
         }).collect();

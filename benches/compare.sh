@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# weir vs the Linux kernel, in a lab of its own (prefix weir-cmp).
+#   benches/compare.sh [--quick]     (root; builds target/release/weir; --quick: ~4-5 min)
+# Devices under test, each in weir-cmp-dut between lan0 and wan0:
+#   bridge      Linux bridge br0 (lan0 + wan0), no qdisc (veth: noqueue)
+#   bridge-htb  the same bridge + HTB on wan0 (shaping and latency rows only)
+#   weir-afp    weir run (default backend, af_packet)
+#   weir-pnet   weir run --io pnet (no TCP rows: pnet needs the endpoints' offloads off and there is
+#               no ethtool binary here to turn them off)
+# Prints one table (kernel, weir-afp, weir-afp/kernel, weir-pnet, weir-pnet/kernel) and writes
+# every raw number to target/compare/results-DATE.json. See docs/compare.md for what each row means.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=0
+[ "${1:-}" = --quick ] && quick=1
+[ "$(id -u)" = 0 ] || { echo "compare.sh: needs root" >&2; exit 2; }
+
+if [ $quick = 1 ]; then T=3; LOOPS=300; RATES="10M 100M 1G 5G"; else T=5; LOOPS=1000; RATES="10M 100M 1G 5G"; fi
+p=weir-cmp
+SRC="ip netns exec $p-src" DUT="ip netns exec $p-dut" DST="ip netns exec $p-dst"
+
+timeout 600 cargo build --release --quiet
+weir=$PWD/target/release/weir
+tmp=$(mktemp -d /tmp/weir-cmp-XXXX)
+res=$tmp/results.tsv        # lines: dut<TAB>metric<TAB>value
+: > "$res"
+wtpid=""
+cleanup() {
+    [ -n "$wtpid" ] && kill -TERM "$wtpid" 2>/dev/null || true
+    scripts/lab down "$p" >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- traffic: 1000 UDP frames of 60 bytes each way (64 on the wire with FCS) ---
+python3 - "$tmp/fwd.pcap" "$tmp/rev.pcap" "$tmp/big.pcap" <<'PY'
+import struct, sys
+def write(path, sip, dip, smac, dmac, pay=18):
+    out = open(path, "wb")
+    out.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+    for i in range(1000):
+        udp = struct.pack("!HHHH", 10000 + i, 9, 8 + pay, 0) + bytes(pay)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + pay, i, 0, 64, 17, 0, bytes(sip), bytes(dip))
+        s = sum(struct.unpack("!10H", ip)); s = (s & 0xffff) + (s >> 16); s = (s & 0xffff) + (s >> 16)
+        ip = ip[:10] + struct.pack("!H", ~s & 0xffff) + ip[12:]
+        frame = bytes(dmac) + bytes(smac) + b"\x08\x00" + ip + udp
+        out.write(struct.pack("<IIII", 1700000000, i, len(frame), len(frame)) + frame)
+a, b = [198, 18, 0, 1], [198, 18, 0, 2]
+ma, mb = [2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]
+write(sys.argv[1], a, b, ma, mb)
+write(sys.argv[2], b, a, mb, ma)
+write(sys.argv[3], a, b, ma, mb, pay=1472)   # 1514-byte frames: the UDP load for latency under load
+PY
+
+# --- weir configs ---
+# unshaped: 100 Gbit links, one default class
+cat > "$tmp/fwd.ron" <<'RON'
+(ports: (
+    wan: (interface: "wan0", rate: "100 Gbit", classes: [(name: "all", match: "default", rate: "100 Gbit")]),
+    lan: (interface: "lan0", rate: "100 Gbit", classes: [(name: "all", match: "default", rate: "100 Gbit")]),
+))
+RON
+shape_cfg() { # $1 = rate, e.g. "100 Mbit": one class `tcp` rate=ceil=R on a 10 Gbit wan link
+    cat > "$tmp/shape.ron" <<RON
+(ports: (
+    wan: (interface: "wan0", rate: "10 Gbit", classes: [(name: "tcp", match: "default", rate: "$1", ceil: "$1")]),
+    lan: (interface: "lan0", rate: "10 Gbit", classes: [(name: "all", match: "default", rate: "10 Gbit")]),
+))
+RON
+}
+# latency under load: 100 Mbit link, EF in priority 0, everything else in bulk
+cat > "$tmp/lat.ron" <<'RON'
+(ports: (
+    wan: (interface: "wan0", rate: "100 Mbit", classes: [
+        (name: "prio", match: "dscp ef", priority: 0, rate: "10 Mbit", ceil: "100 Mbit"),
+        (name: "bulk", match: "default", priority: 4, rate: "90 Mbit", ceil: "100 Mbit"),
+    ]),
+    lan: (interface: "lan0", rate: "10 Gbit", classes: [(name: "all", match: "default", rate: "10 Gbit")]),
+))
+RON
+
+# --- helpers ---
+put() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$res"; }
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+rxp() { timeout 5 ip netns exec "$1" cat "/sys/class/net/$2/statistics/rx_packets"; }
+
+lab_up() {
+    timeout 20 scripts/lab down "$p" >/dev/null 2>&1 || true
+    timeout 20 scripts/lab up "$p" >/dev/null
+    sleep 0.5
+}
+bridge_up() {
+    timeout 5 $DUT ip link add br0 type bridge
+    timeout 5 $DUT ip link set lan0 master br0
+    timeout 5 $DUT ip link set wan0 master br0
+    timeout 5 $DUT ip link set br0 up
+    sleep 2   # let the bridge ports reach forwarding (STP off, forward delay does not apply)
+}
+weir_start() { # $1 = config, $2... = extra args
+    local cfg=$1; shift
+    : > "$tmp/weir.err"
+    timeout 900 ip netns exec $p-dut "$weir" run -c "$cfg" "$@" >"$tmp/weir.out" 2>"$tmp/weir.err" &
+    wtpid=$!
+    for _ in $(seq 100); do grep -q bridging "$tmp/weir.err" && break; sleep 0.05; done
+    grep -q bridging "$tmp/weir.err" || { cat "$tmp/weir.err" >&2; echo "weir did not start" >&2; exit 1; }
+    wpid=$(pgrep -P "$wtpid" | head -1)
+}
+weir_stop() {
+    kill -TERM "$wtpid" 2>/dev/null || true
+    wait "$wtpid" 2>/dev/null || true
+    wtpid=""
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# ping summary -> "p50 p99 max loss" (ms, ms, ms, fraction); nearest-rank percentiles
+ping_stats() { # $1 = count, then ping args
+    local n=$1; shift
+    timeout 60 $SRC ping -n -c "$n" -i 0.02 -W 1 "$@" 198.18.0.2 2>/dev/null | python3 -c "
+import sys, re, math
+n = $n
+rtt = sorted(float(m.group(1)) for m in re.finditer(r'time=([0-9.]+) ms', sys.stdin.read()))
+def pct(q): return rtt[max(0, math.ceil(q * len(rtt)) - 1)] if rtt else float('nan')
+print(f'{pct(.5):.3f} {pct(.99):.3f} {max(rtt) if rtt else float(\"nan\"):.3f} {1 - len(rtt) / n:.3f}')"
+}
+
+tcp_bps() { # $1 = parallel flows, $2 = seconds -> receiver bits/s
+    timeout $(($2 + 20)) $DST iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+    local sp=$!
+    sleep 0.3
+    timeout $(($2 + 15)) $SRC iperf3 -c 198.18.0.2 -p 5201 -t "$2" -P "$1" -J 2>/dev/null |
+        python3 -c "import json,sys; print(json.load(sys.stdin)['end']['sum_received']['bits_per_second'])" || echo nan
+    wait $sp 2>/dev/null || true
+}
+
+pps_tests() { # $1 = dut name, $2 = weir pid or ""
+    local d=$1 w=${2:-} c0 c1 r0 r1 s0 s1 t ta tb
+    # one direction: src -> dst
+    [ -n "$w" ] && c0=$(cpu_ticks "$w")
+    r0=$(rxp $p-dst dst0)
+    t=$(timeout 120 $SRC "$weir" send "$tmp/fwd.pcap" -i src0 --topspeed --loop "$LOOPS" | grep -o 'in [0-9.]* s' | grep -o '[0-9.]*')
+    sleep 0.3
+    r1=$(rxp $p-dst dst0)
+    [ -n "$w" ] && c1=$(cpu_ticks "$w")
+    put "$d" pps_1dir "$(python3 -c "print(($r1 - $r0) / $t)")"
+    put "$d" pps_1dir_delivered "$(python3 -c "print(($r1 - $r0) / ($LOOPS * 1000))")"
+    if [ -n "$w" ]; then
+        put "$d" cpu_s_per_mframe "$(python3 -c "import os; print((($c1 - $c0) / os.sysconf('SC_CLK_TCK')) / (($r1 - $r0) / 1e6))")"
+    fi
+    # both directions at once: src -> dst and dst -> src
+    r0=$(rxp $p-dst dst0); s0=$(rxp $p-src src0)
+    timeout 120 $SRC "$weir" send "$tmp/fwd.pcap" -i src0 --topspeed --loop "$LOOPS" > "$tmp/sa" &
+    local pa=$!
+    timeout 120 $DST "$weir" send "$tmp/rev.pcap" -i dst0 --topspeed --loop "$LOOPS" > "$tmp/sb" &
+    local pb=$!
+    wait $pa $pb || true
+    sleep 0.3
+    r1=$(rxp $p-dst dst0); s1=$(rxp $p-src src0)
+    ta=$(grep -o 'in [0-9.]* s' "$tmp/sa" | grep -o '[0-9.]*'); tb=$(grep -o 'in [0-9.]* s' "$tmp/sb" | grep -o '[0-9.]*')
+    put "$d" pps_2dir "$(python3 -c "print(($r1 - $r0 + $s1 - $s0) / max($ta, $tb))")"
+}
+
+idle_and_tcp() { # $1 = dut, $2 = 1 to run TCP rows
+    local s
+    s=$(ping_stats 50)
+    put "$1" idle_rtt_p50_ms "$(echo "$s" | cut -d' ' -f1)"
+    put "$1" idle_rtt_p99_ms "$(echo "$s" | cut -d' ' -f2)"
+    if [ "$2" = 1 ]; then
+        put "$1" tcp_1flow_bps "$(tcp_bps 1 "$T")"
+        put "$1" tcp_4flow_bps "$(tcp_bps 4 "$T")"
+    fi
+}
+
+shaping_one() { # $1 = dut, $2 = rate label (10M...) ; shaper already in place
+    local g
+    for flows in 1 8; do
+        g=$(tcp_bps $flows "$T")
+        put "$1" "shape_${2}_${flows}flow_goodput_bps" "$g"
+    done
+}
+
+latency_load() { # $1 = dut; shaper already in place
+    # Unresponsive UDP load: 1514-byte frames at 200 Mbit/s of frame bytes (2x the 100 Mbit link)
+    # for ~8 s, sent by `weir send` (not iperf3: its TCP control connection cannot cross weir-pnet
+    # with the endpoints' offloads on).
+    local b0 b1 t0 t1
+    b0=$(timeout 5 $DST cat /sys/class/net/dst0/statistics/rx_bytes); t0=$(date +%s.%N)
+    timeout 30 $SRC "$weir" send "$tmp/big.pcap" -i src0 --mbps 200 --loop 132 >/dev/null 2>&1 &
+    local cp=$!
+    sleep 1
+    ping_stats 100 -Q 0xb8 > "$tmp/lp" &
+    local pp=$!
+    ping_stats 100 > "$tmp/lb"
+    wait $pp || true
+    wait $cp || true
+    sleep 0.2
+    b1=$(timeout 5 $DST cat /sys/class/net/dst0/statistics/rx_bytes); t1=$(date +%s.%N)
+    # frame bytes received by dst0 (UDP load + pings) per second over the load
+    put "$1" load_dst_rx_bps "$(python3 -c "print(($b1 - $b0) * 8 / ($t1 - $t0))")"
+    local k v
+    for k in prio bulk; do
+        [ $k = prio ] && v=$(cat "$tmp/lp") || v=$(cat "$tmp/lb")
+        put "$1" "load_${k}_rtt_p50_ms" "$(echo "$v" | cut -d' ' -f1)"
+        put "$1" "load_${k}_rtt_p99_ms" "$(echo "$v" | cut -d' ' -f2)"
+        put "$1" "load_${k}_rtt_max_ms" "$(echo "$v" | cut -d' ' -f3)"
+        put "$1" "load_${k}_loss" "$(echo "$v" | cut -d' ' -f4)"
+    done
+}
+
+ratestr() { case $1 in *M) echo "${1%M} Mbit" ;; *G) echo "${1%G} Gbit" ;; esac; }
+ratetc() { case $1 in *M) echo "${1%M}mbit" ;; *G) echo "${1%G}gbit" ;; esac; }
+TC() { timeout 5 $DUT tc "$@"; }
+
+# ================= runs =================
+log "uptime before: $(uptime)"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+log "bridge"
+lab_up; bridge_up
+idle_and_tcp bridge 1
+pps_tests bridge ""
+
+log "bridge-htb: shaping"
+for r in $RATES; do
+    TC qdisc replace dev wan0 root handle 1: htb default 10
+    TC class add dev wan0 parent 1: classid 1:10 htb rate "$(ratetc "$r")" ceil "$(ratetc "$r")"
+    shaping_one bridge-htb "$r"
+    TC qdisc del dev wan0 root
+done
+log "bridge-htb: latency under load"
+TC qdisc replace dev wan0 root handle 1: htb default 20
+TC class add dev wan0 parent 1: classid 1:100 htb rate 100mbit ceil 100mbit
+TC class add dev wan0 parent 1:100 classid 1:1 htb rate 10mbit ceil 100mbit prio 0
+TC class add dev wan0 parent 1:100 classid 1:20 htb rate 90mbit ceil 100mbit prio 1
+TC filter add dev wan0 parent 1: protocol ip u32 match ip tos 0xb8 0xfc flowid 1:1
+latency_load bridge-htb
+TC qdisc del dev wan0 root
+
+for be in afp pnet; do
+    d=weir-$be
+    io=af-packet; [ $be = pnet ] && io=pnet
+    tcp=1; [ $be = pnet ] && tcp=0
+    log "$d: forwarding"
+    lab_up
+    weir_start "$tmp/fwd.ron" --io $io
+    idle_and_tcp $d $tcp
+    pps_tests $d "$wpid"
+    put $d peak_rss_kb "$(hwm_kb "$wpid")"
+    weir_stop
+    if [ $tcp = 1 ]; then
+        log "$d: shaping"
+        for r in $RATES; do
+            shape_cfg "$(ratestr "$r")"
+            weir_start "$tmp/shape.ron" --io $io
+            shaping_one $d "$r"
+            weir_stop
+        done
+    fi
+    log "$d: latency under load"
+    weir_start "$tmp/lat.ron" --io $io
+    latency_load $d
+    weir_stop
+done
+log "uptime after: $(uptime)"
+
+mkdir -p target/compare
+out=target/compare/results-$(date -u +%Y%m%dT%H%M%SZ).json
+python3 - "$res" "$out" "$quick" "$RATES" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+import sys, json, math, os, platform, datetime
+res, out, quick, rates, lb, la = sys.argv[1:7]
+data = {}
+for line in open(res):
+    d, m, v = line.rstrip("\n").split("\t")
+    try: v = float(v)
+    except ValueError: v = None
+    if v is not None and math.isnan(v): v = None
+    data.setdefault(d, {})[m] = v
+RATE = {"10M": 10e6, "100M": 100e6, "1G": 1e9, "5G": 5e9}
+WIRE = 1538 / 1448  # full-size TCP segment: 1448 B payload, 1514 B frame + 24 B preamble/FCS/gap
+for d, m in data.items():
+    for r in rates.split():
+        for f in (1, 8):
+            g = m.get(f"shape_{r}_{f}flow_goodput_bps")
+            if g is not None:
+                m[f"shape_{r}_{f}flow_wire_over_rate"] = g * WIRE / RATE[r]
+# rows: (label, metric, kernel device, unit scale, format)
+rows = [
+    ("idle RTT p50 (ms)", "idle_rtt_p50_ms", "bridge", 1, "{:.3f}"),
+    ("idle RTT p99 (ms)", "idle_rtt_p99_ms", "bridge", 1, "{:.3f}"),
+    ("TCP 1 flow (Gbit/s)", "tcp_1flow_bps", "bridge", 1e-9, "{:.2f}"),
+    ("TCP 4 flows (Gbit/s)", "tcp_4flow_bps", "bridge", 1e-9, "{:.2f}"),
+    ("64B frames/s, 1 dir (kpps)", "pps_1dir", "bridge", 1e-3, "{:.0f}"),
+    ("64B delivered fraction, 1 dir", "pps_1dir_delivered", "bridge", 1, "{:.3f}"),
+    ("64B frames/s, 2 dirs (kpps)", "pps_2dir", "bridge", 1e-3, "{:.0f}"),
+]
+for r in rates.split():
+    for f in (1, 8):
+        rows.append((f"shaping {r}, {f} flow{'s' if f > 1 else ''}: wire/rate", f"shape_{r}_{f}flow_wire_over_rate", "bridge-htb", 1, "{:.3f}"))
+for k in ("prio", "bulk"):
+    for s in ("p50", "p99", "max"):
+        rows.append((f"under load, {k} RTT {s} (ms)", f"load_{k}_rtt_{s}_ms", "bridge-htb", 1, "{:.2f}"))
+    rows.append((f"under load, {k} ping loss", f"load_{k}_loss", "bridge-htb", 1, "{:.2f}"))
+rows.append(("under load, dst0 rx (Mbit/s, frame bytes)", "load_dst_rx_bps", "bridge-htb", 1e-6, "{:.1f}"))
+rows.append(("CPU s per Mframe (1 dir)", "cpu_s_per_mframe", None, 1, "{:.3f}"))
+rows.append(("peak RSS (MiB)", "peak_rss_kb", None, 1 / 1024, "{:.1f}"))
+def fmt(v, scale, f): return "not measured" if v is None else f.format(v * scale)
+def ratio(a, b): return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
+hdr = ("row", "kernel", "weir-afp", "afp/kern", "weir-pnet", "pnet/kern")
+table = []
+for label, m, kd, sc, f in rows:
+    k = data.get(kd, {}).get(m) if kd else None
+    a = data.get("weir-afp", {}).get(m); p = data.get("weir-pnet", {}).get(m)
+    kt = fmt(k, sc, f) if kd else "n/a (softirq)"
+    if kd is None and m == "peak_rss_kb": kt = "n/a"
+    table.append((label + ("" if kd is None else f" [{kd}]"), kt, fmt(a, sc, f), ratio(a, k), fmt(p, sc, f), ratio(p, k)))
+w = [max(len(str(r[i])) for r in table + [hdr]) for i in range(len(hdr))]
+for r in [hdr] + table:
+    print("  ".join(str(c).ljust(w[i]) if i == 0 else str(c).rjust(w[i]) for i, c in enumerate(r)))
+json.dump({
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "quick": quick == "1", "nproc": os.cpu_count(), "kernel": platform.release(),
+    "loadavg_before": lb, "loadavg_after": la,
+    "wire_factor": WIRE, "results": data,
+    "table": [dict(zip(hdr, r)) for r in table],
+}, open(out, "w"), indent=1)
+print(f"\nJSON: {out}")
+PY

@@ -562,9 +562,17 @@ impl SchedSide {
         Ok(self)
     }
 
-    fn rx_done(&self) -> bool {
-        // Senders gone: `recv` would report disconnection.
-        matches!(self.from_rx.try_recv(), Err(TryRecvError::Disconnected))
+    /// Whether every receive thread has finished (all senders dropped, channel empty). A batch
+    /// that arrives while asking is ingested, never dropped: its frames must be counted.
+    fn rx_done(&mut self) -> bool {
+        match self.from_rx.try_recv() {
+            Ok(batch) => {
+                self.ingest_and_recycle(batch);
+                false
+            }
+            Err(TryRecvError::Disconnected) => true,
+            Err(TryRecvError::Empty) => false,
+        }
     }
 
     /// Enqueue (or count as rejected) every frame of `batch`, leaving it empty.

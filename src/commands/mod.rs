@@ -45,8 +45,8 @@ enum Command {
         /// Packet I/O backend.
         #[arg(long, value_enum, default_value = "af-packet")]
         io: IoArg,
-        /// Thread layout: one thread for everything (faster on 2 cores), or receive threads
-        /// and a scheduler thread.
+        /// Thread layout: one thread for everything, one thread per direction, or receive
+        /// threads and a scheduler thread (docs/benchmarks.md compares them).
         #[arg(long, value_enum, default_value = "run-to-completion")]
         threads: ThreadsArg,
         /// Print the final counters as JSON instead of a table.
@@ -92,6 +92,7 @@ pub enum IoArg {
 pub enum ThreadsArg {
     Split,
     RunToCompletion,
+    PerDirection,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -131,6 +132,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             threads: match threads {
                 ThreadsArg::Split => weir::runtime::Threads::Split,
                 ThreadsArg::RunToCompletion => weir::runtime::Threads::RunToCompletion,
+                ThreadsArg::PerDirection => weir::runtime::Threads::PerDirection,
             },
             json,
         }),

@@ -50,6 +50,9 @@ pub enum Threads {
     /// One thread receives, classifies, schedules and sends, waiting on both ports at once.
     /// The default: faster on the 2-core machines weir is tested on (docs/benchmarks.md).
     RunToCompletion,
+    /// One run-to-completion thread per direction (lan to wan, wan to lan): the directions
+    /// share nothing, so each thread owns its ingress, its egress scheduler and its sockets.
+    PerDirection,
 }
 
 #[derive(Clone, Debug)]
@@ -152,7 +155,7 @@ pub fn run(
     let mut ingresses = Vec::new();
     for (side, io_rx) in [(Side::Lan, lan.rx), (Side::Wan, wan.rx)] {
         let ingress = Ingress::new(side, io_rx, &plan, pool.handle(), &clock);
-        if opts.threads == Threads::RunToCompletion {
+        if opts.threads != Threads::Split {
             ingresses.push(ingress);
             continue;
         }
@@ -177,12 +180,14 @@ pub fn run(
     }
     drop(to_sched);
 
-    let sched = SchedSide {
+    let make_sched = |tx: [Box<dyn Device>; 2],
+                      from_rx: Receiver<Vec<Ingest>>,
+                      recyclers: Vec<Sender<Vec<Ingest>>>| SchedSide {
         ports: [
             PortScheduler::new(plan.ports[0].spec.clone(), clock.now()),
             PortScheduler::new(plan.ports[1].spec.clone(), clock.now()),
         ],
-        tx: [lan.tx, wan.tx],
+        tx,
         slab: (0..queue_slots + BATCH).map(|_| None).collect(),
         free_slots: (0..(queue_slots + BATCH) as u32).rev().collect(),
         pool: pool.handle(),
@@ -193,13 +198,47 @@ pub fn run(
         opts: opts.clone(),
         received: [0; 2],
     };
-    let sched_thread = std::thread::Builder::new()
-        .name("weir-sched".into())
-        .spawn(move || match <[Ingress; 2]>::try_from(ingresses) {
-            Ok(ingresses) => sched.run_to_completion(ingresses),
-            Err(_) => sched.run(),
-        })
-        .map_err(|e| RunError::Thread(e.to_string()))?;
+    let spawn = |name: &str, job: Box<dyn FnOnce() -> Result<SchedSide, RunError> + Send>| {
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(job)
+            .map_err(|e| RunError::Thread(e.to_string()))
+    };
+    // Each scheduler thread, and the egress ports whose counters it holds at the end.
+    let mut sched_threads = Vec::new();
+    match opts.threads {
+        Threads::Split => {
+            let sched = make_sched([lan.tx, wan.tx], from_rx, recyclers);
+            sched_threads.push((
+                spawn("weir-sched", Box::new(move || sched.run()))?,
+                vec![Side::Lan, Side::Wan],
+            ));
+        }
+        Threads::RunToCompletion => {
+            let sched = make_sched([lan.tx, wan.tx], from_rx, recyclers);
+            let job = move || sched.run_to_completion(ingresses);
+            sched_threads.push((
+                spawn("weir-sched", Box::new(job))?,
+                vec![Side::Lan, Side::Wan],
+            ));
+        }
+        Threads::PerDirection => {
+            // Frames entering on lan leave on wan, and the reverse; the port a thread does not
+            // send on gets a device that is never used.
+            let unused =
+                || -> Box<dyn Device> { Box::new(crate::io::memory::memory_device("unused", 0).0) };
+            let mut ingresses = ingresses.into_iter();
+            let (Some(from_lan), Some(from_wan)) = (ingresses.next(), ingresses.next()) else {
+                return Err(RunError::Thread("ingresses missing".into()));
+            };
+            let up = make_sched([unused(), wan.tx], from_rx.clone(), Vec::new());
+            let down = make_sched([lan.tx, unused()], from_rx, Vec::new());
+            let job = move || up.run_to_completion(vec![from_lan]);
+            sched_threads.push((spawn("weir-up", Box::new(job))?, vec![Side::Wan]));
+            let job = move || down.run_to_completion(vec![from_wan]);
+            sched_threads.push((spawn("weir-down", Box::new(job))?, vec![Side::Lan]));
+        }
+    }
 
     let mut first_error = None;
     for t in rx_threads {
@@ -215,18 +254,48 @@ pub fn run(
             }
         }
     }
-    let sched = sched_thread
-        .join()
-        .map_err(|_| RunError::Thread("the scheduler thread panicked".into()))??;
+    let mut ports: [Option<PortScheduler<u32>>; 2] = [None, None];
+    let mut received = [0u64; 2];
+    for (t, egresses) in sched_threads {
+        let result = t
+            .join()
+            .map_err(|_| RunError::Thread("a scheduler thread panicked".into()))
+            .and_then(|r| r);
+        match result {
+            Ok(sched) => {
+                let SchedSide {
+                    ports: [lan_port, wan_port],
+                    received: r,
+                    ..
+                } = sched;
+                received[0] += r[0];
+                received[1] += r[1];
+                let mut mine = [Some(lan_port), Some(wan_port)];
+                for side in egresses {
+                    ports[side.index()] = mine[side.index()].take();
+                }
+            }
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
     if let Some(e) = first_error {
         return Err(e);
     }
+    let [Some(lan_port), Some(wan_port)] = ports else {
+        return Err(RunError::Thread(
+            "a port's scheduler was not returned".into(),
+        ));
+    };
+    let ports = [lan_port, wan_port];
     let seconds = started.elapsed().as_secs_f64();
     let span_ns = started.elapsed().as_nanos() as u64;
     let mut classes = Vec::new();
     let mut totals = Totals::default();
     for side in [Side::Wan, Side::Lan] {
-        let s = &sched.ports[side.index()];
+        let s = &ports[side.index()];
         let p = &plan.ports[side.index()];
         for (i, spec) in s.spec().classes.iter().enumerate() {
             if let Some(st) = s.class_stats(i as ClassId) {
@@ -238,12 +307,11 @@ pub fn run(
             }
         }
     }
-    drop(sched.slab);
     Ok(RunReport {
         seconds,
         totals,
         classes,
-        received_per_port: sched.received,
+        received_per_port: received,
         buffers_outstanding: pool.outstanding(),
     })
 }
@@ -507,15 +575,14 @@ impl SchedSide {
 
     /// The single-thread layout: receive from both ports, schedule and send, in one loop that
     /// waits on both ports' descriptors at once until the next departure is due.
-    fn run_to_completion(mut self, mut ingresses: [Ingress; 2]) -> Result<SchedSide, RunError> {
+    fn run_to_completion(mut self, mut ingresses: Vec<Ingress>) -> Result<SchedSide, RunError> {
         crate::io::sys::set_timer_slack_ns(1);
         if let Some(n) = self.opts.thread_nice {
             crate::io::sys::raise_thread_priority(n);
         }
-        let fds = match (ingresses[0].dev.poll_fd(), ingresses[1].dev.poll_fd()) {
-            (Some(a), Some(b)) => Some([a, b]),
-            _ => None,
-        };
+        // Wait on every ingress at once when all of them have a descriptor.
+        let fds: Option<Vec<std::os::fd::RawFd>> =
+            ingresses.iter().map(|i| i.dev.poll_fd()).collect();
         let mut batch = Vec::with_capacity(2 * BATCH);
         let mut draining_since: Option<Instant> = None;
         loop {
@@ -550,9 +617,9 @@ impl SchedSide {
             if wait < self.opts.spin_below {
                 continue;
             }
-            match fds {
+            match &fds {
                 Some(fds) if draining_since.is_none() => {
-                    crate::io::sys::wait_any_readable(&fds, wait)
+                    crate::io::sys::wait_any_readable(fds, wait)
                         .map_err(|e| ingresses[0].error(e))?;
                 }
                 _ => std::thread::sleep(wait.min(Duration::from_millis(1))),

@@ -84,6 +84,11 @@ fn frames_cross_both_ways_intact_and_in_order() {
 }
 
 #[test]
+fn frames_cross_both_ways_intact_and_in_order_per_direction() {
+    frames_cross_both_ways_intact_and_in_order_in(Threads::PerDirection);
+}
+
+#[test]
 fn frames_cross_both_ways_intact_and_in_order_run_to_completion() {
     frames_cross_both_ways_intact_and_in_order_in(Threads::RunToCompletion);
 }
@@ -123,6 +128,11 @@ fn frames_cross_both_ways_intact_and_in_order_in(threads: Threads) {
 #[test]
 fn shaping_holds_and_shutdown_reconciles() {
     shaping_holds_and_shutdown_reconciles_in(Threads::Split);
+}
+
+#[test]
+fn shaping_holds_and_shutdown_reconciles_per_direction() {
+    shaping_holds_and_shutdown_reconciles_in(Threads::PerDirection);
 }
 
 #[test]
@@ -185,6 +195,11 @@ fn priority_traffic_overtakes_a_backlog() {
 }
 
 #[test]
+fn priority_traffic_overtakes_a_backlog_per_direction() {
+    priority_traffic_overtakes_a_backlog_in(Threads::PerDirection);
+}
+
+#[test]
 fn priority_traffic_overtakes_a_backlog_run_to_completion() {
     priority_traffic_overtakes_a_backlog_in(Threads::RunToCompletion);
 }
@@ -224,6 +239,11 @@ fn priority_traffic_overtakes_a_backlog_in(threads: Threads) {
 #[test]
 fn truncated_frames_are_counted_not_lost() {
     truncated_frames_are_counted_not_lost_in(Threads::Split);
+}
+
+#[test]
+fn truncated_frames_are_counted_not_lost_per_direction() {
+    truncated_frames_are_counted_not_lost_in(Threads::PerDirection);
 }
 
 #[test]

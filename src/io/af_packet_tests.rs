@@ -3,124 +3,9 @@
 //! and pass, except under CI=true where they fail.
 
 use super::*;
-use crate::io::netdev::enter_network_namespace;
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
-/// Source MAC of every frame the tests craft, so stray frames (none are expected: IPv6 is off
-/// in the namespaces) can be told apart.
-const SRC: [u8; 6] = [0x02, 0x77, 0x65, 0x69, 0x72, 0x01];
-const DST: [u8; 6] = [0x02, 0x77, 0x65, 0x69, 0x72, 0x02];
-
-fn have_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs root (CI=true, so this is a failure, not a skip)");
-    }
-    // Straight to the stderr descriptor: libtest hides eprintln! output of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!!!!! SKIPPED: {test} needs root (network namespaces, AF_PACKET) !!!!!!!!\n"
-    );
-    false
-}
-
-/// A network namespace that is deleted on drop.
-struct Netns {
-    name: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("weir-afp-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        let ns = Netns { name };
-        // No IPv6 autoconfiguration (router solicitations, MLD): the links carry only our frames.
-        for key in ["all", "default"] {
-            ns.exec(&[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-            ]);
-        }
-        ns
-    }
-
-    fn exec(&self, args: &[&str]) {
-        let mut full = vec!["netns", "exec", &self.name];
-        full.extend_from_slice(args);
-        ip(&full);
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let mut full = vec!["-n", &self.name];
-        full.extend_from_slice(args);
-        ip(&full);
-    }
-
-    /// A veth pair `a` / `b`, both up unless `up` is false.
-    fn veth(&self, up: bool) {
-        self.ip(&[
-            "link", "add", "name", "a", "type", "veth", "peer", "name", "b",
-        ]);
-        if up {
-            self.ip(&["link", "set", "dev", "a", "up"]);
-            self.ip(&["link", "set", "dev", "b", "up"]);
-        }
-    }
-
-    /// Run `f` on a thread that entered this namespace, once `a` and `b` are running; panics
-    /// propagate. Until the kernel's link watcher has run for a device that just came up (up to
-    /// a second later under load), its queueing discipline is `noop` and frames sent on it
-    /// vanish without an error, so tests wait for IFF_RUNNING first.
-    fn run_up<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        self.run(move || {
-            let deadline = Instant::now() + Duration::from_secs(3);
-            for dev in ["a", "b"] {
-                while !netdev::interface_info(dev).unwrap().running {
-                    assert!(Instant::now() < deadline, "{dev} not running after 3 s");
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-            f()
-        })
-    }
-
-    /// Run `f` on a thread that entered this namespace; panics propagate.
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = PathBuf::from("/var/run/netns").join(&self.name);
-        std::thread::spawn(move || {
-            enter_network_namespace(&path).expect("setns");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
+use crate::io::test_netns::{have_root, Netns, DST, SRC};
 
 fn plain() -> AfPacketOptions {
     AfPacketOptions::default()
@@ -213,7 +98,7 @@ fn missing_and_down_interfaces_are_named() {
     if !have_root("missing_and_down_interfaces_are_named") {
         return;
     }
-    let ns = Netns::new("errs");
+    let ns = Netns::new("afp-errs");
     ns.veth(false);
     ns.run(|| {
         let err = AfPacket::open("eth9", &plain()).err().expect("eth9 opened");
@@ -246,7 +131,7 @@ fn a_batch_crosses_a_veth_intact_in_order_and_never_loops_back() {
     if !have_root("a_batch_crosses_a_veth_intact_in_order_and_never_loops_back") {
         return;
     }
-    let ns = Netns::new("batch");
+    let ns = Netns::new("afp-batch");
     ns.veth(true);
     ns.run_up(|| {
         let mut tx = AfPacket::open("a", &plain()).unwrap();
@@ -291,7 +176,7 @@ fn a_send_only_socket_sends_but_never_receives() {
     if !have_root("a_send_only_socket_sends_but_never_receives") {
         return;
     }
-    let ns = Netns::new("sendonly");
+    let ns = Netns::new("afp-sendonly");
     ns.veth(true);
     ns.run_up(|| {
         let send_only = AfPacketOptions {
@@ -314,7 +199,7 @@ fn a_jumbo_frame_passes_when_the_mtu_allows_and_is_refused_when_not() {
     if !have_root("a_jumbo_frame_passes_when_the_mtu_allows_and_is_refused_when_not") {
         return;
     }
-    let ns = Netns::new("jumbo");
+    let ns = Netns::new("afp-jumbo");
     ns.veth(true);
     ns.run_up(|| {
         let mut tx = AfPacket::open("a", &plain()).unwrap();
@@ -348,7 +233,7 @@ fn frames_longer_than_the_buffer_are_reported_truncated() {
     if !have_root("frames_longer_than_the_buffer_are_reported_truncated") {
         return;
     }
-    let ns = Netns::new("trunc");
+    let ns = Netns::new("afp-trunc");
     ns.veth(true);
     ns.run_up(|| {
         let mut tx = AfPacket::open("a", &plain()).unwrap();
@@ -370,7 +255,7 @@ fn vlan_tags_taken_out_by_the_kernel_are_put_back_even_when_truncated() {
     if !have_root("vlan_tags_taken_out_by_the_kernel_are_put_back_even_when_truncated") {
         return;
     }
-    let ns = Netns::new("vlan");
+    let ns = Netns::new("afp-vlan");
     ns.veth(true);
     ns.run_up(|| {
         let mut tx = AfPacket::open("a", &plain()).unwrap();
@@ -404,7 +289,7 @@ fn frames_of_other_interfaces_are_never_received() {
     if !have_root("frames_of_other_interfaces_are_never_received") {
         return;
     }
-    let ns = Netns::new("iso");
+    let ns = Netns::new("afp-iso");
     ns.veth(true);
     ns.ip(&[
         "link", "add", "name", "c", "type", "veth", "peer", "name", "d",
@@ -433,7 +318,7 @@ fn refused_frames_are_counted_and_do_not_stall_the_batch() {
     if !have_root("refused_frames_are_counted_and_do_not_stall_the_batch") {
         return;
     }
-    let ns = Netns::new("refuse");
+    let ns = Netns::new("afp-refuse");
     ns.veth(true);
     ns.run_up(|| {
         let mut tx = AfPacket::open("a", &plain()).unwrap();
@@ -476,7 +361,7 @@ fn with_vnet_headers_a_plain_frame_stays_plain() {
     if !have_root("with_vnet_headers_a_plain_frame_stays_plain") {
         return;
     }
-    let ns = Netns::new("vnet");
+    let ns = Netns::new("afp-vnet");
     ns.veth(true);
     ns.run_up(|| {
         let opts = AfPacketOptions {
@@ -553,7 +438,7 @@ fn with_vnet_headers_a_gso_super_frame_crosses_whole() {
     if !have_root("with_vnet_headers_a_gso_super_frame_crosses_whole") {
         return;
     }
-    let ns = Netns::new("gso");
+    let ns = Netns::new("afp-gso");
     ns.veth(true);
     ns.run_up(|| {
         let opts = AfPacketOptions {

@@ -25,6 +25,8 @@ pub mod netdev;
 pub mod pnet;
 pub mod recorder;
 pub mod sys;
+#[cfg(test)]
+mod test_netns;
 pub mod vnet;
 
 pub use vnet::VnetHdr;

@@ -3,124 +3,13 @@
 //! tests say so loudly and pass, except under CI=true where they fail.
 
 use super::*;
-use crate::io::netdev::{self, enter_network_namespace};
+use crate::io::netdev::enter_network_namespace;
 use crate::io::{Device, RxMeta, TxFrame, VnetHdr, BATCH, MAX_FRAME};
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Source MAC of every frame the tests craft, so stray frames can be told apart.
-const SRC: [u8; 6] = [0x02, 0x77, 0x65, 0x69, 0x72, 0x01];
-const DST: [u8; 6] = [0x02, 0x77, 0x65, 0x69, 0x72, 0x02];
-
-fn have_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs root (CI=true, so this is a failure, not a skip)");
-    }
-    // Straight to the stderr descriptor: libtest hides eprintln! output of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!!!!! SKIPPED: {test} needs root (network namespaces, packet sockets) !!!!!!!!\n"
-    );
-    false
-}
-
-/// A network namespace that is deleted on drop.
-struct Netns {
-    name: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("weir-pnet-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        let ns = Netns { name };
-        // No IPv6 autoconfiguration (router solicitations, MLD): the links carry only our frames.
-        for key in ["all", "default"] {
-            ns.exec(&[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-            ]);
-        }
-        ns
-    }
-
-    fn exec(&self, args: &[&str]) {
-        let mut full = vec!["netns", "exec", &self.name];
-        full.extend_from_slice(args);
-        ip(&full);
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let mut full = vec!["-n", &self.name];
-        full.extend_from_slice(args);
-        ip(&full);
-    }
-
-    /// A veth pair `a` / `b`, both up unless `up` is false.
-    fn veth(&self, up: bool) {
-        self.ip(&[
-            "link", "add", "name", "a", "type", "veth", "peer", "name", "b",
-        ]);
-        if up {
-            self.ip(&["link", "set", "dev", "a", "up"]);
-            self.ip(&["link", "set", "dev", "b", "up"]);
-        }
-    }
-
-    /// Run `f` on a thread that entered this namespace, once `a` and `b` are running; panics
-    /// propagate. Until the kernel's link watcher has run for a device that just came up (up to
-    /// a second later under load), its queueing discipline is `noop` and frames sent on it
-    /// vanish without an error, so tests wait for IFF_RUNNING first.
-    fn run_up<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        self.run(move || {
-            let deadline = Instant::now() + Duration::from_secs(3);
-            for dev in ["a", "b"] {
-                while !netdev::interface_info(dev).unwrap().running {
-                    assert!(Instant::now() < deadline, "{dev} not running after 3 s");
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-            f()
-        })
-    }
-
-    /// Run `f` on a thread that entered this namespace; panics propagate.
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = PathBuf::from("/var/run/netns").join(&self.name);
-        std::thread::spawn(move || {
-            enter_network_namespace(&path).expect("setns");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
+use crate::io::test_netns::{have_root, Netns, DST, SRC};
 
 fn bufs(n: usize, size: usize) -> (Vec<Box<[u8]>>, Vec<RxMeta>) {
     (
@@ -194,7 +83,7 @@ fn a_missing_interface_is_named_with_the_ones_there_are() {
     if !have_root("a_missing_interface_is_named_with_the_ones_there_are") {
         return;
     }
-    let ns = Netns::new("errs");
+    let ns = Netns::new("pnet-errs");
     ns.veth(true);
     let msg = ns.run(|| match PnetDevice::open("nope0", true) {
         Err(e) => e.to_string(),
@@ -209,7 +98,7 @@ fn a_batch_crosses_a_veth_intact_in_order_and_never_loops_back() {
     if !have_root("a_batch_crosses_a_veth_intact_in_order_and_never_loops_back") {
         return;
     }
-    let ns = Netns::new("batch");
+    let ns = Netns::new("pnet-batch");
     ns.veth(true);
     ns.run_up(|| {
         // As `weir run --io pnet` opens a port: one channel, split in two halves.
@@ -251,7 +140,7 @@ fn plain_pnet_channels_see_each_others_transmissions_ours_do_not() {
     if !have_root("plain_pnet_channels_see_each_others_transmissions_ours_do_not") {
         return;
     }
-    let ns = Netns::new("loop");
+    let ns = Netns::new("pnet-loop");
     ns.veth(true);
     ns.run_up(|| {
         let plain = Raw {
@@ -301,7 +190,7 @@ fn frames_of_1514_and_9000_bytes_cross_intact() {
     if !have_root("frames_of_1514_and_9000_bytes_cross_intact") {
         return;
     }
-    let ns = Netns::new("jumbo");
+    let ns = Netns::new("pnet-jumbo");
     ns.veth(true);
     ns.run_up(|| {
         let mut a = PnetDevice::open("a", true).unwrap();
@@ -344,7 +233,7 @@ fn the_largest_frame_crosses_whole_and_short_buffers_report_truncation() {
     if !have_root("the_largest_frame_crosses_whole_and_short_buffers_report_truncation") {
         return;
     }
-    let ns = Netns::new("trunc");
+    let ns = Netns::new("pnet-trunc");
     ns.veth(true);
     ns.ip(&["link", "set", "dev", "a", "mtu", "65535"]);
     ns.ip(&["link", "set", "dev", "b", "mtu", "65535"]);

@@ -111,6 +111,9 @@ pub struct RunReport {
     pub received_per_port: [u64; 2],
     /// Buffers not returned to the pool at the end (must be zero).
     pub buffers_outstanding: usize,
+    /// Why the bridge stopped, when it was not asked to (a device failed). The counters above
+    /// still cover every frame up to that point.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +200,7 @@ pub fn run(
         clock: Arc::clone(&clock),
         opts: opts.clone(),
         received: [0; 2],
+        fatal: None,
     };
     let spawn = |name: &str, job: Box<dyn FnOnce() -> Result<SchedSide, RunError> + Send>| {
         std::thread::Builder::new()
@@ -266,8 +270,12 @@ pub fn run(
                 let SchedSide {
                     ports: [lan_port, wan_port],
                     received: r,
+                    fatal,
                     ..
                 } = sched;
+                if let Some(e) = fatal {
+                    first_error.get_or_insert(e);
+                }
                 received[0] += r[0];
                 received[1] += r[1];
                 let mut mine = [Some(lan_port), Some(wan_port)];
@@ -281,13 +289,10 @@ pub fn run(
             }
         }
     }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
+    // Without both schedulers there are no counters to report: the error is all there is.
     let [Some(lan_port), Some(wan_port)] = ports else {
-        return Err(RunError::Thread(
-            "a port's scheduler was not returned".into(),
-        ));
+        return Err(first_error
+            .unwrap_or_else(|| RunError::Thread("a port's scheduler was not returned".into())));
     };
     let ports = [lan_port, wan_port];
     let seconds = started.elapsed().as_secs_f64();
@@ -312,6 +317,7 @@ pub fn run(
         totals,
         classes,
         received_per_port: received,
+        error: first_error.map(|e| e.to_string()),
         buffers_outstanding: pool.outstanding(),
     })
 }
@@ -487,6 +493,8 @@ struct SchedSide {
     clock: Arc<SystemClock>,
     opts: Options,
     received: [u64; 2],
+    /// The first device error; the bridge then stops, drains and still reports.
+    fatal: Option<RunError>,
 }
 
 /// How often a refused send is retried before its frames are counted as `tx_error`.
@@ -589,7 +597,10 @@ impl SchedSide {
             let mut got = 0;
             if draining_since.is_none() {
                 for ingress in &mut ingresses {
-                    got += ingress.receive_into(&mut batch)?;
+                    match ingress.receive_into(&mut batch) {
+                        Ok(n) => got += n,
+                        Err(e) => self.fail(e),
+                    }
                 }
                 self.ingest(&mut batch);
             }
@@ -727,6 +738,12 @@ impl SchedSide {
         Ok(())
     }
 
+    /// Remember the first fatal error and ask everything to stop.
+    fn fail(&mut self, e: RunError) {
+        self.fatal.get_or_insert(e);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
     fn transmit(
         &mut self,
         side: Side,
@@ -749,13 +766,22 @@ impl SchedSide {
                     };
                 }
             }
-            let took =
-                self.tx[i]
-                    .send_batch(&frames[..count])
-                    .map_err(|source| RunError::Send {
+            let took = match self.tx[i].send_batch(&frames[..count]) {
+                Ok(took) => took,
+                Err(source) => {
+                    // The device is broken: count what it could not send, and stop the bridge
+                    // (the counters are still reported).
+                    for &(slot, class, bytes, wire) in &departures[sent..] {
+                        self.ports[i].record_tx_failure(class, bytes, wire);
+                        release(&mut self.slab, &mut self.free_slots, &self.pool, slot);
+                    }
+                    self.fail(RunError::Send {
                         port: side.name().to_string(),
                         source,
-                    })?;
+                    });
+                    return Ok(());
+                }
+            };
             for &(slot, ..) in &departures[sent..sent + took] {
                 release(&mut self.slab, &mut self.free_slots, &self.pool, slot);
             }

@@ -272,3 +272,77 @@ fn truncated_frames_are_counted_not_lost_in(threads: Threads) {
         .sum();
     assert_eq!(d, 1);
 }
+
+/// A device whose sends always fail, like an interface deleted under the bridge.
+struct Broken;
+
+impl crate::io::Device for Broken {
+    fn name(&self) -> &str {
+        "broken"
+    }
+    fn recv_batch(&mut self, _: &mut [Box<[u8]>], _: &mut [RxMeta]) -> std::io::Result<usize> {
+        Ok(0)
+    }
+    fn send_batch(&mut self, _: &[TxFrame<'_>]) -> std::io::Result<usize> {
+        Err(std::io::Error::from_raw_os_error(libc::ENODEV))
+    }
+    fn wait_readable(&mut self, t: Duration) -> std::io::Result<bool> {
+        std::thread::sleep(t.min(Duration::from_millis(1)));
+        Ok(false)
+    }
+    fn offloads(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_failing_device_stops_the_bridge_but_keeps_the_counters() {
+    for threads in [
+        Threads::RunToCompletion,
+        Threads::Split,
+        Threads::PerDirection,
+    ] {
+        let plan =
+            Arc::new(crate::config::parse(SMALL_CONFIG, std::path::Path::new("t.ron")).unwrap());
+        let (lan_rx, lan_in) = memory_device("lan-rx", 1000);
+        let (lan_tx, _) = memory_device("lan-tx", 1000);
+        let (wan_rx, _) = memory_device("wan-rx", 1000);
+        for _ in 0..20 {
+            lan_in.inject(
+                &udp([198, 18, 0, 1], [198, 19, 0, 1], 9, 200),
+                VnetHdr::NONE,
+            );
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let ports = [
+            PortIo {
+                rx: Box::new(lan_rx),
+                tx: Box::new(lan_tx),
+            },
+            PortIo {
+                rx: Box::new(wan_rx),
+                tx: Box::new(Broken),
+            },
+        ];
+        let opts = Options {
+            threads,
+            ..Options::default()
+        };
+        // No one sets `stop`: the failure must end the run by itself, within a bounded time.
+        let t = Instant::now();
+        let report = run(plan, ports, stop, &opts).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "{threads:?}");
+        let err = report.error.as_deref().unwrap_or_default();
+        assert!(err.contains("sending on wan"), "{threads:?}: {err:?}");
+        let tot = report.totals;
+        assert_eq!(tot.received, 20, "{threads:?}");
+        assert_eq!(tot.received, tot.forwarded + tot.dropped, "{threads:?}");
+        let tx_errors: u64 = report
+            .classes
+            .iter()
+            .map(|c| c.drops_by_reason["tx_error"])
+            .sum();
+        assert!(tx_errors > 0, "{threads:?}");
+        assert_eq!(report.buffers_outstanding, 0, "{threads:?}");
+    }
+}

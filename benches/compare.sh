@@ -7,8 +7,9 @@
 #   weir-afp    weir run (default backend, af_packet)
 #   weir-pnet   weir run --io pnet (no TCP rows: pnet needs the endpoints' offloads off and there is
 #               no ethtool binary here to turn them off)
-# Prints one table (kernel, weir-afp, weir-afp/kernel, weir-pnet, weir-pnet/kernel) and writes
-# every raw number to target/compare/results-DATE.json. See docs/compare.md for what each row means.
+# Prints one table (kernel, weir-afp, weir-afp/kernel, weir-pnet, weir-pnet/kernel), writes every
+# raw number and every ping RTT to target/compare/results-DATE.json, and plots the latency-under-load
+# RTTs to target/compare/latency-DATE.svg (benches/plot_latency.py). See docs/compare.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
@@ -23,7 +24,8 @@ timeout 600 cargo build --release --quiet
 weir=$PWD/target/release/weir
 tmp=$(mktemp -d /tmp/weir-cmp-XXXX)
 res=$tmp/results.tsv        # lines: dut<TAB>metric<TAB>value
-: > "$res"
+smp=$tmp/samples.tsv        # lines: dut<TAB>run (idle, load_prio, load_bulk)<TAB>JSON list of RTTs
+: > "$res"; : > "$smp"
 wtpid=""
 cleanup() {
     [ -n "$wtpid" ] && kill -TERM "$wtpid" 2>/dev/null || true
@@ -82,6 +84,7 @@ RON
 
 # --- helpers ---
 put() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$res"; }
+put_samples() { printf '%s\t%s\t%s\n' "$1" "$2" "$(cat "$3" 2>/dev/null)" >> "$smp"; } # $3: ping_stats' file
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 rxp() { timeout 5 ip netns exec "$1" cat "/sys/class/net/$2/statistics/rx_packets"; }
 
@@ -114,15 +117,22 @@ weir_stop() {
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 
-# ping summary -> "p50 p99 max loss" (ms, ms, ms, fraction); nearest-rank percentiles
-ping_stats() { # $1 = count, then ping args
-    local n=$1; shift
+# ping summary -> "p50 p99 max loss" (ms, ms, ms, fraction); nearest-rank percentiles of the replies.
+# Every sample goes to file $1 as a JSON list in icmp_seq order: RTT in ms, null for no reply.
+ping_stats() { # $1 = samples file, $2 = count, then ping args
+    local f=$1 n=$2; shift 2
+    rm -f "$f"   # no stale samples from an earlier run if python fails
     timeout 60 $SRC ping -n -c "$n" -i 0.02 -W 1 "$@" 198.18.0.2 2>/dev/null | python3 -c "
-import sys, re, math
-n = $n
-rtt = sorted(float(m.group(1)) for m in re.finditer(r'time=([0-9.]+) ms', sys.stdin.read()))
+import sys, re, math, json
+n, text = $n, sys.stdin.read()
+rtt = sorted(float(m.group(1)) for m in re.finditer(r'time=([0-9.]+) ms', text))
 def pct(q): return rtt[max(0, math.ceil(q * len(rtt)) - 1)] if rtt else float('nan')
-print(f'{pct(.5):.3f} {pct(.99):.3f} {max(rtt) if rtt else float(\"nan\"):.3f} {1 - len(rtt) / n:.3f}')"
+seq = [None] * n   # first reply per icmp_seq (1..n); duplicates are ignored here
+for m in re.finditer(r'icmp_seq=([0-9]+) .*?time=([0-9.]+) ms', text):
+    i = int(m.group(1)) - 1
+    if 0 <= i < n and seq[i] is None: seq[i] = float(m.group(2))
+json.dump(seq, open(sys.argv[1], 'w'))
+print(f'{pct(.5):.3f} {pct(.99):.3f} {max(rtt) if rtt else float(\"nan\"):.3f} {1 - len(rtt) / n:.3f}')" "$f"
 }
 
 tcp_bps() { # $1 = parallel flows, $2 = seconds -> receiver bits/s
@@ -163,9 +173,10 @@ pps_tests() { # $1 = dut name, $2 = weir pid or ""
 
 idle_and_tcp() { # $1 = dut, $2 = 1 to run TCP rows
     local s
-    s=$(ping_stats 50)
+    s=$(ping_stats "$tmp/s_idle" 50)
     put "$1" idle_rtt_p50_ms "$(echo "$s" | cut -d' ' -f1)"
     put "$1" idle_rtt_p99_ms "$(echo "$s" | cut -d' ' -f2)"
+    put_samples "$1" idle "$tmp/s_idle"
     if [ "$2" = 1 ]; then
         put "$1" tcp_1flow_bps "$(tcp_bps 1 "$T")"
         put "$1" tcp_4flow_bps "$(tcp_bps 4 "$T")"
@@ -189,9 +200,9 @@ latency_load() { # $1 = dut; shaper already in place
     timeout 30 $SRC "$weir" send "$tmp/big.pcap" -i src0 --mbps 200 --loop 132 >/dev/null 2>&1 &
     local cp=$!
     sleep 1
-    ping_stats 100 -Q 0xb8 > "$tmp/lp" &
+    ping_stats "$tmp/s_prio" 100 -Q 0xb8 > "$tmp/lp" &
     local pp=$!
-    ping_stats 100 > "$tmp/lb"
+    ping_stats "$tmp/s_bulk" 100 > "$tmp/lb"
     wait $pp || true
     wait $cp || true
     sleep 0.2
@@ -205,6 +216,7 @@ latency_load() { # $1 = dut; shaper already in place
         put "$1" "load_${k}_rtt_p99_ms" "$(echo "$v" | cut -d' ' -f2)"
         put "$1" "load_${k}_rtt_max_ms" "$(echo "$v" | cut -d' ' -f3)"
         put "$1" "load_${k}_loss" "$(echo "$v" | cut -d' ' -f4)"
+        put_samples "$1" "load_$k" "$tmp/s_$k"
     done
 }
 
@@ -265,10 +277,15 @@ done
 log "uptime after: $(uptime)"
 
 mkdir -p target/compare
-out=target/compare/results-$(date -u +%Y%m%dT%H%M%SZ).json
-python3 - "$res" "$out" "$quick" "$RATES" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out=target/compare/results-$stamp.json
+python3 - "$res" "$out" "$quick" "$RATES" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$smp" <<'PY'
 import sys, json, math, os, platform, datetime
-res, out, quick, rates, lb, la = sys.argv[1:7]
+res, out, quick, rates, lb, la, smp = sys.argv[1:8]
+samples = {}   # dut -> run -> [RTT ms or None per ping, in icmp_seq order]
+for line in open(smp):
+    d, run, v = line.rstrip("\n").split("\t")
+    samples.setdefault(d, {})[run] = json.loads(v) if v else None
 data = {}
 for line in open(res):
     d, m, v = line.rstrip("\n").split("\t")
@@ -323,6 +340,10 @@ json.dump({
     "loadavg_before": lb, "loadavg_after": la,
     "wire_factor": WIRE, "results": data,
     "table": [dict(zip(hdr, r)) for r in table],
+    "samples": samples,
 }, open(out, "w"), indent=1)
 print(f"\nJSON: {out}")
 PY
+python3 benches/plot_latency.py "$out" --out "target/compare/latency-$stamp.svg" ||
+    log "plot_latency.py failed; the JSON above is complete"
+

@@ -12,7 +12,8 @@ use hdrhistogram::Histogram;
 pub enum DropReason {
     /// The class queue was at its packet or byte limit.
     QueueFull,
-    /// CoDel dropped it at the head of a queue that stood above target.
+    /// CoDel dropped it at the head of a queue that stood above target, or the overload
+    /// control (sched/pie.rs) refused it on arrival.
     Aqm,
     /// Above the class's police rate.
     Policed,

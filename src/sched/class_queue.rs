@@ -1,8 +1,12 @@
 //! One class's queue: frames hashed into flow buckets, served by deficit round robin, with
-//! CoDel on the class as a whole.
+//! CoDel on the class as a whole and, beside it, the overload control of pie.rs.
 //!
 //! Capacity: at most `limit_packets` frames and `limit_bytes` frame bytes; an arriving frame
-//! that would exceed either is refused (tail drop, counted by the caller as `queue_full`).
+//! that would exceed either is refused (tail drop, `queue_full`).
+//! AQM: CoDel drops at the head (`aqm`); the overload control refuses arriving frames (`aqm`
+//! too) with its probability, whatever their flow. Exempting flows with nothing queued was
+//! tried: with a flood spread over many flows, most of its frames arrive to empty buckets, and
+//! the delay was not controlled at all (a sparse flow's protection is a higher priority class).
 //! Storage: frame descriptors live in an [`Arena`] owned by the port and allocated once at
 //! start-up, large enough for every class's packet limit, so enqueue and dequeue never allocate.
 //! Buckets form intrusive singly linked lists through the arena; the active buckets form a
@@ -12,7 +16,9 @@
 //! shares of the class whatever their frame sizes.
 
 use super::codel::{Codel, CodelParams, CodelVerdict};
+use super::pie::Pie;
 use super::Nanos;
+use crate::stats::DropReason;
 
 const NIL: u32 = u32::MAX;
 
@@ -112,6 +118,7 @@ pub struct ClassQueue {
     limit_packets: u32,
     limit_bytes: u64,
     codel: Option<Codel>,
+    pie: Option<Pie>,
 }
 
 impl ClassQueue {
@@ -144,6 +151,7 @@ impl ClassQueue {
             limit_packets,
             limit_bytes,
             codel: codel.map(Codel::new),
+            pie: codel.map(|c| Pie::new(c.target, 2 * c.min_backlog_bytes)),
         }
     }
 
@@ -164,8 +172,9 @@ impl ClassQueue {
         self.packets < self.limit_packets && self.bytes + u64::from(bytes) <= self.limit_bytes
     }
 
-    /// Queue a frame in the bucket chosen by `fairness_hash`. Returns the item back when the
-    /// class is full (or, which the port's sizing rules out, the arena is).
+    /// Queue a frame in the bucket chosen by `fairness_hash`. Returns the item back with the
+    /// reason when the class is full (or, which the port's sizing rules out, the arena is), or
+    /// when the overload control refuses it.
     pub fn enqueue<T: Copy>(
         &mut self,
         arena: &mut Arena<T>,
@@ -174,14 +183,19 @@ impl ClassQueue {
         wire_bytes: u32,
         fairness_hash: u64,
         now: Nanos,
-    ) -> Result<(), T> {
+    ) -> Result<(), (T, DropReason)> {
+        let b = (fairness_hash & self.bucket_mask) as usize;
+        if let Some(pie) = self.pie.as_mut() {
+            if pie.should_drop(now, self.bytes) {
+                return Err((item, DropReason::Aqm));
+            }
+        }
         if !self.has_room(bytes) {
-            return Err(item);
+            return Err((item, DropReason::QueueFull));
         }
         let Some(idx) = arena.alloc(item, bytes, wire_bytes, now) else {
-            return Err(item);
+            return Err((item, DropReason::QueueFull));
         };
-        let b = (fairness_hash & self.bucket_mask) as usize;
         let bucket = &mut self.buckets[b];
         if bucket.tail == NIL {
             bucket.head = idx;
@@ -212,6 +226,9 @@ impl ClassQueue {
             return Some(Popped::Deliver(d));
         };
         let sojourn = now.saturating_sub(d.enqueued_at);
+        if let Some(pie) = self.pie.as_mut() {
+            pie.on_departure(now, sojourn);
+        }
         Some(match codel.on_dequeue(now, sojourn, self.bytes) {
             CodelVerdict::Deliver => Popped::Deliver(d),
             CodelVerdict::Drop => Popped::AqmDrop(d),
@@ -287,7 +304,10 @@ mod tests {
         for i in 0..3u32 {
             q.enqueue(&mut arena, i, 100, 124, 7, 0).unwrap();
         }
-        assert_eq!(q.enqueue(&mut arena, 99, 100, 124, 7, 0), Err(99));
+        assert_eq!(
+            q.enqueue(&mut arena, 99, 100, 124, 7, 0),
+            Err((99, DropReason::QueueFull))
+        );
         let got: Vec<u32> = std::iter::from_fn(|| match q.pop(&mut arena, 0) {
             Some(Popped::Deliver(d)) => Some(d.item),
             _ => None,
@@ -303,7 +323,10 @@ mod tests {
         let mut arena = Arena::with_capacity(8);
         let mut q = ClassQueue::new(4, 1514, 100, 1000, None);
         q.enqueue(&mut arena, 1u8, 600, 624, 0, 0).unwrap();
-        assert_eq!(q.enqueue(&mut arena, 2u8, 600, 624, 1, 0), Err(2));
+        assert_eq!(
+            q.enqueue(&mut arena, 2u8, 600, 624, 1, 0),
+            Err((2, DropReason::QueueFull))
+        );
         q.enqueue(&mut arena, 3u8, 400, 424, 1, 0).unwrap();
     }
 

@@ -27,6 +27,7 @@
 pub mod class_queue;
 pub mod clock;
 pub mod codel;
+pub mod pie;
 pub mod token_bucket;
 
 #[cfg(test)]
@@ -272,7 +273,7 @@ impl<T: Copy> PortScheduler<T> {
                     meta.fairness_hash,
                     now,
                 )
-                .map_err(|_| DropReason::QueueFull)
+                .map_err(|(_, reason)| reason)
         });
         match verdict {
             Ok(()) => {

@@ -129,6 +129,7 @@ impl ClassQueue {
         limit_packets: u32,
         limit_bytes: u64,
         codel: Option<CodelParams>,
+        ceil_bps: u64,
     ) -> ClassQueue {
         let n = buckets.max(1).next_power_of_two();
         ClassQueue {
@@ -151,7 +152,7 @@ impl ClassQueue {
             limit_packets,
             limit_bytes,
             codel: codel.map(Codel::new),
-            pie: codel.map(|c| Pie::new(c.target, 2 * c.min_backlog_bytes)),
+            pie: codel.map(|c| Pie::new(c.target, 2 * c.min_backlog_bytes, ceil_bps)),
         }
     }
 
@@ -227,7 +228,7 @@ impl ClassQueue {
         };
         let sojourn = now.saturating_sub(d.enqueued_at);
         if let Some(pie) = self.pie.as_mut() {
-            pie.on_departure(now, sojourn);
+            pie.on_departure(now, d.bytes, self.bytes);
         }
         Some(match codel.on_dequeue(now, sojourn, self.bytes) {
             CodelVerdict::Deliver => Popped::Deliver(d),
@@ -300,7 +301,7 @@ mod tests {
     #[test]
     fn fifo_within_a_bucket_and_limits_hold() {
         let mut arena = Arena::with_capacity(8);
-        let mut q = ClassQueue::new(1, 1514, 3, 10_000, None);
+        let mut q = ClassQueue::new(1, 1514, 3, 10_000, None, 0);
         for i in 0..3u32 {
             q.enqueue(&mut arena, i, 100, 124, 7, 0).unwrap();
         }
@@ -321,7 +322,7 @@ mod tests {
     #[test]
     fn byte_limit_refuses_what_would_overflow() {
         let mut arena = Arena::with_capacity(8);
-        let mut q = ClassQueue::new(4, 1514, 100, 1000, None);
+        let mut q = ClassQueue::new(4, 1514, 100, 1000, None, 0);
         q.enqueue(&mut arena, 1u8, 600, 624, 0, 0).unwrap();
         assert_eq!(
             q.enqueue(&mut arena, 2u8, 600, 624, 1, 0),
@@ -334,7 +335,7 @@ mod tests {
     fn drr_shares_bytes_not_frames() {
         // Flow A sends 1500-byte frames, flow B 100-byte frames; both backlogged.
         let mut arena = Arena::with_capacity(4000);
-        let mut q = ClassQueue::new(16, 1514, 4000, u64::MAX, None);
+        let mut q = ClassQueue::new(16, 1514, 4000, u64::MAX, None, 0);
         for _ in 0..1000 {
             q.enqueue(&mut arena, 'a', 1500, 1500, 1, 0).unwrap();
             q.enqueue(&mut arena, 'b', 100, 100, 2, 0).unwrap();

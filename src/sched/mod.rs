@@ -183,6 +183,7 @@ impl<T: Copy> PortScheduler<T> {
                     c.limit_packets,
                     c.limit_bytes,
                     c.codel,
+                    c.ceil_bps,
                 ),
                 stats: ClassStats::default(),
             })

@@ -3,10 +3,13 @@
 //! Threads (the thread contract of each piece):
 //! - one receive thread per port owns that port's receiving device and a [`Classifier`] for
 //!   the frames entering there (they all leave by the other port, so no flow table is shared).
-//!   It receives up to [`BATCH`] frames per system call, parses and classifies each, copies it
-//!   into a buffer from the start-up [`pool::Pool`], and hands the whole batch to the scheduler
+//!   It receives up to [`BATCH`] frames per system call into large buffers lent by the start-up
+//!   [`pool::Pool`], parses and classifies each, and hands the whole batch to the scheduler
 //!   thread over a bounded channel (backpressure: when the channel is full the receive thread
-//!   waits, and the kernel's socket buffer absorbs or drops, which the kernel counts);
+//!   waits, and the kernel's socket buffer absorbs or drops, which the kernel counts). A frame
+//!   of up to [`pool::SMALL`] bytes is copied into a small pool buffer; a larger one (a GSO
+//!   super-frame, a jumbo frame) is not copied: its receive buffer travels on with it and a
+//!   free large buffer from the pool takes its place;
 //! - one scheduler thread owns both [`PortScheduler`]s and both transmitting devices. It
 //!   enqueues each batch at the current time, sends every departure that is due in batches,
 //!   and then sleeps exactly until the next departure (`next_wakeup()`) or the next batch,
@@ -18,7 +21,9 @@
 //! [`Options::shutdown_grace`] to leave; the rest are dropped as `shutdown`. Then
 //! `received = forwarded + dropped` per class.
 //! Memory: buffers, batches and descriptor slots are allocated at start-up; the steady state
-//! does not allocate.
+//! does not allocate. The receive buffers are large pool buffers (the pool holds [`BATCH`] more
+//! per ingress than [`Options::large_buffers`]), given back when the ingress ends, so every
+//! buffer is back in the pool at the end of a run (`RunReport::buffers_outstanding` is 0).
 
 pub mod pool;
 
@@ -62,7 +67,8 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// Waits shorter than this are spun rather than slept (timer overshoot is tens of us).
     pub spin_below: Duration,
-    /// Large (GSO / jumbo) buffers in the pool; small ones cover every queue slot.
+    /// Large (GSO / jumbo) buffers in the pool for frames waiting in queues; small ones cover
+    /// every queue slot. The pool holds [`BATCH`] more per port, lent to the receive side.
     pub large_buffers: usize,
     /// Nice value for weir's threads (best effort; needs CAP_SYS_NICE). `None` leaves it.
     pub thread_nice: Option<i32>,
@@ -148,20 +154,32 @@ pub fn run(
         .sum();
     // Every queue slot, plus every frame that can be in a batch in flight or being sent.
     let in_flight = 2 * (BATCHES_IN_FLIGHT + 2) * BATCH;
-    let pool = Pool::new(queue_slots + in_flight, opts.large_buffers, MAX_FRAME);
+    // Large buffers: `large_buffers` for frames in flight or queued, plus the receive buffers of
+    // both ingresses (BATCH each), which are exchanged for free ones, never added to them.
+    let pool = Pool::new(
+        queue_slots + in_flight,
+        opts.large_buffers + 2 * BATCH,
+        MAX_FRAME,
+    );
     let (to_sched, from_rx) = bounded::<Vec<Ingest>>(2 * BATCHES_IN_FLIGHT);
     let started = Instant::now();
 
     let [lan, wan] = ports;
     let mut rx_threads = Vec::new();
     let mut recyclers = Vec::new();
-    let mut ingresses = Vec::new();
-    for (side, io_rx) in [(Side::Lan, lan.rx), (Side::Wan, wan.rx)] {
-        let ingress = Ingress::new(side, io_rx, &plan, pool.handle(), &clock);
-        if opts.threads != Threads::Split {
-            ingresses.push(ingress);
-            continue;
-        }
+    // Both ingresses take their receive buffers before any of them runs: once one receives, it
+    // exchanges buffers with the pool, and the other might not find a whole batch.
+    let mut ingresses: Vec<Ingress> = [(Side::Lan, lan.rx), (Side::Wan, wan.rx)]
+        .into_iter()
+        .map(|(side, io_rx)| Ingress::new(side, io_rx, &plan, pool.handle(), &clock))
+        .collect();
+    let split = if opts.threads == Threads::Split {
+        std::mem::take(&mut ingresses)
+    } else {
+        Vec::new()
+    };
+    for ingress in split {
+        let side = ingress.ingress;
         let (recycle_tx, recycle_rx) = bounded::<Vec<Ingest>>(BATCHES_IN_FLIGHT + 2);
         for _ in 0..BATCHES_IN_FLIGHT {
             let _ = recycle_tx.try_send(Vec::with_capacity(BATCH));
@@ -322,7 +340,8 @@ pub fn run(
     })
 }
 
-/// The receive step of one port: frames in, parsed, classified, copied into pool buffers.
+/// The receive step of one port: frames in, parsed, classified, each in a pool buffer of its
+/// own (small frames copied, large ones handed on in the buffer they were received into).
 struct Ingress {
     ingress: Side,
     dev: Box<dyn Device>,
@@ -330,6 +349,7 @@ struct Ingress {
     plan: Arc<Plan>,
     pool: PoolHandle,
     clock: Arc<SystemClock>,
+    /// Receive buffers: large buffers lent by the pool, given back on drop.
     scratch: Vec<Box<[u8]>>,
     meta: Vec<RxMeta>,
 }
@@ -342,6 +362,14 @@ impl Ingress {
         pool: PoolHandle,
         clock: &Arc<SystemClock>,
     ) -> Ingress {
+        // `run` makes the pool with BATCH large buffers per ingress on top of those for
+        // frames, and makes both ingresses before either receives, so these are all free.
+        let scratch: Vec<Box<[u8]>> = (0..BATCH).map_while(|_| pool.take_large()).collect();
+        debug_assert_eq!(
+            scratch.len(),
+            BATCH,
+            "the pool has a batch of large buffers to lend"
+        );
         Ingress {
             ingress,
             dev,
@@ -349,9 +377,7 @@ impl Ingress {
             plan: Arc::clone(plan),
             pool,
             clock: Arc::clone(clock),
-            scratch: (0..BATCH)
-                .map(|_| vec![0u8; MAX_FRAME].into_boxed_slice())
-                .collect(),
+            scratch,
             meta: vec![RxMeta::default(); BATCH],
         }
     }
@@ -400,9 +426,16 @@ impl Ingress {
             {
                 wire::set_dscp(frame, &view, dscp);
             }
-            match self.pool.copy_in(frame) {
-                Some(copy) => batch.push(Ingest::Frame {
-                    buf: copy,
+            // Small frames are copied into a small buffer; a larger one keeps the buffer it
+            // was received into, and a free large buffer takes its place in `scratch`.
+            let taken = if frame.len() <= pool::SMALL {
+                self.pool.copy_in(frame)
+            } else {
+                self.pool.swap_large(buf)
+            };
+            match taken {
+                Some(buf) => batch.push(Ingest::Frame {
+                    buf,
                     len: bytes,
                     vnet: m.vnet,
                     meta: FrameMeta {
@@ -417,6 +450,15 @@ impl Ingress {
             }
         }
         Ok(n)
+    }
+}
+
+impl Drop for Ingress {
+    /// Give the receive buffers back, whichever way the ingress ends (stop, error, panic).
+    fn drop(&mut self) {
+        for buf in self.scratch.drain(..) {
+            self.pool.give_back(buf);
+        }
     }
 }
 

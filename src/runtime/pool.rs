@@ -5,6 +5,13 @@
 //! taking and giving back never allocates, and a buffer can never be lost without the pool
 //! noticing (`outstanding()`). When a size runs out, the frame is dropped and counted
 //! (`no_buffer`), never queued unbounded.
+//!
+//! Large buffers are also lent out as receive buffers: the runtime makes the pool with extra
+//! large buffers for that, and each ingress takes [`crate::io::BATCH`] of them at start and gives
+//! them back when it ends. A frame received into one of them is not copied: [`PoolHandle::swap_large`]
+//! puts a free large buffer in its place and hands the full one on, a pure exchange that leaves
+//! the number of buffers out unchanged. Small frames are still copied ([`PoolHandle::copy_in`]) so
+//! that a 64-byte frame does not hold a 64 KiB buffer while it waits in a queue.
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
@@ -83,6 +90,24 @@ impl PoolHandle {
         Some(buf)
     }
 
+    /// A free large buffer, to be given back later; `None` when none is free.
+    pub fn take_large(&self) -> Option<Box<[u8]>> {
+        self.large_rx.try_recv().ok()
+    }
+
+    /// Hand on the large buffer in `slot` without copying it: a free large buffer takes its
+    /// place and the full one is returned. `None` (and `slot` left as it was) when none is free.
+    /// `slot` must hold a large buffer of this pool.
+    pub fn swap_large(&self, slot: &mut Box<[u8]>) -> Option<Box<[u8]>> {
+        debug_assert_eq!(
+            slot.len(),
+            self.large_size,
+            "not a large buffer of this pool"
+        );
+        let fresh = self.large_rx.try_recv().ok()?;
+        Some(std::mem::replace(slot, fresh))
+    }
+
     /// Give a buffer back to the list of its size.
     pub fn give_back(&self, buf: Box<[u8]>) {
         // Cannot be full: only buffers made by the pool come back, once each.
@@ -115,6 +140,28 @@ mod tests {
         h.give_back(a);
         h.give_back(b);
         h.give_back(big);
+        assert_eq!(pool.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_swap_is_an_exchange_and_fails_cleanly_when_none_is_free() {
+        let pool = Pool::new(1, 2, 9000);
+        let h = pool.handle();
+        let mut slot = h.take_large().unwrap();
+        slot[..3].copy_from_slice(&[1, 2, 3]);
+        let full = h.swap_large(&mut slot).unwrap();
+        assert_eq!(
+            &full[..3],
+            &[1, 2, 3],
+            "the full buffer is handed on, not copied"
+        );
+        assert_eq!(pool.outstanding(), 2, "the slot and the full buffer");
+        slot[..3].copy_from_slice(&[4, 5, 6]);
+        assert!(h.swap_large(&mut slot).is_none(), "no large buffer free");
+        assert_eq!(&slot[..3], &[4, 5, 6], "the slot keeps its buffer");
+        assert!(h.copy_in(&[7; 5000]).is_none());
+        h.give_back(full);
+        h.give_back(slot);
         assert_eq!(pool.outstanding(), 0);
     }
 }

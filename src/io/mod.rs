@@ -20,6 +20,8 @@
 
 pub mod af_packet;
 pub mod capture_file;
+#[cfg(test)]
+mod gso_kernel_tests;
 pub mod memory;
 pub mod netdev;
 pub mod pnet;

@@ -2,7 +2,10 @@
 //!
 //! It says whether a frame is a GSO super-frame (and how it will be cut into segments) and
 //! whether its transport checksum is still to be computed. weir forwards it untouched; shaping
-//! charges a super-frame as the wire bytes of every segment it becomes.
+//! charges a super-frame as the wire bytes of every segment it becomes; a TCP super-frame can
+//! also be cut into real segments with [`VnetHdr::segmenter`] (see [`crate::wire::gso`]).
+
+use crate::wire::gso::{GsoError, GsoParams, SegmentChecksum, Segmenter, TcpGso};
 
 /// Length of the header on the wire (without the `num_buffers` field of the mergeable form).
 pub const VNET_HDR_LEN: usize = 10;
@@ -86,6 +89,44 @@ impl VnetHdr {
         let n = payload.div_ceil(seg).max(1);
         let n32 = u32::try_from(n).unwrap_or(u32::MAX);
         (n32, (payload + n * hdr) as u64)
+    }
+
+    /// The TCP segmentation this header asks for; `NotTcpGso` for plain frames and UDP GSO.
+    pub fn tcp_gso(&self) -> Result<GsoParams, GsoError> {
+        let kind = match self.gso_type & !GSO_ECN {
+            GSO_TCPV4 => TcpGso::V4,
+            GSO_TCPV6 => TcpGso::V6,
+            _ => return Err(GsoError::NotTcpGso),
+        };
+        Ok(GsoParams {
+            kind,
+            gso_size: self.gso_size,
+            csum_start: self.csum_start,
+            csum_offset: self.csum_offset,
+            needs_csum: self.flags & F_NEEDS_CSUM != 0,
+        })
+    }
+
+    /// A [`Segmenter`] for `frame`, a TCP super-frame received with this header. Each segment
+    /// it writes is sent with `VnetHdr::from(segmenter.checksum())`.
+    pub fn segmenter<'a>(&self, frame: &'a [u8]) -> Result<Segmenter<'a>, GsoError> {
+        Segmenter::new(frame, self.tcp_gso()?)
+    }
+}
+
+/// The header a cut segment goes out with: no GSO, and the partial checksum still to complete
+/// when the super-frame had one (`hdr_len` 0: it is only a GSO hint).
+impl From<SegmentChecksum> for VnetHdr {
+    fn from(c: SegmentChecksum) -> VnetHdr {
+        match c {
+            SegmentChecksum::Partial { start, offset } => VnetHdr {
+                flags: F_NEEDS_CSUM,
+                csum_start: start,
+                csum_offset: offset,
+                ..VnetHdr::NONE
+            },
+            SegmentChecksum::Complete => VnetHdr::NONE,
+        }
     }
 }
 

@@ -7,14 +7,18 @@
 //! - One pass, front to back, reading only the headers classification needs: Ethernet, up to
 //!   [`MAX_VLAN_TAGS`] 802.1Q / 802.1ad tags, ARP, IPv4 (options skipped), IPv6 (extension headers
 //!   walked, fragment header read), and the first bytes of TCP, UDP, SCTP, ICMP and ICMPv6.
+//! - [`gso`] cuts a TCP GSO super-frame into the segments Linux would make, into caller-owned
+//!   buffers, with the same never-panic guarantee.
 //!
 //! Why not etherparse's lax slicing here: it decodes every header into slices and array-vectors we
 //! then re-read, and costs several times this pass (see docs/benchmarks.md). etherparse stays the
 //! reference: the tests compare both parsers on generated and real frames.
 
 mod dscp;
+pub mod gso;
 
 pub use dscp::{dscp_from_name, set_dscp, DscpRewrite, DSCP_NAMES};
+pub use gso::{GsoError, GsoParams, SegmentChecksum, Segmenter, TcpGso};
 
 /// Ethertypes weir cares about.
 pub mod ethertype {

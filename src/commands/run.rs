@@ -105,6 +105,14 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     }
     let report = runtime::run(Arc::new(plan), ports, stop, &opts)?;
     eprintln!("weir: stopped after {:.1} s", report.seconds);
+    if report.gso_split.super_frames > 0 {
+        eprintln!(
+            "weir: {} GSO super-frames cut into {} segments for classes under {} (counted as frames received)",
+            report.gso_split.super_frames,
+            report.gso_split.segments,
+            weir::config::units::format_rate_approx(runtime::SPLIT_GSO_BELOW_BPS),
+        );
+    }
 
     let mut out = std::io::stdout().lock();
     if s.json {

@@ -37,7 +37,7 @@ use crate::stats::DropReason;
 use crate::wire;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use pool::{Pool, PoolHandle};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,16 @@ impl Default for Options {
 /// Batches in flight between the receive threads and the scheduler, per receive thread.
 const BATCHES_IN_FLIGHT: usize = 8;
 
+/// Items a batch has room for per receive call: a received batch of [`BATCH`] frames plus the
+/// segments of the super-frames cut for slow classes. A cut that would not fit is not made
+/// (the super-frame goes whole), so a batch never grows.
+const BATCH_ROOM: usize = 4 * BATCH;
+
+/// GSO super-frames bound for a class (or a link) slower than this are cut into their
+/// segments, as CAKE does below 1 Gbit/s: AQM then drops one segment rather than ~44 at once,
+/// and a frame no longer holds the link for a super-frame's time (52 ms at 10 Mbit/s).
+pub const SPLIT_GSO_BELOW_BPS: u64 = 1_000_000_000;
+
 /// One frame handed from a receive thread to the scheduler thread.
 enum Ingest {
     Frame {
@@ -107,6 +117,20 @@ enum Ingest {
     },
 }
 
+/// GSO super-frames cut into segments for slow classes (see [`SPLIT_GSO_BELOW_BPS`]).
+#[derive(Debug, Default)]
+struct SplitCounters {
+    frames: AtomicU64,
+    segments: AtomicU64,
+}
+
+/// Super-frames cut, and the segments they became (each counted as a frame received).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GsoSplit {
+    pub super_frames: u64,
+    pub segments: u64,
+}
+
 /// What a run did, for the final table.
 #[derive(Debug, serde::Serialize)]
 pub struct RunReport {
@@ -117,6 +141,7 @@ pub struct RunReport {
     pub received_per_port: [u64; 2],
     /// Buffers not returned to the pool at the end (must be zero).
     pub buffers_outstanding: usize,
+    pub gso_split: GsoSplit,
     /// Why the bridge stopped, when it was not asked to (a device failed). The counters above
     /// still cover every frame up to that point.
     pub error: Option<String>,
@@ -153,7 +178,7 @@ pub fn run(
         .map(|c| c.limit_packets as usize)
         .sum();
     // Every queue slot, plus every frame that can be in a batch in flight or being sent.
-    let in_flight = 2 * (BATCHES_IN_FLIGHT + 2) * BATCH;
+    let in_flight = 2 * (BATCHES_IN_FLIGHT + 2) * BATCH_ROOM;
     // Large buffers: `large_buffers` for frames in flight or queued, plus the receive buffers of
     // both ingresses (BATCH each), which are exchanged for free ones, never added to them.
     let pool = Pool::new(
@@ -163,6 +188,7 @@ pub fn run(
     );
     let (to_sched, from_rx) = bounded::<Vec<Ingest>>(2 * BATCHES_IN_FLIGHT);
     let started = Instant::now();
+    let split_counters = Arc::new(SplitCounters::default());
 
     let [lan, wan] = ports;
     let mut rx_threads = Vec::new();
@@ -171,7 +197,9 @@ pub fn run(
     // exchanges buffers with the pool, and the other might not find a whole batch.
     let mut ingresses: Vec<Ingress> = [(Side::Lan, lan.rx), (Side::Wan, wan.rx)]
         .into_iter()
-        .map(|(side, io_rx)| Ingress::new(side, io_rx, &plan, pool.handle(), &clock))
+        .map(|(side, io_rx)| {
+            Ingress::new(side, io_rx, &plan, pool.handle(), &clock, &split_counters)
+        })
         .collect();
     let split = if opts.threads == Threads::Split {
         std::mem::take(&mut ingresses)
@@ -182,7 +210,7 @@ pub fn run(
         let side = ingress.ingress;
         let (recycle_tx, recycle_rx) = bounded::<Vec<Ingest>>(BATCHES_IN_FLIGHT + 2);
         for _ in 0..BATCHES_IN_FLIGHT {
-            let _ = recycle_tx.try_send(Vec::with_capacity(BATCH));
+            let _ = recycle_tx.try_send(Vec::with_capacity(BATCH_ROOM));
         }
         recyclers.push(recycle_tx);
         let rx = RxThread {
@@ -337,6 +365,10 @@ pub fn run(
         received_per_port: received,
         error: first_error.map(|e| e.to_string()),
         buffers_outstanding: pool.outstanding(),
+        gso_split: GsoSplit {
+            super_frames: split_counters.frames.load(Ordering::Relaxed),
+            segments: split_counters.segments.load(Ordering::Relaxed),
+        },
     })
 }
 
@@ -351,6 +383,7 @@ struct Ingress {
     clock: Arc<SystemClock>,
     /// Receive buffers: large buffers lent by the pool, given back on drop.
     scratch: Vec<Box<[u8]>>,
+    split: Arc<SplitCounters>,
     meta: Vec<RxMeta>,
 }
 
@@ -361,6 +394,7 @@ impl Ingress {
         plan: &Arc<Plan>,
         pool: PoolHandle,
         clock: &Arc<SystemClock>,
+        split: &Arc<SplitCounters>,
     ) -> Ingress {
         // `run` makes the pool with BATCH large buffers per ingress on top of those for
         // frames, and makes both ingresses before either receives, so these are all free.
@@ -378,6 +412,7 @@ impl Ingress {
             pool,
             clock: Arc::clone(clock),
             scratch,
+            split: Arc::clone(split),
             meta: vec![RxMeta::default(); BATCH],
         }
     }
@@ -402,7 +437,7 @@ impl Ingress {
         let port = &self.plan.ports[egress.index()];
         let overhead = u64::from(port.overhead);
         let now = self.clock.now();
-        for (buf, m) in self.scratch.iter_mut().zip(&self.meta).take(n) {
+        for (i, (buf, m)) in self.scratch.iter_mut().zip(&self.meta).take(n).enumerate() {
             let frame = &mut buf[..m.len];
             let view = wire::parse(frame);
             let verdict = self.classifier.classify(&view, egress, now);
@@ -425,6 +460,24 @@ impl Ingress {
                 .and_then(|c| c.set_dscp)
             {
                 wire::set_dscp(frame, &view, dscp);
+            }
+            let class =
+                &port.spec.classes[usize::from(verdict.class).min(port.spec.classes.len() - 1)];
+            if m.vnet.is_gso() && class.ceil_bps.min(port.spec.rate_bps) < SPLIT_GSO_BELOW_BPS {
+                // Room for this cut and one item for each frame still to come in this call.
+                let room = batch.capacity() - batch.len() - (n - i - 1);
+                let meta = |len: usize| FrameMeta {
+                    class: verdict.class,
+                    bytes: len as u32,
+                    wire_bytes: len as u32 + port.overhead,
+                    fairness_hash: verdict.fairness_hash,
+                };
+                if let Some(cut) = split_gso(&self.pool, frame, &m.vnet, room, batch, egress, meta)
+                {
+                    self.split.frames.fetch_add(1, Ordering::Relaxed);
+                    self.split.segments.fetch_add(cut as u64, Ordering::Relaxed);
+                    continue;
+                }
             }
             // Small frames are copied into a small buffer; a larger one keeps the buffer it
             // was received into, and a free large buffer takes its place in `scratch`.
@@ -481,7 +534,7 @@ impl RxThread {
             let mut batch = spare.take().unwrap_or_else(|| {
                 self.recycle
                     .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(BATCH))
+                    .unwrap_or_else(|_| Vec::with_capacity(BATCH_ROOM))
             });
             if self.ingress.receive_into(&mut batch)? == 0 {
                 spare = Some(batch);
@@ -633,7 +686,7 @@ impl SchedSide {
         // Wait on every ingress at once when all of them have a descriptor.
         let fds: Option<Vec<std::os::fd::RawFd>> =
             ingresses.iter().map(|i| i.dev.poll_fd()).collect();
-        let mut batch = Vec::with_capacity(2 * BATCH);
+        let mut batch = Vec::with_capacity(2 * BATCH_ROOM);
         let mut draining_since: Option<Instant> = None;
         loop {
             let mut got = 0;
@@ -842,6 +895,55 @@ impl SchedSide {
         }
         Ok(())
     }
+}
+
+/// Cut a TCP super-frame into its segments, each in a small pool buffer, appended to `batch`
+/// with `meta(segment length)`. Returns how many; `None`, with nothing appended, when the frame
+/// cannot be cut (not TCP, headers that do not add up), when its segments would take more than
+/// `room` items, or when small buffers run out: the caller then forwards it whole.
+fn split_gso(
+    pool: &PoolHandle,
+    frame: &[u8],
+    vnet: &VnetHdr,
+    room: usize,
+    batch: &mut Vec<Ingest>,
+    egress: Side,
+    meta: impl Fn(usize) -> FrameMeta,
+) -> Option<usize> {
+    let seg = vnet.segmenter(frame).ok()?;
+    let count = seg.count();
+    if count > room || seg.max_segment_len() > pool::SMALL {
+        return None;
+    }
+    let hdr = VnetHdr::from(seg.checksum());
+    let start = batch.len();
+    for i in 0..count {
+        let written = pool
+            .take_small()
+            .and_then(|mut buf| match seg.write(i, &mut buf) {
+                Some(len) => Some((buf, len)),
+                None => {
+                    pool.give_back(buf);
+                    None
+                }
+            });
+        let Some((buf, len)) = written else {
+            for item in batch.drain(start..) {
+                if let Ingest::Frame { buf, .. } = item {
+                    pool.give_back(buf);
+                }
+            }
+            return None;
+        };
+        batch.push(Ingest::Frame {
+            buf,
+            len: len as u32,
+            vnet: hdr,
+            meta: meta(len),
+            egress,
+        });
+    }
+    Some(count)
 }
 
 fn release(slab: &mut [Option<Slot>], free: &mut Vec<u32>, pool: &PoolHandle, slot: u32) {

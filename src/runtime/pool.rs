@@ -90,6 +90,11 @@ impl PoolHandle {
         Some(buf)
     }
 
+    /// A free small buffer, to be given back later; `None` when none is free.
+    pub fn take_small(&self) -> Option<Box<[u8]>> {
+        self.small_rx.try_recv().ok()
+    }
+
     /// A free large buffer, to be given back later; `None` when none is free.
     pub fn take_large(&self) -> Option<Box<[u8]>> {
         self.large_rx.try_recv().ok()

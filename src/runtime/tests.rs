@@ -573,3 +573,75 @@ fn large_frames_without_a_free_buffer_are_counted_not_lost_in(threads: Threads) 
     assert_eq!(no_buffer, 8, "{threads:?}");
     assert_eq!(report.buffers_outstanding, 0, "{threads:?}");
 }
+
+/// wan shapes to 100 Mbit/s (super-frames going out there are cut), lan to 10 Gbit/s (kept).
+const SPLIT_CONFIG: &str = r#"(
+    ports: (
+        wan: (rate: "100 Mbit", classes: [(name: "all", match: "default", rate: "100 Mbit")]),
+        lan: (rate: "10 Gbit", classes: [(name: "all", match: "default", rate: "10 Gbit")]),
+    ),
+)"#;
+
+#[test]
+fn super_frames_for_a_slow_class_are_cut_into_segments() {
+    super_frames_for_a_slow_class_are_cut_in(Threads::RunToCompletion);
+}
+
+#[test]
+fn super_frames_for_a_slow_class_are_cut_into_segments_split() {
+    super_frames_for_a_slow_class_are_cut_in(Threads::Split);
+}
+
+fn super_frames_for_a_slow_class_are_cut_in(threads: Threads) {
+    let h = start(
+        SPLIT_CONFIG,
+        Options {
+            threads,
+            ..Options::default()
+        },
+    );
+    // 5 super-frames each way with 10 segments of 1448 bytes: 54 + 14,480 bytes.
+    let up: Vec<_> = (0..5u32)
+        .map(|i| tcp_gso([198, 18, 0, 1], [198, 19, 0, 1], i * 14_480, 54 + 14_480))
+        .collect();
+    let down: Vec<_> = (0..5u32)
+        .map(|i| tcp_gso([198, 19, 0, 1], [198, 18, 0, 1], i * 14_480, 54 + 14_480))
+        .collect();
+    for (a, b) in up.iter().zip(&down) {
+        assert!(h.lan_in.inject(&a.0, a.1));
+        assert!(h.wan_in.inject(&b.0, b.1));
+    }
+    let out_wan = collect_with_vnet(&h.wan_out, 50, Duration::from_secs(10));
+    let out_lan = collect_with_vnet(&h.lan_out, 5, Duration::from_secs(10));
+    h.stop.store(true, Ordering::Relaxed);
+    let report = h.thread.join().unwrap().unwrap();
+
+    // Out on wan: 50 MTU-size frames whose payloads, in order, are the super-frames'.
+    assert_eq!(out_wan.len(), 50, "{threads:?}");
+    let sent_payload: Vec<u8> = up.iter().flat_map(|(f, _)| f[54..].to_vec()).collect();
+    let got_payload: Vec<u8> = out_wan.iter().flat_map(|(f, _)| f[54..].to_vec()).collect();
+    assert!(sent_payload == got_payload, "{threads:?}: payload differs");
+    for (f, v) in &out_wan {
+        assert_eq!(f.len(), 54 + 1448);
+        assert!(!v.is_gso());
+        assert_eq!(v.flags, crate::io::vnet::F_NEEDS_CSUM);
+        assert_eq!((v.csum_start, v.csum_offset), (34, 16));
+        let view = crate::wire::parse(f);
+        assert!(!view.truncated);
+    }
+    // Out on lan (10 Gbit/s): the super-frames whole, as they came.
+    assert_eq!(out_lan, down, "{threads:?}");
+
+    assert_eq!(
+        report.gso_split,
+        GsoSplit {
+            super_frames: 5,
+            segments: 50
+        }
+    );
+    // A cut super-frame counts as its segments, on both sides of the balance.
+    assert_eq!(report.received_per_port, [50, 5], "{threads:?}");
+    assert_eq!(report.totals.received, 55);
+    assert_eq!(report.totals.forwarded, 55);
+    assert_eq!(report.buffers_outstanding, 0);
+}

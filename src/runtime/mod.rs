@@ -437,6 +437,7 @@ impl Ingress {
         let port = &self.plan.ports[egress.index()];
         let overhead = u64::from(port.overhead);
         let now = self.clock.now();
+        let start = batch.len();
         for (i, (buf, m)) in self.scratch.iter_mut().zip(&self.meta).take(n).enumerate() {
             let frame = &mut buf[..m.len];
             let view = wire::parse(frame);
@@ -464,8 +465,10 @@ impl Ingress {
             let class =
                 &port.spec.classes[usize::from(verdict.class).min(port.spec.classes.len() - 1)];
             if m.vnet.is_gso() && class.ceil_bps.min(port.spec.rate_bps) < SPLIT_GSO_BELOW_BPS {
-                // Room for this cut and one item for each frame still to come in this call.
-                let room = batch.capacity() - batch.len() - (n - i - 1);
+                // This call's share of the batch (BATCH_ROOM items), less one item for each
+                // frame still to come in it: what a cut may take without the batch growing.
+                let budget = (start + BATCH_ROOM).min(batch.capacity());
+                let room = budget.saturating_sub(batch.len() + (n - i - 1));
                 let meta = |len: usize| FrameMeta {
                     class: verdict.class,
                     bytes: len as u32,

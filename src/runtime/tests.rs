@@ -645,3 +645,62 @@ fn super_frames_for_a_slow_class_are_cut_in(threads: Threads) {
     assert_eq!(report.totals.forwarded, 55);
     assert_eq!(report.buffers_outstanding, 0);
 }
+
+#[test]
+fn cuts_that_would_overflow_the_batch_are_not_made() {
+    // 30 super-frames of 44 segments in one receive batch: 1,320 segments, more than a batch
+    // has room for (BATCH_ROOM). Some are cut, the rest cross whole; all their bytes arrive,
+    // in order, and the counters add up.
+    let frames: Vec<_> = (0..30u32)
+        .map(|i| tcp_gso([198, 18, 0, 1], [198, 19, 0, 1], i * 63_712, 54 + 63_712))
+        .collect();
+    // No AQM: the 150 ms queue this makes is the point, not something to drop.
+    let config = SPLIT_CONFIG.replace(
+        r#"rate: "100 Mbit")]"#,
+        r#"rate: "100 Mbit", aqm: (enabled: false))]"#,
+    );
+    let h = start_with(
+        &config,
+        Options {
+            threads: Threads::RunToCompletion,
+            ..Options::default()
+        },
+        |lan_in, _| {
+            for (f, v) in &frames {
+                assert!(lan_in.inject(f, *v));
+            }
+        },
+    );
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let want: usize = frames.iter().map(|(f, _)| f.len() - 54).sum();
+    while out
+        .iter()
+        .map(|(f, _): &(Vec<u8>, VnetHdr)| f.len() - 54)
+        .sum::<usize>()
+        < want
+        && Instant::now() < deadline
+    {
+        out.extend(h.wan_out.take_sent());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.stop.store(true, Ordering::Relaxed);
+    let report = h.thread.join().unwrap().unwrap();
+    let sent: Vec<u8> = frames.iter().flat_map(|(f, _)| f[54..].to_vec()).collect();
+    let got: Vec<u8> = out.iter().flat_map(|(f, _)| f[54..].to_vec()).collect();
+    assert!(
+        sent == got,
+        "payload differs ({} of {} bytes): {:?}",
+        got.len(),
+        sent.len(),
+        report.classes
+    );
+    let cut = report.gso_split.super_frames;
+    assert!(cut > 0 && cut < 30, "{cut} of 30 cut");
+    let whole = out.iter().filter(|(_, v)| v.is_gso()).count() as u64;
+    assert_eq!(whole, 30 - cut);
+    assert_eq!(report.gso_split.segments, 44 * cut);
+    assert_eq!(report.totals.received, report.gso_split.segments + whole);
+    assert_eq!(report.totals.forwarded, report.totals.received);
+    assert_eq!(report.buffers_outstanding, 0);
+}

@@ -182,11 +182,43 @@ fn link_type_classification() {
 
 // ---- files ----
 
-/// A fresh path in the system temp dir, unique per test.
-fn temp_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-capture-{}", std::process::id()));
+/// A file path in a fresh directory of its own, `weir-capture-<pid>-<n>` in the system temp
+/// dir; the directory and whatever was written in it are removed when this is dropped (also
+/// while a failing test unwinds).
+struct TempPath {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for TempPath {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::path::Path> for TempPath {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A fresh path named `name` in a directory of its own, removed with it (see [`TempPath`]).
+fn temp_path(name: &str) -> TempPath {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("weir-capture-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    TempPath {
+        path: dir.join(name),
+        dir,
+    }
 }
 
 /// A little-endian microsecond pcap: (ts_sec, ts_usec, orig_len, data) records.

@@ -20,10 +20,12 @@
 //! could not take: truncated, no buffer), or queued. At shutdown, queued frames get
 //! [`Options::shutdown_grace`] to leave; the rest are dropped as `shutdown`. Then
 //! `received = forwarded + dropped` per class.
-//! Memory: buffers, batches and descriptor slots are allocated at start-up; the steady state
-//! does not allocate. The receive buffers are large pool buffers (the pool holds [`BATCH`] more
-//! per ingress than [`Options::large_buffers`]), given back when the ingress ends, so every
-//! buffer is back in the pool at the end of a run (`RunReport::buffers_outstanding` is 0).
+//! Memory: buffers, batches and descriptor slots are allocated at start-up, and so is the
+//! blocking state of the channels; the steady state does not allocate (tests/alloc_live.rs
+//! counts it on real sockets, in every layout). The receive buffers are large pool buffers (the
+//! pool holds [`BATCH`] more per ingress than [`Options::large_buffers`]), given back when the
+//! ingress ends, so every buffer is back in the pool at the end of a run
+//! (`RunReport::buffers_outstanding` is 0).
 
 pub mod pool;
 
@@ -89,6 +91,12 @@ impl Default for Options {
 /// Batches in flight between the receive threads and the scheduler, per receive thread.
 const BATCHES_IN_FLIGHT: usize = 8;
 
+/// Batches each receive thread of the split layout owns, all made at start-up: as many as it
+/// can ever have out at once, so it always finds one back and never makes another. They are
+/// in the channel to the scheduler (shared by both threads, so up to all of its
+/// `2 * BATCHES_IN_FLIGHT` places), in the scheduler's hands (one), or in its own (one).
+const BATCHES_PER_RX_THREAD: usize = 2 * BATCHES_IN_FLIGHT + 2;
+
 /// Items a batch has room for per receive call: a received batch of [`BATCH`] frames plus the
 /// segments of the super-frames cut for slow classes. A cut that would not fit is not made
 /// (the super-frame goes whole), so a batch never grows.
@@ -115,6 +123,14 @@ enum Ingest {
         bytes: u32,
         reason: DropReason,
     },
+}
+
+/// The frames of one receive call of the split layout, on their way from the receive thread of
+/// port `ingress` to the scheduler thread. Once emptied, `items` goes back to that same receive
+/// thread (its recycling channel), so each thread always finds one of its own to refill.
+struct Batch {
+    ingress: Side,
+    items: Vec<Ingest>,
 }
 
 /// GSO super-frames cut into segments for slow classes (see [`SPLIT_GSO_BELOW_BPS`]).
@@ -186,13 +202,14 @@ pub fn run(
         opts.large_buffers + 2 * BATCH,
         MAX_FRAME,
     );
-    let (to_sched, from_rx) = bounded::<Vec<Ingest>>(2 * BATCHES_IN_FLIGHT);
+    let (to_sched, from_rx) = bounded::<Batch>(2 * BATCHES_IN_FLIGHT);
     let started = Instant::now();
     let split_counters = Arc::new(SplitCounters::default());
 
     let [lan, wan] = ports;
     let mut rx_threads = Vec::new();
-    let mut recyclers = Vec::new();
+    // Where the scheduler gives emptied batches back: the receive thread of each port.
+    let mut recyclers: [Option<Sender<Vec<Ingest>>>; 2] = [None, None];
     // Both ingresses take their receive buffers before any of them runs: once one receives, it
     // exchanges buffers with the pool, and the other might not find a whole batch.
     let mut ingresses: Vec<Ingress> = [(Side::Lan, lan.rx), (Side::Wan, wan.rx)]
@@ -202,17 +219,18 @@ pub fn run(
         })
         .collect();
     let split = if opts.threads == Threads::Split {
+        prepare_waits(&to_sched, &from_rx);
         std::mem::take(&mut ingresses)
     } else {
         Vec::new()
     };
     for ingress in split {
         let side = ingress.ingress;
-        let (recycle_tx, recycle_rx) = bounded::<Vec<Ingest>>(BATCHES_IN_FLIGHT + 2);
-        for _ in 0..BATCHES_IN_FLIGHT {
+        let (recycle_tx, recycle_rx) = bounded::<Vec<Ingest>>(BATCHES_PER_RX_THREAD);
+        for _ in 0..BATCHES_PER_RX_THREAD {
             let _ = recycle_tx.try_send(Vec::with_capacity(BATCH_ROOM));
         }
-        recyclers.push(recycle_tx);
+        recyclers[side.index()] = Some(recycle_tx);
         let rx = RxThread {
             ingress,
             to_sched: to_sched.clone(),
@@ -230,8 +248,8 @@ pub fn run(
     drop(to_sched);
 
     let make_sched = |tx: [Box<dyn Device>; 2],
-                      from_rx: Receiver<Vec<Ingest>>,
-                      recyclers: Vec<Sender<Vec<Ingest>>>| SchedSide {
+                      from_rx: Receiver<Batch>,
+                      recyclers: [Option<Sender<Vec<Ingest>>>; 2]| SchedSide {
         ports: [
             PortScheduler::new(plan.ports[0].spec.clone(), clock.now()),
             PortScheduler::new(plan.ports[1].spec.clone(), clock.now()),
@@ -281,8 +299,8 @@ pub fn run(
             let (Some(from_lan), Some(from_wan)) = (ingresses.next(), ingresses.next()) else {
                 return Err(RunError::Thread("ingresses missing".into()));
             };
-            let up = make_sched([unused(), wan.tx], from_rx.clone(), Vec::new());
-            let down = make_sched([lan.tx, unused()], from_rx, Vec::new());
+            let up = make_sched([unused(), wan.tx], from_rx.clone(), [None, None]);
+            let down = make_sched([lan.tx, unused()], from_rx, [None, None]);
             let job = move || up.run_to_completion(vec![from_lan]);
             sched_threads.push((spawn("weir-up", Box::new(job))?, vec![Side::Wan]));
             let job = move || down.run_to_completion(vec![from_wan]);
@@ -521,19 +539,21 @@ impl Drop for Ingress {
 /// A receive thread of the split layout: an [`Ingress`] handing batches to the scheduler.
 struct RxThread {
     ingress: Ingress,
-    to_sched: Sender<Vec<Ingest>>,
+    to_sched: Sender<Batch>,
     recycle: Receiver<Vec<Ingest>>,
     stop: Arc<AtomicBool>,
 }
 
 impl RxThread {
     fn run(mut self, nice: Option<i32>) -> Result<(), RunError> {
+        prepare_to_block();
         if let Some(n) = nice {
             crate::io::sys::raise_thread_priority(n);
         }
         let mut spare: Option<Vec<Ingest>> = None;
         while !self.stop.load(Ordering::Relaxed) {
-            // Batches come back from the scheduler; a new one is made only while warming up.
+            // Batches come back from the scheduler; there is always one back (see
+            // BATCHES_PER_RX_THREAD), a new one is made only if that reasoning fails.
             let mut batch = spare.take().unwrap_or_else(|| {
                 self.recycle
                     .try_recv()
@@ -549,7 +569,10 @@ impl RxThread {
             }
             // Hand over; while the scheduler is behind, wait. After a stop, keep trying: the
             // scheduler drains the channel, and nothing received may be lost uncounted.
-            let mut pending = batch;
+            let mut pending = Batch {
+                ingress: self.ingress.ingress,
+                items: batch,
+            };
             loop {
                 match self
                     .to_sched
@@ -558,7 +581,7 @@ impl RxThread {
                     Ok(()) => break,
                     Err(crossbeam_channel::SendTimeoutError::Timeout(b)) => pending = b,
                     Err(crossbeam_channel::SendTimeoutError::Disconnected(b)) => {
-                        for item in b {
+                        for item in b.items {
                             if let Ingest::Frame { buf, .. } = item {
                                 self.ingress.pool.give_back(buf);
                             }
@@ -585,8 +608,9 @@ struct SchedSide {
     slab: Vec<Option<Slot>>,
     free_slots: Vec<u32>,
     pool: PoolHandle,
-    from_rx: Receiver<Vec<Ingest>>,
-    recyclers: Vec<Sender<Vec<Ingest>>>,
+    from_rx: Receiver<Batch>,
+    /// Per port, where emptied batches go back to its receive thread (split layout only).
+    recyclers: [Option<Sender<Vec<Ingest>>>; 2],
     stop: Arc<AtomicBool>,
     clock: Arc<SystemClock>,
     opts: Options,
@@ -600,6 +624,7 @@ const TX_RETRIES: usize = 64;
 
 impl SchedSide {
     fn run(mut self) -> Result<SchedSide, RunError> {
+        prepare_to_block();
         crate::io::sys::set_timer_slack_ns(1);
         if let Some(n) = self.opts.thread_nice {
             crate::io::sys::raise_thread_priority(n);
@@ -794,14 +819,14 @@ impl SchedSide {
         }
     }
 
-    /// Take a batch from a receive thread, and give the emptied batch back for reuse.
-    fn ingest_and_recycle(&mut self, mut batch: Vec<Ingest>) {
-        self.ingest(&mut batch);
-        for r in &self.recyclers {
-            match r.try_send(batch) {
-                Ok(()) => return,
-                Err(e) => batch = e.into_inner(),
-            }
+    /// Take a batch from a receive thread, and give the emptied batch back to that thread for
+    /// reuse. (Its recycling channel has room for all of the thread's batches, so one is
+    /// dropped only when the thread has ended.)
+    fn ingest_and_recycle(&mut self, batch: Batch) {
+        let Batch { ingress, mut items } = batch;
+        self.ingest(&mut items);
+        if let Some(r) = &self.recyclers[ingress.index()] {
+            let _ = r.try_send(items);
         }
     }
 
@@ -947,6 +972,30 @@ fn split_gso(
         });
     }
     Some(count)
+}
+
+/// Makes now, at start-up, what crossbeam-channel makes the first time the calling thread
+/// blocks on a channel (in the steady state: the first time the scheduler falls behind, or has
+/// nothing to do): the thread's wait context. Blocks once, 1 ms, on a private empty channel.
+fn prepare_to_block() {
+    let (_sender, idle) = bounded::<()>(1);
+    let _ = idle.recv_timeout(Duration::from_millis(1));
+}
+
+/// Makes now, at start-up, the lists of threads waiting on the channel to the scheduler, which
+/// crossbeam-channel makes the first time a thread waits on each side of it (the sending side
+/// waits only when the scheduler falls behind, which may first happen long after start):
+/// waits once (1 ms) to receive from it while it is empty, and once to send to it while it is
+/// full of empty batches, then empties it. (A list, once made, keeps its room.)
+fn prepare_waits(to_sched: &Sender<Batch>, from_rx: &Receiver<Batch>) {
+    let empty = || Batch {
+        ingress: Side::Lan,
+        items: Vec::new(),
+    };
+    let _ = from_rx.recv_timeout(Duration::from_millis(1));
+    while to_sched.try_send(empty()).is_ok() {}
+    let _ = to_sched.send_timeout(empty(), Duration::from_millis(1));
+    while from_rx.try_recv().is_ok() {}
 }
 
 fn release(slab: &mut [Option<Slot>], free: &mut Vec<u32>, pool: &PoolHandle, slot: u32) {

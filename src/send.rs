@@ -521,6 +521,7 @@ pub fn send_on_interface(
             promiscuous: false,
             vnet_hdr: false,
             send_only: true,
+            ..AfPacketOptions::default()
         },
     )
     .map_err(SendError::Open)?;

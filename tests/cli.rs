@@ -118,3 +118,22 @@ fn a_missing_capture_or_unknown_link_type_is_a_clear_error() {
     let o = weir(&["replay", "README.md", "-c", "configs/home.ron"]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn the_receive_mode_applies_to_af_packet_only() {
+    let o = weir(&[
+        "run",
+        "-c",
+        "configs/home.ron",
+        "--io",
+        "pnet",
+        "--rx",
+        "ring",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("--io pnet"), "{}", text(&o.stderr));
+    let o = weir(&["run", "-c", "configs/home.ron", "--rx", "rings"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(err.contains("mmsg") && err.contains("ring"), "{err}");
+}

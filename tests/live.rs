@@ -235,8 +235,22 @@ fn frames_of_every_kind_cross_both_ways_once() {
     if !require_root("frames_of_every_kind_cross_both_ways_once") {
         return;
     }
+    cross_every_kind("cross", &[]);
+}
+
+#[test]
+fn frames_of_every_kind_cross_both_ways_once_with_the_receive_ring() {
+    if !require_root("frames_of_every_kind_cross_both_ways_once_with_the_receive_ring") {
+        return;
+    }
+    cross_every_kind("ring", &["--rx", "ring"]);
+}
+
+/// ARP, ND, ICMP both ways, TCP with offloads on both ways, UDP over IPv6, VLAN-tagged and
+/// jumbo frames, with weir started with `extra` flags.
+fn cross_every_kind(name: &str, extra: &[&str]) {
     let _serial = serial();
-    let lab = lab("cross");
+    let lab = lab(name);
     // Jumbo frames: MTU 9000 on every link of the path.
     for (ns, dev) in [
         (&lab.src_ns, &lab.src_if),
@@ -248,7 +262,7 @@ fn frames_of_every_kind_cross_both_ways_once() {
             .unwrap();
     }
     let classes = r#"(name: "all", match: "default", rate: "500 Mbit")"#;
-    let bridge = Bridge::start(&lab, "cross", &config(classes, classes, "1 Gbit"), &[]);
+    let bridge = Bridge::start(&lab, name, &config(classes, classes, "1 Gbit"), extra);
 
     // ARP + IPv4, ND + IPv6, both directions.
     for (from, to) in [

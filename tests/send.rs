@@ -71,6 +71,7 @@ fn spawn_receiver(
                 promiscuous: true,
                 vnet_hdr: false,
                 send_only: false,
+                ..AfPacketOptions::default()
             },
         )
         .expect("open lan0");

@@ -10,6 +10,7 @@ mod table;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use weir::io::af_packet::RxMode;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,6 +46,11 @@ enum Command {
         /// Packet I/O backend.
         #[arg(long, value_enum, default_value = "af-packet")]
         io: IoArg,
+        /// How the af-packet backend receives: `mmsg` (recvmmsg batches, the default) or
+        /// `ring` (a memory-mapped TPACKET_V3 ring: no system call per batch, up to 1 ms added
+        /// delay at low rates; docs/io-backends.md).
+        #[arg(long, value_enum, value_name = "MODE")]
+        rx: Option<RxArg>,
         /// Thread layout: one thread for everything, one thread per direction, or receive
         /// threads and a scheduler thread (docs/benchmarks.md compares them).
         #[arg(long, value_enum, default_value = "run-to-completion")]
@@ -89,6 +95,14 @@ pub enum IoArg {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RxArg {
+    /// recvmmsg: one system call per batch of up to 64 frames.
+    Mmsg,
+    /// PACKET_RX_RING (TPACKET_V3): frames read from a shared ring.
+    Ring,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ThreadsArg {
     Split,
     RunToCompletion,
@@ -122,13 +136,24 @@ pub fn run() -> anyhow::Result<ExitCode> {
             lan,
             wan,
             io,
+            rx,
             threads,
             json,
         } => run::run(run::Settings {
             config,
             lan,
             wan,
-            io,
+            io: match (io, rx) {
+                (IoArg::AfPacket, rx) => run::Io::AfPacket(match rx {
+                    None | Some(RxArg::Mmsg) => RxMode::Mmsg,
+                    Some(RxArg::Ring) => RxMode::Ring,
+                }),
+                (IoArg::Pnet, None) => run::Io::Pnet,
+                (IoArg::Pnet, Some(_)) => {
+                    eprintln!("weir: error: --rx chooses how the af-packet backend receives; it does not apply to --io pnet");
+                    return Ok(ExitCode::from(2));
+                }
+            },
             threads: match threads {
                 ThreadsArg::Split => weir::runtime::Threads::Split,
                 ThreadsArg::RunToCompletion => weir::runtime::Threads::RunToCompletion,

@@ -5,7 +5,6 @@
 //! Ctrl-C or SIGTERM stops receiving; queued frames get a bounded time to leave; the per-class
 //! counters are printed and the exit code is 0.
 
-use super::IoArg;
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,15 +12,22 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use weir::classify::Side;
-use weir::io::af_packet::{AfPacket, AfPacketOptions};
+use weir::io::af_packet::{AfPacket, AfPacketOptions, RxMode};
 use weir::io::netdev::{interface_info, IfInfo};
 use weir::runtime::{self, PortIo};
+
+/// The packet I/O backend and its receive mode.
+#[derive(Clone, Copy, Debug)]
+pub enum Io {
+    AfPacket(RxMode),
+    Pnet,
+}
 
 pub struct Settings {
     pub config: PathBuf,
     pub lan: Option<String>,
     pub wan: Option<String>,
-    pub io: IoArg,
+    pub io: Io,
     pub threads: runtime::Threads,
     pub json: bool,
 }
@@ -74,8 +80,8 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     }
 
     let ports = match s.io {
-        IoArg::AfPacket => [open_af_packet(&lan_if)?, open_af_packet(&wan_if)?],
-        IoArg::Pnet => {
+        Io::AfPacket(rx) => [open_af_packet(&lan_if, rx)?, open_af_packet(&wan_if, rx)?],
+        Io::Pnet => {
             eprintln!(
                 "weir: note: the pnet backend passes no offload state: turn off tx checksum, TSO and \
                  GSO on the hosts sending through weir (ethtool -K IF tx off tso off gso off), or \
@@ -84,6 +90,14 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             [open_pnet(&lan_if)?, open_pnet(&wan_if)?]
         }
     };
+
+    if let Io::AfPacket(RxMode::Ring) = s.io {
+        eprintln!(
+            "weir: receiving from TPACKET_V3 rings of {} MiB per port (blocks retire after {} ms at most)",
+            weir::io::af_packet::RX_RING_BYTES >> 20,
+            weir::io::af_packet::RX_RING_RETIRE_MS
+        );
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -174,13 +188,14 @@ fn open_pnet(name: &str) -> anyhow::Result<PortIo> {
 
 /// One socket to receive (promiscuous, never seeing its own or other local transmissions) and
 /// one to send, with vnet headers on both so GSO super-frames cross whole.
-fn open_af_packet(name: &str) -> anyhow::Result<PortIo> {
+fn open_af_packet(name: &str, rx: RxMode) -> anyhow::Result<PortIo> {
     let rx = AfPacket::open(
         name,
         &AfPacketOptions {
             promiscuous: true,
             vnet_hdr: true,
             send_only: false,
+            rx,
         },
     )?;
     let tx = AfPacket::open(
@@ -189,6 +204,7 @@ fn open_af_packet(name: &str) -> anyhow::Result<PortIo> {
             promiscuous: false,
             vnet_hdr: true,
             send_only: true,
+            ..AfPacketOptions::default()
         },
     )?;
     Ok(PortIo {

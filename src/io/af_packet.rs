@@ -1,7 +1,7 @@
 //! AF_PACKET device: one raw packet socket bound to one interface, batched with recvmmsg and
-//! sendmmsg.
+//! sendmmsg, or receiving from a memory-mapped ring ([`RxMode::Ring`], `af_packet_ring.rs`).
 //!
-//! Guarantees:
+//! Guarantees (both receive modes):
 //! - **Only this interface.** The socket is created with protocol 0, which hooks it to no
 //!   traffic at all; `bind` then sets the interface and `ETH_P_ALL` together. No frame of another
 //!   interface is ever queued, so there is nothing to drain.
@@ -14,15 +14,18 @@
 //!   by us.
 //! - **VLAN tags kept.** The kernel's receive path takes the 802.1Q tag out of every frame
 //!   before packet sockets see it (on veth too) and reports it beside the frame
-//!   (`PACKET_AUXDATA`); it is put back in front of the EtherType, so frames leave as they came.
+//!   (`PACKET_AUXDATA`, or the ring's frame header); it is put back in front of the EtherType,
+//!   so frames leave as they came.
 //!   Only tagged frames pay for it (a 4-byte shift of the frame in the buffer).
 //! - **No silent truncation.** Frames longer than the caller's buffer are reported with
-//!   [`RxMeta::truncated`] (the kernel gives the real length when asked with `MSG_TRUNC`).
+//!   [`RxMeta::truncated`] (the kernel gives the real length when asked with `MSG_TRUNC`; a ring
+//!   frame header holds both the real and the captured length).
 //! - **Promiscuous mode is undone by the kernel.** It is a `PACKET_MR_PROMISC` membership of
 //!   this socket, a reference count that the kernel drops when the socket closes, whether weir
 //!   exits cleanly, panics or is killed.
 //! - **No allocation per call**: the mmsghdr, iovec and header arrays are allocated at open
 //!   ([`BATCH`] entries); their pointers are rewritten at each call from the current buffers.
+//!   The receive ring is mapped at open and unmapped on drop.
 //!
 //! Transmit: a frame the kernel refuses on its own (too long for the MTU, shorter than an
 //! Ethernet header, an invalid vnet header: `EMSGSIZE` or `EINVAL`) is counted as taken, so one
@@ -84,6 +87,23 @@ struct PacketMreq {
     mr_address: [libc::c_uchar; 8],
 }
 
+/// How a receiving socket gets its frames from the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RxMode {
+    /// `recvmmsg`: one system call per batch of up to [`BATCH`] frames; the kernel queues each
+    /// frame as a socket buffer and copies it out in that call.
+    #[default]
+    Mmsg,
+    /// `PACKET_RX_RING` with TPACKET_V3: the kernel copies each frame into a memory-mapped ring
+    /// of blocks as it arrives; a batch is read from retired blocks with no system call, and
+    /// `poll` is needed only when the ring is empty. A block retires when full or
+    /// [`RX_RING_RETIRE_MS`] after it was opened, which bounds the added delay. The ring takes
+    /// [`RX_RING_BYTES`] of kernel memory per socket.
+    Ring,
+}
+
+pub use ring::{RX_RING_BLOCK, RX_RING_BLOCKS, RX_RING_BYTES, RX_RING_RETIRE_MS};
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AfPacketOptions {
     /// Receive frames addressed to other hosts too (needed on a bridge port). Undone by the
@@ -95,6 +115,8 @@ pub struct AfPacketOptions {
     /// Only send: bind with protocol 0 so the kernel delivers no frame to this socket (a
     /// transmit socket would otherwise get a copy of all the interface's traffic, then drop it).
     pub send_only: bool,
+    /// How frames are received (ignored with `send_only`).
+    pub rx: RxMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,14 +210,21 @@ impl MsgArrays {
     }
 }
 
-/// A packet socket bound to one interface. Dropping it closes the socket (`OwnedFd`), which
-/// also ends its promiscuous membership.
+/// Where received frames come from.
+enum RxPath {
+    Mmsg(MsgArrays),
+    Ring(ring::RxRing),
+}
+
+/// A packet socket bound to one interface. Dropping it unmaps its receive ring (if any), then
+/// closes the socket (`OwnedFd`), which also ends its promiscuous membership.
 pub struct AfPacket {
+    // Declared before `fd`: fields drop in order, so the ring is unmapped before the close.
+    rx: RxPath,
     fd: OwnedFd,
     name: String,
     ifindex: u32,
     vnet_hdr: bool,
-    rx: MsgArrays,
     tx: MsgArrays,
     tx_refused: u64,
 }
@@ -207,6 +236,15 @@ fn errno() -> i32 {
 impl AfPacket {
     /// Open a packet socket on `ifname` (which must exist and be up).
     pub fn open(ifname: &str, opts: &AfPacketOptions) -> Result<AfPacket, OpenError> {
+        AfPacket::open_with(ifname, opts, ring::RingGeometry::DEFAULT)
+    }
+
+    /// [`AfPacket::open`] with a chosen ring geometry (tests use small blocks).
+    pub(crate) fn open_with(
+        ifname: &str,
+        opts: &AfPacketOptions,
+        geometry: ring::RingGeometry,
+    ) -> Result<AfPacket, OpenError> {
         let info = netdev::interface_info(ifname)?;
         if !info.up {
             return Err(OpenError::Down {
@@ -247,11 +285,23 @@ impl AfPacket {
                 e,
             )
         })?;
-        set_int_opt(&fd, PACKET_AUXDATA, 1).map_err(|e| kernel("setsockopt PACKET_AUXDATA", e))?;
+        let ring = opts.rx == RxMode::Ring && !opts.send_only;
+        if !ring {
+            set_int_opt(&fd, PACKET_AUXDATA, 1)
+                .map_err(|e| kernel("setsockopt PACKET_AUXDATA", e))?;
+        }
+        // Before the ring: the kernel refuses PACKET_VNET_HDR on a socket that has one.
         if opts.vnet_hdr {
             set_int_opt(&fd, PACKET_VNET_HDR, 1)
                 .map_err(|e| kernel("setsockopt PACKET_VNET_HDR", e))?;
         }
+        // Before bind: from the moment the socket is hooked to the interface, frames go to
+        // the ring, none to the ordinary receive queue.
+        let rx = if ring {
+            RxPath::Ring(ring::RxRing::new(&fd, geometry).map_err(|(op, e)| kernel(op, e))?)
+        } else {
+            RxPath::Mmsg(MsgArrays::new(true))
+        };
 
         // SAFETY: sockaddr_ll is a plain C struct; all-zero is valid.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -310,11 +360,11 @@ impl AfPacket {
         }
 
         Ok(AfPacket {
+            rx,
             fd,
             name: info.name,
             ifindex: info.index,
             vnet_hdr: opts.vnet_hdr,
-            rx: MsgArrays::new(true),
             tx: MsgArrays::new(false),
             tx_refused: 0,
         })
@@ -322,6 +372,14 @@ impl AfPacket {
 
     pub fn ifindex(&self) -> u32 {
         self.ifindex
+    }
+
+    /// How this socket receives.
+    pub fn rx_mode(&self) -> RxMode {
+        match self.rx {
+            RxPath::Mmsg(_) => RxMode::Mmsg,
+            RxPath::Ring(_) => RxMode::Ring,
+        }
     }
 
     /// Frames the kernel refused outright (too long for the MTU, too short, bad vnet header).
@@ -359,22 +417,68 @@ fn vlan_tag(hdr: &libc::msghdr) -> Option<[u8; VLAN_TAG_LEN]> {
             // read_unaligned because the data is only 4-aligned by contract.
             let aux: TpacketAuxdata =
                 unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<TpacketAuxdata>()) };
-            if aux.tp_status & TP_STATUS_VLAN_VALID == 0 {
-                return None;
-            }
-            let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
-                aux.tp_vlan_tpid
-            } else {
-                ETH_P_8021Q
-            };
-            let t = tpid.to_be_bytes();
-            let v = aux.tp_vlan_tci.to_be_bytes();
-            return Some([t[0], t[1], v[0], v[1]]);
+            return tag_bytes(aux.tp_status, aux.tp_vlan_tci, aux.tp_vlan_tpid);
         }
         // SAFETY: `c` is a valid header inside the buffer described by `hdr`.
         c = unsafe { libc::CMSG_NXTHDR(hdr, c) };
     }
     None
+}
+
+/// Complete the meta of a received frame whose first `copied` bytes are in `buf`: `real` is
+/// its length as the kernel saw it (without the VLAN tag it took out), `cut` says the kernel
+/// itself delivered less than `real`. A VLAN `tag` is put back after the MACs: what follows
+/// moves 4 bytes on (the last 4 bytes fall off a full buffer) and the tag goes in, as much of it
+/// as fits; the offsets of the vnet header, which count from the start of the frame, move too.
+fn finish_frame(
+    buf: &mut [u8],
+    copied: usize,
+    real: usize,
+    cut: bool,
+    tag: Option<[u8; VLAN_TAG_LEN]>,
+    mut vnet: VnetHdr,
+) -> RxMeta {
+    let cap = buf.len();
+    let mut len = copied.min(cap);
+    let mut full = real;
+    if let Some(tag) = tag {
+        let kept = len.min(cap.saturating_sub(VLAN_TAG_LEN));
+        if kept > VLAN_TAG_AT {
+            buf.copy_within(VLAN_TAG_AT..kept, VLAN_TAG_AT + VLAN_TAG_LEN);
+        }
+        if cap > VLAN_TAG_AT {
+            let end = cap.min(VLAN_TAG_AT + VLAN_TAG_LEN);
+            buf[VLAN_TAG_AT..end].copy_from_slice(&tag[..end - VLAN_TAG_AT]);
+        }
+        full = real + VLAN_TAG_LEN;
+        len = (copied + VLAN_TAG_LEN).min(cap);
+        if vnet.flags & super::vnet::F_NEEDS_CSUM != 0 {
+            vnet.csum_start = vnet.csum_start.saturating_add(VLAN_TAG_LEN as u16);
+        }
+        if vnet.hdr_len > 0 {
+            vnet.hdr_len = vnet.hdr_len.saturating_add(VLAN_TAG_LEN as u16);
+        }
+    }
+    RxMeta {
+        len,
+        truncated: full > cap || cut,
+        vnet,
+    }
+}
+
+/// The 4 bytes of an 802.1Q tag (TPID, TCI; network order) from what the kernel reports.
+fn tag_bytes(status: u32, tci: u16, tpid: u16) -> Option<[u8; VLAN_TAG_LEN]> {
+    if status & TP_STATUS_VLAN_VALID == 0 {
+        return None;
+    }
+    let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
+        tpid
+    } else {
+        ETH_P_8021Q
+    };
+    let t = tpid.to_be_bytes();
+    let v = tci.to_be_bytes();
+    Some([t[0], t[1], v[0], v[1]])
 }
 
 fn set_int_opt(fd: &OwnedFd, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
@@ -405,8 +509,12 @@ impl Device for AfPacket {
         if n == 0 {
             return Ok(0);
         }
+        let rx = match &mut self.rx {
+            RxPath::Ring(ring) => return Ok(ring.recv(self.vnet_hdr, &mut bufs[..n], meta)),
+            RxPath::Mmsg(rx) => rx,
+        };
         for (i, buf) in bufs[..n].iter_mut().enumerate() {
-            self.rx.set(i, self.vnet_hdr, buf.as_mut_ptr(), buf.len());
+            rx.set(i, self.vnet_hdr, buf.as_mut_ptr(), buf.len());
         }
         let got = loop {
             // SAFETY: messages 0..n were just pointed at live memory: each iovec at a caller
@@ -416,7 +524,7 @@ impl Device for AfPacket {
             let rc = unsafe {
                 libc::recvmmsg(
                     self.fd.as_raw_fd(),
-                    self.rx.msgs.as_mut_ptr(),
+                    rx.msgs.as_mut_ptr(),
                     n as libc::c_uint,
                     libc::MSG_DONTWAIT | libc::MSG_TRUNC,
                     std::ptr::null_mut(),
@@ -433,7 +541,7 @@ impl Device for AfPacket {
         };
         let hdr = if self.vnet_hdr { VNET_HDR_LEN } else { 0 };
         for i in 0..got {
-            let m = &self.rx.msgs[i];
+            let m = &rx.msgs[i];
             // With MSG_TRUNC a packet socket returns the frame's full length (plus the vnet
             // header), not the bytes copied.
             let real = (m.msg_len as usize).saturating_sub(hdr);
@@ -441,42 +549,20 @@ impl Device for AfPacket {
             // What the tests confirm on this kernel: the length is the real one, so the flag
             // and the comparison agree.
             debug_assert_eq!(truncated_flag, real > bufs[i].len());
-            let tag = vlan_tag(&m.msg_hdr);
-            let buf = &mut bufs[i];
-            let cap = buf.len();
-            let mut vnet = if self.vnet_hdr {
-                VnetHdr::from_bytes(&self.rx.hdrs[i])
+            let vnet = if self.vnet_hdr {
+                VnetHdr::from_bytes(&rx.hdrs[i])
             } else {
                 VnetHdr::NONE
             };
-            let mut len = real.min(cap);
-            let mut full = real;
-            if let Some(tag) = tag {
-                // Shift what follows the MACs 4 bytes on (the last 4 bytes fall off a full
-                // buffer) and put the tag back, as much of it as fits.
-                let kept = len.min(cap.saturating_sub(VLAN_TAG_LEN));
-                if kept > VLAN_TAG_AT {
-                    buf.copy_within(VLAN_TAG_AT..kept, VLAN_TAG_AT + VLAN_TAG_LEN);
-                }
-                if cap > VLAN_TAG_AT {
-                    let end = cap.min(VLAN_TAG_AT + VLAN_TAG_LEN);
-                    buf[VLAN_TAG_AT..end].copy_from_slice(&tag[..end - VLAN_TAG_AT]);
-                }
-                full = real + VLAN_TAG_LEN;
-                len = full.min(cap);
-                // Offsets in the vnet header count from the start of the frame.
-                if vnet.flags & super::vnet::F_NEEDS_CSUM != 0 {
-                    vnet.csum_start = vnet.csum_start.saturating_add(VLAN_TAG_LEN as u16);
-                }
-                if vnet.hdr_len > 0 {
-                    vnet.hdr_len = vnet.hdr_len.saturating_add(VLAN_TAG_LEN as u16);
-                }
-            }
-            meta[i] = RxMeta {
-                len,
-                truncated: full > cap || truncated_flag,
+            let copied = real.min(bufs[i].len());
+            meta[i] = finish_frame(
+                &mut bufs[i],
+                copied,
+                real,
+                truncated_flag,
+                vlan_tag(&m.msg_hdr),
                 vnet,
-            };
+            );
         }
         Ok(got)
     }
@@ -561,6 +647,9 @@ impl Device for AfPacket {
 // Buffers handed to recv_batch are expected to hold MAX_FRAME bytes; smaller ones work and
 // report truncation.
 const _: () = assert!(MAX_FRAME >= 1514);
+
+#[path = "af_packet_ring.rs"]
+mod ring;
 
 #[cfg(test)]
 #[path = "af_packet_tests.rs"]

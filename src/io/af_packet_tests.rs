@@ -11,6 +11,9 @@ fn plain() -> AfPacketOptions {
     AfPacketOptions::default()
 }
 
+/// The crossing tests run once per receive mode (in the same namespace, sockets reopened).
+const MODES: [RxMode; 2] = [RxMode::Mmsg, RxMode::Ring];
+
 fn bufs(n: usize, size: usize) -> (Vec<Box<[u8]>>, Vec<RxMeta>) {
     (
         (0..n).map(|_| vec![0u8; size].into_boxed_slice()).collect(),
@@ -134,40 +137,48 @@ fn a_batch_crosses_a_veth_intact_in_order_and_never_loops_back() {
     let ns = Netns::new("afp-batch");
     ns.veth(true);
     ns.run_up(|| {
-        let mut tx = AfPacket::open("a", &plain()).unwrap();
-        let mut watch_a = AfPacket::open("a", &plain()).unwrap();
-        let mut rx = AfPacket::open(
-            "b",
-            &AfPacketOptions {
-                promiscuous: true,
-                vnet_hdr: false,
-                send_only: false,
-            },
-        )
-        .unwrap();
-        assert!(!tx.offloads());
+        for mode in MODES {
+            eprintln!("receive mode {mode:?}");
+            let plain = || AfPacketOptions {
+                rx: mode,
+                ..plain()
+            };
+            let mut tx = AfPacket::open("a", &plain()).unwrap();
+            let mut watch_a = AfPacket::open("a", &plain()).unwrap();
+            let mut rx = AfPacket::open(
+                "b",
+                &AfPacketOptions {
+                    promiscuous: true,
+                    vnet_hdr: false,
+                    send_only: false,
+                    rx: mode,
+                },
+            )
+            .unwrap();
+            assert!(!tx.offloads());
 
-        let sizes = [14, 60, 64, 128, 512, 1000, 1500, 1514];
-        let mut frames: Vec<Vec<u8>> = (0..98u16)
-            .map(|i| frame(i, sizes[usize::from(i) % sizes.len()]))
-            .collect();
-        frames.insert(10, vlan_frame(1000));
-        frames.insert(50, arp_frame());
-        assert_eq!(frames.len(), 100);
-        assert!(frames.iter().any(|f| f.len() == 1514));
+            let sizes = [14, 60, 64, 128, 512, 1000, 1500, 1514];
+            let mut frames: Vec<Vec<u8>> = (0..98u16)
+                .map(|i| frame(i, sizes[usize::from(i) % sizes.len()]))
+                .collect();
+            frames.insert(10, vlan_frame(1000));
+            frames.insert(50, arp_frame());
+            assert_eq!(frames.len(), 100);
+            assert!(frames.iter().any(|f| f.len() == 1514));
 
-        send_all(&mut tx, &frames, VnetHdr::NONE);
-        let got = recv_ours(&mut rx, 100, MAX_FRAME, Duration::from_secs(2));
-        assert_eq!(got.len(), 100);
-        for (i, ((data, meta), sent)) in got.iter().zip(&frames).enumerate() {
-            assert!(!meta.truncated, "frame {i}");
-            assert_eq!(meta.vnet, VnetHdr::NONE);
-            assert_eq!(data, sent, "frame {i} differs");
+            send_all(&mut tx, &frames, VnetHdr::NONE);
+            let got = recv_ours(&mut rx, 100, MAX_FRAME, Duration::from_secs(2));
+            assert_eq!(got.len(), 100);
+            for (i, ((data, meta), sent)) in got.iter().zip(&frames).enumerate() {
+                assert!(!meta.truncated, "frame {i}");
+                assert_eq!(meta.vnet, VnetHdr::NONE);
+                assert_eq!(data, sent, "frame {i} differs");
+            }
+            // Nothing more for B, and nothing at all on A's sockets (their own transmissions).
+            assert!(recv_ours(&mut rx, 1, MAX_FRAME, Duration::from_millis(100)).is_empty());
+            assert!(recv_ours(&mut watch_a, 1, MAX_FRAME, Duration::from_millis(100)).is_empty());
+            assert!(recv_ours(&mut tx, 1, MAX_FRAME, Duration::from_millis(50)).is_empty());
         }
-        // Nothing more for B, and nothing at all on A's sockets (their own transmissions).
-        assert!(recv_ours(&mut rx, 1, MAX_FRAME, Duration::from_millis(100)).is_empty());
-        assert!(recv_ours(&mut watch_a, 1, MAX_FRAME, Duration::from_millis(100)).is_empty());
-        assert!(recv_ours(&mut tx, 1, MAX_FRAME, Duration::from_millis(50)).is_empty());
     });
 }
 
@@ -216,15 +227,22 @@ fn a_jumbo_frame_passes_when_the_mtu_allows_and_is_refused_when_not() {
     ns.ip(&["link", "set", "dev", "a", "mtu", "9000"]);
     ns.ip(&["link", "set", "dev", "b", "mtu", "9000"]);
     ns.run_up(|| {
-        assert_eq!(netdev::interface_info("b").unwrap().mtu, 9000);
-        let mut tx = AfPacket::open("a", &plain()).unwrap();
-        let mut rx = AfPacket::open("b", &plain()).unwrap();
-        let jumbo = frame(7, 9000);
-        send_all(&mut tx, std::slice::from_ref(&jumbo), VnetHdr::NONE);
-        let got = recv_ours(&mut rx, 1, MAX_FRAME, Duration::from_secs(2));
-        assert_eq!(got.len(), 1);
-        assert!(!got[0].1.truncated);
-        assert_eq!(got[0].0, jumbo);
+        for mode in MODES {
+            eprintln!("receive mode {mode:?}");
+            let plain = || AfPacketOptions {
+                rx: mode,
+                ..plain()
+            };
+            assert_eq!(netdev::interface_info("b").unwrap().mtu, 9000);
+            let mut tx = AfPacket::open("a", &plain()).unwrap();
+            let mut rx = AfPacket::open("b", &plain()).unwrap();
+            let jumbo = frame(7, 9000);
+            send_all(&mut tx, std::slice::from_ref(&jumbo), VnetHdr::NONE);
+            let got = recv_ours(&mut rx, 1, MAX_FRAME, Duration::from_secs(2));
+            assert_eq!(got.len(), 1);
+            assert!(!got[0].1.truncated);
+            assert_eq!(got[0].0, jumbo);
+        }
     });
 }
 
@@ -236,16 +254,23 @@ fn frames_longer_than_the_buffer_are_reported_truncated() {
     let ns = Netns::new("afp-trunc");
     ns.veth(true);
     ns.run_up(|| {
-        let mut tx = AfPacket::open("a", &plain()).unwrap();
-        let mut rx = AfPacket::open("b", &plain()).unwrap();
-        let frames = vec![frame(1, 1000), frame(2, 100), frame(3, 1514)];
-        send_all(&mut tx, &frames, VnetHdr::NONE);
-        let got = recv_ours(&mut rx, 3, 100, Duration::from_secs(2));
-        assert_eq!(got.len(), 3);
-        for ((data, meta), sent) in got.iter().zip(&frames) {
-            assert_eq!(meta.len, 100);
-            assert_eq!(meta.truncated, sent.len() > 100, "{meta:?}");
-            assert_eq!(data[..], sent[..100]);
+        for mode in MODES {
+            eprintln!("receive mode {mode:?}");
+            let plain = || AfPacketOptions {
+                rx: mode,
+                ..plain()
+            };
+            let mut tx = AfPacket::open("a", &plain()).unwrap();
+            let mut rx = AfPacket::open("b", &plain()).unwrap();
+            let frames = vec![frame(1, 1000), frame(2, 100), frame(3, 1514)];
+            send_all(&mut tx, &frames, VnetHdr::NONE);
+            let got = recv_ours(&mut rx, 3, 100, Duration::from_secs(2));
+            assert_eq!(got.len(), 3);
+            for ((data, meta), sent) in got.iter().zip(&frames) {
+                assert_eq!(meta.len, 100);
+                assert_eq!(meta.truncated, sent.len() > 100, "{meta:?}");
+                assert_eq!(data[..], sent[..100]);
+            }
         }
     });
 }
@@ -258,28 +283,35 @@ fn vlan_tags_taken_out_by_the_kernel_are_put_back_even_when_truncated() {
     let ns = Netns::new("afp-vlan");
     ns.veth(true);
     ns.run_up(|| {
-        let mut tx = AfPacket::open("a", &plain()).unwrap();
-        let mut rx = AfPacket::open("b", &plain()).unwrap();
-        let tagged = vlan_frame(9); // 104 bytes
-        let len = tagged.len();
-        // Buffer sizes: roomy, exact, 2 short (tag fits, tail lost), tiny (inside the MACs).
-        for cap in [MAX_FRAME, len, len - 2, 50, 14, 8] {
-            send_all(&mut tx, std::slice::from_ref(&tagged), VnetHdr::NONE);
-            let (mut b, mut m) = bufs(1, cap);
-            let deadline = Instant::now() + Duration::from_secs(2);
-            let n = loop {
-                assert!(Instant::now() < deadline, "nothing received (cap {cap})");
-                rx.wait_readable(Duration::from_millis(20)).unwrap();
-                let n = rx.recv_batch(&mut b, &mut m).unwrap();
-                if n > 0 {
-                    break n;
-                }
+        for mode in MODES {
+            eprintln!("receive mode {mode:?}");
+            let plain = || AfPacketOptions {
+                rx: mode,
+                ..plain()
             };
-            assert_eq!(n, 1);
-            let want = len.min(cap);
-            assert_eq!(m[0].len, want, "cap {cap}");
-            assert_eq!(m[0].truncated, cap < len, "cap {cap}");
-            assert_eq!(b[0][..want], tagged[..want], "cap {cap}");
+            let mut tx = AfPacket::open("a", &plain()).unwrap();
+            let mut rx = AfPacket::open("b", &plain()).unwrap();
+            let tagged = vlan_frame(9); // 104 bytes
+            let len = tagged.len();
+            // Buffer sizes: roomy, exact, 2 short (tag fits, tail lost), tiny (inside the MACs).
+            for cap in [MAX_FRAME, len, len - 2, 50, 14, 8] {
+                send_all(&mut tx, std::slice::from_ref(&tagged), VnetHdr::NONE);
+                let (mut b, mut m) = bufs(1, cap);
+                let deadline = Instant::now() + Duration::from_secs(2);
+                let n = loop {
+                    assert!(Instant::now() < deadline, "nothing received (cap {cap})");
+                    rx.wait_readable(Duration::from_millis(20)).unwrap();
+                    let n = rx.recv_batch(&mut b, &mut m).unwrap();
+                    if n > 0 {
+                        break n;
+                    }
+                };
+                assert_eq!(n, 1);
+                let want = len.min(cap);
+                assert_eq!(m[0].len, want, "cap {cap}");
+                assert_eq!(m[0].truncated, cap < len, "cap {cap}");
+                assert_eq!(b[0][..want], tagged[..want], "cap {cap}");
+            }
         }
     });
 }
@@ -297,19 +329,26 @@ fn frames_of_other_interfaces_are_never_received() {
     ns.ip(&["link", "set", "dev", "c", "up"]);
     ns.ip(&["link", "set", "dev", "d", "up"]);
     ns.run_up(|| {
-        // Opened while other traffic is flowing: nothing of it may show up on b.
-        let mut other = AfPacket::open("c", &plain()).unwrap();
-        let noise: Vec<Vec<u8>> = (0..50u16).map(|i| frame(500 + i, 64)).collect();
-        send_all(&mut other, &noise, VnetHdr::NONE);
-        let mut rx = AfPacket::open("b", &plain()).unwrap();
-        send_all(&mut other, &noise, VnetHdr::NONE);
-        let mut tx = AfPacket::open("a", &plain()).unwrap();
-        let wanted: Vec<Vec<u8>> = (0..5u16).map(|i| frame(i, 64)).collect();
-        send_all(&mut tx, &wanted, VnetHdr::NONE);
-        send_all(&mut other, &noise, VnetHdr::NONE);
-        let got = recv_ours(&mut rx, 200, MAX_FRAME, Duration::from_millis(300));
-        let got: Vec<Vec<u8>> = got.into_iter().map(|(d, _)| d).collect();
-        assert_eq!(got, wanted);
+        for mode in MODES {
+            eprintln!("receive mode {mode:?}");
+            let plain = || AfPacketOptions {
+                rx: mode,
+                ..plain()
+            };
+            // Opened while other traffic is flowing: nothing of it may show up on b.
+            let mut other = AfPacket::open("c", &plain()).unwrap();
+            let noise: Vec<Vec<u8>> = (0..50u16).map(|i| frame(500 + i, 64)).collect();
+            send_all(&mut other, &noise, VnetHdr::NONE);
+            let mut rx = AfPacket::open("b", &plain()).unwrap();
+            send_all(&mut other, &noise, VnetHdr::NONE);
+            let mut tx = AfPacket::open("a", &plain()).unwrap();
+            let wanted: Vec<Vec<u8>> = (0..5u16).map(|i| frame(i, 64)).collect();
+            send_all(&mut tx, &wanted, VnetHdr::NONE);
+            send_all(&mut other, &noise, VnetHdr::NONE);
+            let got = recv_ours(&mut rx, 200, MAX_FRAME, Duration::from_millis(300));
+            let got: Vec<Vec<u8>> = got.into_iter().map(|(d, _)| d).collect();
+            assert_eq!(got, wanted);
+        }
     });
 }
 
@@ -321,38 +360,45 @@ fn refused_frames_are_counted_and_do_not_stall_the_batch() {
     let ns = Netns::new("afp-refuse");
     ns.veth(true);
     ns.run_up(|| {
-        let mut tx = AfPacket::open("a", &plain()).unwrap();
-        let mut rx = AfPacket::open("b", &plain()).unwrap();
-        let short = vec![0u8; 5];
-        let long = frame(3, 3000);
-        let good = [frame(1, 60), frame(2, 60), frame(4, 60)];
-        let batch = [
-            TxFrame {
-                data: &good[0],
-                vnet: VnetHdr::NONE,
-            },
-            TxFrame {
-                data: &short,
-                vnet: VnetHdr::NONE,
-            },
-            TxFrame {
-                data: &good[1],
-                vnet: VnetHdr::NONE,
-            },
-            TxFrame {
-                data: &long,
-                vnet: VnetHdr::NONE,
-            },
-            TxFrame {
-                data: &good[2],
-                vnet: VnetHdr::NONE,
-            },
-        ];
-        assert_eq!(tx.send_batch(&batch).unwrap(), 5);
-        assert_eq!(tx.tx_refused(), 2);
-        let got = recv_ours(&mut rx, 3, MAX_FRAME, Duration::from_secs(2));
-        let got: Vec<Vec<u8>> = got.into_iter().map(|(d, _)| d).collect();
-        assert_eq!(got, good);
+        for mode in MODES {
+            eprintln!("receive mode {mode:?}");
+            let plain = || AfPacketOptions {
+                rx: mode,
+                ..plain()
+            };
+            let mut tx = AfPacket::open("a", &plain()).unwrap();
+            let mut rx = AfPacket::open("b", &plain()).unwrap();
+            let short = vec![0u8; 5];
+            let long = frame(3, 3000);
+            let good = [frame(1, 60), frame(2, 60), frame(4, 60)];
+            let batch = [
+                TxFrame {
+                    data: &good[0],
+                    vnet: VnetHdr::NONE,
+                },
+                TxFrame {
+                    data: &short,
+                    vnet: VnetHdr::NONE,
+                },
+                TxFrame {
+                    data: &good[1],
+                    vnet: VnetHdr::NONE,
+                },
+                TxFrame {
+                    data: &long,
+                    vnet: VnetHdr::NONE,
+                },
+                TxFrame {
+                    data: &good[2],
+                    vnet: VnetHdr::NONE,
+                },
+            ];
+            assert_eq!(tx.send_batch(&batch).unwrap(), 5);
+            assert_eq!(tx.tx_refused(), 2);
+            let got = recv_ours(&mut rx, 3, MAX_FRAME, Duration::from_secs(2));
+            let got: Vec<Vec<u8>> = got.into_iter().map(|(d, _)| d).collect();
+            assert_eq!(got, good);
+        }
     });
 }
 
@@ -364,28 +410,32 @@ fn with_vnet_headers_a_plain_frame_stays_plain() {
     let ns = Netns::new("afp-vnet");
     ns.veth(true);
     ns.run_up(|| {
-        let opts = AfPacketOptions {
-            promiscuous: false,
-            vnet_hdr: true,
-            send_only: false,
-        };
-        let mut tx = AfPacket::open("a", &opts).unwrap();
-        let mut rx = AfPacket::open("b", &opts).unwrap();
-        assert!(rx.offloads());
-        let frames = vec![frame(1, 60), frame(2, 1514), vlan_frame(3)];
-        send_all(&mut tx, &frames, VnetHdr::NONE);
-        let got = recv_ours(&mut rx, 3, MAX_FRAME, Duration::from_secs(2));
-        assert_eq!(got.len(), 3);
-        for ((data, meta), sent) in got.iter().zip(&frames) {
-            assert_eq!(meta.vnet.gso_type, crate::io::vnet::GSO_NONE, "{meta:?}");
-            assert_eq!(meta.vnet.gso_size, 0, "{meta:?}");
-            assert!(!meta.truncated);
-            assert_eq!(meta.len, sent.len());
-            assert_eq!(data, sent);
-            eprintln!(
-                "vnet header received on veth for a plain frame: {:?}",
-                meta.vnet
-            );
+        for mode in MODES {
+            eprintln!("receive mode {mode:?}");
+            let opts = AfPacketOptions {
+                promiscuous: false,
+                vnet_hdr: true,
+                send_only: false,
+                rx: mode,
+            };
+            let mut tx = AfPacket::open("a", &opts).unwrap();
+            let mut rx = AfPacket::open("b", &opts).unwrap();
+            assert!(rx.offloads());
+            let frames = vec![frame(1, 60), frame(2, 1514), vlan_frame(3)];
+            send_all(&mut tx, &frames, VnetHdr::NONE);
+            let got = recv_ours(&mut rx, 3, MAX_FRAME, Duration::from_secs(2));
+            assert_eq!(got.len(), 3);
+            for ((data, meta), sent) in got.iter().zip(&frames) {
+                assert_eq!(meta.vnet.gso_type, crate::io::vnet::GSO_NONE, "{meta:?}");
+                assert_eq!(meta.vnet.gso_size, 0, "{meta:?}");
+                assert!(!meta.truncated);
+                assert_eq!(meta.len, sent.len());
+                assert_eq!(data, sent);
+                eprintln!(
+                    "vnet header received on veth for a plain frame: {:?}",
+                    meta.vnet
+                );
+            }
         }
     });
 }
@@ -441,38 +491,248 @@ fn with_vnet_headers_a_gso_super_frame_crosses_whole() {
     let ns = Netns::new("afp-gso");
     ns.veth(true);
     ns.run_up(|| {
-        let opts = AfPacketOptions {
-            promiscuous: false,
-            vnet_hdr: true,
-            send_only: false,
-        };
-        let mut tx = AfPacket::open("a", &opts).unwrap();
-        let mut rx = AfPacket::open("b", &opts).unwrap();
-        let sf = tcp_super_frame(10 * 1448);
-        let hdr = VnetHdr {
-            flags: crate::io::vnet::F_NEEDS_CSUM,
-            gso_type: crate::io::vnet::GSO_TCPV4,
-            hdr_len: 54,
-            gso_size: 1448,
-            csum_start: 34,
-            csum_offset: 16,
-        };
-        send_all(&mut tx, std::slice::from_ref(&sf), hdr);
-        let got = recv_ours(&mut rx, 1, MAX_FRAME, Duration::from_secs(2));
-        assert_eq!(got.len(), 1);
-        let (data, meta) = &got[0];
+        for mode in MODES {
+            eprintln!("receive mode {mode:?}");
+            let opts = AfPacketOptions {
+                promiscuous: false,
+                vnet_hdr: true,
+                send_only: false,
+                rx: mode,
+            };
+            let mut tx = AfPacket::open("a", &opts).unwrap();
+            let mut rx = AfPacket::open("b", &opts).unwrap();
+            let sf = tcp_super_frame(10 * 1448);
+            let hdr = VnetHdr {
+                flags: crate::io::vnet::F_NEEDS_CSUM,
+                gso_type: crate::io::vnet::GSO_TCPV4,
+                hdr_len: 54,
+                gso_size: 1448,
+                csum_start: 34,
+                csum_offset: 16,
+            };
+            send_all(&mut tx, std::slice::from_ref(&sf), hdr);
+            let got = recv_ours(&mut rx, 1, MAX_FRAME, Duration::from_secs(2));
+            assert_eq!(got.len(), 1);
+            let (data, meta) = &got[0];
+            eprintln!(
+                "GSO frame of {} bytes received with {:?}",
+                meta.len, meta.vnet
+            );
+            assert_eq!(meta.len, sf.len());
+            assert!(!meta.truncated);
+            assert_eq!(meta.vnet.gso_type, hdr.gso_type);
+            assert_eq!(meta.vnet.gso_size, hdr.gso_size);
+            assert_eq!(meta.vnet.wire_segments(meta.len).0, 10);
+            // The TCP checksum field may hold the pseudo-header sum; everything else is unchanged.
+            assert_eq!(data[..50], sf[..50]);
+            assert_eq!(data[52..], sf[52..]);
+        }
+    });
+}
+
+#[test]
+fn a_gso_super_frame_of_64_kib_crosses_whole_in_either_mode() {
+    if !have_root("a_gso_super_frame_of_64_kib_crosses_whole_in_either_mode") {
+        return;
+    }
+    let ns = Netns::new("afp-gso64");
+    ns.veth(true);
+    ns.run_up(|| {
+        for mode in MODES {
+            eprintln!("receive mode {mode:?}");
+            let opts = AfPacketOptions {
+                vnet_hdr: true,
+                rx: mode,
+                ..plain()
+            };
+            let mut tx = AfPacket::open("a", &opts).unwrap();
+            let mut rx = AfPacket::open("b", &opts).unwrap();
+            // IPv4 total length 65,200: about the largest super-frame TCP builds.
+            let sf = tcp_super_frame(45 * 1448);
+            let hdr = VnetHdr {
+                flags: crate::io::vnet::F_NEEDS_CSUM,
+                gso_type: crate::io::vnet::GSO_TCPV4,
+                hdr_len: 54,
+                gso_size: 1448,
+                csum_start: 34,
+                csum_offset: 16,
+            };
+            // Three in a row: with the ring they fill most of one block.
+            let frames = vec![sf.clone(), sf.clone(), sf.clone()];
+            send_all(&mut tx, &frames, hdr);
+            let got = recv_ours(&mut rx, 3, MAX_FRAME, Duration::from_secs(2));
+            assert_eq!(got.len(), 3);
+            for (data, meta) in &got {
+                assert_eq!(meta.len, sf.len());
+                assert!(!meta.truncated);
+                assert_eq!(meta.vnet.gso_size, 1448);
+                assert_eq!(meta.vnet.wire_segments(meta.len).0, 45);
+                assert_eq!(data[..50], sf[..50]);
+                assert_eq!(data[52..], sf[52..]);
+            }
+        }
+    });
+}
+
+/// Small blocks, so that the ring itself cuts a jumbo frame and a few frames fill a block.
+const SMALL_RING: ring::RingGeometry = ring::RingGeometry {
+    block_size: 4096,
+    blocks: 4,
+    retire_ms: 1,
+};
+
+fn ring_opts() -> AfPacketOptions {
+    AfPacketOptions {
+        rx: RxMode::Ring,
+        ..plain()
+    }
+}
+
+#[test]
+fn a_frame_longer_than_a_ring_block_is_reported_truncated() {
+    if !have_root("a_frame_longer_than_a_ring_block_is_reported_truncated") {
+        return;
+    }
+    let ns = Netns::new("afp-ringcut");
+    ns.veth(true);
+    ns.ip(&["link", "set", "dev", "a", "mtu", "9000"]);
+    ns.ip(&["link", "set", "dev", "b", "mtu", "9000"]);
+    ns.run_up(|| {
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        let mut rx = AfPacket::open_with("b", &ring_opts(), SMALL_RING).unwrap();
+        assert_eq!(rx.rx_mode(), RxMode::Ring);
+        let frames = vec![frame(1, 9000), frame(2, 1000), vlan_frame(3)];
+        send_all(&mut tx, &frames, VnetHdr::NONE);
+        let got = recv_ours(&mut rx, 3, MAX_FRAME, Duration::from_secs(2));
+        assert_eq!(got.len(), 3);
+        let (cut, meta) = &got[0];
+        assert!(meta.truncated, "{meta:?}");
+        assert!(meta.len > 3000 && meta.len < 4096, "{meta:?}");
+        assert_eq!(cut[..], frames[0][..meta.len]);
+        for ((data, meta), sent) in got[1..].iter().zip(&frames[1..]) {
+            assert!(!meta.truncated);
+            assert_eq!(data, sent);
+        }
+    });
+}
+
+#[test]
+fn the_ring_wraps_around_many_times_and_a_batch_spans_blocks() {
+    if !have_root("the_ring_wraps_around_many_times_and_a_batch_spans_blocks") {
+        return;
+    }
+    let ns = Netns::new("afp-ringwrap");
+    ns.veth(true);
+    ns.run_up(|| {
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        let mut rx = AfPacket::open_with("b", &ring_opts(), SMALL_RING).unwrap();
+        // About 6 frames of 500 bytes per 4 KiB block: 12 frames fill 2 of the 4 blocks, and
+        // one call returns all of them.
+        let first: Vec<Vec<u8>> = (0..12u16).map(|i| frame(i, 500)).collect();
+        send_all(&mut tx, &first, VnetHdr::NONE);
+        std::thread::sleep(Duration::from_millis(20));
+        let (mut b, mut m) = bufs(BATCH, MAX_FRAME);
+        assert!(rx.wait_readable(Duration::from_millis(100)).unwrap());
+        let n = rx.recv_batch(&mut b, &mut m).unwrap();
+        assert_eq!(n, 12, "one call reads across blocks");
+        for (i, sent) in first.iter().enumerate() {
+            assert_eq!(b[i][..m[i].len], sent[..]);
+        }
+        // 300 more in groups of 10, read as they come: the 4 blocks are reused ~20 times.
+        let mut got = Vec::new();
+        for g in 0..30u16 {
+            let group: Vec<Vec<u8>> = (0..10).map(|i| frame(100 + g * 10 + i, 500)).collect();
+            send_all(&mut tx, &group, VnetHdr::NONE);
+            got.extend(recv_ours(&mut rx, 10, MAX_FRAME, Duration::from_secs(2)));
+        }
+        assert_eq!(got.len(), 300);
+        for (i, (data, meta)) in got.iter().enumerate() {
+            assert!(!meta.truncated);
+            assert_eq!(data[..], frame(100 + i as u16, 500)[..], "frame {i}");
+        }
+    });
+}
+
+#[test]
+fn the_ring_polls_readable_only_when_a_block_is_retired() {
+    if !have_root("the_ring_polls_readable_only_when_a_block_is_retired") {
+        return;
+    }
+    let ns = Netns::new("afp-ringpoll");
+    ns.veth(true);
+    ns.run_up(|| {
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        let mut rx = AfPacket::open("b", &ring_opts()).unwrap();
+        let (mut b, mut m) = bufs(BATCH, MAX_FRAME);
+        assert!(!rx.wait_readable(Duration::from_millis(10)).unwrap());
+        assert_eq!(rx.recv_batch(&mut b, &mut m).unwrap(), 0);
+        let mut waits = Vec::new();
+        for i in 0..20u16 {
+            let t = Instant::now();
+            send_all(&mut tx, &[frame(i, 64)], VnetHdr::NONE);
+            // A lone frame waits for the retire timeout of its block, then polls readable.
+            assert!(
+                rx.wait_readable(Duration::from_millis(500)).unwrap(),
+                "frame {i} not readable after 500 ms"
+            );
+            let n = rx.recv_batch(&mut b, &mut m).unwrap();
+            waits.push(t.elapsed());
+            assert_eq!(n, 1);
+            assert_eq!(b[0][..m[0].len], frame(i, 64)[..]);
+            assert_eq!(rx.recv_batch(&mut b, &mut m).unwrap(), 0);
+            assert!(!rx.wait_readable(Duration::from_millis(2)).unwrap());
+        }
+        waits.sort();
         eprintln!(
-            "GSO frame of {} bytes received with {:?}",
-            meta.len, meta.vnet
+            "ring: a lone frame readable after {:?} (median), {:?} (max)",
+            waits[waits.len() / 2],
+            waits[waits.len() - 1]
         );
-        assert_eq!(meta.len, sf.len());
-        assert!(!meta.truncated);
-        assert_eq!(meta.vnet.gso_type, hdr.gso_type);
-        assert_eq!(meta.vnet.gso_size, hdr.gso_size);
-        assert_eq!(meta.vnet.wire_segments(meta.len).0, 10);
-        // The TCP checksum field may hold the pseudo-header sum; everything else is unchanged.
-        assert_eq!(data[..50], sf[..50]);
-        assert_eq!(data[52..], sf[52..]);
+        assert!(waits[waits.len() / 2] < Duration::from_millis(50));
+    });
+}
+
+#[test]
+fn the_ring_is_unmapped_when_the_device_is_dropped() {
+    if !have_root("the_ring_is_unmapped_when_the_device_is_dropped") {
+        return;
+    }
+    let ns = Netns::new("afp-ringdrop");
+    ns.veth(true);
+    ns.run_up(|| {
+        let socket_maps = |fd: i32| {
+            let ino = std::fs::metadata(format!("/proc/self/fd/{fd}"))
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .unwrap();
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+            let total: usize = maps
+                .lines()
+                .filter(|l| l.ends_with(&format!("socket:[{ino}]")))
+                .map(|l| {
+                    let (range, _) = l.split_once(' ').unwrap();
+                    let (lo, hi) = range.split_once('-').unwrap();
+                    usize::from_str_radix(hi, 16).unwrap() - usize::from_str_radix(lo, 16).unwrap()
+                })
+                .sum();
+            (ino, total)
+        };
+        let rx = AfPacket::open("b", &ring_opts()).unwrap();
+        let (ino, mapped) = socket_maps(rx.poll_fd().unwrap());
+        assert_eq!(mapped, RX_RING_BYTES);
+        drop(rx);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        assert!(!maps.contains(&format!("socket:[{ino}]")), "{maps}");
+        // A send-only socket gets no ring whatever the mode.
+        let tx = AfPacket::open(
+            "a",
+            &AfPacketOptions {
+                send_only: true,
+                ..ring_opts()
+            },
+        )
+        .unwrap();
+        assert_eq!(tx.rx_mode(), RxMode::Mmsg);
+        assert_eq!(socket_maps(tx.poll_fd().unwrap()).1, 0);
     });
 }
 

@@ -81,6 +81,7 @@ fn the_kernel_cuts_super_frames_exactly_as_we_do() {
             promiscuous: true,
             vnet_hdr: true,
             send_only: false,
+            ..AfPacketOptions::default()
         };
         let mut tx = AfPacket::open("a", &opts).unwrap();
         let mut rx = AfPacket::open("b", &opts).unwrap();

@@ -4,8 +4,8 @@
 //! [`Device::send_batch`] takes borrowed frames. Neither allocates nor blocks; readiness is
 //! waited for with [`Device::wait_readable`] (a poll on the device's descriptor, bounded by a
 //! timeout). Backends:
-//! - `af_packet` (Linux, default): AF_PACKET sockets driven directly, batched with recvmmsg and
-//!   sendmmsg, `PACKET_IGNORE_OUTGOING`, `PACKET_VNET_HDR` (GSO super-frames and partial
+//! - `af_packet` (Linux, default): AF_PACKET sockets driven directly, batched with recvmmsg (or
+//!   a memory-mapped TPACKET_V3 receive ring) and sendmmsg, `PACKET_IGNORE_OUTGOING`, `PACKET_VNET_HDR` (GSO super-frames and partial
 //!   checksums pass intact), promiscuous membership that the kernel drops when the socket closes;
 //! - `pnet`: pnet_datalink, the portable fallback: two system calls per frame (poll, then recv
 //!   or send), no vnet header (endpoints must turn offloads off), one socket per port;

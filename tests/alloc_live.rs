@@ -266,6 +266,7 @@ fn open_ports(lab: &Lab) -> [PortIo; 2] {
                     promiscuous,
                     vnet_hdr: true,
                     send_only,
+                    rx: Default::default(),
                 };
                 Box::new(AfPacket::open(&name, &opts).expect("open AF_PACKET"))
             };

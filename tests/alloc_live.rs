@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir::io::af_packet::{AfPacket, AfPacketOptions};
+use weir::io::af_packet::{AfPacket, AfPacketOptions, RxMode};
 use weir::lab::{ChildGuard, Lab};
 use weir::runtime::{self, PortIo, RunReport, Threads};
 
@@ -255,7 +255,7 @@ fn received(lab: &Lab) -> (u64, u64) {
 // ---- the bridge ----
 
 /// Both ports' sockets, opened in the dut namespace as `weir run` opens them.
-fn open_ports(lab: &Lab) -> [PortIo; 2] {
+fn open_ports(lab: &Lab, rx: RxMode) -> [PortIo; 2] {
     let ns = PathBuf::from("/var/run/netns").join(&lab.dut_ns);
     let names = [lab.dut_lan_if.clone(), lab.dut_wan_if.clone()];
     std::thread::spawn(move || {
@@ -266,7 +266,7 @@ fn open_ports(lab: &Lab) -> [PortIo; 2] {
                     promiscuous,
                     vnet_hdr: true,
                     send_only,
-                    rx: Default::default(),
+                    rx,
                 };
                 Box::new(AfPacket::open(&name, &opts).expect("open AF_PACKET"))
             };
@@ -293,7 +293,7 @@ struct Measured {
     report: RunReport,
 }
 
-fn measure(lab: &Lab, layout: Threads, captures: &(PathBuf, PathBuf)) -> Measured {
+fn measure(lab: &Lab, layout: Threads, rx: RxMode, captures: &(PathBuf, PathBuf)) -> Measured {
     let plan = weir::config::parse(&CONFIG.replace("CLASSES", CLASSES), Path::new("alloc.ron"))
         .expect("config");
     let stop = Arc::new(AtomicBool::new(false));
@@ -301,7 +301,7 @@ fn measure(lab: &Lab, layout: Threads, captures: &(PathBuf, PathBuf)) -> Measure
         threads: layout,
         ..runtime::Options::default()
     };
-    let ports = open_ports(lab);
+    let ports = open_ports(lab, rx);
     let bridge = {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || runtime::run(Arc::new(plan), ports, stop, &opts))
@@ -404,15 +404,17 @@ fn main() {
     udp_capture(&captures.1, false);
 
     let mut failures = Vec::new();
-    for layout in [
-        Threads::RunToCompletion,
-        Threads::PerDirection,
-        Threads::Split,
+    // Every layout with recvmmsg, and the default layout with the receive ring.
+    for (layout, rx) in [
+        (Threads::RunToCompletion, RxMode::Mmsg),
+        (Threads::PerDirection, RxMode::Mmsg),
+        (Threads::Split, RxMode::Mmsg),
+        (Threads::RunToCompletion, RxMode::Ring),
     ] {
-        let m = measure(&lab, layout, &captures);
+        let m = measure(&lab, layout, rx, &captures);
         let r = &m.report;
         eprintln!(
-            "{:?}: UDP {} allocations, sent {} each way, received {} at dst0 and {} at src0; \
+            "{:?} {rx:?}: UDP {} allocations, sent {} each way, received {} at dst0 and {} at src0; \
              TCP {} allocations, received {} at dst0 and {} at src0; GSO cut {} into {}; \
              run: received {} = forwarded {} + dropped {}",
             m.layout,
@@ -431,7 +433,7 @@ fn main() {
         );
         let mut check = |ok: bool, what: String| {
             if !ok {
-                failures.push(format!("{layout:?}: {what}"));
+                failures.push(format!("{layout:?} {rx:?}: {what}"));
             }
         };
         check(

@@ -4,10 +4,11 @@
 # Devices under test, each in weir-cmp-dut between lan0 and wan0:
 #   bridge      Linux bridge br0 (lan0 + wan0), no qdisc (veth: noqueue)
 #   bridge-htb  the same bridge + HTB on wan0 (shaping and latency rows only)
-#   weir-afp    weir run (default backend, af_packet)
+#   weir-afp    weir run (default backend, af_packet, recvmmsg)
+#   weir-ring   weir run --rx ring (af_packet with the TPACKET_V3 receive ring)
 #   weir-pnet   weir run --io pnet (no TCP rows: pnet needs the endpoints' offloads off and there is
 #               no ethtool binary here to turn them off)
-# Prints one table (kernel, weir-afp, weir-afp/kernel, weir-pnet, weir-pnet/kernel), writes every
+# Prints one table (kernel, then each weir device and its ratio to the kernel), writes every
 # raw number and every ping RTT to target/compare/results-DATE.json, and plots the latency-under-load
 # RTTs to target/compare/latency-DATE.svg (benches/plot_latency.py). See docs/compare.md.
 set -euo pipefail
@@ -249,13 +250,14 @@ TC filter add dev wan0 parent 1: protocol ip u32 match ip tos 0xb8 0xfc flowid 1
 latency_load bridge-htb
 TC qdisc del dev wan0 root
 
-for be in afp pnet; do
+for be in afp ring pnet; do
     d=weir-$be
-    io=af-packet; [ $be = pnet ] && io=pnet
+    io="--io af-packet"; [ $be = ring ] && io="--io af-packet --rx ring"; [ $be = pnet ] && io="--io pnet"
     tcp=1; [ $be = pnet ] && tcp=0
     log "$d: forwarding"
     lab_up
-    weir_start "$tmp/fwd.ron" --io $io
+    # shellcheck disable=SC2086
+    weir_start "$tmp/fwd.ron" $io
     idle_and_tcp $d $tcp
     pps_tests $d "$wpid"
     put $d peak_rss_kb "$(hwm_kb "$wpid")"
@@ -264,13 +266,15 @@ for be in afp pnet; do
         log "$d: shaping"
         for r in $RATES; do
             shape_cfg "$(ratestr "$r")"
-            weir_start "$tmp/shape.ron" --io $io
+            # shellcheck disable=SC2086
+            weir_start "$tmp/shape.ron" $io
             shaping_one $d "$r"
             weir_stop
         done
     fi
     log "$d: latency under load"
-    weir_start "$tmp/lat.ron" --io $io
+    # shellcheck disable=SC2086
+    weir_start "$tmp/lat.ron" $io
     latency_load $d
     weir_stop
 done
@@ -323,14 +327,18 @@ rows.append(("CPU s per Mframe (1 dir)", "cpu_s_per_mframe", None, 1, "{:.3f}"))
 rows.append(("peak RSS (MiB)", "peak_rss_kb", None, 1 / 1024, "{:.1f}"))
 def fmt(v, scale, f): return "not measured" if v is None else f.format(v * scale)
 def ratio(a, b): return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
-hdr = ("row", "kernel", "weir-afp", "afp/kern", "weir-pnet", "pnet/kern")
+weirs = [("weir-afp", "afp"), ("weir-ring", "ring"), ("weir-pnet", "pnet")]
+hdr = ("row", "kernel") + tuple(x for d, s in weirs for x in (d, f"{s}/kern"))
 table = []
 for label, m, kd, sc, f in rows:
     k = data.get(kd, {}).get(m) if kd else None
-    a = data.get("weir-afp", {}).get(m); p = data.get("weir-pnet", {}).get(m)
     kt = fmt(k, sc, f) if kd else "n/a (softirq)"
     if kd is None and m == "peak_rss_kb": kt = "n/a"
-    table.append((label + ("" if kd is None else f" [{kd}]"), kt, fmt(a, sc, f), ratio(a, k), fmt(p, sc, f), ratio(p, k)))
+    cells = []
+    for d, _ in weirs:
+        v = data.get(d, {}).get(m)
+        cells += [fmt(v, sc, f), ratio(v, k)]
+    table.append((label + ("" if kd is None else f" [{kd}]"), kt, *cells))
 w = [max(len(str(r[i])) for r in table + [hdr]) for i in range(len(hdr))]
 for r in [hdr] + table:
     print("  ".join(str(c).ljust(w[i]) if i == 0 else str(c).rjust(w[i]) for i, c in enumerate(r)))

@@ -136,4 +136,11 @@ fn the_receive_mode_applies_to_af_packet_only() {
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
     assert!(err.contains("mmsg") && err.contains("ring"), "{err}");
+    let o = weir(&["run", "-c", "configs/home.ron", "--busy-poll", "soon"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("--busy-poll") && err.contains("200us"),
+        "{err}"
+    );
 }

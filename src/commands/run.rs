@@ -29,6 +29,7 @@ pub struct Settings {
     pub wan: Option<String>,
     pub io: Io,
     pub threads: runtime::Threads,
+    pub busy_poll: std::time::Duration,
     pub json: bool,
 }
 
@@ -112,6 +113,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     );
     let opts = runtime::Options {
         threads: s.threads,
+        busy_poll: s.busy_poll,
         ..runtime::Options::default()
     };
     if !weir::io::sys::is_root() {

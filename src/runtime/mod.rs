@@ -74,6 +74,10 @@ pub struct Options {
     pub large_buffers: usize,
     /// Nice value for weir's threads (best effort; needs CAP_SYS_NICE). `None` leaves it.
     pub thread_nice: Option<i32>,
+    /// Run-to-completion loops keep polling this long after the last frame before they sleep:
+    /// a frame after a short pause then finds the thread awake (no wake-up on this VM's idle
+    /// vCPU, which took milliseconds). Zero: sleep as soon as there is nothing to do.
+    pub busy_poll: Duration,
 }
 
 impl Default for Options {
@@ -84,6 +88,7 @@ impl Default for Options {
             spin_below: Duration::from_micros(50),
             large_buffers: 512,
             thread_nice: Some(-10),
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -716,6 +721,7 @@ impl SchedSide {
             ingresses.iter().map(|i| i.dev.poll_fd()).collect();
         let mut batch = Vec::with_capacity(2 * BATCH_ROOM);
         let mut draining_since: Option<Instant> = None;
+        let mut last_frame = Instant::now();
         loop {
             let mut got = 0;
             if draining_since.is_none() {
@@ -738,6 +744,16 @@ impl SchedSide {
                 }
             }
             if got > 0 {
+                if !self.opts.busy_poll.is_zero() {
+                    last_frame = Instant::now();
+                }
+                continue;
+            }
+            if draining_since.is_none()
+                && !self.opts.busy_poll.is_zero()
+                && last_frame.elapsed() < self.opts.busy_poll
+            {
+                std::hint::spin_loop();
                 continue;
             }
             // Nothing came in: wait for a frame on either port or the next departure, at most

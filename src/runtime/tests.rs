@@ -116,14 +116,28 @@ fn frames_cross_both_ways_intact_and_in_order_run_to_completion() {
     frames_cross_both_ways_intact_and_in_order_in(Threads::RunToCompletion);
 }
 
+#[test]
+fn frames_cross_and_a_stop_is_seen_while_busy_polling() {
+    // A poll window far longer than the test: the loop never sleeps, and must still forward,
+    // see the stop and drain.
+    let started = Instant::now();
+    frames_cross_both_ways_intact_and_in_order_with(Options {
+        threads: Threads::RunToCompletion,
+        busy_poll: Duration::from_secs(3600),
+        ..Options::default()
+    });
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
 fn frames_cross_both_ways_intact_and_in_order_in(threads: Threads) {
-    let h = start(
-        SMALL_CONFIG,
-        Options {
-            threads,
-            ..Options::default()
-        },
-    );
+    frames_cross_both_ways_intact_and_in_order_with(Options {
+        threads,
+        ..Options::default()
+    });
+}
+
+fn frames_cross_both_ways_intact_and_in_order_with(opts: Options) {
+    let h = start(SMALL_CONFIG, opts);
     let up: Vec<Vec<u8>> = (0..50)
         .map(|i| udp([198, 18, 0, 1], [198, 19, 0, 1], 9, 60 + i))
         .collect();

@@ -8,14 +8,8 @@ use crate::wire::{parse, L3};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use proptest::prelude::*;
 
-pub(crate) const MAC_A: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0a];
-const MAC_B: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0b];
-const V4_A: [u8; 4] = [192, 0, 2, 1];
-const V4_B: [u8; 4] = [198, 51, 100, 7];
-const V6_A: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-const V6_B: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0xaa, 0xbb, 0xcc, 0xdd,
-];
+pub(crate) use crate::wire::tests::MAC_A;
+use crate::wire::tests::{MAC_B, V4_A, V4_B, V6_A, V6_B};
 const SPORT: u16 = 40_000;
 const DPORT: u16 = 443;
 /// Close to the wrap, so long frames wrap the sequence number.

@@ -366,4 +366,4 @@ fn be128(b: &[u8]) -> u128 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

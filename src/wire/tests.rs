@@ -8,12 +8,13 @@ use etherparse::{IpHeaders, Ipv4Header, PacketBuilder};
 // ---------------------------------------------------------------------------------------------
 // Byte-level fixture builders: exact control over every field, including malformed ones.
 
-const MAC_A: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0a];
-const MAC_B: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0b];
-const V4_A: [u8; 4] = [192, 0, 2, 1];
-const V4_B: [u8; 4] = [198, 51, 100, 7];
-const V6_A: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-const V6_B: [u8; 16] = [
+// Documentation addresses (RFC 5737, RFC 3849): these frames never reach a network.
+pub(crate) const MAC_A: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0a];
+pub(crate) const MAC_B: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0b];
+pub(crate) const V4_A: [u8; 4] = [192, 0, 2, 1];
+pub(crate) const V4_B: [u8; 4] = [198, 51, 100, 7];
+pub(crate) const V6_A: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+pub(crate) const V6_B: [u8; 16] = [
     0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0xaa, 0xbb, 0xcc, 0xdd,
 ];
 

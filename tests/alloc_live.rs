@@ -404,12 +404,13 @@ fn main() {
     udp_capture(&captures.1, false);
 
     let mut failures = Vec::new();
-    // Every layout with recvmmsg, and the default layout with the receive ring.
+    // Every layout with recvmmsg, and the default layout with each receive ring (V3, V2).
     for (layout, rx) in [
         (Threads::RunToCompletion, RxMode::Mmsg),
         (Threads::PerDirection, RxMode::Mmsg),
         (Threads::Split, RxMode::Mmsg),
         (Threads::RunToCompletion, RxMode::Ring),
+        (Threads::RunToCompletion, RxMode::RingV2),
     ] {
         let m = measure(&lab, layout, rx, &captures);
         let r = &m.report;

@@ -246,6 +246,14 @@ fn frames_of_every_kind_cross_both_ways_once_with_the_receive_ring() {
     cross_every_kind("ring", &["--rx", "ring"]);
 }
 
+#[test]
+fn frames_of_every_kind_cross_both_ways_once_with_the_v2_receive_ring() {
+    if !require_root("frames_of_every_kind_cross_both_ways_once_with_the_v2_receive_ring") {
+        return;
+    }
+    cross_every_kind("ringv2", &["--rx", "ring-v2"]);
+}
+
 /// ARP, ND, ICMP both ways, TCP with offloads on both ways, UDP over IPv6, VLAN-tagged and
 /// jumbo frames, with weir started with `extra` flags.
 fn cross_every_kind(name: &str, extra: &[&str]) {

@@ -103,8 +103,12 @@ pub enum IoArg {
 pub enum RxArg {
     /// recvmmsg: one system call per batch of up to 64 frames.
     Mmsg,
-    /// PACKET_RX_RING (TPACKET_V3): frames read from a shared ring.
+    /// PACKET_RX_RING (TPACKET_V3): frames read from a shared ring of blocks (up to 1 ms added
+    /// delay at low rates).
     Ring,
+    /// PACKET_RX_RING (TPACKET_V2): frames read from a shared ring of slots, each readable as
+    /// soon as written.
+    RingV2,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -153,6 +157,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 (IoArg::AfPacket, rx) => run::Io::AfPacket(match rx {
                     None | Some(RxArg::Mmsg) => RxMode::Mmsg,
                     Some(RxArg::Ring) => RxMode::Ring,
+                    Some(RxArg::RingV2) => RxMode::RingV2,
                 }),
                 (IoArg::Pnet, None) => run::Io::Pnet,
                 (IoArg::Pnet, Some(_)) => {

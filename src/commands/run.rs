@@ -99,6 +99,13 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             weir::io::af_packet::RX_RING_RETIRE_MS
         );
     }
+    if let Io::AfPacket(RxMode::RingV2) = s.io {
+        eprintln!(
+            "weir: receiving from TPACKET_V2 rings of {} slots of {} KiB per port",
+            weir::io::af_packet::RX_SLOTS,
+            weir::io::af_packet::RX_SLOT >> 10
+        );
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     {

@@ -12,7 +12,7 @@ fn plain() -> AfPacketOptions {
 }
 
 /// The crossing tests run once per receive mode (in the same namespace, sockets reopened).
-const MODES: [RxMode; 2] = [RxMode::Mmsg, RxMode::Ring];
+const MODES: [RxMode; 3] = [RxMode::Mmsg, RxMode::Ring, RxMode::RingV2];
 
 fn bufs(n: usize, size: usize) -> (Vec<Box<[u8]>>, Vec<RxMeta>) {
     (
@@ -581,6 +581,32 @@ const SMALL_RING: ring::RingGeometry = ring::RingGeometry {
     retire_ms: 1,
 };
 
+fn small_v3() -> RingShapes {
+    RingShapes {
+        v3: SMALL_RING,
+        ..RingShapes::DEFAULT
+    }
+}
+
+/// Eight slots of 2 KiB, two per page: a jumbo frame is cut, the ring wraps every 8 frames.
+fn small_v2() -> RingShapes {
+    RingShapes {
+        v2: ring::SlotGeometry {
+            slot_size: 2048,
+            slots_per_block: 2,
+            blocks: 4,
+        },
+        ..RingShapes::DEFAULT
+    }
+}
+
+fn v2_opts() -> AfPacketOptions {
+    AfPacketOptions {
+        rx: RxMode::RingV2,
+        ..plain()
+    }
+}
+
 fn ring_opts() -> AfPacketOptions {
     AfPacketOptions {
         rx: RxMode::Ring,
@@ -599,7 +625,7 @@ fn a_frame_longer_than_a_ring_block_is_reported_truncated() {
     ns.ip(&["link", "set", "dev", "b", "mtu", "9000"]);
     ns.run_up(|| {
         let mut tx = AfPacket::open("a", &plain()).unwrap();
-        let mut rx = AfPacket::open_with("b", &ring_opts(), SMALL_RING).unwrap();
+        let mut rx = AfPacket::open_with("b", &ring_opts(), small_v3()).unwrap();
         assert_eq!(rx.rx_mode(), RxMode::Ring);
         let frames = vec![frame(1, 9000), frame(2, 1000), vlan_frame(3)];
         send_all(&mut tx, &frames, VnetHdr::NONE);
@@ -625,7 +651,7 @@ fn the_ring_wraps_around_many_times_and_a_batch_spans_blocks() {
     ns.veth(true);
     ns.run_up(|| {
         let mut tx = AfPacket::open("a", &plain()).unwrap();
-        let mut rx = AfPacket::open_with("b", &ring_opts(), SMALL_RING).unwrap();
+        let mut rx = AfPacket::open_with("b", &ring_opts(), small_v3()).unwrap();
         // About 6 frames of 500 bytes per 4 KiB block: 12 frames fill 2 of the 4 blocks, and
         // one call returns all of them.
         let first: Vec<Vec<u8>> = (0..12u16).map(|i| frame(i, 500)).collect();
@@ -733,6 +759,150 @@ fn the_ring_is_unmapped_when_the_device_is_dropped() {
         .unwrap();
         assert_eq!(tx.rx_mode(), RxMode::Mmsg);
         assert_eq!(socket_maps(tx.poll_fd().unwrap()).1, 0);
+    });
+}
+
+#[test]
+fn a_frame_longer_than_a_v2_slot_is_reported_truncated_and_order_is_kept() {
+    if !have_root("a_frame_longer_than_a_v2_slot_is_reported_truncated_and_order_is_kept") {
+        return;
+    }
+    let ns = Netns::new("afp-v2cut");
+    ns.veth(true);
+    ns.ip(&["link", "set", "dev", "a", "mtu", "9000"]);
+    ns.ip(&["link", "set", "dev", "b", "mtu", "9000"]);
+    ns.run_up(|| {
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        let mut rx = AfPacket::open_with("b", &v2_opts(), small_v2()).unwrap();
+        assert_eq!(rx.rx_mode(), RxMode::RingV2);
+        let frames = vec![
+            frame(1, 9000),
+            frame(2, 1000),
+            vlan_frame(3),
+            frame(4, 1514),
+        ];
+        send_all(&mut tx, &frames, VnetHdr::NONE);
+        let got = recv_ours(&mut rx, 4, MAX_FRAME, Duration::from_secs(2));
+        assert_eq!(got.len(), 4);
+        let (cut, meta) = &got[0];
+        assert!(meta.truncated, "{meta:?}");
+        assert!(meta.len > 1800 && meta.len < 2048, "{meta:?}");
+        assert_eq!(cut[..], frames[0][..meta.len]);
+        for ((data, meta), sent) in got[1..].iter().zip(&frames[1..]) {
+            assert!(!meta.truncated);
+            assert_eq!(data, sent);
+        }
+    });
+}
+
+#[test]
+fn the_v2_ring_wraps_around_many_times_and_a_batch_reads_every_slot() {
+    if !have_root("the_v2_ring_wraps_around_many_times_and_a_batch_reads_every_slot") {
+        return;
+    }
+    let ns = Netns::new("afp-v2wrap");
+    ns.veth(true);
+    ns.run_up(|| {
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        let mut rx = AfPacket::open_with("b", &v2_opts(), small_v2()).unwrap();
+        // 8 frames fill the 8 slots; one call reads them all; a 9th is dropped by the kernel.
+        let first: Vec<Vec<u8>> = (0..9u16).map(|i| frame(i, 500)).collect();
+        send_all(&mut tx, &first, VnetHdr::NONE);
+        std::thread::sleep(Duration::from_millis(20));
+        let (mut b, mut m) = bufs(BATCH, MAX_FRAME);
+        assert!(rx.wait_readable(Duration::from_millis(100)).unwrap());
+        let n = rx.recv_batch(&mut b, &mut m).unwrap();
+        assert_eq!(
+            n, 8,
+            "one call reads every slot; the 9th frame found the ring full"
+        );
+        for (i, sent) in first[..8].iter().enumerate() {
+            assert_eq!(b[i][..m[i].len], sent[..]);
+        }
+        assert_eq!(rx.recv_batch(&mut b, &mut m).unwrap(), 0);
+        // 300 more in groups of 5, read as they come: the 8 slots are reused ~40 times.
+        let mut got = Vec::new();
+        for g in 0..60u16 {
+            let group: Vec<Vec<u8>> = (0..5).map(|i| frame(100 + g * 5 + i, 500)).collect();
+            send_all(&mut tx, &group, VnetHdr::NONE);
+            got.extend(recv_ours(&mut rx, 5, MAX_FRAME, Duration::from_secs(2)));
+        }
+        assert_eq!(got.len(), 300);
+        for (i, (data, meta)) in got.iter().enumerate() {
+            assert!(!meta.truncated);
+            assert_eq!(data[..], frame(100 + i as u16, 500)[..], "frame {i}");
+        }
+    });
+}
+
+#[test]
+fn the_v2_ring_polls_readable_as_soon_as_a_frame_is_written() {
+    if !have_root("the_v2_ring_polls_readable_as_soon_as_a_frame_is_written") {
+        return;
+    }
+    let ns = Netns::new("afp-v2poll");
+    ns.veth(true);
+    ns.run_up(|| {
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        let mut rx = AfPacket::open("b", &v2_opts()).unwrap();
+        let (mut b, mut m) = bufs(BATCH, MAX_FRAME);
+        assert!(!rx.wait_readable(Duration::from_millis(10)).unwrap());
+        assert_eq!(rx.recv_batch(&mut b, &mut m).unwrap(), 0);
+        let mut waits = Vec::new();
+        for i in 0..50u16 {
+            let t = Instant::now();
+            send_all(&mut tx, &[frame(i, 64)], VnetHdr::NONE);
+            assert!(
+                rx.wait_readable(Duration::from_millis(500)).unwrap(),
+                "frame {i} not readable after 500 ms"
+            );
+            let n = rx.recv_batch(&mut b, &mut m).unwrap();
+            waits.push(t.elapsed());
+            assert_eq!(n, 1);
+            assert_eq!(b[0][..m[0].len], frame(i, 64)[..]);
+            assert_eq!(rx.recv_batch(&mut b, &mut m).unwrap(), 0);
+            assert!(!rx.wait_readable(Duration::from_millis(2)).unwrap());
+        }
+        waits.sort();
+        eprintln!(
+            "v2 ring: a lone frame readable after {:?} (median), {:?} (max)",
+            waits[waits.len() / 2],
+            waits[waits.len() - 1]
+        );
+        // The V3 ring's median is ~0.9 ms (its retire timer); V2 has no timer. veth delivers
+        // in the sender's system call, so the frame is there when send returns.
+        assert!(waits[waits.len() / 2] < Duration::from_micros(500));
+    });
+}
+
+#[test]
+fn the_v2_ring_is_unmapped_when_the_device_is_dropped() {
+    if !have_root("the_v2_ring_is_unmapped_when_the_device_is_dropped") {
+        return;
+    }
+    let ns = Netns::new("afp-v2drop");
+    ns.veth(true);
+    ns.run_up(|| {
+        let rx = AfPacket::open("b", &v2_opts()).unwrap();
+        let fd = rx.poll_fd().unwrap();
+        let ino = std::fs::metadata(format!("/proc/self/fd/{fd}"))
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap();
+        let tag = format!("socket:[{ino}]");
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let mapped: usize = maps
+            .lines()
+            .filter(|l| l.ends_with(&tag))
+            .map(|l| {
+                let (range, _) = l.split_once(' ').unwrap();
+                let (lo, hi) = range.split_once('-').unwrap();
+                usize::from_str_radix(hi, 16).unwrap() - usize::from_str_radix(lo, 16).unwrap()
+            })
+            .sum();
+        assert_eq!(mapped, RX_SLOT_RING_BYTES);
+        drop(rx);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        assert!(!maps.contains(&tag), "{maps}");
     });
 }
 

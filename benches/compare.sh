@@ -4,8 +4,8 @@
 # Devices under test, each in weir-cmp-dut between lan0 and wan0:
 #   bridge      Linux bridge br0 (lan0 + wan0), no qdisc (veth: noqueue)
 #   bridge-htb  the same bridge + HTB on wan0 (shaping and latency rows only)
-#   weir-afp    weir run (default backend, af_packet, recvmmsg)
-#   weir-ring   weir run --rx ring (af_packet with the TPACKET_V3 receive ring)
+#   weir-afp    weir run (default backend, af_packet, default receive mode: the TPACKET_V2 ring)
+#   weir-mmsg   weir run --rx mmsg (af_packet receiving with recvmmsg)
 #   weir-pnet   weir run --io pnet (no TCP rows: pnet needs the endpoints' offloads off and there is
 #               no ethtool binary here to turn them off)
 # Prints one table (kernel, then each weir device and its ratio to the kernel), writes every
@@ -250,9 +250,9 @@ TC filter add dev wan0 parent 1: protocol ip u32 match ip tos 0xb8 0xfc flowid 1
 latency_load bridge-htb
 TC qdisc del dev wan0 root
 
-for be in afp ring pnet; do
+for be in afp mmsg pnet; do
     d=weir-$be
-    io="--io af-packet"; [ $be = ring ] && io="--io af-packet --rx ring"; [ $be = pnet ] && io="--io pnet"
+    io="--io af-packet"; [ $be = mmsg ] && io="--io af-packet --rx mmsg"; [ $be = pnet ] && io="--io pnet"
     tcp=1; [ $be = pnet ] && tcp=0
     log "$d: forwarding"
     lab_up
@@ -327,7 +327,8 @@ rows.append(("CPU s per Mframe (1 dir)", "cpu_s_per_mframe", None, 1, "{:.3f}"))
 rows.append(("peak RSS (MiB)", "peak_rss_kb", None, 1 / 1024, "{:.1f}"))
 def fmt(v, scale, f): return "not measured" if v is None else f.format(v * scale)
 def ratio(a, b): return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
-weirs = [("weir-afp", "afp"), ("weir-ring", "ring"), ("weir-pnet", "pnet")]
+weirs = [("weir-afp", "afp"), ("weir-mmsg", "mmsg"), ("weir-ring", "ring"), ("weir-pnet", "pnet")]
+weirs = [w for w in weirs if w[0] in data]
 hdr = ("row", "kernel") + tuple(x for d, s in weirs for x in (d, f"{s}/kern"))
 table = []
 for label, m, kd, sc, f in rows:

@@ -21,7 +21,8 @@ from xml.sax.saxutils import escape
 DEVICES = [  # (key in the JSON, colour, legend name)
     ("bridge-htb", "#c0392b", "bridge + HTB"),
     ("weir-afp", "#1f5fbf", "weir (af_packet)"),
-    ("weir-ring", "#8a2be2", "weir (rx ring)"),
+    ("weir-mmsg", "#e67e22", "weir (--rx mmsg)"),
+    ("weir-ring", "#8a2be2", "weir (--rx ring)"),
     ("weir-pnet", "#2e8b3e", "weir (pnet)"),
 ]
 CLASSES = [  # (key in the JSON, stroke-dasharray, legend name)

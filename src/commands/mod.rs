@@ -46,9 +46,10 @@ enum Command {
         /// Packet I/O backend.
         #[arg(long, value_enum, default_value = "af-packet")]
         io: IoArg,
-        /// How the af-packet backend receives: `mmsg` (recvmmsg batches, the default) or
-        /// `ring` (a memory-mapped TPACKET_V3 ring: no system call per batch, up to 1 ms added
-        /// delay at low rates; docs/io-backends.md).
+        /// How the af-packet backend receives: `ring-v2` (a memory-mapped TPACKET_V2 ring, the
+        /// default; falls back to `mmsg` with a warning when the ring cannot be set up), `mmsg`
+        /// (recvmmsg batches) or `ring` (a TPACKET_V3 ring: fastest on parallel TCP, up to 1 ms
+        /// added delay at low rates). docs/io-backends.md compares them.
         #[arg(long, value_enum, value_name = "MODE")]
         rx: Option<RxArg>,
         /// Thread layout: one thread for everything, one thread per direction, or receive
@@ -154,11 +155,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
             lan,
             wan,
             io: match (io, rx) {
-                (IoArg::AfPacket, rx) => run::Io::AfPacket(match rx {
-                    None | Some(RxArg::Mmsg) => RxMode::Mmsg,
-                    Some(RxArg::Ring) => RxMode::Ring,
-                    Some(RxArg::RingV2) => RxMode::RingV2,
-                }),
+                (IoArg::AfPacket, rx) => run::Io::AfPacket {
+                    rx: match rx {
+                        None | Some(RxArg::RingV2) => RxMode::RingV2,
+                        Some(RxArg::Mmsg) => RxMode::Mmsg,
+                        Some(RxArg::Ring) => RxMode::Ring,
+                    },
+                    fall_back: rx.is_none(),
+                },
                 (IoArg::Pnet, None) => run::Io::Pnet,
                 (IoArg::Pnet, Some(_)) => {
                     eprintln!("weir: error: --rx chooses how the af-packet backend receives; it does not apply to --io pnet");

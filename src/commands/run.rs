@@ -12,14 +12,19 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use weir::classify::Side;
-use weir::io::af_packet::{AfPacket, AfPacketOptions, RxMode};
+use weir::io::af_packet::{AfPacket, AfPacketOptions, OpenError, RxMode};
 use weir::io::netdev::{interface_info, IfInfo};
 use weir::runtime::{self, PortIo};
 
 /// The packet I/O backend and its receive mode.
 #[derive(Clone, Copy, Debug)]
 pub enum Io {
-    AfPacket(RxMode),
+    /// `fall_back`: the receive mode was not chosen, so a ring that cannot be set up (memory
+    /// limits) gives way to recvmmsg with a warning instead of an error.
+    AfPacket {
+        rx: RxMode,
+        fall_back: bool,
+    },
     Pnet,
 }
 
@@ -81,7 +86,10 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     }
 
     let ports = match s.io {
-        Io::AfPacket(rx) => [open_af_packet(&lan_if, rx)?, open_af_packet(&wan_if, rx)?],
+        Io::AfPacket { rx, fall_back } => [
+            open_af_packet(&lan_if, rx, fall_back)?,
+            open_af_packet(&wan_if, rx, fall_back)?,
+        ],
         Io::Pnet => {
             eprintln!(
                 "weir: note: the pnet backend passes no offload state: turn off tx checksum, TSO and \
@@ -92,14 +100,20 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         }
     };
 
-    if let Io::AfPacket(RxMode::Ring) = s.io {
+    if let Io::AfPacket {
+        rx: RxMode::Ring, ..
+    } = s.io
+    {
         eprintln!(
             "weir: receiving from TPACKET_V3 rings of {} MiB per port (blocks retire after {} ms at most)",
             weir::io::af_packet::RX_RING_BYTES >> 20,
             weir::io::af_packet::RX_RING_RETIRE_MS
         );
     }
-    if let Io::AfPacket(RxMode::RingV2) = s.io {
+    if let Io::AfPacket {
+        rx: RxMode::RingV2, ..
+    } = s.io
+    {
         eprintln!(
             "weir: receiving from TPACKET_V2 rings of {} slots of {} KiB per port",
             weir::io::af_packet::RX_SLOTS,
@@ -197,16 +211,30 @@ fn open_pnet(name: &str) -> anyhow::Result<PortIo> {
 
 /// One socket to receive (promiscuous, never seeing its own or other local transmissions) and
 /// one to send, with vnet headers on both so GSO super-frames cross whole.
-fn open_af_packet(name: &str, rx: RxMode) -> anyhow::Result<PortIo> {
-    let rx = AfPacket::open(
-        name,
-        &AfPacketOptions {
-            promiscuous: true,
-            vnet_hdr: true,
-            send_only: false,
-            rx,
-        },
-    )?;
+fn open_af_packet(name: &str, rx: RxMode, fall_back: bool) -> anyhow::Result<PortIo> {
+    let open_rx = |rx| {
+        AfPacket::open(
+            name,
+            &AfPacketOptions {
+                promiscuous: true,
+                vnet_hdr: true,
+                send_only: false,
+                rx,
+            },
+        )
+    };
+    let rx = match open_rx(rx) {
+        Err(OpenError::Kernel { op, source, .. })
+            if fall_back && rx != RxMode::Mmsg && op.to_ascii_lowercase().contains("ring") =>
+        {
+            eprintln!(
+                "weir: warning: {name}: {op} failed ({source}); receiving with recvmmsg instead \
+                 (--rx mmsg says so and silences this)"
+            );
+            open_rx(RxMode::Mmsg)?
+        }
+        other => other?,
+    };
     let tx = AfPacket::open(
         name,
         &AfPacketOptions {

@@ -491,7 +491,8 @@ fn a_flooded_class_keeps_its_delay_near_target() {
     // near CoDel's 5 ms target, at the price of refusing about half of what arrives, pings
     // included (the flood is 2x the link).
     assert!(pct(&fifo, 99) > 100_000_000);
-    assert!(pct(&aqm, 99) < 10_000_000);
+    // 6.4 ms with spaced refusals, 8.2 with independent draws (pie.rs).
+    assert!(pct(&aqm, 99) < 8_000_000);
     // Every ping is delivered or refused, but for the few still queued at the end.
     assert!((1500..=1600).contains(&(fifo.len() as u64 + fifo_refused)));
     assert!((1590..=1600).contains(&(aqm.len() as u64 + aqm_refused)));

@@ -224,9 +224,7 @@ fn open_af_packet(name: &str, rx: RxMode, fall_back: bool) -> anyhow::Result<Por
         )
     };
     let rx = match open_rx(rx) {
-        Err(OpenError::Kernel { op, source, .. })
-            if fall_back && rx != RxMode::Mmsg && op.to_ascii_lowercase().contains("ring") =>
-        {
+        Err(OpenError::Ring { op, source, .. }) if fall_back => {
             eprintln!(
                 "weir: warning: {name}: {op} failed ({source}); receiving with recvmmsg instead \
                  (--rx mmsg says so and silences this)"

@@ -161,6 +161,16 @@ pub enum OpenError {
         #[source]
         source: io::Error,
     },
+    /// The receive ring could not be set up (`op` names the step: the ring version, the
+    /// ring request, its mapping); the socket was fine up to there. Typically the kernel could
+    /// not find the ring's memory (`ENOMEM`), or refused its geometry (`EINVAL`).
+    #[error("{op} on {name} failed: {source}")]
+    Ring {
+        name: String,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// The per-direction system-call arrays, allocated once at open.
@@ -288,6 +298,12 @@ impl AfPacket {
                 source,
             },
         };
+        // A failed step of the ring's set-up: its own variant, so that a caller can tell it
+        // from a socket that cannot be opened at all (permission errors stay those).
+        let ring_setup = |(op, source): (&'static str, io::Error)| match kernel(op, source) {
+            OpenError::Kernel { name, op, source } => OpenError::Ring { name, op, source },
+            other => other,
+        };
 
         // Protocol 0: the socket receives nothing until bind names the interface.
         // SAFETY: plain socket(2) call with constant arguments; the result is checked below.
@@ -328,12 +344,10 @@ impl AfPacket {
         // the ring, none to the ordinary receive queue.
         let rx = match rx_mode {
             RxMode::Mmsg => RxPath::Mmsg(MsgArrays::new(true)),
-            RxMode::Ring => {
-                RxPath::Ring(ring::RxRing::new(&fd, shapes.v3).map_err(|(op, e)| kernel(op, e))?)
+            RxMode::Ring => RxPath::Ring(ring::RxRing::new(&fd, shapes.v3).map_err(ring_setup)?),
+            RxMode::RingV2 => {
+                RxPath::RingV2(ring::SlotRing::new(&fd, shapes.v2).map_err(ring_setup)?)
             }
-            RxMode::RingV2 => RxPath::RingV2(
-                ring::SlotRing::new(&fd, shapes.v2).map_err(|(op, e)| kernel(op, e))?,
-            ),
         };
 
         // SAFETY: sockaddr_ll is a plain C struct; all-zero is valid.

@@ -12,18 +12,19 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use weir::classify::Side;
-use weir::io::af_packet::{AfPacket, AfPacketOptions, OpenError, RxMode};
+use weir::io::af_packet::{AfPacket, AfPacketOptions, IfRingFails, RxMode};
 use weir::io::netdev::{interface_info, IfInfo};
 use weir::runtime::{self, PortIo};
 
 /// The packet I/O backend and its receive mode.
 #[derive(Clone, Copy, Debug)]
 pub enum Io {
-    /// `fall_back`: the receive mode was not chosen, so a ring that cannot be set up (memory
-    /// limits) gives way to recvmmsg with a warning instead of an error.
+    /// `if_ring_fails`: [`IfRingFails::UseMmsg`] when the receive mode was not chosen, so a
+    /// ring that cannot be set up (memory limits) gives way to recvmmsg with a warning instead
+    /// of an error.
     AfPacket {
         rx: RxMode,
-        fall_back: bool,
+        if_ring_fails: IfRingFails,
     },
     Pnet,
 }
@@ -86,9 +87,9 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     }
 
     let ports = match s.io {
-        Io::AfPacket { rx, fall_back } => [
-            open_af_packet(&lan_if, rx, fall_back)?,
-            open_af_packet(&wan_if, rx, fall_back)?,
+        Io::AfPacket { rx, if_ring_fails } => [
+            open_af_packet(&lan_if, rx, if_ring_fails)?,
+            open_af_packet(&wan_if, rx, if_ring_fails)?,
         ],
         Io::Pnet => {
             eprintln!(
@@ -211,28 +212,20 @@ fn open_pnet(name: &str) -> anyhow::Result<PortIo> {
 
 /// One socket to receive (promiscuous, never seeing its own or other local transmissions) and
 /// one to send, with vnet headers on both so GSO super-frames cross whole.
-fn open_af_packet(name: &str, rx: RxMode, fall_back: bool) -> anyhow::Result<PortIo> {
-    let open_rx = |rx| {
-        AfPacket::open(
-            name,
-            &AfPacketOptions {
-                promiscuous: true,
-                vnet_hdr: true,
-                send_only: false,
-                rx,
-            },
-        )
-    };
-    let rx = match open_rx(rx) {
-        Err(OpenError::Ring { op, source, .. }) if fall_back => {
-            eprintln!(
-                "weir: warning: {name}: {op} failed ({source}); receiving with recvmmsg instead \
-                 (--rx mmsg says so and silences this)"
-            );
-            open_rx(RxMode::Mmsg)?
-        }
-        other => other?,
-    };
+fn open_af_packet(name: &str, rx: RxMode, if_ring_fails: IfRingFails) -> anyhow::Result<PortIo> {
+    let opened = AfPacket::open_or_fall_back(
+        name,
+        &AfPacketOptions {
+            promiscuous: true,
+            vnet_hdr: true,
+            send_only: false,
+            rx,
+        },
+        if_ring_fails,
+    )?;
+    if let Some(why) = &opened.fallback {
+        eprintln!("weir: warning: {why} (--rx mmsg says so and silences this)");
+    }
     let tx = AfPacket::open(
         name,
         &AfPacketOptions {
@@ -243,7 +236,7 @@ fn open_af_packet(name: &str, rx: RxMode, fall_back: bool) -> anyhow::Result<Por
         },
     )?;
     Ok(PortIo {
-        rx: Box::new(rx),
+        rx: Box::new(opened.device),
         tx: Box::new(tx),
     })
 }

@@ -1,6 +1,7 @@
 //! AF_PACKET device: one raw packet socket bound to one interface, batched with recvmmsg and
 //! sendmmsg, or receiving from a memory-mapped ring ([`RxMode::Ring`], [`RxMode::RingV2`],
-//! `af_packet_ring.rs`).
+//! `af_packet_ring.rs`). A ring the kernel will not set up ([`OpenError::Ring`]) can give way to
+//! recvmmsg ([`AfPacket::open_or_fall_back`]).
 //!
 //! Guarantees (every receive mode):
 //! - **Only this interface.** The socket is created with protocol 0, which hooks it to no
@@ -164,6 +165,7 @@ pub enum OpenError {
     /// The receive ring could not be set up (`op` names the step: the ring version, the
     /// ring request, its mapping); the socket was fine up to there. Typically the kernel could
     /// not find the ring's memory (`ENOMEM`), or refused its geometry (`EINVAL`).
+    /// [`AfPacket::open_or_fall_back`] can receive with recvmmsg instead.
     #[error("{op} on {name} failed: {source}")]
     Ring {
         name: String,
@@ -171,6 +173,48 @@ pub enum OpenError {
         #[source]
         source: io::Error,
     },
+}
+
+/// What [`AfPacket::open_or_fall_back`] does when the receive ring asked for cannot be set up
+/// ([`OpenError::Ring`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfRingFails {
+    /// Return the error (the ring was asked for explicitly).
+    Error,
+    /// Open the socket again with [`RxMode::Mmsg`] and say why ([`RingFallback`]).
+    UseMmsg,
+}
+
+/// A receive ring that could not be set up, replaced by recvmmsg. Its `Display` is the warning
+/// to give: the interface, the step that failed and the kernel's error.
+#[derive(Debug)]
+pub struct RingFallback {
+    /// The mode asked for ([`RxMode::Ring`] or [`RxMode::RingV2`]).
+    pub asked: RxMode,
+    /// The interface.
+    pub name: String,
+    /// The step of the ring's set-up that failed, as in [`OpenError::Ring`].
+    pub op: &'static str,
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for RingFallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} failed ({}); receiving with recvmmsg instead",
+            self.name, self.op, self.source
+        )
+    }
+}
+
+/// A socket opened by [`AfPacket::open_or_fall_back`]. It receives as asked, or with
+/// [`RxMode::Mmsg`] when `fallback` says why not ([`AfPacket::rx_mode`] tells either way).
+pub struct Opened {
+    pub device: AfPacket,
+    /// Set when the ring asked for could not be set up and `device` receives with recvmmsg
+    /// instead; `None` when it receives as asked.
+    pub fallback: Option<RingFallback>,
 }
 
 /// The per-direction system-call arrays, allocated once at open.
@@ -272,6 +316,50 @@ impl AfPacket {
     /// Open a packet socket on `ifname` (which must exist and be up).
     pub fn open(ifname: &str, opts: &AfPacketOptions) -> Result<AfPacket, OpenError> {
         AfPacket::open_with(ifname, opts, RingShapes::DEFAULT)
+    }
+
+    /// [`AfPacket::open`], and when the receive ring asked for cannot be set up
+    /// ([`OpenError::Ring`]: kernel memory, a refused geometry) and `if_ring_fails` allows it,
+    /// a socket that receives with recvmmsg instead, with the reason beside it. The failed
+    /// socket is closed first (a ring requested but not mapped would still take every frame).
+    /// Every other error (no such interface, interface down, permission) is returned as it is,
+    /// with or without falling back.
+    pub fn open_or_fall_back(
+        ifname: &str,
+        opts: &AfPacketOptions,
+        if_ring_fails: IfRingFails,
+    ) -> Result<Opened, OpenError> {
+        AfPacket::open_or_fall_back_with(ifname, opts, RingShapes::DEFAULT, if_ring_fails)
+    }
+
+    /// [`AfPacket::open_or_fall_back`] with chosen ring shapes (tests use impossible ones).
+    pub(crate) fn open_or_fall_back_with(
+        ifname: &str,
+        opts: &AfPacketOptions,
+        shapes: RingShapes,
+        if_ring_fails: IfRingFails,
+    ) -> Result<Opened, OpenError> {
+        match (AfPacket::open_with(ifname, opts, shapes), if_ring_fails) {
+            (Err(OpenError::Ring { name, op, source }), IfRingFails::UseMmsg) => {
+                let mmsg = AfPacketOptions {
+                    rx: RxMode::Mmsg,
+                    ..*opts
+                };
+                Ok(Opened {
+                    device: AfPacket::open_with(ifname, &mmsg, shapes)?,
+                    fallback: Some(RingFallback {
+                        asked: opts.rx,
+                        name,
+                        op,
+                        source,
+                    }),
+                })
+            }
+            (opened, _) => opened.map(|device| Opened {
+                device,
+                fallback: None,
+            }),
+        }
     }
 
     /// [`AfPacket::open`] with chosen ring shapes (tests use small blocks and slots).

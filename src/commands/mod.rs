@@ -10,7 +10,7 @@ mod table;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weir::io::af_packet::RxMode;
+use weir::io::af_packet::{IfRingFails, RxMode};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -161,7 +161,12 @@ pub fn run() -> anyhow::Result<ExitCode> {
                         Some(RxArg::Mmsg) => RxMode::Mmsg,
                         Some(RxArg::Ring) => RxMode::Ring,
                     },
-                    fall_back: rx.is_none(),
+                    // Only the default gives way; a mode asked for is one the user wants.
+                    if_ring_fails: if rx.is_none() {
+                        IfRingFails::UseMmsg
+                    } else {
+                        IfRingFails::Error
+                    },
                 },
                 (IoArg::Pnet, None) => run::Io::Pnet,
                 (IoArg::Pnet, Some(_)) => {

@@ -12,18 +12,19 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use weir::classify::Side;
-use weir::io::af_packet::{AfPacket, AfPacketOptions, OpenError, RxMode};
+use weir::io::af_packet::{AfPacket, AfPacketOptions, IfRingFails, RxMode};
 use weir::io::netdev::{interface_info, IfInfo};
 use weir::runtime::{self, PortIo};
 
 /// The packet I/O backend and its receive mode.
 #[derive(Clone, Copy, Debug)]
 pub enum Io {
-    /// `fall_back`: the receive mode was not chosen, so a ring that cannot be set up (memory
-    /// limits) gives way to recvmmsg with a warning instead of an error.
+    /// `if_ring_fails`: [`IfRingFails::UseMmsg`] when the receive mode was not chosen, so a
+    /// ring that cannot be set up (memory limits) gives way to recvmmsg with a warning instead
+    /// of an error.
     AfPacket {
         rx: RxMode,
-        fall_back: bool,
+        if_ring_fails: IfRingFails,
     },
     Pnet,
 }
@@ -85,40 +86,36 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let ports = match s.io {
-        Io::AfPacket { rx, fall_back } => [
-            open_af_packet(&lan_if, rx, fall_back)?,
-            open_af_packet(&wan_if, rx, fall_back)?,
-        ],
+    // The receive mode of both ports: None with pnet, or when only one port fell back (its
+    // warning says so).
+    let (ports, rx_used) = match s.io {
+        Io::AfPacket { rx, if_ring_fails } => {
+            let (lan, lan_rx) = open_af_packet(&lan_if, rx, if_ring_fails)?;
+            let (wan, wan_rx) = open_af_packet(&wan_if, rx, if_ring_fails)?;
+            ([lan, wan], (lan_rx == wan_rx).then_some(lan_rx))
+        }
         Io::Pnet => {
             eprintln!(
                 "weir: note: the pnet backend passes no offload state: turn off tx checksum, TSO and \
                  GSO on the hosts sending through weir (ethtool -K IF tx off tso off gso off), or \
                  their TCP will not cross"
             );
-            [open_pnet(&lan_if)?, open_pnet(&wan_if)?]
+            ([open_pnet(&lan_if)?, open_pnet(&wan_if)?], None)
         }
     };
 
-    if let Io::AfPacket {
-        rx: RxMode::Ring, ..
-    } = s.io
-    {
-        eprintln!(
+    match rx_used {
+        Some(RxMode::Ring) => eprintln!(
             "weir: receiving from TPACKET_V3 rings of {} MiB per port (blocks retire after {} ms at most)",
             weir::io::af_packet::RX_RING_BYTES >> 20,
             weir::io::af_packet::RX_RING_RETIRE_MS
-        );
-    }
-    if let Io::AfPacket {
-        rx: RxMode::RingV2, ..
-    } = s.io
-    {
-        eprintln!(
+        ),
+        Some(RxMode::RingV2) => eprintln!(
             "weir: receiving from TPACKET_V2 rings of {} slots of {} KiB per port",
             weir::io::af_packet::RX_SLOTS,
             weir::io::af_packet::RX_SLOT >> 10
-        );
+        ),
+        Some(RxMode::Mmsg) | None => {}
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -210,31 +207,26 @@ fn open_pnet(name: &str) -> anyhow::Result<PortIo> {
 }
 
 /// One socket to receive (promiscuous, never seeing its own or other local transmissions) and
-/// one to send, with vnet headers on both so GSO super-frames cross whole.
-fn open_af_packet(name: &str, rx: RxMode, fall_back: bool) -> anyhow::Result<PortIo> {
-    let open_rx = |rx| {
-        AfPacket::open(
-            name,
-            &AfPacketOptions {
-                promiscuous: true,
-                vnet_hdr: true,
-                send_only: false,
-                rx,
-            },
-        )
-    };
-    let rx = match open_rx(rx) {
-        Err(OpenError::Kernel { op, source, .. })
-            if fall_back && rx != RxMode::Mmsg && op.to_ascii_lowercase().contains("ring") =>
-        {
-            eprintln!(
-                "weir: warning: {name}: {op} failed ({source}); receiving with recvmmsg instead \
-                 (--rx mmsg says so and silences this)"
-            );
-            open_rx(RxMode::Mmsg)?
-        }
-        other => other?,
-    };
+/// one to send, with vnet headers on both so GSO super-frames cross whole; and the receive
+/// mode the port got (`rx`, or recvmmsg when it fell back).
+fn open_af_packet(
+    name: &str,
+    rx: RxMode,
+    if_ring_fails: IfRingFails,
+) -> anyhow::Result<(PortIo, RxMode)> {
+    let opened = AfPacket::open_or_fall_back(
+        name,
+        &AfPacketOptions {
+            promiscuous: true,
+            vnet_hdr: true,
+            send_only: false,
+            rx,
+        },
+        if_ring_fails,
+    )?;
+    if let Some(why) = &opened.fallback {
+        eprintln!("weir: warning: {why} (--rx mmsg says so and silences this)");
+    }
     let tx = AfPacket::open(
         name,
         &AfPacketOptions {
@@ -244,8 +236,12 @@ fn open_af_packet(name: &str, rx: RxMode, fall_back: bool) -> anyhow::Result<Por
             ..AfPacketOptions::default()
         },
     )?;
-    Ok(PortIo {
-        rx: Box::new(rx),
-        tx: Box::new(tx),
-    })
+    let rx_used = opened.device.rx_mode();
+    Ok((
+        PortIo {
+            rx: Box::new(opened.device),
+            tx: Box::new(tx),
+        },
+        rx_used,
+    ))
 }

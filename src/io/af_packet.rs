@@ -1,6 +1,7 @@
 //! AF_PACKET device: one raw packet socket bound to one interface, batched with recvmmsg and
 //! sendmmsg, or receiving from a memory-mapped ring ([`RxMode::Ring`], [`RxMode::RingV2`],
-//! `af_packet_ring.rs`).
+//! `af_packet_ring.rs`). A ring the kernel will not set up ([`OpenError::Ring`]) can give way to
+//! recvmmsg ([`AfPacket::open_or_fall_back`]).
 //!
 //! Guarantees (every receive mode):
 //! - **Only this interface.** The socket is created with protocol 0, which hooks it to no
@@ -161,6 +162,59 @@ pub enum OpenError {
         #[source]
         source: io::Error,
     },
+    /// The receive ring could not be set up (`op` names the step: the ring version, the
+    /// ring request, its mapping); the socket was fine up to there. Typically the kernel could
+    /// not find the ring's memory (`ENOMEM`), or refused its geometry (`EINVAL`).
+    /// [`AfPacket::open_or_fall_back`] can receive with recvmmsg instead.
+    #[error("{op} on {name} failed: {source}")]
+    Ring {
+        name: String,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What [`AfPacket::open_or_fall_back`] does when the receive ring asked for cannot be set up
+/// ([`OpenError::Ring`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfRingFails {
+    /// Return the error (the ring was asked for explicitly).
+    Error,
+    /// Open the socket again with [`RxMode::Mmsg`] and say why ([`RingFallback`]).
+    UseMmsg,
+}
+
+/// A receive ring that could not be set up, replaced by recvmmsg. Its `Display` is the warning
+/// to give: the interface, the step that failed and the kernel's error.
+#[derive(Debug)]
+pub struct RingFallback {
+    /// The mode asked for ([`RxMode::Ring`] or [`RxMode::RingV2`]).
+    pub asked: RxMode,
+    /// The interface.
+    pub name: String,
+    /// The step of the ring's set-up that failed, as in [`OpenError::Ring`].
+    pub op: &'static str,
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for RingFallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} failed ({}); receiving with recvmmsg instead",
+            self.name, self.op, self.source
+        )
+    }
+}
+
+/// A socket opened by [`AfPacket::open_or_fall_back`]. It receives as asked, or with
+/// [`RxMode::Mmsg`] when `fallback` says why not ([`AfPacket::rx_mode`] tells either way).
+pub struct Opened {
+    pub device: AfPacket,
+    /// Set when the ring asked for could not be set up and `device` receives with recvmmsg
+    /// instead; `None` when it receives as asked.
+    pub fallback: Option<RingFallback>,
 }
 
 /// The per-direction system-call arrays, allocated once at open.
@@ -264,6 +318,50 @@ impl AfPacket {
         AfPacket::open_with(ifname, opts, RingShapes::DEFAULT)
     }
 
+    /// [`AfPacket::open`], and when the receive ring asked for cannot be set up
+    /// ([`OpenError::Ring`]: kernel memory, a refused geometry) and `if_ring_fails` allows it,
+    /// a socket that receives with recvmmsg instead, with the reason beside it. The failed
+    /// socket is closed first (a ring requested but not mapped would still take every frame).
+    /// Every other error (no such interface, interface down, permission) is returned as it is,
+    /// with or without falling back.
+    pub fn open_or_fall_back(
+        ifname: &str,
+        opts: &AfPacketOptions,
+        if_ring_fails: IfRingFails,
+    ) -> Result<Opened, OpenError> {
+        AfPacket::open_or_fall_back_with(ifname, opts, RingShapes::DEFAULT, if_ring_fails)
+    }
+
+    /// [`AfPacket::open_or_fall_back`] with chosen ring shapes (tests use impossible ones).
+    pub(crate) fn open_or_fall_back_with(
+        ifname: &str,
+        opts: &AfPacketOptions,
+        shapes: RingShapes,
+        if_ring_fails: IfRingFails,
+    ) -> Result<Opened, OpenError> {
+        match (AfPacket::open_with(ifname, opts, shapes), if_ring_fails) {
+            (Err(OpenError::Ring { name, op, source }), IfRingFails::UseMmsg) => {
+                let mmsg = AfPacketOptions {
+                    rx: RxMode::Mmsg,
+                    ..*opts
+                };
+                Ok(Opened {
+                    device: AfPacket::open_with(ifname, &mmsg, shapes)?,
+                    fallback: Some(RingFallback {
+                        asked: opts.rx,
+                        name,
+                        op,
+                        source,
+                    }),
+                })
+            }
+            (opened, _) => opened.map(|device| Opened {
+                device,
+                fallback: None,
+            }),
+        }
+    }
+
     /// [`AfPacket::open`] with chosen ring shapes (tests use small blocks and slots).
     pub(crate) fn open_with(
         ifname: &str,
@@ -287,6 +385,12 @@ impl AfPacket {
                 op,
                 source,
             },
+        };
+        // A failed step of the ring's set-up: its own variant, so that a caller can tell it
+        // from a socket that cannot be opened at all (permission errors stay those).
+        let ring_setup = |(op, source): (&'static str, io::Error)| match kernel(op, source) {
+            OpenError::Kernel { name, op, source } => OpenError::Ring { name, op, source },
+            other => other,
         };
 
         // Protocol 0: the socket receives nothing until bind names the interface.
@@ -328,12 +432,10 @@ impl AfPacket {
         // the ring, none to the ordinary receive queue.
         let rx = match rx_mode {
             RxMode::Mmsg => RxPath::Mmsg(MsgArrays::new(true)),
-            RxMode::Ring => {
-                RxPath::Ring(ring::RxRing::new(&fd, shapes.v3).map_err(|(op, e)| kernel(op, e))?)
+            RxMode::Ring => RxPath::Ring(ring::RxRing::new(&fd, shapes.v3).map_err(ring_setup)?),
+            RxMode::RingV2 => {
+                RxPath::RingV2(ring::SlotRing::new(&fd, shapes.v2).map_err(ring_setup)?)
             }
-            RxMode::RingV2 => RxPath::RingV2(
-                ring::SlotRing::new(&fd, shapes.v2).map_err(|(op, e)| kernel(op, e))?,
-            ),
         };
 
         // SAFETY: sockaddr_ll is a plain C struct; all-zero is valid.

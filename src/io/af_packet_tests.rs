@@ -906,38 +906,208 @@ fn the_v2_ring_is_unmapped_when_the_device_is_dropped() {
     });
 }
 
+/// Ring shapes that no kernel sets up, whatever its memory: blocks of 2 KiB (V2: one 2 KiB
+/// slot per block; V3: 2 KiB blocks). A ring block must be a whole number of pages and no
+/// Linux page is smaller than 4 KiB: `packet_set_ring` checks `PAGE_ALIGNED(tp_block_size)`
+/// before it allocates anything, so `setsockopt PACKET_RX_RING` fails with EINVAL every time.
+fn refused_rings() -> RingShapes {
+    RingShapes {
+        v3: ring::RingGeometry {
+            block_size: 2048,
+            blocks: 4,
+            retire_ms: 1,
+        },
+        v2: ring::SlotGeometry {
+            slot_size: 2048,
+            slots_per_block: 1,
+            blocks: 8,
+        },
+    }
+}
+
+/// The options `weir run` receives with, in ring mode `rx`.
+fn bridge_rx(rx: RxMode) -> AfPacketOptions {
+    AfPacketOptions {
+        promiscuous: true,
+        vnet_hdr: true,
+        send_only: false,
+        rx,
+    }
+}
+
+#[test]
+fn a_ring_the_kernel_refuses_gives_way_to_recvmmsg_that_receives() {
+    if !have_root("a_ring_the_kernel_refuses_gives_way_to_recvmmsg_that_receives") {
+        return;
+    }
+    let ns = Netns::new("afp-fallback");
+    ns.veth(true);
+    ns.run_up(|| {
+        let mut tx = AfPacket::open("a", &plain()).unwrap();
+        for (seq, mode) in [(1u16, RxMode::RingV2), (2, RxMode::Ring)] {
+            eprintln!("asked for {mode:?}");
+            let opened = AfPacket::open_or_fall_back_with(
+                "b",
+                &bridge_rx(mode),
+                refused_rings(),
+                IfRingFails::UseMmsg,
+            )
+            .unwrap();
+            let mut rx = opened.device;
+            let why = opened.fallback.expect("fell back without saying why");
+            assert_eq!(rx.rx_mode(), RxMode::Mmsg);
+            assert!(rx.offloads(), "the other options are kept");
+            assert_eq!(why.asked, mode);
+            assert_eq!(why.name, "b");
+            assert_eq!(why.op, "setsockopt PACKET_RX_RING");
+            assert_eq!(why.source.raw_os_error(), Some(libc::EINVAL), "{why:?}");
+            // The warning weir run prints (after "weir: warning: "): the interface, the step
+            // that failed, the kernel's error, and what happens instead.
+            let warning = why.to_string();
+            assert_eq!(
+                warning,
+                format!(
+                    "b: setsockopt PACKET_RX_RING failed ({}); receiving with recvmmsg instead",
+                    io::Error::from_raw_os_error(libc::EINVAL)
+                )
+            );
+
+            // The recvmmsg socket works: a frame sent on the peer arrives whole.
+            let sent = frame(seq, 300);
+            send_all(&mut tx, std::slice::from_ref(&sent), VnetHdr::NONE);
+            let got = recv_ours(&mut rx, 1, MAX_FRAME, Duration::from_secs(2));
+            assert_eq!(got.len(), 1, "no frame through the fallback socket");
+            assert!(!got[0].1.truncated);
+            assert_eq!(got[0].0, sent);
+        }
+
+        // A ring the kernel sets up is kept, and nothing is reported.
+        let opened =
+            AfPacket::open_or_fall_back("b", &bridge_rx(RxMode::RingV2), IfRingFails::UseMmsg)
+                .unwrap();
+        assert_eq!(opened.device.rx_mode(), RxMode::RingV2);
+        assert!(opened.fallback.is_none());
+    });
+}
+
+#[test]
+fn without_falling_back_a_ring_the_kernel_refuses_is_an_error() {
+    if !have_root("without_falling_back_a_ring_the_kernel_refuses_is_an_error") {
+        return;
+    }
+    let ns = Netns::new("afp-nofallback");
+    ns.veth(true);
+    ns.run(|| {
+        for mode in [RxMode::RingV2, RxMode::Ring] {
+            let err = AfPacket::open_or_fall_back_with(
+                "b",
+                &bridge_rx(mode),
+                refused_rings(),
+                IfRingFails::Error,
+            )
+            .err()
+            .expect("a refused ring opened");
+            match &err {
+                OpenError::Ring { name, op, source } => {
+                    assert_eq!(name, "b");
+                    assert_eq!(*op, "setsockopt PACKET_RX_RING");
+                    assert_eq!(source.raw_os_error(), Some(libc::EINVAL));
+                }
+                other => panic!("{mode:?}: {other:?}"),
+            }
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "setsockopt PACKET_RX_RING on b failed: {}",
+                    io::Error::from_raw_os_error(libc::EINVAL)
+                )
+            );
+            // What AfPacket::open does with these shapes.
+            let err = AfPacket::open_with("b", &bridge_rx(mode), refused_rings())
+                .err()
+                .expect("a refused ring opened");
+            assert!(matches!(err, OpenError::Ring { .. }), "{err:?}");
+        }
+    });
+}
+
+#[test]
+fn falling_back_never_hides_an_error_that_is_not_the_ring() {
+    if !have_root("falling_back_never_hides_an_error_that_is_not_the_ring") {
+        return;
+    }
+    let fall_back = |ifname: &str| {
+        AfPacket::open_or_fall_back_with(
+            ifname,
+            &bridge_rx(RxMode::RingV2),
+            refused_rings(),
+            IfRingFails::UseMmsg,
+        )
+        .err()
+    };
+    let ns = Netns::new("afp-fallback-errs");
+    ns.veth(false);
+    ns.run(move || {
+        let err = fall_back("a").expect("down a opened");
+        assert!(
+            matches!(&err, OpenError::Down { name } if name == "a"),
+            "{err:?}"
+        );
+        let err = fall_back("eth9").expect("eth9 opened");
+        assert!(
+            matches!(&err, OpenError::Netdev(NetdevError::NoSuchInterface { .. })),
+            "{err:?}"
+        );
+    });
+    std::thread::spawn(move || {
+        drop_cap_net_raw_on_this_thread();
+        let err = fall_back("lo").expect("opened without CAP_NET_RAW");
+        assert!(
+            matches!(&err, OpenError::Permission { name, .. } if name == "lo"),
+            "{err:?}"
+        );
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+}
+
+/// Drop CAP_NET_RAW (13) from the calling thread's effective set. Capabilities are per
+/// thread: call it on a thread of its own.
+fn drop_cap_net_raw_on_this_thread() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: header and a 2-element data array as capget v3 expects, both live across the
+    // call.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    assert_eq!(rc, 0, "capget");
+    data[0].effective &= !(1 << 13);
+    // SAFETY: as above; capset with pid 0 changes only the calling thread.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    assert_eq!(rc, 0, "capset");
+}
+
 #[test]
 fn without_cap_net_raw_the_error_says_what_to_grant() {
     if !have_root("without_cap_net_raw_the_error_says_what_to_grant") {
         return;
     }
-    // Capabilities are per thread: drop CAP_NET_RAW (13) from this thread's effective set only.
     std::thread::spawn(|| {
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: i32,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy, Default)]
-        struct Data {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        let mut header = Header {
-            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-            pid: 0,
-        };
-        let mut data = [Data::default(); 2];
-        // SAFETY: header and a 2-element data array as capget v3 expects, both live across
-        // the call.
-        let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
-        assert_eq!(rc, 0, "capget");
-        data[0].effective &= !(1 << 13);
-        // SAFETY: as above; capset with pid 0 changes only the calling thread.
-        let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
-        assert_eq!(rc, 0, "capset");
+        drop_cap_net_raw_on_this_thread();
         let err = AfPacket::open("lo", &plain())
             .err()
             .expect("opened without CAP_NET_RAW");

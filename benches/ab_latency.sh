@@ -6,7 +6,8 @@
 # Each turn starts `BIN run` with compare.sh's latency config (100 Mbit wan: `prio` for DSCP EF,
 # `bulk` for the rest), floods `bulk` with 1514-byte UDP frames from 1000 flows at 200 Mbit/s
 # (2x the link, sent by BIN_A's `weir send`), and pings through both classes at once: 250 pings
-# each, 20 ms apart. Prints per turn the prio p99 and the bulk p50 / p99 / max (ms) and loss,
+# each, 20 ms apart. Prints per turn the prio p99, the bulk p50 / p99 / max (ms) and loss, and
+# how many bulk pings found the class empty (the sender had paused: a catch-up burst follows),
 # then per binary the median of each column and the p99 over all of its bulk pings pooled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -90,21 +91,24 @@ r, b, prio, bulk = sys.argv[1:5]
 p = sorted(float(x) for x in open(prio).read().split() if x != "nan")
 raw = open(bulk).read().split()
 k = sorted(float(x) for x in raw if x != "nan")
+# A bulk ping under 1 ms found the class empty: the flood's sender had paused (descheduled)
+# and will catch up with a burst. Counted, as a measure of how steady the load was.
 print(r, b, f"{pct(p, .99):.3f}", f"{pct(k, .5):.3f}", f"{pct(k, .99):.3f}",
-      f"{max(k) if k else float('nan'):.3f}", f"{1 - len(k) / max(1, len(raw)):.3f}", ",".join(map(str, k)))
+      f"{max(k) if k else float('nan'):.3f}", f"{1 - len(k) / max(1, len(raw)):.3f}",
+      sum(x < 1.0 for x in k), ",".join(map(str, k)))
 PY
     done
 done
 python3 - "$tmp/rows" "${bins[@]}" <<'PY'
 import sys, statistics, math
 rows = [l.split() for l in open(sys.argv[1])]
-print("columns: prio p99, bulk p50, bulk p99, bulk max (ms), bulk loss")
+print("columns: prio p99, bulk p50, bulk p99, bulk max (ms), bulk loss, bulk pings that found the class empty")
 for b, path in enumerate(sys.argv[2:]):
     mine = [r for r in rows if r[1] == str(b)]
-    cols = [[float(r[i]) for r in mine if r[i] != "nan"] for i in range(2, 7)]
+    cols = [[float(r[i]) for r in mine if r[i] != "nan"] for i in range(2, 8)]
     med = [statistics.median(c) if c else float("nan") for c in cols]
-    pooled = sorted(float(x) for r in mine if len(r) > 7 for x in r[7].split(","))
+    pooled = sorted(float(x) for r in mine if len(r) > 8 for x in r[8].split(","))
     p99 = pooled[max(0, math.ceil(.99 * len(pooled)) - 1)] if pooled else float("nan")
-    print(f"bin {b} {path}: median {med[0]:.3f} {med[1]:.2f} {med[2]:.2f} {med[3]:.2f} {med[4]:.2f};"
+    print(f"bin {b} {path}: median {med[0]:.3f} {med[1]:.2f} {med[2]:.2f} {med[3]:.2f} {med[4]:.2f} {med[5]:g};"
           f" pooled bulk p99 {p99:.2f} ms over {len(pooled)} replies")
 PY

@@ -143,4 +143,8 @@ fn the_receive_mode_applies_to_af_packet_only() {
         err.contains("--busy-poll") && err.contains("200us"),
         "{err}"
     );
+    let o = weir(&["run", "-c", "configs/home.ron", "--priority", "max"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(err.contains("realtime") && err.contains("high"), "{err}");
 }

@@ -61,6 +61,13 @@ enum Command {
         /// Run-to-completion and per-direction layouts only. Default: sleep at once.
         #[arg(long, value_name = "DURATION")]
         busy_poll: Option<String>,
+        /// How the forwarding threads ask for the CPU: `realtime` (SCHED_FIFO 10: a thread
+        /// that wakes runs at once, ahead of ordinary processes), `high` (nice -10: it may wait
+        /// for another's time slice to end, milliseconds on a busy machine) or `normal`.
+        /// Default: realtime, or high with --busy-poll (a polling real-time thread would keep
+        /// its CPU from every ordinary thread). Needs root; without it, the threads stay normal.
+        #[arg(long, value_enum, value_name = "PRIORITY")]
+        priority: Option<PriorityArg>,
         /// Print the final counters as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -119,6 +126,13 @@ pub enum ThreadsArg {
     PerDirection,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PriorityArg {
+    Realtime,
+    High,
+    Normal,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LabAction {
     /// Create the namespaces, veth pairs and addresses.
@@ -149,6 +163,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             rx,
             threads,
             busy_poll,
+            priority,
             json,
         } => run::run(run::Settings {
             config,
@@ -189,6 +204,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
                     eprintln!("weir: error: --busy-poll: {e} (a duration such as 200us or 1ms)");
                     return Ok(ExitCode::from(2));
                 }
+            },
+            priority: match (priority, busy_poll.is_some()) {
+                (Some(PriorityArg::Realtime), _) | (None, false) => {
+                    weir::runtime::Priority::RealTime(10)
+                }
+                (Some(PriorityArg::High), _) | (None, true) => weir::runtime::Priority::Nice(-10),
+                (Some(PriorityArg::Normal), _) => weir::runtime::Priority::Inherit,
             },
             json,
         }),

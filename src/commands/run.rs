@@ -36,6 +36,7 @@ pub struct Settings {
     pub io: Io,
     pub threads: runtime::Threads,
     pub busy_poll: std::time::Duration,
+    pub priority: runtime::Priority,
     pub json: bool,
 }
 
@@ -132,10 +133,22 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let opts = runtime::Options {
         threads: s.threads,
         busy_poll: s.busy_poll,
+        priority: s.priority,
         ..runtime::Options::default()
     };
     if !weir::io::sys::is_root() {
         eprintln!("weir: note: not root: forwarding threads keep normal priority (raising it needs CAP_SYS_NICE)");
+    } else if let runtime::Priority::RealTime(p) = s.priority {
+        // Ask once here so the answer can be told: each thread asks again for itself.
+        let refused = std::thread::spawn(move || weir::io::sys::set_thread_realtime(i32::from(p)))
+            .join()
+            .map_or(None, Result::err);
+        if let Some(e) = refused {
+            eprintln!(
+                "weir: note: real-time priority refused ({e}); forwarding threads run at nice -10 \
+                 (expect millisecond delays on a busy machine; --priority high says so and silences this)"
+            );
+        }
     }
     let report = runtime::run(Arc::new(plan), ports, stop, &opts)?;
     eprintln!("weir: stopped after {:.1} s", report.seconds);

@@ -28,7 +28,7 @@ pub mod pnet;
 pub mod recorder;
 pub mod sys;
 #[cfg(test)]
-mod test_netns;
+pub(crate) mod test_netns;
 pub mod vnet;
 
 pub use vnet::VnetHdr;

@@ -297,7 +297,7 @@ mod tests {
     /// sides are recorded memory sinks.
     #[test]
     fn runtime_forwards_a_capture_file_and_the_recorder_sees_every_frame() {
-        use crate::runtime::{run, Options, PortIo};
+        use crate::runtime::{run, Options, PortIo, Priority};
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let plan = Arc::new(crate::config::load(&root.join("configs/test-small.ron")).unwrap());
         let dir = TempDir::new("runtime");
@@ -314,7 +314,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let s = Arc::clone(&stop);
         let opts = Options {
-            thread_nice: None,
+            priority: Priority::Inherit,
             ..Options::default()
         };
         let thread = std::thread::spawn(move || {

@@ -16,9 +16,36 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Raise the calling thread's scheduling priority to `nice` (negative is higher), as a
-/// forwarding thread should: the kernel bridge forwards in softirq context, ahead of every
-/// process. Needs CAP_SYS_NICE (root has it); returns whether it worked.
+/// Put the calling thread under SCHED_FIFO at `priority` (1 to 99): it then runs as soon as it
+/// wakes, ahead of every ordinary thread, as the kernel bridge forwards in softirq context
+/// ahead of every process. Needs CAP_SYS_NICE and a real-time budget (root has both, unless
+/// its cgroup gives it no real-time time). The kernel still leaves ordinary threads 5% of each
+/// CPU (`sched_rt_runtime_us`), so a thread that never sleeps cannot lock a CPU up entirely.
+pub fn set_thread_realtime(priority: i32) -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: gettid has no preconditions; sched_setscheduler with a thread id changes only
+    // that thread's policy and reads `param`, a live local, for the duration of the call.
+    let rc = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+        libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The calling thread's scheduling policy (`libc::SCHED_FIFO`, `libc::SCHED_OTHER`...).
+pub fn thread_policy() -> i32 {
+    // SAFETY: gettid has no preconditions; sched_getscheduler only reads the policy.
+    unsafe { libc::sched_getscheduler(libc::syscall(libc::SYS_gettid) as libc::pid_t) }
+}
+
+/// Raise the calling thread's scheduling priority to `nice` (negative is higher): a milder
+/// form of [`set_thread_realtime`]. Needs CAP_SYS_NICE (root has it); returns whether it worked.
 pub fn raise_thread_priority(nice: i32) -> bool {
     // SAFETY: gettid has no preconditions; setpriority with PRIO_PROCESS and a thread id
     // changes only that thread's nice value, and touches no memory of ours.

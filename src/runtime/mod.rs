@@ -62,6 +62,40 @@ pub enum Threads {
     PerDirection,
 }
 
+/// The scheduling weir's threads ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// Leave them as they start.
+    Inherit,
+    /// This nice value (negative is higher). A woken thread may still wait for the end of
+    /// another's time slice: up to a scheduler tick (4 ms here) behind a busy process.
+    Nice(i32),
+    /// SCHED_FIFO at this priority (1 to 99): a woken thread runs at once. Refused (no
+    /// CAP_SYS_NICE, no real-time budget), the thread takes nice -10 instead.
+    /// `weir run`'s default (docs/benchmarks.md: a flooded class's ping p99 9.7 -> 6.3 ms).
+    RealTime(u8),
+}
+
+impl Priority {
+    /// Apply to the calling thread; returns what it got.
+    pub fn apply(self) -> Priority {
+        match self {
+            Priority::Inherit => self,
+            Priority::Nice(n) => {
+                if crate::io::sys::raise_thread_priority(n) {
+                    self
+                } else {
+                    Priority::Inherit
+                }
+            }
+            Priority::RealTime(p) => match crate::io::sys::set_thread_realtime(i32::from(p)) {
+                Ok(()) => self,
+                Err(_) => Priority::Nice(-10).apply(),
+            },
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Options {
     pub threads: Threads,
@@ -72,8 +106,9 @@ pub struct Options {
     /// Large (GSO / jumbo) buffers in the pool for frames waiting in queues; small ones cover
     /// every queue slot. The pool holds [`BATCH`] more per port, lent to the receive side.
     pub large_buffers: usize,
-    /// Nice value for weir's threads (best effort; needs CAP_SYS_NICE). `None` leaves it.
-    pub thread_nice: Option<i32>,
+    /// How weir's threads ask for the CPU (best effort: what the kernel refuses is not an
+    /// error).
+    pub priority: Priority,
     /// Run-to-completion loops keep polling this long after the last frame before they sleep:
     /// a frame after a short pause then finds the thread awake (no wake-up on this VM's idle
     /// vCPU, which took milliseconds). Zero: sleep as soon as there is nothing to do.
@@ -87,7 +122,7 @@ impl Default for Options {
             shutdown_grace: Duration::from_millis(1000),
             spin_below: Duration::from_micros(50),
             large_buffers: 512,
-            thread_nice: Some(-10),
+            priority: Priority::Nice(-10),
             busy_poll: Duration::ZERO,
         }
     }
@@ -242,11 +277,11 @@ pub fn run(
             recycle: recycle_rx,
             stop: Arc::clone(&stop),
         };
-        let nice = opts.thread_nice;
+        let priority = opts.priority;
         rx_threads.push(
             std::thread::Builder::new()
                 .name(format!("weir-rx-{}", side.name()))
-                .spawn(move || rx.run(nice))
+                .spawn(move || rx.run(priority))
                 .map_err(|e| RunError::Thread(e.to_string()))?,
         );
     }
@@ -550,11 +585,9 @@ struct RxThread {
 }
 
 impl RxThread {
-    fn run(mut self, nice: Option<i32>) -> Result<(), RunError> {
+    fn run(mut self, priority: Priority) -> Result<(), RunError> {
         prepare_to_block();
-        if let Some(n) = nice {
-            crate::io::sys::raise_thread_priority(n);
-        }
+        priority.apply();
         let mut spare: Option<Vec<Ingest>> = None;
         while !self.stop.load(Ordering::Relaxed) {
             // Batches come back from the scheduler; there is always one back (see
@@ -631,9 +664,7 @@ impl SchedSide {
     fn run(mut self) -> Result<SchedSide, RunError> {
         prepare_to_block();
         crate::io::sys::set_timer_slack_ns(1);
-        if let Some(n) = self.opts.thread_nice {
-            crate::io::sys::raise_thread_priority(n);
-        }
+        self.opts.priority.apply();
         let mut draining_since: Option<Instant> = None;
         loop {
             let now = self.clock.now();
@@ -713,9 +744,7 @@ impl SchedSide {
     /// waits on both ports' descriptors at once until the next departure is due.
     fn run_to_completion(mut self, mut ingresses: Vec<Ingress>) -> Result<SchedSide, RunError> {
         crate::io::sys::set_timer_slack_ns(1);
-        if let Some(n) = self.opts.thread_nice {
-            crate::io::sys::raise_thread_priority(n);
-        }
+        self.opts.priority.apply();
         // Wait on every ingress at once when all of them have a descriptor.
         let fds: Option<Vec<std::os::fd::RawFd>> =
             ingresses.iter().map(|i| i.dev.poll_fd()).collect();

@@ -718,3 +718,84 @@ fn cuts_that_would_overflow_the_batch_are_not_made() {
     assert_eq!(report.totals.forwarded, report.totals.received);
     assert_eq!(report.buffers_outstanding, 0);
 }
+
+/// The scheduling policy (field 41 of /proc/self/task/TID/stat: 0 normal, 1 SCHED_FIFO) of
+/// every thread of this process whose name starts with `weir-`.
+fn weir_thread_policies() -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(task.path().join("comm")),
+            std::fs::read_to_string(task.path().join("stat")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        if !comm.starts_with("weir-") {
+            continue;
+        }
+        // Fields after the name, which is in parentheses and may hold spaces.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy = after.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+        out.push((comm.trim().to_string(), policy));
+    }
+    out
+}
+
+#[test]
+fn a_thread_asking_for_real_time_gets_it_or_nice() {
+    let got = std::thread::spawn(|| {
+        (
+            Priority::RealTime(10).apply(),
+            crate::io::sys::thread_policy(),
+        )
+    })
+    .join()
+    .unwrap();
+    if crate::io::sys::is_root() {
+        assert_eq!(got, (Priority::RealTime(10), libc::SCHED_FIFO));
+    } else {
+        // Refused: it falls back to nice -10, itself refused without CAP_SYS_NICE.
+        assert!(
+            matches!(got.0, Priority::Nice(-10) | Priority::Inherit),
+            "{got:?}"
+        );
+        assert_eq!(got.1, libc::SCHED_OTHER);
+    }
+    let got = std::thread::spawn(|| (Priority::Inherit.apply(), crate::io::sys::thread_policy()))
+        .join()
+        .unwrap();
+    assert_eq!(got, (Priority::Inherit, libc::SCHED_OTHER));
+}
+
+#[test]
+fn every_forwarding_thread_runs_real_time_when_asked() {
+    if !crate::io::test_netns::have_root("every_forwarding_thread_runs_real_time_when_asked") {
+        return;
+    }
+    // No other test asks for real time, so every SCHED_FIFO weir- thread here is this test's.
+    for (threads, expected) in [
+        (Threads::RunToCompletion, 1),
+        (Threads::PerDirection, 2),
+        (Threads::Split, 3),
+    ] {
+        let h = start(
+            SMALL_CONFIG,
+            Options {
+                threads,
+                priority: Priority::RealTime(10),
+                ..Options::default()
+            },
+        );
+        // Frames crossing prove the threads are up and serving.
+        let f = udp([198, 18, 0, 1], [198, 19, 0, 1], 9, 100);
+        assert!(h.lan_in.inject(&f, VnetHdr::NONE));
+        assert_eq!(collect(&h.wan_out, 1, Duration::from_secs(5)), vec![f]);
+        let fifo = weir_thread_policies()
+            .into_iter()
+            .filter(|(_, policy)| *policy == 1)
+            .count();
+        h.stop.store(true, Ordering::Relaxed);
+        h.thread.join().unwrap().unwrap();
+        assert!(fifo >= expected, "{threads:?}: {fifo} real-time threads");
+    }
+}

@@ -28,6 +28,11 @@
 //! - **No allocation per call**: the mmsghdr, iovec and header arrays are allocated at open
 //!   ([`BATCH`] entries); their pointers are rewritten at each call from the current buffers.
 //!   The receive ring is mapped at open and unmapped on drop.
+//! - **Kernel drops are counted, off the hot path.** A frame that finds the receive ring (or, with
+//!   recvmmsg, the socket buffer) full is dropped by the kernel before weir can take it; the
+//!   kernel counts it per socket (`PACKET_STATISTICS`), and [`AfPacket::kernel_rx_stats`] reads
+//!   that counter, one `getsockopt` per call, never from `recv_batch`. The kernel resets its
+//!   counters on every read, so the socket adds each read to totals of its own.
 //!
 //! Transmit: a frame the kernel refuses on its own (too long for the MTU, shorter than an
 //! Ethernet header, an invalid vnet header: `EMSGSIZE` or `EINVAL`) is counted as taken, so one
@@ -50,6 +55,7 @@ const SOL_PACKET: libc::c_int = 263;
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
 const PACKET_AUXDATA: libc::c_int = 8;
+const PACKET_STATISTICS: libc::c_int = 6;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
@@ -79,6 +85,44 @@ struct TpacketAuxdata {
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
 struct AuxBuf([u8; 64]);
+
+/// `struct tpacket_stats` from <linux/if_packet.h>: what `PACKET_STATISTICS` returns for a
+/// socket without a ring or with a TPACKET_V1/V2 ring.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TpacketStats {
+    tp_packets: u32,
+    tp_drops: u32,
+}
+
+/// `struct tpacket_stats_v3` from <linux/if_packet.h>: what `PACKET_STATISTICS` returns for a
+/// socket with a TPACKET_V3 ring.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TpacketStatsV3 {
+    tp_packets: u32,
+    tp_drops: u32,
+    tp_freeze_q_cnt: u32,
+}
+
+/// What the kernel counted on a socket's receive path since the socket was opened, from
+/// `PACKET_STATISTICS` (`net/packet/af_packet.c`, 6.x): every frame the socket's hook accepts
+/// is either put in the ring or queue (`tp_packets`) or dropped there (`tp_drops`), and a read
+/// returns both and resets both. Frames the kernel drops earlier (a veth backlog over
+/// `netdev_max_backlog`, a NIC's own ring) are not here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelRxStats {
+    /// Frames that reached the socket: taken into its ring or receive queue, or dropped there
+    /// (the kernel's `tp_packets` already includes `tp_drops`).
+    pub arrived: u64,
+    /// Frames dropped because the ring or the socket's receive buffer was full (`tp_drops`;
+    /// also the rare frame the kernel could not copy: out of memory, a vnet header it could
+    /// not write). weir never saw them.
+    pub dropped: u64,
+    /// TPACKET_V3 only: how often the ring froze (every block waiting for weir;
+    /// `tp_freeze_q_cnt`). 0 in the other modes.
+    pub ring_freezes: u64,
+}
 
 /// `struct packet_mreq` from <linux/if_packet.h>.
 #[repr(C)]
@@ -306,6 +350,8 @@ pub struct AfPacket {
     vnet_hdr: bool,
     tx: MsgArrays,
     tx_refused: u64,
+    /// The kernel's receive counters, summed over every read (it resets them on each).
+    rx_stats: KernelRxStats,
 }
 
 fn errno() -> i32 {
@@ -502,6 +548,7 @@ impl AfPacket {
             vnet_hdr: opts.vnet_hdr,
             tx: MsgArrays::new(false),
             tx_refused: 0,
+            rx_stats: KernelRxStats::default(),
         })
     }
 
@@ -522,6 +569,86 @@ impl AfPacket {
     /// [`Device::send_batch`] counts them as taken.
     pub fn tx_refused(&self) -> u64 {
         self.tx_refused
+    }
+
+    /// The kernel's receive counters of this socket since it was opened: reads them now (one
+    /// `getsockopt(PACKET_STATISTICS)`, which also resets them in the kernel) and adds them to
+    /// what earlier reads returned. A system call: call it every so often (weir's runtime: at
+    /// most once a second while frames arrive, and when it stops receiving), not per batch.
+    ///
+    /// The kernel's counters are 32 bits wide, so reads must come before 2^32 drops pile up
+    /// (more than an hour at a million drops a second). A send-only socket counts nothing.
+    pub fn kernel_rx_stats(&mut self) -> io::Result<KernelRxStats> {
+        let (arrived, dropped, freezes) = match self.rx {
+            RxPath::Ring(_) => {
+                let st: TpacketStatsV3 = self.packet_statistics()?;
+                (st.tp_packets, st.tp_drops, st.tp_freeze_q_cnt)
+            }
+            RxPath::Mmsg(_) | RxPath::RingV2(_) => {
+                let st: TpacketStats = self.packet_statistics()?;
+                (st.tp_packets, st.tp_drops, 0)
+            }
+        };
+        let t = &mut self.rx_stats;
+        t.arrived += u64::from(arrived);
+        t.dropped += u64::from(dropped);
+        t.ring_freezes += u64::from(freezes);
+        Ok(*t)
+    }
+
+    /// Shrink the socket's receive buffer (`SO_RCVBUF`; the kernel doubles the value and keeps
+    /// a minimum of a few KiB), so that tests can fill it with a few frames.
+    #[cfg(test)]
+    pub(crate) fn set_receive_buffer(&self, bytes: libc::c_int) -> io::Result<()> {
+        // SAFETY: `bytes` is a c_int that outlives the call; the length passed is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&bytes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// One `getsockopt(SOL_PACKET, PACKET_STATISTICS)` into `S`, the struct the kernel writes
+    /// for this socket's ring version ([`TpacketStats`] or [`TpacketStatsV3`]). The kernel
+    /// writes at most the length given and says how much it wrote; less than a whole `S` (a
+    /// version mismatch) is an error rather than a half-read struct.
+    fn packet_statistics<S: Copy + Default>(&self) -> io::Result<S> {
+        let mut st = S::default();
+        let mut len = std::mem::size_of::<S>() as libc::socklen_t;
+        // SAFETY: `st` is a live, writable repr(C) struct of plain u32 fields, `len` its size:
+        // the kernel writes at most `len` bytes into it and the length it wrote into `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_STATISTICS,
+                (&mut st as *mut S).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if len as usize != std::mem::size_of::<S>() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "PACKET_STATISTICS on {}: {len} bytes, expected {}",
+                    self.name,
+                    std::mem::size_of::<S>()
+                ),
+            ));
+        }
+        Ok(st)
     }
 }
 
@@ -778,6 +905,14 @@ impl Device for AfPacket {
 
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         Some(self.fd.as_raw_fd())
+    }
+
+    /// [`KernelRxStats::dropped`], read now ([`AfPacket::kernel_rx_stats`]: one system call).
+    /// If the read fails (the kernel has no reason to: the socket and the buffer are ours),
+    /// the total of the reads before it.
+    fn kernel_drops(&mut self) -> Option<u64> {
+        let total = self.kernel_rx_stats().unwrap_or(self.rx_stats);
+        Some(total.dropped)
     }
 }
 

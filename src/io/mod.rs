@@ -17,6 +17,10 @@
 //!
 //! Every backend reports frames longer than its buffers as truncated rather than cutting them
 //! silently; the runtime counts them as malformed drops.
+//!
+//! Frames the kernel drops before a backend can receive them (its receive ring or socket buffer
+//! full) are reported apart, by [`Device::kernel_drops`], where the backend can know them
+//! (AF_PACKET); they were never received, so they are in no other count.
 
 pub mod af_packet;
 pub mod capture_file;
@@ -82,6 +86,17 @@ pub trait Device: Send {
     /// A descriptor that polls readable when a frame waits, so one thread can wait on several
     /// devices at once. `None` when the backend has none (then callers wait in short steps).
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
+    /// Frames the kernel dropped on this device's receive path since it was opened, before
+    /// they could be received (a full receive ring or socket buffer: the reader was too slow).
+    /// They never reach [`Device::recv_batch`], so they are in no count of frames received.
+    /// `None` when the backend has no such counter (memory, capture file, pnet).
+    ///
+    /// May make a system call (AF_PACKET reads the kernel's counter): call it every so often,
+    /// never per frame or per batch.
+    fn kernel_drops(&mut self) -> Option<u64> {
         None
     }
 }

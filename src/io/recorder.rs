@@ -167,6 +167,10 @@ impl<D: Device> Device for Recorder<D> {
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         self.inner.poll_fd()
     }
+
+    fn kernel_drops(&mut self) -> Option<u64> {
+        self.inner.kernel_drops()
+    }
 }
 
 #[cfg(test)]

@@ -417,7 +417,8 @@ fn main() {
         eprintln!(
             "{:?} {rx:?}: UDP {} allocations, sent {} each way, received {} at dst0 and {} at src0; \
              TCP {} allocations, received {} at dst0 and {} at src0; GSO cut {} into {}; \
-             run: received {} = forwarded {} + dropped {}",
+             run: received {} = forwarded {} + dropped {}; the kernel dropped {:?} (lan) and \
+             {:?} (wan) before weir took them",
             m.layout,
             m.udp_allocs,
             m.udp_sent,
@@ -431,6 +432,8 @@ fn main() {
             r.totals.received,
             r.totals.forwarded,
             r.totals.dropped,
+            r.kernel_drops[0].frames,
+            r.kernel_drops[1].frames,
         );
         let mut check = |ok: bool, what: String| {
             if !ok {

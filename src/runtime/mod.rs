@@ -6,10 +6,10 @@
 //!   It receives up to [`BATCH`] frames per system call into large buffers lent by the start-up
 //!   [`pool::Pool`], parses and classifies each, and hands the whole batch to the scheduler
 //!   thread over a bounded channel (backpressure: when the channel is full the receive thread
-//!   waits, and the kernel's socket buffer absorbs or drops, which the kernel counts). A frame
-//!   of up to [`pool::SMALL`] bytes is copied into a small pool buffer; a larger one (a GSO
-//!   super-frame, a jumbo frame) is not copied: its receive buffer travels on with it and a
-//!   free large buffer from the pool takes its place;
+//!   waits, and the kernel's ring or socket buffer absorbs or drops, which the kernel counts:
+//!   see kernel drops below). A frame of up to [`pool::SMALL`] bytes is copied into a small
+//!   pool buffer; a larger one (a GSO super-frame, a jumbo frame) is not copied: its receive
+//!   buffer travels on with it and a free large buffer from the pool takes its place;
 //! - one scheduler thread owns both [`PortScheduler`]s and both transmitting devices. It
 //!   enqueues each batch at the current time, sends every departure that is due in batches,
 //!   and then sleeps exactly until the next departure (`next_wakeup()`) or the next batch,
@@ -20,6 +20,13 @@
 //! could not take: truncated, no buffer), or queued. At shutdown, queued frames get
 //! [`Options::shutdown_grace`] to leave; the rest are dropped as `shutdown`. Then
 //! `received = forwarded + dropped` per class.
+//! Kernel drops: frames the kernel dropped at a port before weir could receive them (its
+//! receive ring or socket buffer full: weir was too slow) are in none of those counts; each
+//! ingress reads its device's counter ([`Device::kernel_drops`], a system call on AF_PACKET)
+//! at most once per [`KERNEL_DROPS_EVERY`] while frames arrive, and once more when it stops
+//! receiving (a stop, or the end of its thread), never per batch; the last value read is the
+//! port's entry in [`RunReport::kernel_drops`]. Frames dropped after that last read, while the
+//! queues drain at shutdown, are not weir's slowness and are not counted.
 //! Memory: buffers, batches and descriptor slots are allocated at start-up, and so is the
 //! blocking state of the channels; the steady state does not allocate (tests/alloc_live.rs
 //! counts it on real sockets, in every layout). The receive buffers are large pool buffers (the
@@ -187,6 +194,33 @@ pub struct GsoSplit {
     pub segments: u64,
 }
 
+/// How often, at most, an ingress reads its device's kernel drop counter while frames arrive
+/// (a system call on AF_PACKET; the kernel's counter is 32 bits, which one second cannot
+/// overflow).
+pub const KERNEL_DROPS_EVERY: Nanos = 1_000_000_000;
+
+/// The kernel drop counter of each port's receiving device (lan, wan), as its ingress last read
+/// it; `counted` says whether the device has one at all.
+#[derive(Debug, Default)]
+struct KernelDropCounters {
+    frames: [AtomicU64; 2],
+    counted: [AtomicBool; 2],
+}
+
+/// Frames the kernel dropped as they arrived at a port, before weir could receive them: its
+/// receive ring or socket buffer was full because weir did not read fast enough. weir never
+/// received them, so they are in no class's counts (nor in `received_per_port`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KernelDrops {
+    /// The port the frames arrived at ("lan" or "wan"); they would have left by the other.
+    pub port: &'static str,
+    /// The interface they arrived on.
+    pub interface: String,
+    /// Frames dropped; `None` when the device has no such counter (pnet, capture file,
+    /// memory).
+    pub frames: Option<u64>,
+}
+
 /// What a run did, for the final table.
 #[derive(Debug, serde::Serialize)]
 pub struct RunReport {
@@ -198,6 +232,9 @@ pub struct RunReport {
     /// Buffers not returned to the pool at the end (must be zero).
     pub buffers_outstanding: usize,
     pub gso_split: GsoSplit,
+    /// Per port (lan, wan): frames the kernel dropped on arrival, before weir could receive
+    /// them. Not part of `totals` or `classes`.
+    pub kernel_drops: [KernelDrops; 2],
     /// Why the bridge stopped, when it was not asked to (a device failed). The counters above
     /// still cover every frame up to that point.
     pub error: Option<String>,
@@ -245,8 +282,10 @@ pub fn run(
     let (to_sched, from_rx) = bounded::<Batch>(2 * BATCHES_IN_FLIGHT);
     let started = Instant::now();
     let split_counters = Arc::new(SplitCounters::default());
+    let kernel_drops = Arc::new(KernelDropCounters::default());
 
     let [lan, wan] = ports;
+    let rx_names = [lan.rx.name().to_string(), wan.rx.name().to_string()];
     let mut rx_threads = Vec::new();
     // Where the scheduler gives emptied batches back: the receive thread of each port.
     let mut recyclers: [Option<Sender<Vec<Ingest>>>; 2] = [None, None];
@@ -255,7 +294,8 @@ pub fn run(
     let mut ingresses: Vec<Ingress> = [(Side::Lan, lan.rx), (Side::Wan, wan.rx)]
         .into_iter()
         .map(|(side, io_rx)| {
-            Ingress::new(side, io_rx, &plan, pool.handle(), &clock, &split_counters)
+            let (split, drops) = (&split_counters, &kernel_drops);
+            Ingress::new(side, io_rx, &plan, pool.handle(), &clock, split, drops)
         })
         .collect();
     let split = if opts.threads == Threads::Split {
@@ -427,6 +467,16 @@ pub fn run(
             super_frames: split_counters.frames.load(Ordering::Relaxed),
             segments: split_counters.segments.load(Ordering::Relaxed),
         },
+        kernel_drops: [Side::Lan, Side::Wan].map(|side| {
+            let i = side.index();
+            KernelDrops {
+                port: side.name(),
+                interface: rx_names[i].clone(),
+                frames: kernel_drops.counted[i]
+                    .load(Ordering::Relaxed)
+                    .then(|| kernel_drops.frames[i].load(Ordering::Relaxed)),
+            }
+        }),
     })
 }
 
@@ -443,6 +493,12 @@ struct Ingress {
     scratch: Vec<Box<[u8]>>,
     split: Arc<SplitCounters>,
     meta: Vec<RxMeta>,
+    /// Where this port's kernel drop counter is published.
+    kernel_drops: Arc<KernelDropCounters>,
+    /// When the counter is read next while frames arrive.
+    kernel_drops_due: Nanos,
+    /// Receiving has stopped and the counter had its last read.
+    stopped: bool,
 }
 
 impl Ingress {
@@ -453,6 +509,7 @@ impl Ingress {
         pool: PoolHandle,
         clock: &Arc<SystemClock>,
         split: &Arc<SplitCounters>,
+        kernel_drops: &Arc<KernelDropCounters>,
     ) -> Ingress {
         // `run` makes the pool with BATCH large buffers per ingress on top of those for
         // frames, and makes both ingresses before either receives, so these are all free.
@@ -472,6 +529,27 @@ impl Ingress {
             scratch,
             split: Arc::clone(split),
             meta: vec![RxMeta::default(); BATCH],
+            kernel_drops: Arc::clone(kernel_drops),
+            kernel_drops_due: clock.now().saturating_add(KERNEL_DROPS_EVERY),
+            stopped: false,
+        }
+    }
+
+    /// Read the device's kernel drop counter (a system call on AF_PACKET) and publish it.
+    fn read_kernel_drops(&mut self) {
+        if let Some(n) = self.dev.kernel_drops() {
+            let i = self.ingress.index();
+            self.kernel_drops.frames[i].store(n, Ordering::Relaxed);
+            self.kernel_drops.counted[i].store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Receiving is over: read the kernel drop counter a last time. Whatever the kernel drops
+    /// after this (frames arriving while the queues drain) is not weir falling behind.
+    fn stop_receiving(&mut self) {
+        if !self.stopped {
+            self.stopped = true;
+            self.read_kernel_drops();
         }
     }
 
@@ -491,10 +569,15 @@ impl Ingress {
         if n == 0 {
             return Ok(0);
         }
+        let now = self.clock.now();
+        // One comparison per batch; the system call at most once per interval.
+        if now >= self.kernel_drops_due {
+            self.kernel_drops_due = now.saturating_add(KERNEL_DROPS_EVERY);
+            self.read_kernel_drops();
+        }
         let egress = self.ingress.other();
         let port = &self.plan.ports[egress.index()];
         let overhead = u64::from(port.overhead);
-        let now = self.clock.now();
         let start = batch.len();
         for (i, (buf, m)) in self.scratch.iter_mut().zip(&self.meta).take(n).enumerate() {
             let frame = &mut buf[..m.len];
@@ -568,8 +651,10 @@ impl Ingress {
 }
 
 impl Drop for Ingress {
-    /// Give the receive buffers back, whichever way the ingress ends (stop, error, panic).
+    /// Give the receive buffers back, whichever way the ingress ends (stop, error, panic), and
+    /// read the kernel drop counter if [`Ingress::stop_receiving`] did not.
     fn drop(&mut self) {
+        self.stop_receiving();
         for buf in self.scratch.drain(..) {
             self.pool.give_back(buf);
         }
@@ -629,6 +714,7 @@ impl RxThread {
                 }
             }
         }
+        self.ingress.stop_receiving();
         Ok(())
     }
 }
@@ -765,6 +851,9 @@ impl SchedSide {
             self.service(self.clock.now())?;
             if draining_since.is_none() && self.stop.load(Ordering::Relaxed) {
                 draining_since = Some(Instant::now());
+                for ingress in &mut ingresses {
+                    ingress.stop_receiving();
+                }
             }
             if let Some(since) = draining_since {
                 let empty = self.ports.iter().all(|p| p.queued_frames() == 0);

@@ -1,7 +1,8 @@
 //! The runtime on in-memory devices: frames cross both ways, shaping holds, shutdown reconciles.
 
 use super::*;
-use crate::io::memory::{memory_device, MemoryHandle};
+use crate::io::memory::{memory_device, MemoryDevice, MemoryHandle};
+use std::sync::atomic::AtomicUsize;
 
 const SMALL_CONFIG: &str = r#"(
     ports: (
@@ -33,8 +34,19 @@ fn start_with(
     opts: Options,
     before: impl FnOnce(&MemoryHandle, &MemoryHandle),
 ) -> Harness {
+    start_wrapped(config, opts, before, |dev| Box::new(dev))
+}
+
+/// [`start_with`], with lan's receiving device wrapped by `lan_rx_as`.
+fn start_wrapped(
+    config: &str,
+    opts: Options,
+    before: impl FnOnce(&MemoryHandle, &MemoryHandle),
+    lan_rx_as: impl FnOnce(MemoryDevice) -> Box<dyn Device>,
+) -> Harness {
     let plan = Arc::new(crate::config::parse(config, std::path::Path::new("test.ron")).unwrap());
     let (lan_rx, lan_in) = memory_device("lan-rx", 100_000);
+    let lan_rx = lan_rx_as(lan_rx);
     let (lan_tx, lan_out) = memory_device("lan-tx", 100_000);
     let (wan_rx, wan_in) = memory_device("wan-rx", 100_000);
     let (wan_tx, wan_out) = memory_device("wan-tx", 100_000);
@@ -46,7 +58,7 @@ fn start_with(
             plan,
             [
                 PortIo {
-                    rx: Box::new(lan_rx),
+                    rx: lan_rx,
                     tx: Box::new(lan_tx),
                 },
                 PortIo {
@@ -798,4 +810,151 @@ fn every_forwarding_thread_runs_real_time_when_asked() {
         h.thread.join().unwrap().unwrap();
         assert!(fifo >= expected, "{threads:?}: {fifo} real-time threads");
     }
+}
+
+/// A memory device with a kernel drop counter, as an AF_PACKET socket has: each read says
+/// 1000 more frames were dropped (so the value reported shows which read was the last).
+/// Counts its reads, and its receive calls that returned frames.
+struct DroppingDevice {
+    inner: MemoryDevice,
+    reads: Arc<AtomicUsize>,
+    batches: Arc<AtomicUsize>,
+}
+
+impl Device for DroppingDevice {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn recv_batch(
+        &mut self,
+        bufs: &mut [Box<[u8]>],
+        meta: &mut [RxMeta],
+    ) -> std::io::Result<usize> {
+        let n = self.inner.recv_batch(bufs, meta)?;
+        if n > 0 {
+            self.batches.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+    fn send_batch(&mut self, frames: &[TxFrame<'_>]) -> std::io::Result<usize> {
+        self.inner.send_batch(frames)
+    }
+    fn wait_readable(&mut self, timeout: Duration) -> std::io::Result<bool> {
+        self.inner.wait_readable(timeout)
+    }
+    fn offloads(&self) -> bool {
+        self.inner.offloads()
+    }
+    fn kernel_drops(&mut self) -> Option<u64> {
+        let reads = self.reads.fetch_add(1, Ordering::Relaxed) + 1;
+        Some(1000 * reads as u64)
+    }
+}
+
+#[test]
+fn kernel_drops_are_reported_per_port_apart_from_the_counts() {
+    kernel_drops_are_reported_per_port_in(Threads::RunToCompletion);
+}
+
+#[test]
+fn kernel_drops_are_reported_per_port_apart_from_the_counts_split() {
+    kernel_drops_are_reported_per_port_in(Threads::Split);
+}
+
+#[test]
+fn kernel_drops_are_reported_per_port_apart_from_the_counts_per_direction() {
+    kernel_drops_are_reported_per_port_in(Threads::PerDirection);
+}
+
+/// lan's receiving device has a kernel drop counter, wan's has none: the report carries each
+/// port's last value read (or none) beside the class counts, which stay those of the frames
+/// received; the counter is read about once a second while frames arrive and once at the stop,
+/// not per receive call.
+fn kernel_drops_are_reported_per_port_in(threads: Threads) {
+    let reads = Arc::new(AtomicUsize::new(0));
+    let batches = Arc::new(AtomicUsize::new(0));
+    let (r, b) = (Arc::clone(&reads), Arc::clone(&batches));
+    let started = Instant::now();
+    let h = start_wrapped(
+        SMALL_CONFIG,
+        Options {
+            threads,
+            ..Options::default()
+        },
+        |_, _| {},
+        move |inner| {
+            Box::new(DroppingDevice {
+                inner,
+                reads: r,
+                batches: b,
+            })
+        },
+    );
+    // The first frame out proves the ingress exists (its first periodic read is due within a
+    // second of it); then frames keep coming, one at a time, for longer than that second.
+    let up = |i: usize| udp([198, 18, 0, 1], [198, 19, 0, 1], 9, 60 + i % 100);
+    assert!(h.lan_in.inject(&up(0), VnetHdr::NONE));
+    assert_eq!(collect(&h.wan_out, 1, Duration::from_secs(5)).len(), 1);
+    let serving = Instant::now();
+    let mut sent = 1;
+    while serving.elapsed() < Duration::from_millis(1300) {
+        assert!(h.lan_in.inject(&up(sent), VnetHdr::NONE));
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(4));
+    }
+    let down = udp([198, 19, 0, 1], [198, 18, 0, 1], 9, 100);
+    assert!(h.wan_in.inject(&down, VnetHdr::NONE));
+    assert_eq!(
+        collect(&h.wan_out, sent - 1, Duration::from_secs(5)).len(),
+        sent - 1
+    );
+    assert_eq!(collect(&h.lan_out, 1, Duration::from_secs(5)).len(), 1);
+    h.stop.store(true, Ordering::Relaxed);
+    let report = h.thread.join().unwrap().unwrap();
+    let (reads, batches) = (
+        reads.load(Ordering::Relaxed),
+        batches.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "{threads:?}: {sent} frames in {batches} receive calls, kernel drop counter read {reads} \
+         times in {:?}",
+        started.elapsed()
+    );
+
+    assert_eq!(
+        report.kernel_drops,
+        [
+            KernelDrops {
+                port: "lan",
+                interface: "lan-rx".into(),
+                frames: Some(1000 * reads as u64),
+            },
+            KernelDrops {
+                port: "wan",
+                interface: "wan-rx".into(),
+                frames: None,
+            },
+        ]
+    );
+    // In `weir run --json`: by port and interface, null where there is no counter.
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json["kernel_drops"],
+        serde_json::json!([
+            {"port": "lan", "interface": "lan-rx", "frames": 1000 * reads},
+            {"port": "wan", "interface": "wan-rx", "frames": null},
+        ])
+    );
+    // Periodic reads while frames came for over a second, and the last at the stop; no more
+    // than one per second otherwise (at one read per batch there would be hundreds).
+    let seconds = started.elapsed().as_secs() as usize;
+    assert!(
+        (2..=2 + seconds).contains(&reads),
+        "{reads} reads in {seconds} s"
+    );
+    assert!(batches > reads, "{batches} batches, {reads} reads");
+    // The frames the kernel dropped are in no count of weir's.
+    assert_eq!(report.totals.received, sent as u64 + 1);
+    assert_eq!(report.totals.forwarded, sent as u64 + 1);
+    assert_eq!(report.received_per_port, [sent as u64, 1]);
 }

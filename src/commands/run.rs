@@ -3,7 +3,10 @@
 //! Start-up checks come before any socket is opened, each with its own message and a non-zero
 //! exit: an interface missing, down, named twice, or with an MTU different from the other's.
 //! Ctrl-C or SIGTERM stops receiving; queued frames get a bounded time to leave; the per-class
-//! counters are printed and the exit code is 0.
+//! counters are printed and the exit code is 0. After them, for each port where the kernel
+//! dropped frames before weir could take them (its receive ring or socket buffer full), a line
+//! says how many: weir never received those, so they are outside `received = forwarded +
+//! dropped`.
 
 use anyhow::{bail, Context};
 use std::io::Write;
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use weir::classify::Side;
 use weir::io::af_packet::{AfPacket, AfPacketOptions, IfRingFails, RxMode};
 use weir::io::netdev::{interface_info, IfInfo};
-use weir::runtime::{self, PortIo};
+use weir::runtime::{self, KernelDrops, PortIo};
 
 /// The packet I/O backend and its receive mode.
 #[derive(Clone, Copy, Debug)]
@@ -87,13 +90,12 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         }
     }
 
-    // The receive mode of both ports: None with pnet, or when only one port fell back (its
-    // warning says so).
-    let (ports, rx_used) = match s.io {
+    // The receive mode of each port (lan, wan): None with pnet.
+    let (ports, rx_modes) = match s.io {
         Io::AfPacket { rx, if_ring_fails } => {
             let (lan, lan_rx) = open_af_packet(&lan_if, rx, if_ring_fails)?;
             let (wan, wan_rx) = open_af_packet(&wan_if, rx, if_ring_fails)?;
-            ([lan, wan], (lan_rx == wan_rx).then_some(lan_rx))
+            ([lan, wan], [Some(lan_rx), Some(wan_rx)])
         }
         Io::Pnet => {
             eprintln!(
@@ -101,8 +103,15 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
                  GSO on the hosts sending through weir (ethtool -K IF tx off tso off gso off), or \
                  their TCP will not cross"
             );
-            ([open_pnet(&lan_if)?, open_pnet(&wan_if)?], None)
+            ([open_pnet(&lan_if)?, open_pnet(&wan_if)?], [None, None])
         }
+    };
+    // The receive mode of both ports: None with pnet, or when only one port fell back (its
+    // warning says so).
+    let rx_used = if rx_modes[0] == rx_modes[1] {
+        rx_modes[0]
+    } else {
+        None
     };
 
     match rx_used {
@@ -187,6 +196,12 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
                 }
             )?;
         }
+        for side in [Side::Lan, Side::Wan] {
+            let drops = &report.kernel_drops[side.index()];
+            if let Some(line) = kernel_drops_line(side, drops, rx_modes[side.index()]) {
+                writeln!(out, "{line}")?;
+            }
+        }
     }
     if report.totals.received
         != report.totals.forwarded + report.totals.dropped + report.totals.queued
@@ -199,6 +214,26 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What to say about frames the kernel dropped as they arrived at port `side`, before weir
+/// could take them; `None` when there were none (or the backend cannot tell). `rx` is the
+/// port's receive mode, which says where they were dropped.
+fn kernel_drops_line(side: Side, drops: &KernelDrops, rx: Option<RxMode>) -> Option<String> {
+    let n = drops.frames.filter(|&n| n > 0)?;
+    let full = match rx {
+        Some(RxMode::Ring | RxMode::RingV2) => "receive ring full",
+        Some(RxMode::Mmsg) => "socket receive buffer full",
+        None => "receive queue full",
+    };
+    Some(format!(
+        "port {}: the kernel dropped {n} frame{} arriving on {} before weir could take them \
+         ({full}: weir was too slow); they are not in port {}'s counts above",
+        side.name(),
+        if n == 1 { "" } else { "s" },
+        drops.interface,
+        side.other().name(),
+    ))
 }
 
 fn check_interface(name: &str, port: &str) -> anyhow::Result<IfInfo> {
@@ -257,4 +292,37 @@ fn open_af_packet(
         },
         rx_used,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drops(frames: Option<u64>) -> KernelDrops {
+        KernelDrops {
+            port: "lan",
+            interface: "lan0".into(),
+            frames,
+        }
+    }
+
+    #[test]
+    fn kernel_drops_are_told_per_port_only_when_there_are_some() {
+        assert_eq!(
+            kernel_drops_line(Side::Lan, &drops(Some(12345)), Some(RxMode::RingV2)).unwrap(),
+            "port lan: the kernel dropped 12345 frames arriving on lan0 before weir could take \
+             them (receive ring full: weir was too slow); they are not in port wan's counts above"
+        );
+        let mmsg = kernel_drops_line(Side::Lan, &drops(Some(1)), Some(RxMode::Mmsg)).unwrap();
+        assert!(
+            mmsg.contains("dropped 1 frame arriving")
+                && mmsg.contains("(socket receive buffer full: weir was too slow)"),
+            "{mmsg}"
+        );
+        assert_eq!(
+            kernel_drops_line(Side::Lan, &drops(Some(0)), Some(RxMode::Ring)),
+            None
+        );
+        assert_eq!(kernel_drops_line(Side::Lan, &drops(None), None), None);
+    }
 }

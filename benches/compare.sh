@@ -262,6 +262,12 @@ for be in afp mmsg pnet; do
     pps_tests $d "$wpid"
     put $d peak_rss_kb "$(hwm_kb "$wpid")"
     weir_stop
+    # Where frames went over these tests, from weir's final counters (stdout): received by
+    # weir, dropped by weir, and dropped by the kernel at weir's sockets before weir could take
+    # them (pnet's device has no such counter).
+    put $d weir_rx_fwd "$(awk '/^port .*: received/ {s += $4} END {print s + 0}' "$tmp/weir.out")"
+    put $d weir_drops_fwd "$(awk '/^port .*: received/ {s += $10} END {print s + 0}' "$tmp/weir.out")"
+    [ $be != pnet ] && put $d kernel_drops_fwd "$(grep -o 'kernel dropped [0-9]*' "$tmp/weir.out" | awk '{s += $3} END {print s + 0}')"
     if [ $tcp = 1 ]; then
         log "$d: shaping"
         for r in $RATES; do
@@ -325,6 +331,9 @@ for k in ("prio", "bulk"):
 rows.append(("under load, dst0 rx (Mbit/s, frame bytes)", "load_dst_rx_bps", "bridge-htb", 1e-6, "{:.1f}"))
 rows.append(("CPU s per Mframe (1 dir)", "cpu_s_per_mframe", None, 1, "{:.3f}"))
 rows.append(("peak RSS (MiB)", "peak_rss_kb", None, 1 / 1024, "{:.1f}"))
+rows.append(("frames received by weir (idle, TCP, 64B tests)", "weir_rx_fwd", None, 1, "{:.0f}"))
+rows.append(("  of which weir dropped", "weir_drops_fwd", None, 1, "{:.0f}"))
+rows.append(("frames the kernel dropped at weir's sockets (same tests)", "kernel_drops_fwd", None, 1, "{:.0f}"))
 def fmt(v, scale, f): return "not measured" if v is None else f.format(v * scale)
 def ratio(a, b): return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 weirs = [("weir-afp", "afp"), ("weir-mmsg", "mmsg"), ("weir-ring", "ring"), ("weir-pnet", "pnet")]
@@ -334,7 +343,7 @@ table = []
 for label, m, kd, sc, f in rows:
     k = data.get(kd, {}).get(m) if kd else None
     kt = fmt(k, sc, f) if kd else "n/a (softirq)"
-    if kd is None and m == "peak_rss_kb": kt = "n/a"
+    if kd is None and m in ("peak_rss_kb", "weir_rx_fwd", "weir_drops_fwd", "kernel_drops_fwd"): kt = "n/a"
     cells = []
     for d, _ in weirs:
         v = data.get(d, {}).get(m)

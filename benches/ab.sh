@@ -26,27 +26,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cat > "$tmp/fwd.ron" <<'RON'
-(ports: (
-    wan: (interface: "wan0", rate: "100 Gbit", classes: [(name: "all", match: "default", rate: "100 Gbit")]),
-    lan: (interface: "lan0", rate: "100 Gbit", classes: [(name: "all", match: "default", rate: "100 Gbit")]),
-))
-RON
-python3 - "$tmp/fwd.pcap" "$tmp/rev.pcap" <<'PY'
-import struct, sys
-def write(path, sip, dip, smac, dmac):
-    out = open(path, "wb")
-    out.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
-    for i in range(1000):
-        udp = struct.pack("!HHHH", 10000 + i, 9, 26, 0) + bytes(18)
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 46, i, 0, 64, 17, 0, bytes(sip), bytes(dip))
-        s = sum(struct.unpack("!10H", ip)); s = (s & 0xffff) + (s >> 16); s = (s & 0xffff) + (s >> 16)
-        ip = ip[:10] + struct.pack("!H", ~s & 0xffff) + ip[12:]
-        frame = bytes(dmac) + bytes(smac) + b"\x08\x00" + ip + udp
-        out.write(struct.pack("<IIII", 1700000000, i, len(frame), len(frame)) + frame)
-write(sys.argv[1], [198, 18, 0, 1], [198, 18, 0, 2], [2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-write(sys.argv[2], [198, 18, 0, 2], [198, 18, 0, 1], [2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
-PY
+python3 benches/lab/udp_pcap.py "$tmp/fwd.pcap"
+python3 benches/lab/udp_pcap.py "$tmp/rev.pcap" --reverse
 
 rxp() { timeout 5 ip netns exec "$1" cat "/sys/class/net/$2/statistics/rx_packets"; }
 secs() { grep -o 'in [0-9.]* s' "$1" | grep -o '[0-9.]*'; }
@@ -67,7 +48,7 @@ echo "round bin pps1 pps2 tcp1 tcp4" > "$tmp/rows"
 for r in $(seq "$rounds"); do
     for b in "${!bins[@]}"; do
         bin=${bins[$b]}
-        timeout 300 ip netns exec $p-dut "$bin" run -c "$tmp/fwd.ron" >/dev/null 2>"$tmp/err" &
+        timeout 300 ip netns exec $p-dut "$bin" run -c benches/lab/unshaped.ron >/dev/null 2>"$tmp/err" &
         wpid=$!
         for _ in $(seq 100); do grep -q bridging "$tmp/err" && break; sleep 0.05; done
         grep -q bridging "$tmp/err" || { cat "$tmp/err" >&2; exit 1; }

@@ -27,27 +27,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cat > "$tmp/lat.ron" <<'RON'
-(ports: (
-    wan: (interface: "wan0", rate: "100 Mbit", classes: [
-        (name: "prio", match: "dscp ef", priority: 0, rate: "10 Mbit", ceil: "100 Mbit"),
-        (name: "bulk", match: "default", priority: 4, rate: "90 Mbit", ceil: "100 Mbit"),
-    ]),
-    lan: (interface: "lan0", rate: "10 Gbit", classes: [(name: "all", match: "default", rate: "10 Gbit")]),
-))
-RON
-python3 - "$tmp/big.pcap" <<'PY'
-import struct, sys
-out = open(sys.argv[1], "wb")
-out.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
-for i in range(1000):
-    udp = struct.pack("!HHHH", 10000 + i, 9, 1480, 0) + bytes(1472)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 1500, i, 0, 64, 17, 0, bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]))
-    s = sum(struct.unpack("!10H", ip)); s = (s & 0xffff) + (s >> 16); s = (s & 0xffff) + (s >> 16)
-    ip = ip[:10] + struct.pack("!H", ~s & 0xffff) + ip[12:]
-    frame = bytes([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]) + b"\x08\x00" + ip + udp
-    out.write(struct.pack("<IIII", 1700000000, i, len(frame), len(frame)) + frame)
-PY
+python3 benches/lab/udp_pcap.py "$tmp/big.pcap" --payload 1472
 
 N=250
 # RTTs (ms) of one ping run, one per line; a lost ping is "nan".
@@ -68,7 +48,7 @@ sleep 0.5
 : > "$tmp/rows"
 for r in $(seq "$rounds"); do
     for b in "${!bins[@]}"; do
-        timeout 120 ip netns exec $p-dut "${bins[$b]}" run -c "$tmp/lat.ron" >/dev/null 2>"$tmp/err" &
+        timeout 120 ip netns exec $p-dut "${bins[$b]}" run -c benches/lab/latency.ron >/dev/null 2>"$tmp/err" &
         wpid=$!
         for _ in $(seq 100); do grep -q bridging "$tmp/err" && break; sleep 0.05; done
         grep -q bridging "$tmp/err" || { cat "$tmp/err" >&2; exit 1; }

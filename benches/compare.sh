@@ -36,34 +36,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# --- traffic: 1000 UDP frames of 60 bytes each way (64 on the wire with FCS) ---
-python3 - "$tmp/fwd.pcap" "$tmp/rev.pcap" "$tmp/big.pcap" <<'PY'
-import struct, sys
-def write(path, sip, dip, smac, dmac, pay=18):
-    out = open(path, "wb")
-    out.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
-    for i in range(1000):
-        udp = struct.pack("!HHHH", 10000 + i, 9, 8 + pay, 0) + bytes(pay)
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + pay, i, 0, 64, 17, 0, bytes(sip), bytes(dip))
-        s = sum(struct.unpack("!10H", ip)); s = (s & 0xffff) + (s >> 16); s = (s & 0xffff) + (s >> 16)
-        ip = ip[:10] + struct.pack("!H", ~s & 0xffff) + ip[12:]
-        frame = bytes(dmac) + bytes(smac) + b"\x08\x00" + ip + udp
-        out.write(struct.pack("<IIII", 1700000000, i, len(frame), len(frame)) + frame)
-a, b = [198, 18, 0, 1], [198, 18, 0, 2]
-ma, mb = [2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]
-write(sys.argv[1], a, b, ma, mb)
-write(sys.argv[2], b, a, mb, ma)
-write(sys.argv[3], a, b, ma, mb, pay=1472)   # 1514-byte frames: the UDP load for latency under load
-PY
+# --- traffic: 1000 UDP frames of 60 bytes each way (64 on the wire with FCS), and 1514-byte
+# frames for the UDP load of the latency-under-load test ---
+python3 benches/lab/udp_pcap.py "$tmp/fwd.pcap"
+python3 benches/lab/udp_pcap.py "$tmp/rev.pcap" --reverse
+python3 benches/lab/udp_pcap.py "$tmp/big.pcap" --payload 1472
 
 # --- weir configs ---
-# unshaped: 100 Gbit links, one default class
-cat > "$tmp/fwd.ron" <<'RON'
-(ports: (
-    wan: (interface: "wan0", rate: "100 Gbit", classes: [(name: "all", match: "default", rate: "100 Gbit")]),
-    lan: (interface: "lan0", rate: "100 Gbit", classes: [(name: "all", match: "default", rate: "100 Gbit")]),
-))
-RON
+# unshaped: benches/lab/unshaped.ron; shaped: shape_cfg; latency under load: benches/lab/latency.ron
 shape_cfg() { # $1 = rate, e.g. "100 Mbit": one class `tcp` rate=ceil=R on a 10 Gbit wan link
     cat > "$tmp/shape.ron" <<RON
 (ports: (
@@ -72,16 +52,6 @@ shape_cfg() { # $1 = rate, e.g. "100 Mbit": one class `tcp` rate=ceil=R on a 10 
 ))
 RON
 }
-# latency under load: 100 Mbit link, EF in priority 0, everything else in bulk
-cat > "$tmp/lat.ron" <<'RON'
-(ports: (
-    wan: (interface: "wan0", rate: "100 Mbit", classes: [
-        (name: "prio", match: "dscp ef", priority: 0, rate: "10 Mbit", ceil: "100 Mbit"),
-        (name: "bulk", match: "default", priority: 4, rate: "90 Mbit", ceil: "100 Mbit"),
-    ]),
-    lan: (interface: "lan0", rate: "10 Gbit", classes: [(name: "all", match: "default", rate: "10 Gbit")]),
-))
-RON
 
 # --- helpers ---
 put() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$res"; }
@@ -257,7 +227,7 @@ for be in afp mmsg pnet; do
     log "$d: forwarding"
     lab_up
     # shellcheck disable=SC2086
-    weir_start "$tmp/fwd.ron" $io
+    weir_start benches/lab/unshaped.ron $io
     idle_and_tcp $d $tcp
     pps_tests $d "$wpid"
     put $d peak_rss_kb "$(hwm_kb "$wpid")"
@@ -280,7 +250,7 @@ for be in afp mmsg pnet; do
     fi
     log "$d: latency under load"
     # shellcheck disable=SC2086
-    weir_start "$tmp/lat.ron" $io
+    weir_start benches/lab/latency.ron $io
     latency_load $d
     weir_stop
 done

@@ -13,29 +13,10 @@ rounds=${1:-3}
 p=weir-bench
 cargo build --release --quiet
 weir=$PWD/target/release/weir
-cfg=$(mktemp /tmp/weir-threads-XXXX.ron)
-cat > "$cfg" <<'RON'
-(ports: (
-    wan: (interface: "wan0", rate: "100 Gbit", classes: [(name: "all", match: "default", rate: "100 Gbit")]),
-    lan: (interface: "lan0", rate: "100 Gbit", classes: [(name: "all", match: "default", rate: "100 Gbit")]),
-))
-RON
+cfg=benches/lab/unshaped.ron
 small=$(mktemp /tmp/weir-small-XXXX.pcap)
-# 1000 UDP frames of 60 bytes, 198.18.0.1 -> 198.18.0.2, distinct source ports.
-python3 - "$small" <<'PY'
-import struct, sys
-out = open(sys.argv[1], "wb")
-out.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
-for i in range(1000):
-    udp = struct.pack("!HHHH", 10000 + i, 9, 26, 0) + bytes(18)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 46, i, 0, 64, 17, 0, bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]))
-    s = sum(struct.unpack("!10H", ip)); s = (s & 0xffff) + (s >> 16); s = (s & 0xffff) + (s >> 16)
-    ip = ip[:10] + struct.pack("!H", ~s & 0xffff) + ip[12:]
-    eth = bytes([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0])
-    frame = eth + ip + udp
-    out.write(struct.pack("<IIII", 1700000000, i, len(frame), len(frame)) + frame)
-PY
-cleanup() { scripts/lab down "$p" >/dev/null 2>&1 || true; rm -f "$cfg" "$small"; }
+python3 benches/lab/udp_pcap.py "$small"   # 1000 UDP flows of 60-byte frames
+cleanup() { scripts/lab down "$p" >/dev/null 2>&1 || true; rm -f "$small"; }
 trap cleanup EXIT
 scripts/lab down "$p" >/dev/null 2>&1 || true
 scripts/lab up "$p" >/dev/null

@@ -502,14 +502,7 @@ fn with_vnet_headers_a_gso_super_frame_crosses_whole() {
             let mut tx = AfPacket::open("a", &opts).unwrap();
             let mut rx = AfPacket::open("b", &opts).unwrap();
             let sf = tcp_super_frame(10 * 1448);
-            let hdr = VnetHdr {
-                flags: crate::io::vnet::F_NEEDS_CSUM,
-                gso_type: crate::io::vnet::GSO_TCPV4,
-                hdr_len: 54,
-                gso_size: 1448,
-                csum_start: 34,
-                csum_offset: 16,
-            };
+            let hdr = VnetHdr::TCPV4_1448;
             send_all(&mut tx, std::slice::from_ref(&sf), hdr);
             let got = recv_ours(&mut rx, 1, MAX_FRAME, Duration::from_secs(2));
             assert_eq!(got.len(), 1);
@@ -549,14 +542,7 @@ fn a_gso_super_frame_of_64_kib_crosses_whole_in_either_mode() {
             let mut rx = AfPacket::open("b", &opts).unwrap();
             // IPv4 total length 65,200: about the largest super-frame TCP builds.
             let sf = tcp_super_frame(45 * 1448);
-            let hdr = VnetHdr {
-                flags: crate::io::vnet::F_NEEDS_CSUM,
-                gso_type: crate::io::vnet::GSO_TCPV4,
-                hdr_len: 54,
-                gso_size: 1448,
-                csum_start: 34,
-                csum_offset: 16,
-            };
+            let hdr = VnetHdr::TCPV4_1448;
             // Three in a row: with the ring they fill most of one block.
             let frames = vec![sf.clone(), sf.clone(), sf.clone()];
             send_all(&mut tx, &frames, hdr);
@@ -614,6 +600,78 @@ fn ring_opts() -> AfPacketOptions {
     }
 }
 
+/// Sends `groups` groups of `per` 500-byte frames (numbered from 100), reading each group
+/// before the next is sent, and checks that all arrive whole and in order: the ring's slots or
+/// blocks are reused many times over.
+fn send_in_groups_and_read_them(tx: &mut AfPacket, rx: &mut AfPacket, groups: u16, per: u16) {
+    let mut got = Vec::new();
+    for g in 0..groups {
+        let group: Vec<Vec<u8>> = (0..per).map(|i| frame(100 + g * per + i, 500)).collect();
+        send_all(tx, &group, VnetHdr::NONE);
+        got.extend(recv_ours(rx, per.into(), MAX_FRAME, Duration::from_secs(2)));
+    }
+    assert_eq!(got.len(), usize::from(groups * per));
+    for (i, (data, meta)) in got.iter().enumerate() {
+        assert!(!meta.truncated);
+        assert_eq!(data[..], frame(100 + i as u16, 500)[..], "frame {i}");
+    }
+}
+
+/// Sends `count` lone frames one at a time, each read before the next; returns, sorted, how long
+/// each took from its send to its read (waiting for readability as the bridge does), and prints
+/// the median and maximum under `label`.
+fn lone_frame_waits(
+    label: &str,
+    tx: &mut AfPacket,
+    rx: &mut AfPacket,
+    count: u16,
+) -> Vec<Duration> {
+    let (mut b, mut m) = bufs(BATCH, MAX_FRAME);
+    assert!(!rx.wait_readable(Duration::from_millis(10)).unwrap());
+    assert_eq!(rx.recv_batch(&mut b, &mut m).unwrap(), 0);
+    let mut waits = Vec::new();
+    for i in 0..count {
+        let t = Instant::now();
+        send_all(tx, &[frame(i, 64)], VnetHdr::NONE);
+        assert!(
+            rx.wait_readable(Duration::from_millis(500)).unwrap(),
+            "frame {i} not readable after 500 ms"
+        );
+        let n = rx.recv_batch(&mut b, &mut m).unwrap();
+        waits.push(t.elapsed());
+        assert_eq!(n, 1);
+        assert_eq!(b[0][..m[0].len], frame(i, 64)[..]);
+        assert_eq!(rx.recv_batch(&mut b, &mut m).unwrap(), 0);
+        assert!(!rx.wait_readable(Duration::from_millis(2)).unwrap());
+    }
+    waits.sort();
+    eprintln!(
+        "{label}: a lone frame readable after {:?} (median), {:?} (max)",
+        waits[waits.len() / 2],
+        waits[waits.len() - 1]
+    );
+    waits
+}
+
+/// The tag `/proc/self/maps` gives the mappings of socket `fd`, and how many bytes they span.
+fn socket_mappings(fd: i32) -> (String, usize) {
+    let ino = std::fs::metadata(format!("/proc/self/fd/{fd}"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
+    let tag = format!("socket:[{ino}]");
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let total = maps
+        .lines()
+        .filter(|l| l.ends_with(&tag))
+        .map(|l| {
+            let (range, _) = l.split_once(' ').unwrap();
+            let (lo, hi) = range.split_once('-').unwrap();
+            usize::from_str_radix(hi, 16).unwrap() - usize::from_str_radix(lo, 16).unwrap()
+        })
+        .sum();
+    (tag, total)
+}
+
 #[test]
 fn a_frame_longer_than_a_ring_block_is_reported_truncated() {
     if !have_root("a_frame_longer_than_a_ring_block_is_reported_truncated") {
@@ -665,17 +723,7 @@ fn the_ring_wraps_around_many_times_and_a_batch_spans_blocks() {
             assert_eq!(b[i][..m[i].len], sent[..]);
         }
         // 300 more in groups of 10, read as they come: the 4 blocks are reused ~20 times.
-        let mut got = Vec::new();
-        for g in 0..30u16 {
-            let group: Vec<Vec<u8>> = (0..10).map(|i| frame(100 + g * 10 + i, 500)).collect();
-            send_all(&mut tx, &group, VnetHdr::NONE);
-            got.extend(recv_ours(&mut rx, 10, MAX_FRAME, Duration::from_secs(2)));
-        }
-        assert_eq!(got.len(), 300);
-        for (i, (data, meta)) in got.iter().enumerate() {
-            assert!(!meta.truncated);
-            assert_eq!(data[..], frame(100 + i as u16, 500)[..], "frame {i}");
-        }
+        send_in_groups_and_read_them(&mut tx, &mut rx, 30, 10);
     });
 }
 
@@ -689,31 +737,8 @@ fn the_ring_polls_readable_only_when_a_block_is_retired() {
     ns.run_up(|| {
         let mut tx = AfPacket::open("a", &plain()).unwrap();
         let mut rx = AfPacket::open("b", &ring_opts()).unwrap();
-        let (mut b, mut m) = bufs(BATCH, MAX_FRAME);
-        assert!(!rx.wait_readable(Duration::from_millis(10)).unwrap());
-        assert_eq!(rx.recv_batch(&mut b, &mut m).unwrap(), 0);
-        let mut waits = Vec::new();
-        for i in 0..20u16 {
-            let t = Instant::now();
-            send_all(&mut tx, &[frame(i, 64)], VnetHdr::NONE);
-            // A lone frame waits for the retire timeout of its block, then polls readable.
-            assert!(
-                rx.wait_readable(Duration::from_millis(500)).unwrap(),
-                "frame {i} not readable after 500 ms"
-            );
-            let n = rx.recv_batch(&mut b, &mut m).unwrap();
-            waits.push(t.elapsed());
-            assert_eq!(n, 1);
-            assert_eq!(b[0][..m[0].len], frame(i, 64)[..]);
-            assert_eq!(rx.recv_batch(&mut b, &mut m).unwrap(), 0);
-            assert!(!rx.wait_readable(Duration::from_millis(2)).unwrap());
-        }
-        waits.sort();
-        eprintln!(
-            "ring: a lone frame readable after {:?} (median), {:?} (max)",
-            waits[waits.len() / 2],
-            waits[waits.len() - 1]
-        );
+        // A lone frame waits for the retire timeout of its block, then polls readable.
+        let waits = lone_frame_waits("ring", &mut tx, &mut rx, 20);
         assert!(waits[waits.len() / 2] < Duration::from_millis(50));
     });
 }
@@ -726,28 +751,12 @@ fn the_ring_is_unmapped_when_the_device_is_dropped() {
     let ns = Netns::new("afp-ringdrop");
     ns.veth(true);
     ns.run_up(|| {
-        let socket_maps = |fd: i32| {
-            let ino = std::fs::metadata(format!("/proc/self/fd/{fd}"))
-                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-                .unwrap();
-            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-            let total: usize = maps
-                .lines()
-                .filter(|l| l.ends_with(&format!("socket:[{ino}]")))
-                .map(|l| {
-                    let (range, _) = l.split_once(' ').unwrap();
-                    let (lo, hi) = range.split_once('-').unwrap();
-                    usize::from_str_radix(hi, 16).unwrap() - usize::from_str_radix(lo, 16).unwrap()
-                })
-                .sum();
-            (ino, total)
-        };
         let rx = AfPacket::open("b", &ring_opts()).unwrap();
-        let (ino, mapped) = socket_maps(rx.poll_fd().unwrap());
+        let (tag, mapped) = socket_mappings(rx.poll_fd().unwrap());
         assert_eq!(mapped, RX_RING_BYTES);
         drop(rx);
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        assert!(!maps.contains(&format!("socket:[{ino}]")), "{maps}");
+        assert!(!maps.contains(&tag), "{maps}");
         // A send-only socket gets no ring whatever the mode.
         let tx = AfPacket::open(
             "a",
@@ -758,7 +767,7 @@ fn the_ring_is_unmapped_when_the_device_is_dropped() {
         )
         .unwrap();
         assert_eq!(tx.rx_mode(), RxMode::Mmsg);
-        assert_eq!(socket_maps(tx.poll_fd().unwrap()).1, 0);
+        assert_eq!(socket_mappings(tx.poll_fd().unwrap()).1, 0);
     });
 }
 
@@ -821,17 +830,7 @@ fn the_v2_ring_wraps_around_many_times_and_a_batch_reads_every_slot() {
         }
         assert_eq!(rx.recv_batch(&mut b, &mut m).unwrap(), 0);
         // 300 more in groups of 5, read as they come: the 8 slots are reused ~40 times.
-        let mut got = Vec::new();
-        for g in 0..60u16 {
-            let group: Vec<Vec<u8>> = (0..5).map(|i| frame(100 + g * 5 + i, 500)).collect();
-            send_all(&mut tx, &group, VnetHdr::NONE);
-            got.extend(recv_ours(&mut rx, 5, MAX_FRAME, Duration::from_secs(2)));
-        }
-        assert_eq!(got.len(), 300);
-        for (i, (data, meta)) in got.iter().enumerate() {
-            assert!(!meta.truncated);
-            assert_eq!(data[..], frame(100 + i as u16, 500)[..], "frame {i}");
-        }
+        send_in_groups_and_read_them(&mut tx, &mut rx, 60, 5);
     });
 }
 
@@ -845,30 +844,7 @@ fn the_v2_ring_polls_readable_as_soon_as_a_frame_is_written() {
     ns.run_up(|| {
         let mut tx = AfPacket::open("a", &plain()).unwrap();
         let mut rx = AfPacket::open("b", &v2_opts()).unwrap();
-        let (mut b, mut m) = bufs(BATCH, MAX_FRAME);
-        assert!(!rx.wait_readable(Duration::from_millis(10)).unwrap());
-        assert_eq!(rx.recv_batch(&mut b, &mut m).unwrap(), 0);
-        let mut waits = Vec::new();
-        for i in 0..50u16 {
-            let t = Instant::now();
-            send_all(&mut tx, &[frame(i, 64)], VnetHdr::NONE);
-            assert!(
-                rx.wait_readable(Duration::from_millis(500)).unwrap(),
-                "frame {i} not readable after 500 ms"
-            );
-            let n = rx.recv_batch(&mut b, &mut m).unwrap();
-            waits.push(t.elapsed());
-            assert_eq!(n, 1);
-            assert_eq!(b[0][..m[0].len], frame(i, 64)[..]);
-            assert_eq!(rx.recv_batch(&mut b, &mut m).unwrap(), 0);
-            assert!(!rx.wait_readable(Duration::from_millis(2)).unwrap());
-        }
-        waits.sort();
-        eprintln!(
-            "v2 ring: a lone frame readable after {:?} (median), {:?} (max)",
-            waits[waits.len() / 2],
-            waits[waits.len() - 1]
-        );
+        let waits = lone_frame_waits("v2 ring", &mut tx, &mut rx, 50);
         // The V3 ring's median is ~0.9 ms (its retire timer); V2 has no timer. veth delivers
         // in the sender's system call, so the frame is there when send returns.
         assert!(waits[waits.len() / 2] < Duration::from_micros(500));
@@ -884,21 +860,7 @@ fn the_v2_ring_is_unmapped_when_the_device_is_dropped() {
     ns.veth(true);
     ns.run_up(|| {
         let rx = AfPacket::open("b", &v2_opts()).unwrap();
-        let fd = rx.poll_fd().unwrap();
-        let ino = std::fs::metadata(format!("/proc/self/fd/{fd}"))
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-            .unwrap();
-        let tag = format!("socket:[{ino}]");
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let mapped: usize = maps
-            .lines()
-            .filter(|l| l.ends_with(&tag))
-            .map(|l| {
-                let (range, _) = l.split_once(' ').unwrap();
-                let (lo, hi) = range.split_once('-').unwrap();
-                usize::from_str_radix(hi, 16).unwrap() - usize::from_str_radix(lo, 16).unwrap()
-            })
-            .sum();
+        let (tag, mapped) = socket_mappings(rx.poll_fd().unwrap());
         assert_eq!(mapped, RX_SLOT_RING_BYTES);
         drop(rx);
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();

@@ -41,6 +41,18 @@ impl VnetHdr {
         csum_offset: 0,
     };
 
+    /// A TCPv4 super-frame behind 54 bytes of Ethernet + IPv4 + TCP without options, cut into
+    /// 1448-byte segments, its checksum still to finish: what the tests send.
+    #[cfg(test)]
+    pub(crate) const TCPV4_1448: VnetHdr = VnetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+
     /// Decode from the little-endian layout the kernel uses on x86 and arm (host order).
     pub fn from_bytes(b: &[u8; VNET_HDR_LEN]) -> VnetHdr {
         VnetHdr {

@@ -426,14 +426,7 @@ fn tcp_gso(src: [u8; 4], dst: [u8; 4], seq: u32, len: usize) -> (Vec<u8>, VnetHd
         .tcp(40001, 5201, seq, 1000)
         .write(&mut f, &payload)
         .unwrap();
-    let vnet = VnetHdr {
-        flags: crate::io::vnet::F_NEEDS_CSUM,
-        gso_type: crate::io::vnet::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: 1448,
-        csum_start: 34,
-        csum_offset: 16,
-    };
+    let vnet = VnetHdr::TCPV4_1448;
     (f, vnet)
 }
 

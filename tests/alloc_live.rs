@@ -460,8 +460,12 @@ fn main() {
                 format!("UDP {way}: {got} frames received of {} sent", m.udp_sent),
             );
         }
+        // TCP crossed both ways. Frames, not bytes: a whole super-frame is one frame at the
+        // receiver, so the counts swing with GSO and the machine's load (16,466 data and 3,507
+        // ACK frames in one loaded run, 34,000 and 9,000 in a quiet one); a thousand each way
+        // is still far from an idle bridge.
         check(
-            m.tcp_received.0 > 5_000 && m.tcp_received.1 > 5_000,
+            m.tcp_received.0 > 1_000 && m.tcp_received.1 > 1_000,
             format!("TCP: only {:?} frames received", m.tcp_received),
         );
         check(

@@ -1,7 +1,9 @@
 //! Every capture of an external corpus replays without a panic: it completes with the
-//! conservation law holding, or fails with a capture error. The corpus is given by
-//! WEIR_CAPTURE_CORPUS (CI points it at ../shared/captures); without it the test says so and
-//! checks only the captures committed in captures/.
+//! conservation law holding, or fails with a capture error. The corpus is WEIR_CAPTURE_CORPUS,
+//! else ../shared/captures beside the repository; without it the test says so loudly and
+//! checks only the captures committed in captures/, and under `CI=true` it fails.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use weir::replay::{replay_file, ReplayError, ReplayReport};
@@ -91,27 +93,11 @@ fn committed_captures_replay_cleanly() {
 
 #[test]
 fn external_corpus_replays_without_panic() {
-    let Some(dir) = std::env::var_os("WEIR_CAPTURE_CORPUS") else {
-        eprintln!("\n*** WEIR_CAPTURE_CORPUS is not set: the external capture corpus was NOT replayed ***\n");
+    let Some(dir) = common::corpus_dir("external_corpus_replays_without_panic") else {
         return;
     };
-    if !Path::new(&dir).is_dir() {
-        let msg = format!(
-            "WEIR_CAPTURE_CORPUS={} is not a directory",
-            Path::new(&dir).display()
-        );
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}: under CI the corpus must be there");
-        }
-        eprintln!("\n*** {msg}: the external capture corpus was NOT replayed ***\n");
-        return;
-    }
-    let (ok, refused, frames, failures) = replay_all(Path::new(&dir));
+    let (ok, refused, frames, failures) = replay_all(&dir);
     eprintln!("corpus replay: {ok} files replayed ({frames} frames), {refused} refused with an error, {} failures", failures.len());
     assert!(failures.is_empty(), "{failures:#?}");
-    assert!(
-        ok > 0,
-        "no capture replayed from {}",
-        Path::new(&dir).display()
-    );
+    assert!(ok > 0, "no capture replayed from {}", dir.display());
 }

@@ -1110,25 +1110,33 @@ fn split_gso(
 
 /// Makes now, at start-up, what crossbeam-channel makes the first time the calling thread
 /// blocks on a channel (in the steady state: the first time the scheduler falls behind, or has
-/// nothing to do): the thread's wait context. Blocks once, 1 ms, on a private empty channel.
+/// nothing to do): the thread's wait context, a thread-local made on its first use. Blocks
+/// once, 1 ms, on a private zero-capacity channel, whose receive goes straight to that context.
+/// (An array channel spins and yields first and checks its deadline before it gets there: on a
+/// loaded machine a 1 ms wait timed out before making the context, and the first real wait
+/// then allocated it while forwarding.)
 fn prepare_to_block() {
-    let (_sender, idle) = bounded::<()>(1);
+    let (_sender, idle) = bounded::<()>(0);
     let _ = idle.recv_timeout(Duration::from_millis(1));
 }
 
 /// Makes now, at start-up, the lists of threads waiting on the channel to the scheduler, which
 /// crossbeam-channel makes the first time a thread waits on each side of it (the sending side
 /// waits only when the scheduler falls behind, which may first happen long after start):
-/// waits once (1 ms) to receive from it while it is empty, and once to send to it while it is
-/// full of empty batches, then empties it. (A list, once made, keeps its room.)
+/// waits once to receive from it while it is empty, and once to send to it while it is full of
+/// empty batches, then empties it. (A list, once made, keeps its room.) An array channel spins
+/// and yields before it registers a waiter and gives up if its deadline passed meanwhile, so
+/// each wait is 5 ms (not 1), long enough for that back-off to end first unless the machine is
+/// very loaded.
 fn prepare_waits(to_sched: &Sender<Batch>, from_rx: &Receiver<Batch>) {
     let empty = || Batch {
         ingress: Side::Lan,
         items: Vec::new(),
     };
-    let _ = from_rx.recv_timeout(Duration::from_millis(1));
+    let wait = Duration::from_millis(5);
+    let _ = from_rx.recv_timeout(wait);
     while to_sched.try_send(empty()).is_ok() {}
-    let _ = to_sched.send_timeout(empty(), Duration::from_millis(1));
+    let _ = to_sched.send_timeout(empty(), wait);
     while from_rx.try_recv().is_ok() {}
 }
 

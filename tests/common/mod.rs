@@ -35,6 +35,34 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// The external capture corpus: `WEIR_CAPTURE_CORPUS`, else `../shared/captures` beside the
+/// repository. `None` when there is none: then a SKIPPED banner goes straight to the process's
+/// stderr (visible without `--nocapture`), and under CI (`CI=true`) the test fails instead,
+/// since CI must replay the corpus.
+pub fn corpus_dir(test: &str) -> Option<std::path::PathBuf> {
+    let beside = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/captures");
+    let (dir, from) = match std::env::var_os("WEIR_CAPTURE_CORPUS") {
+        Some(d) => (std::path::PathBuf::from(d), "WEIR_CAPTURE_CORPUS"),
+        None => (beside, "the default ../shared/captures"),
+    };
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    let msg = format!(
+        "{test}: no capture corpus: {from} ({}) is not a directory",
+        dir.display()
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}; under CI=true the corpus must be there");
+    }
+    let bar = "=".repeat(70);
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{bar}\nSKIPPED {msg}\nset WEIR_CAPTURE_CORPUS to a directory of captures to run it\n{bar}"
+    );
+    None
+}
+
 /// The prefix of this process's lab for test `name`: `weir-t<pid>-<name>`, with `name` reduced
 /// to `[a-z0-9-]` and truncated so the prefix stays a valid lab prefix.
 pub fn lab_prefix(name: &str) -> String {

@@ -11,7 +11,7 @@ use etherparse::{PacketBuilder, VlanId};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
-use weir::classify::Side;
+use weir::port::Side;
 
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 2];

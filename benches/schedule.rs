@@ -13,8 +13,9 @@ use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
-use weir::classify::Side;
-use weir::sched::{ClassSpec, FrameMeta, Nanos, PortScheduler, PortSpec};
+use weir::port::Side;
+use weir::sched::{ClassSpec, FrameMeta, PortScheduler, PortSpec};
+use weir::time::Nanos;
 
 const GBIT_100: u64 = 100_000_000_000;
 

@@ -14,11 +14,13 @@
 
 use crate::capture::{CaptureError, CaptureReader, CaptureWriter};
 use crate::classify::flow::mac_u128;
-use crate::classify::{Classifier, ClassifierStats, Side};
+use crate::classify::{Classifier, ClassifierStats};
 use crate::config::Plan;
-use crate::report::{ClassReport, Totals};
-use crate::sched::{Dropped, Enqueued, FrameMeta, Nanos, PortScheduler};
-use crate::stats::DropReason;
+use crate::pipeline::report::{ClassReport, Totals};
+use crate::port::Side;
+use crate::sched::stats::DropReason;
+use crate::sched::{Dropped, Enqueued, FrameMeta, PortScheduler};
+use crate::time::Nanos;
 use crate::wire::{self, set_dscp, L3};
 use serde::Serialize;
 use std::path::Path;

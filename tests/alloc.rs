@@ -11,9 +11,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::Path;
 use weir::capture::CaptureReader;
-use weir::classify::{Classifier, Side};
+use weir::classify::Classifier;
 use weir::config::Plan;
-use weir::sched::{FrameMeta, Nanos, PortScheduler};
+use weir::port::Side;
+use weir::sched::{FrameMeta, PortScheduler};
+use weir::time::Nanos;
 
 struct Counting;
 

@@ -32,8 +32,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::io::af_packet::{AfPacket, AfPacketOptions, RxMode};
-use weir::lab::{ChildGuard, Lab};
 use weir::runtime::{self, PortIo, RunReport, Threads};
+use weir::tools::lab::{ChildGuard, Lab};
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
@@ -259,7 +259,7 @@ fn open_ports(lab: &Lab, rx: RxMode) -> [PortIo; 2] {
     let ns = PathBuf::from("/var/run/netns").join(&lab.dut_ns);
     let names = [lab.dut_lan_if.clone(), lab.dut_wan_if.clone()];
     std::thread::spawn(move || {
-        weir::io::netdev::enter_network_namespace(&ns).expect("enter the dut namespace");
+        weir::io::sys::netdev::enter_network_namespace(&ns).expect("enter the dut namespace");
         names.map(|name| {
             let open = |promiscuous, send_only| {
                 let opts = AfPacketOptions {

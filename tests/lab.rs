@@ -8,7 +8,7 @@ use common::{lab, namespaces_left, parse_iperf3, parse_ping, ping, require_root}
 use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
-use weir::lab::{Lab, LabError, LabSpec};
+use weir::tools::lab::{Lab, LabError, LabSpec};
 
 /// Waits up to `timeout` for `pid` to be gone from /proc (reaped or never ours).
 fn process_gone(pid: u32, timeout: Duration) -> bool {
@@ -158,14 +158,14 @@ fn down_is_idempotent_and_up_never_takes_over_an_existing_lab() {
     assert_eq!(namespaces_left(&first.prefix).len(), 3);
     first.down().unwrap();
     first.down().unwrap();
-    weir::lab::down_by_prefix(&first.prefix).unwrap();
+    weir::tools::lab::down_by_prefix(&first.prefix).unwrap();
     assert!(namespaces_left(&first.prefix).is_empty());
 }
 
 #[test]
 fn skipping_is_loud_and_ci_forbids_it() {
     // Runs everywhere: as root there is nothing to skip.
-    if weir::lab::is_root() {
+    if weir::tools::lab::is_root() {
         assert!(require_root("skipping_is_loud_and_ci_forbids_it"));
     }
 }

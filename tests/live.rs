@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use weir::lab::{ChildGuard, Lab};
+use weir::tools::lab::{ChildGuard, Lab};
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
@@ -144,7 +144,7 @@ fn raw_exchange(lab: &Lab, frames: Vec<Vec<u8>>, ethertype: [u8; 2]) -> Vec<Vec<
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let n = frames.len();
     let receiver = std::thread::spawn(move || {
-        weir::io::netdev::enter_network_namespace(&dst_path).unwrap();
+        weir::io::sys::netdev::enter_network_namespace(&dst_path).unwrap();
         let mut rx = AfPacket::open(
             &dst_if,
             &AfPacketOptions {
@@ -189,7 +189,7 @@ fn raw_exchange(lab: &Lab, frames: Vec<Vec<u8>>, ethertype: [u8; 2]) -> Vec<Vec<
     });
     ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
     let sender = std::thread::spawn(move || {
-        weir::io::netdev::enter_network_namespace(&src_path).unwrap();
+        weir::io::sys::netdev::enter_network_namespace(&src_path).unwrap();
         let mut tx = AfPacket::open(
             &src_if,
             &AfPacketOptions {

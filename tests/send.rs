@@ -14,10 +14,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 use weir::capture::CaptureReader;
 use weir::io::af_packet::{AfPacket, AfPacketOptions};
-use weir::io::netdev::enter_network_namespace;
+use weir::io::sys::netdev::enter_network_namespace;
 use weir::io::{Device, RxMeta, BATCH, MAX_FRAME};
-use weir::lab::Lab;
-use weir::send::{send_on_interface, Pace, SendReport};
+use weir::tools::lab::Lab;
+use weir::tools::send::{send_on_interface, Pace, SendReport};
 
 const MIXED_FRAMES: usize = 263;
 

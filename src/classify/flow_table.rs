@@ -9,7 +9,7 @@
 //! directions of a connection differently).
 
 use super::flow::FlowKey;
-use crate::sched::Nanos;
+use crate::time::Nanos;
 
 /// Slots examined per lookup; bounds the cost of a miss and of an insert.
 pub const PROBE: usize = 8;

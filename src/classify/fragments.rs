@@ -7,7 +7,7 @@
 //! counted as unmatched.
 
 use super::flow::mix;
-use crate::sched::Nanos;
+use crate::time::Nanos;
 use crate::wire::FrameView;
 
 pub const FRAGMENT_TIMEOUT: Nanos = 30_000_000_000;

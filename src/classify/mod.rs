@@ -15,41 +15,14 @@ pub mod flow_table;
 pub mod fragments;
 pub mod rule;
 
-use crate::sched::{ClassId, Nanos};
+use crate::port::ClassId;
+use crate::port::Side;
+use crate::time::Nanos;
 use crate::wire::FrameView;
 use flow::{host_hash, mac_u128, FlowKey};
 use flow_table::{FlowTable, FlowTableStats, NO_VERDICT};
 use fragments::{FragmentStats, FragmentTable};
 use rule::Rule;
-
-/// One of the two ports. As an egress port it indexes per-direction state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Side {
-    Lan = 0,
-    Wan = 1,
-}
-
-impl Side {
-    pub const BOTH: [Side; 2] = [Side::Lan, Side::Wan];
-
-    pub fn other(self) -> Side {
-        match self {
-            Side::Lan => Side::Wan,
-            Side::Wan => Side::Lan,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Lan => "lan",
-            Side::Wan => "wan",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// How a class shares itself among its users.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

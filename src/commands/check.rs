@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use weir::classify::Side;
 use weir::config::units::BitRate;
 use weir::config::{ClassKind, Plan};
+use weir::port::Side;
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let plan = match super::load_config(path) {

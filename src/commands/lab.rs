@@ -2,7 +2,7 @@
 
 use super::LabAction;
 use std::process::ExitCode;
-use weir::lab::{down_by_prefix, list_namespaces, namespaces, Lab, LabSpec};
+use weir::tools::lab::{down_by_prefix, list_namespaces, namespaces, Lab, LabSpec};
 
 pub fn run(action: LabAction) -> anyhow::Result<ExitCode> {
     let spec = LabSpec::demo();

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use weir::classify::Side;
 use weir::io::af_packet::{AfPacket, AfPacketOptions, IfRingFails, RxMode};
-use weir::io::netdev::{interface_info, IfInfo};
+use weir::io::sys::netdev::{interface_info, IfInfo};
+use weir::port::Side;
 use weir::runtime::{self, KernelDrops, PortIo};
 
 /// The packet I/O backend and its receive mode.

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use weir::send::{parse_mbps, parse_multiplier, parse_pps, send_on_interface, Pace};
+use weir::tools::send::{parse_mbps, parse_multiplier, parse_pps, send_on_interface, Pace};
 
 /// The raw flags of `weir send`, to embed as `Send(SendArgs)` in the command enum.
 #[derive(clap::Args, Debug, Clone)]

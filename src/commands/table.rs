@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use weir::config::units::BitRate;
-use weir::report::ClassReport;
+use weir::pipeline::report::ClassReport;
 
 pub fn write_classes(out: &mut impl Write, classes: &[ClassReport]) -> std::io::Result<()> {
     writeln!(

@@ -3,12 +3,15 @@
 use super::units::{self, BitRate, UnitError};
 use super::{ConfigError, ConfigFile, DscpFile, FairnessFile, PortFile};
 use crate::classify::rule::Rule;
-use crate::classify::{Classifier, Fairness, MatchEntry, PortRules, Side};
-use crate::sched::{ClassId, CodelParams, Nanos, PortSpec};
+use crate::classify::{Classifier, Fairness, MatchEntry, PortRules};
+use crate::port::ClassId;
+use crate::port::Side;
+use crate::sched::{CodelParams, PortSpec};
+use crate::time::Nanos;
 use crate::wire::dscp_from_name;
 
 /// Largest frame weir accepts (a GSO super-frame); also the smallest useful byte limit.
-pub const MAX_FRAME_BYTES: u32 = crate::io::MAX_FRAME as u32;
+pub const MAX_FRAME_BYTES: u32 = crate::wire::MAX_FRAME as u32;
 /// A full-size Ethernet frame, for default bursts.
 const FULL_FRAME: u64 = 1514;
 const DEFAULT_OVERHEAD: u32 = 24;

@@ -32,7 +32,7 @@ fn bad(from: &str, to: &str) -> ConfigError {
 #[test]
 fn a_good_config_resolves_defaults_and_percentages() {
     let plan = parse(GOOD, Path::new("t.ron")).unwrap();
-    let wan = plan.port(crate::classify::Side::Wan);
+    let wan = plan.port(crate::port::Side::Wan);
     assert_eq!(wan.spec.rate_bps, 10_000_000);
     assert_eq!(wan.overhead, 24);
     // control, voice, bulk

@@ -5,10 +5,10 @@
 
 use super::af_packet::{AfPacket, AfPacketOptions};
 use super::test_netns::{have_root, Netns};
-use super::vnet::{F_NEEDS_CSUM, GSO_ECN, GSO_TCPV4, GSO_TCPV6};
 use super::{Device, RxMeta, TxFrame, VnetHdr, BATCH, MAX_FRAME};
 use crate::wire::gso::tests::{build, Shape, ACK, CWR, ECE, FIN, MAC_A, PSH};
 use crate::wire::gso::TcpGso;
+use crate::wire::vnet::{F_NEEDS_CSUM, GSO_ECN, GSO_TCPV4, GSO_TCPV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 

@@ -27,21 +27,15 @@ pub mod capture_file;
 #[cfg(test)]
 mod gso_kernel_tests;
 pub mod memory;
-pub mod netdev;
 pub mod pnet;
 pub mod recorder;
 pub mod sys;
 #[cfg(test)]
 pub(crate) mod test_netns;
-pub mod vnet;
 
-pub use vnet::VnetHdr;
+pub use crate::wire::{VnetHdr, MAX_FRAME};
 
 use std::time::Duration;
-
-/// Largest frame a device hands over: a GSO super-frame of 64 KiB plus Ethernet and VLAN
-/// headers. Buffers given to [`Device::recv_batch`] must hold this much.
-pub const MAX_FRAME: usize = 65_536 + 14 + 8;
 
 /// Frames per system call, each way.
 pub const BATCH: usize = 64;

@@ -2,7 +2,7 @@
 //! pair, deleted on drop even when the test fails, and the root check that skips loudly (or
 //! fails under CI=true).
 
-use crate::io::netdev::{self, enter_network_namespace};
+use crate::io::sys::netdev::{self, enter_network_namespace};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;

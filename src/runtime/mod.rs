@@ -36,13 +36,16 @@
 
 pub mod pool;
 
-use crate::classify::{Classifier, Side};
+use crate::classify::Classifier;
 use crate::config::Plan;
 use crate::io::{Device, RxMeta, TxFrame, VnetHdr, BATCH, MAX_FRAME};
-use crate::report::{ClassReport, Totals};
-use crate::sched::clock::{Clock, SystemClock};
-use crate::sched::{ClassId, Enqueued, FrameMeta, Nanos, PortScheduler};
-use crate::stats::DropReason;
+use crate::pipeline::report::{ClassReport, Totals};
+use crate::port::ClassId;
+use crate::port::Side;
+use crate::sched::stats::DropReason;
+use crate::sched::{Enqueued, FrameMeta, PortScheduler};
+use crate::time::Nanos;
+use crate::time::{Clock, SystemClock};
 use crate::wire;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use pool::{Pool, PoolHandle};

@@ -643,7 +643,7 @@ fn super_frames_for_a_slow_class_are_cut_in(threads: Threads) {
     for (f, v) in &out_wan {
         assert_eq!(f.len(), 54 + 1448);
         assert!(!v.is_gso());
-        assert_eq!(v.flags, crate::io::vnet::F_NEEDS_CSUM);
+        assert_eq!(v.flags, crate::wire::vnet::F_NEEDS_CSUM);
         assert_eq!((v.csum_start, v.csum_offset), (34, 16));
         let view = crate::wire::parse(f);
         assert!(!view.truncated);

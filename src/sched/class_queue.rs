@@ -18,7 +18,7 @@
 use super::codel::{Codel, CodelParams, CodelVerdict};
 use super::pie::Pie;
 use super::Nanos;
-use crate::stats::DropReason;
+use crate::sched::stats::DropReason;
 
 const NIL: u32 = u32::MAX;
 

@@ -20,29 +20,25 @@
 //! Capacity: every class queue is bounded in packets and bytes; descriptors come from one arena
 //! per port, sized at construction to the sum of the class packet limits. Enqueue, dequeue and
 //! next_wakeup never allocate.
-//! Counters: [`crate::stats::ClassStats`] per class; `received = forwarded + dropped + queued`
+//! Counters: [`crate::sched::stats::ClassStats`] per class; `received = forwarded + dropped + queued`
 //! holds between any two calls.
 //! Thread contract: a `PortScheduler` is owned by one thread (`Send`, not shared).
 
 pub mod class_queue;
-pub mod clock;
 pub mod codel;
 pub mod pie;
+pub mod stats;
 pub mod token_bucket;
 
 #[cfg(test)]
 mod tests;
 
-use crate::stats::{ClassStats, DropReason};
+pub use crate::port::ClassId;
+pub use crate::time::Nanos;
 use class_queue::{Arena, ClassQueue, Popped};
 pub use codel::CodelParams;
+use stats::{ClassStats, DropReason};
 use token_bucket::{Conform, TokenBucket};
-
-/// Time in nanoseconds on whatever clock the caller uses (monotonic, or capture time).
-pub type Nanos = u64;
-
-/// Index of a class within its port, in the order of [`PortSpec::classes`].
-pub type ClassId = u16;
 
 /// DRR quantum: one full-size Ethernet frame plus default overhead, per unit of weight.
 pub const BASE_QUANTUM: u32 = 1514 + 24;

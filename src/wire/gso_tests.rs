@@ -3,7 +3,7 @@
 //! and property tests (valid shapes of any size, mutated frames, arbitrary bytes).
 
 use super::*;
-use crate::io::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_ECN, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
+use crate::wire::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_ECN, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
 use crate::wire::{parse, L3};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use proptest::prelude::*;

@@ -16,9 +16,15 @@
 
 mod dscp;
 pub mod gso;
+pub mod vnet;
 
 pub use dscp::{dscp_from_name, set_dscp, DscpRewrite, DSCP_NAMES};
 pub use gso::{GsoError, GsoParams, SegmentChecksum, Segmenter, TcpGso};
+pub use vnet::VnetHdr;
+
+/// Largest frame weir handles: a GSO super-frame of 64 KiB plus Ethernet and VLAN headers.
+/// Receive buffers hold this much; a frame longer than this is cut short by its device.
+pub const MAX_FRAME: usize = 65_536 + 14 + 8;
 
 /// Ethertypes weir cares about.
 pub mod ethertype {

@@ -15,7 +15,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
-use weir::lab::{self, ChildGuard, Lab, LabSpec};
+use weir::tools::lab::{self, ChildGuard, Lab, LabSpec};
 
 /// Whether the test may go on: true when root. When not root, prints a loud SKIPPED line and
 /// returns false, unless `CI=true`, where it panics: CI must run these tests.

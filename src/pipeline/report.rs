@@ -1,8 +1,8 @@
 //! Per-class results, shared by `weir replay` and `weir run`: what each class received,
 //! forwarded and dropped (by reason), and how long its frames waited.
 
-use crate::classify::Side;
-use crate::stats::{ClassStats, DropReason};
+use crate::port::Side;
+use crate::sched::stats::{ClassStats, DropReason};
 use serde::Serialize;
 
 /// Per-class results of one port.

@@ -377,5 +377,4 @@ impl Device for PnetTx {
 }
 
 #[cfg(test)]
-#[path = "pnet_tests.rs"]
 mod tests;

@@ -3,7 +3,7 @@
 //! tests say so loudly and pass, except under CI=true where they fail.
 
 use super::*;
-use crate::io::netdev::enter_network_namespace;
+use crate::io::sys::netdev::enter_network_namespace;
 use crate::io::{Device, RxMeta, TxFrame, VnetHdr, BATCH, MAX_FRAME};
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,6 +1,9 @@
-//! Clocks. The scheduler never reads one; the runtime does, and passes `now` in.
+//! Time: nanoseconds as `u64`, and the clocks that give them. Nothing below the runtime reads a
+//! clock; the scheduler, the classifier and the pipeline take `now` as an argument, so the same
+//! code runs on the monotonic clock, on capture timestamps, and on a manual clock in tests.
 
-use super::Nanos;
+/// Time in nanoseconds on whatever clock the caller uses (monotonic, or capture time).
+pub type Nanos = u64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 

@@ -52,7 +52,7 @@
 //! Thread contract: as [`AfPacket`](super::AfPacket): one thread at a time, `Send`.
 
 use super::{finish_frame, tag_bytes, RxMeta, VnetHdr, MAX_FRAME, SOL_PACKET};
-use crate::io::vnet::VNET_HDR_LEN;
+use crate::wire::vnet::VNET_HDR_LEN;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;

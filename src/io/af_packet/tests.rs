@@ -426,7 +426,7 @@ fn with_vnet_headers_a_plain_frame_stays_plain() {
             let got = recv_ours(&mut rx, 3, MAX_FRAME, Duration::from_secs(2));
             assert_eq!(got.len(), 3);
             for ((data, meta), sent) in got.iter().zip(&frames) {
-                assert_eq!(meta.vnet.gso_type, crate::io::vnet::GSO_NONE, "{meta:?}");
+                assert_eq!(meta.vnet.gso_type, crate::wire::vnet::GSO_NONE, "{meta:?}");
                 assert_eq!(meta.vnet.gso_size, 0, "{meta:?}");
                 assert!(!meta.truncated);
                 assert_eq!(meta.len, sent.len());

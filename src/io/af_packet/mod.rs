@@ -42,9 +42,9 @@
 //! Thread contract: one thread uses an `AfPacket` at a time (`&mut self`); it may move between
 //! threads (`Send`).
 
-use super::netdev::{self, NetdevError};
-use super::vnet::VNET_HDR_LEN;
+use super::sys::netdev::{self, NetdevError};
 use super::{Device, RxMeta, TxFrame, VnetHdr, BATCH, MAX_FRAME};
+use crate::wire::vnet::VNET_HDR_LEN;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
@@ -715,7 +715,7 @@ fn finish_frame(
         }
         full = real + VLAN_TAG_LEN;
         len = (copied + VLAN_TAG_LEN).min(cap);
-        if vnet.flags & super::vnet::F_NEEDS_CSUM != 0 {
+        if vnet.flags & crate::wire::vnet::F_NEEDS_CSUM != 0 {
             vnet.csum_start = vnet.csum_start.saturating_add(VLAN_TAG_LEN as u16);
         }
         if vnet.hdr_len > 0 {
@@ -920,9 +920,7 @@ impl Device for AfPacket {
 // report truncation.
 const _: () = assert!(MAX_FRAME >= 1514);
 
-#[path = "af_packet_ring.rs"]
 mod ring;
 
 #[cfg(test)]
-#[path = "af_packet_tests.rs"]
 mod tests;

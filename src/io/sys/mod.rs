@@ -1,4 +1,6 @@
-//! Small process and thread settings from the kernel.
+//! Small process and thread settings from the kernel, and interfaces ([`netdev`]).
+
+pub mod netdev;
 
 /// Ask for timer wake-ups accurate to `ns` on the calling thread (the default slack is 50 us,
 /// more than a departure interval at high rates). Best effort: failure leaves the default.

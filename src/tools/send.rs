@@ -35,7 +35,7 @@
 use crate::capture::{CaptureError, CaptureReader};
 use crate::io::af_packet::{AfPacket, AfPacketOptions, OpenError};
 use crate::io::memory::MemoryDevice;
-use crate::io::netdev;
+use crate::io::sys::netdev;
 use crate::io::{Device, TxFrame, VnetHdr, BATCH};
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -62,14 +62,14 @@ fn write_big(path: &str) {
 
 fn replay(c: &mut Criterion) {
     const FRAMES: usize = 100_000;
-    let plan = weir::config::load(Path::new(HOME)).expect("configs/home.ron");
+    let plan = std::sync::Arc::new(weir::config::load(Path::new(HOME)).expect("configs/home.ron"));
     let base = read_mixed();
     let input: Vec<(u64, &Frame)> = repeated(&base).take(FRAMES).collect();
     let mut g = c.benchmark_group("replay");
     g.throughput(Throughput::Elements(FRAMES as u64));
     g.bench_function("mixed-services_x380/home.ron/100k_frames", |b| {
         b.iter(|| {
-            let mut replay = Replay::new(&plan, None, false);
+            let mut replay = Replay::new(&plan, &Default::default(), false);
             let mut departed = 0u64;
             let mut out = |_t: u64, _d: &[u8], _len: u32| departed += 1;
             for (ts, f) in &input {

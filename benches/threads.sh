@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The thread layouts of `weir run` (split, run-to-completion, per-direction), measured through
+# The thread layouts of `weir run` (run-to-completion, per-direction), measured through
 # weir in a lab of its own.
 #   benches/threads.sh [ROUNDS]   (root; builds the release binary; about 15 s per round)
 # For each round and each layout: TCP goodput of one and of four iperf3 flows for 4 s (offloads
@@ -24,7 +24,7 @@ sleep 1
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }
 printf '%-18s %5s %10s %11s %14s\n' layout round tcp_mbit tcp4_mbit small_frames_pps
 for r in $(seq 1 "$rounds"); do
-    for layout in split run-to-completion per-direction; do
+    for layout in run-to-completion per-direction; do
         ip netns exec $p-dut "$weir" run -c "$cfg" --threads $layout >/dev/null 2>/tmp/weir-threads.err &
         wpid=$!
         for _ in $(seq 100); do grep -q bridging /tmp/weir-threads.err && break; sleep 0.05; done

@@ -1,29 +1,35 @@
-//! Replay: the live policy, run on a capture in virtual time.
+//! Replay: a thin driver of the live policy path ([`crate::pipeline`]) on a capture, in
+//! virtual time.
 //!
 //! Each frame arrives at its capture timestamp on the port its addresses say (`lan_networks`,
 //! else the side its MAC address was last seen on, else upload), or on the side forced by
-//! `--direction`. It is parsed, classified and enqueued exactly as `weir run` would; departures
-//! are taken from both ports in time order whenever the scheduler says one is due, and at the
-//! end the queues are drained. The optional output capture holds every forwarded frame at its
-//! departure time (with DSCP remarked where the class says so).
+//! `--direction`, and goes through [`Pipeline::receive_parsed`] exactly as `weir run`'s frames
+//! go through `receive`; a capture carries no offload state, so a TCP frame longer than the MTU
+//! is taken for the super-frame it is (charged, and cut, as its segments). Before each arrival
+//! the time moves through the schedulers' wake-ups before it, each port sending what is due;
+//! at the end the queues are drained. The optional output capture holds every forwarded frame
+//! at its departure time (with DSCP remarked where the class says so).
 //!
-//! Accounting: every frame read is received by exactly one class of one port; at the end
-//! nothing is queued, so `received = forwarded + dropped` per class.
+//! Accounting: every frame read is received by exactly one class of one port (a cut
+//! super-frame as its segments); at the end nothing is queued, so `received = forwarded +
+//! dropped` per class.
 //! Memory: frame bytes are copied only when an output is written, into a pool sized at start
 //! to what the queues can hold; the pool never grows beyond that.
 
 use crate::capture::{CaptureError, CaptureReader, CaptureWriter};
 use crate::classify::flow::mac_u128;
-use crate::classify::{Classifier, ClassifierStats};
+use crate::classify::ClassifierStats;
 use crate::config::Plan;
 use crate::pipeline::report::{ClassReport, Totals};
+use crate::pipeline::{
+    FrameStore, GsoSplit, Offload, Pipeline, RxInfo, DEFAULT_MTU, MAX_CUT_SEGMENTS,
+};
 use crate::port::Side;
-use crate::sched::stats::DropReason;
-use crate::sched::{Dropped, Enqueued, FrameMeta, PortScheduler};
 use crate::time::Nanos;
-use crate::wire::{self, set_dscp, L3};
+use crate::wire::{self, Segmenter, VnetHdr, L3};
 use serde::Serialize;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Which way frames go when forced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +49,25 @@ impl Direction {
     }
 }
 
+/// How frames are fed to the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayOptions {
+    /// Treat every frame as going this way, instead of deciding by `lan_networks`.
+    pub direction: Option<Direction>,
+    /// The MTU of the link the capture was taken on: a TCP frame whose IP packet is longer is
+    /// a super-frame of segments this size.
+    pub mtu: u32,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            direction: None,
+            mtu: DEFAULT_MTU,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error(transparent)]
@@ -56,32 +81,79 @@ pub enum ReplayError {
     },
 }
 
-/// Frame buffers for queued frames, when an output capture is written.
-struct FramePool {
+/// Frame bytes of queued frames, kept only when an output capture is written. Each slot's
+/// buffer grows to the largest frame it held and is reused: in steady state nothing allocates.
+/// Without an output no bytes are kept and every frame's handle is 0.
+struct ReplayFrames {
     bufs: Vec<Vec<u8>>,
     free: Vec<u32>,
+    keep_bytes: bool,
 }
 
-impl FramePool {
-    fn new(slots: u32) -> FramePool {
-        FramePool {
+impl ReplayFrames {
+    fn new(slots: u32, keep_bytes: bool) -> ReplayFrames {
+        let slots = if keep_bytes { slots } else { 0 };
+        ReplayFrames {
             bufs: (0..slots).map(|_| Vec::new()).collect(),
             free: (0..slots).rev().collect(),
+            keep_bytes,
         }
     }
 
-    /// A slot holding a copy of `data`. Buffers grow to the largest frame they have held and
-    /// are kept: in steady state this does not allocate.
-    fn store(&mut self, data: &[u8]) -> Option<u32> {
+    fn slot(&mut self) -> Option<(u32, &mut Vec<u8>)> {
         let slot = self.free.pop()?;
-        let buf = &mut self.bufs[slot as usize];
+        Some((slot, &mut self.bufs[slot as usize]))
+    }
+
+    fn bytes(&self, item: u32) -> &[u8] {
+        self.bufs.get(item as usize).map_or(&[], Vec::as_slice)
+    }
+}
+
+impl FrameStore for ReplayFrames {
+    type Item = u32;
+    type Rx<'a> = &'a [u8];
+
+    fn keep(&mut self, rx: &mut &[u8], len: usize, _vnet: VnetHdr) -> Option<u32> {
+        if !self.keep_bytes {
+            return Some(0);
+        }
+        let (slot, buf) = self.slot()?;
         buf.clear();
-        buf.extend_from_slice(data);
+        buf.extend_from_slice(&rx[..len]);
         Some(slot)
     }
 
-    fn release(&mut self, slot: u32) {
-        self.free.push(slot);
+    fn keep_segment(&mut self, seg: &Segmenter<'_>, i: usize, _vnet: VnetHdr) -> Option<u32> {
+        if !self.keep_bytes {
+            return Some(0);
+        }
+        let len = seg.segment_len(i)?;
+        let (slot, buf) = self.slot()?;
+        buf.resize(len, 0);
+        match seg.write(i, buf) {
+            Some(n) => {
+                buf.truncate(n);
+                Some(slot)
+            }
+            None => {
+                self.free.push(slot);
+                None
+            }
+        }
+    }
+
+    fn frame_mut(&mut self, item: u32) -> Option<&mut [u8]> {
+        if !self.keep_bytes {
+            return None;
+        }
+        self.bufs.get_mut(item as usize).map(Vec::as_mut_slice)
+    }
+
+    fn release(&mut self, item: u32) {
+        if self.keep_bytes {
+            self.free.push(item);
+        }
     }
 }
 
@@ -134,6 +206,9 @@ pub struct ReplayReport {
     pub classes: Vec<ClassReport>,
     pub directions: DirectionCounts,
     pub flow_table: FlowTableReport,
+    /// TCP super-frames (longer than the MTU) cut into segments for classes under 1 Gbit/s;
+    /// each segment counts as a frame received, so `totals.received` can exceed `frames_read`.
+    pub gso_split: GsoSplit,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -151,10 +226,11 @@ pub struct FlowTableReport {
 pub type Progress<'a> = &'a mut dyn FnMut(u64);
 
 pub struct Replay<'p> {
-    plan: &'p Plan,
-    classifier: Classifier,
-    ports: Option<[PortScheduler<u32>; 2]>,
-    pool: Option<FramePool>,
+    plan: &'p Arc<Plan>,
+    mtu: u32,
+    /// Made at the first frame, whose time starts the token buckets.
+    pipeline: Option<Pipeline<u32>>,
+    store: ReplayFrames,
     macs: MacSides,
     direction: Option<Direction>,
     directions: DirectionCounts,
@@ -166,7 +242,8 @@ pub struct Replay<'p> {
 }
 
 impl<'p> Replay<'p> {
-    pub fn new(plan: &'p Plan, direction: Option<Direction>, keep_frames: bool) -> Replay<'p> {
+    /// `keep_frames`: keep the bytes of queued frames, for an output capture.
+    pub fn new(plan: &'p Arc<Plan>, opts: &ReplayOptions, keep_frames: bool) -> Replay<'p> {
         let slots: u32 = plan
             .ports
             .iter()
@@ -174,11 +251,12 @@ impl<'p> Replay<'p> {
             .fold(0u32, |s, c| s.saturating_add(c.limit_packets));
         Replay {
             plan,
-            classifier: plan.classifier(),
-            ports: None,
-            pool: keep_frames.then(|| FramePool::new(slots)),
+            mtu: opts.mtu,
+            pipeline: None,
+            // Every queue slot, and the segments of a super-frame being cut.
+            store: ReplayFrames::new(slots.saturating_add(MAX_CUT_SEGMENTS as u32), keep_frames),
             macs: MacSides::new(),
-            direction,
+            direction: opts.direction,
             directions: DirectionCounts::default(),
             frames: 0,
             first_ts: None,
@@ -188,9 +266,10 @@ impl<'p> Replay<'p> {
         }
     }
 
-    fn egress_of(&mut self, v: &wire::FrameView) -> Side {
+    /// The port a frame arrived on: forced, or by its addresses, or by its MAC address.
+    fn ingress_of(&mut self, v: &wire::FrameView) -> Side {
         if let Some(d) = self.direction {
-            return d.egress();
+            return d.egress().other();
         }
         let from = match v.l3 {
             L3::Ipv4 | L3::Ipv6 => {
@@ -214,7 +293,7 @@ impl<'p> Replay<'p> {
             }
             L3::Other => None,
         };
-        let from = match from {
+        match from {
             Some(side) => {
                 self.macs.learn(&v.src_mac, side);
                 side
@@ -226,15 +305,16 @@ impl<'p> Replay<'p> {
                     Side::Lan
                 }
             },
-        };
-        from.other()
+        }
     }
 
-    /// Feed one captured frame that arrived at `ts`; `out` receives departures due before it.
+    /// Feed one captured frame that arrived at `ts`; `out` receives the departures due before
+    /// it (departures due at `ts` itself come after every frame arriving at `ts`, as in the
+    /// live bridge, which receives a batch and then sends).
     pub fn push(
         &mut self,
         ts: Nanos,
-        data: &[u8],
+        mut data: &[u8],
         orig_len: u32,
         out: &mut impl FnMut(Nanos, &[u8], u32),
     ) {
@@ -242,110 +322,64 @@ impl<'p> Replay<'p> {
         if self.first_ts.is_none() {
             self.first_ts = Some(ts);
             self.now = ts;
-            self.ports = Some([
-                PortScheduler::new(self.plan.ports[0].spec.clone(), ts),
-                PortScheduler::new(self.plan.ports[1].spec.clone(), ts),
-            ]);
+            self.pipeline = Some(Pipeline::new(Arc::clone(self.plan), self.mtu, ts));
         }
         if ts < self.now {
             self.reordered += 1;
         }
         let now = ts.max(self.now);
         self.now = now;
-        self.depart_until(now, out);
-
+        self.depart_until(now, false, out);
         let view = wire::parse(data);
-        let egress = self.egress_of(&view);
-        match egress {
-            Side::Wan => self.directions.upload += 1,
-            Side::Lan => self.directions.download += 1,
+        let ingress = self.ingress_of(&view);
+        match ingress {
+            Side::Lan => self.directions.upload += 1,
+            Side::Wan => self.directions.download += 1,
         }
-        let verdict = self.classifier.classify(&view, egress, now);
-        let port_plan = &self.plan.ports[egress.index()];
-        let Some(ports) = self.ports.as_mut() else {
-            return;
+        let info = RxInfo {
+            len: data.len(),
+            wire_len: orig_len,
+            offload: Offload::Unknown,
         };
-        let sched = &mut ports[egress.index()];
-        let bytes = orig_len.max(data.len() as u32);
-        if data.len() < 14 {
-            sched.reject(verdict.class, bytes, DropReason::Malformed);
-            return;
-        }
-        let item = match self.pool.as_mut() {
-            Some(pool) => match pool.store(data) {
-                Some(slot) => {
-                    if let Some(dscp) = port_plan
-                        .classes
-                        .get(usize::from(verdict.class))
-                        .and_then(|c| c.set_dscp)
-                    {
-                        set_dscp(&mut pool.bufs[slot as usize], &view, dscp);
-                    }
-                    slot
-                }
-                // Cannot happen: the pool has a slot for every frame the queues can hold.
-                None => {
-                    sched.reject(verdict.class, bytes, DropReason::QueueFull);
-                    return;
-                }
-            },
-            None => 0,
-        };
-        let meta = FrameMeta {
-            class: verdict.class,
-            bytes,
-            wire_bytes: bytes.saturating_add(port_plan.overhead),
-            fairness_hash: verdict.fairness_hash,
-        };
-        if let Enqueued::Dropped(item, _) = sched.enqueue(item, meta, now) {
-            if let Some(pool) = self.pool.as_mut() {
-                pool.release(item);
-            }
+        if let Some(p) = self.pipeline.as_mut() {
+            p.receive_parsed(ingress, &view, &mut data, info, now, &mut self.store);
         }
     }
 
-    /// Send every departure due at or before `until`, from both ports in time order.
-    fn depart_until(&mut self, until: Nanos, out: &mut impl FnMut(Nanos, &[u8], u32)) {
-        let Some(ports) = self.ports.as_mut() else {
+    /// Send the departures due before `until` (and at `until` when `inclusive`), from both
+    /// ports, in time order: the time moves from one wake-up of the schedulers to the next.
+    fn depart_until(
+        &mut self,
+        until: Nanos,
+        inclusive: bool,
+        out: &mut impl FnMut(Nanos, &[u8], u32),
+    ) {
+        let Some(pipeline) = self.pipeline.as_mut() else {
             return;
         };
-        loop {
-            let due = |p: &PortScheduler<u32>| p.next_wakeup().filter(|&t| t <= until);
-            let (side, t) = match (due(&ports[0]), due(&ports[1])) {
-                (Some(a), Some(b)) if b < a => (1, b),
-                (Some(a), _) => (0, a),
-                (None, Some(b)) => (1, b),
-                (None, None) => return,
-            };
-            let before = ports[side].queued_frames();
-            let pool = &mut self.pool;
-            let departed = ports[side].dequeue(t, &mut |d: Dropped<u32>| {
-                if let Some(pool) = pool.as_mut() {
-                    pool.release(d.item);
-                }
-            });
-            match departed {
-                Some(d) => {
+        while let Some(t) = pipeline.next_wakeup() {
+            if t > until || (t == until && !inclusive) {
+                return;
+            }
+            let before = pipeline.queued_frames();
+            for side in [Side::Lan, Side::Wan] {
+                while let Some(d) = pipeline.depart(side, t, &mut self.store) {
                     self.last_departure = self.last_departure.max(t);
-                    match pool.as_mut() {
-                        Some(pool) => {
-                            out(t, &pool.bufs[d.item as usize], d.bytes);
-                            pool.release(d.item);
-                        }
-                        None => out(t, &[], d.bytes),
-                    }
+                    out(t, self.store.bytes(d.item), d.bytes);
+                    self.store.release(d.item);
                 }
-                // Only CoDel drops happened: look again.
-                None if ports[side].queued_frames() < before => {}
-                // The scheduler promised a departure and gave none (a bug): stop, not spin.
-                None => return,
+            }
+            // The scheduler promised a departure and neither sent nor dropped one (a bug):
+            // stop rather than spin.
+            if pipeline.queued_frames() == before {
+                return;
             }
         }
     }
 
     /// Send everything still queued, at the times the scheduler gives, and report.
     pub fn finish(mut self, out: &mut impl FnMut(Nanos, &[u8], u32)) -> ReplayReport {
-        self.depart_until(Nanos::MAX, out);
+        self.depart_until(Nanos::MAX, true, out);
         self.report()
     }
 
@@ -354,26 +388,16 @@ impl<'p> Replay<'p> {
         let start = self.first_ts.unwrap_or(0);
         let end = self.last_departure.max(self.now);
         let span_ns = end.saturating_sub(start);
-        let mut classes = Vec::new();
-        let mut totals = Totals::default();
-        if let Some(ports) = &self.ports {
-            // Upload (wan) first: it is what users usually shape.
-            for side in [Side::Wan, Side::Lan] {
-                let sched = &ports[side.index()];
-                let plan = &self.plan.ports[side.index()];
-                for (i, spec) in sched.spec().classes.iter().enumerate() {
-                    let Some(st) = sched.class_stats(i as u16) else {
-                        continue;
-                    };
-                    totals.received += st.received_frames;
-                    totals.forwarded += st.forwarded_frames;
-                    totals.dropped += st.dropped_total_frames();
-                    totals.queued += st.queued_frames;
-                    classes.push(ClassReport::new(side, &plan.classes[i], spec, st, span_ns));
-                }
-            }
-        }
-        let cs: ClassifierStats = self.classifier.stats();
+        let (classes, totals) = self
+            .pipeline
+            .as_ref()
+            .map(|p| p.class_reports(&[Side::Wan, Side::Lan], span_ns))
+            .unwrap_or_default();
+        let cs: ClassifierStats = self
+            .pipeline
+            .as_ref()
+            .map(Pipeline::classifier_stats)
+            .unwrap_or_default();
         ReplayReport {
             frames_read: self.frames,
             span_s: span_ns as f64 / 1e9,
@@ -390,6 +414,11 @@ impl<'p> Replay<'p> {
                 fragments_unmatched: cs.fragments.unmatched,
                 control_frames: cs.control_frames,
             },
+            gso_split: self
+                .pipeline
+                .as_ref()
+                .map(Pipeline::gso_split)
+                .unwrap_or_default(),
         }
     }
 }
@@ -397,10 +426,10 @@ impl<'p> Replay<'p> {
 /// Replay a capture file through `plan`, writing the shaped capture to `out_path` if given.
 /// `progress` is called every 65536 frames with the number read so far.
 pub fn replay_file(
-    plan: &Plan,
+    plan: &Arc<Plan>,
     capture: &Path,
     out_path: Option<&Path>,
-    direction: Option<Direction>,
+    opts: &ReplayOptions,
     progress: Progress<'_>,
 ) -> Result<ReplayReport, ReplayError> {
     let mut reader = CaptureReader::open(capture)?;
@@ -408,7 +437,7 @@ pub fn replay_file(
         Some(p) => Some(CaptureWriter::create(p)?),
         None => None,
     };
-    let mut replay = Replay::new(plan, direction, writer.is_some());
+    let mut replay = Replay::new(plan, opts, writer.is_some());
     let mut write_error: Option<CaptureError> = None;
     let mut out = |t: Nanos, data: &[u8], orig_len: u32| {
         if let Some(w) = writer.as_mut() {

@@ -148,7 +148,7 @@ fn classify_enqueue_dequeue_does_not_allocate() {
 
 #[test]
 fn replay_without_output_does_not_allocate() {
-    let plan = home();
+    let plan = std::sync::Arc::new(home());
     let mut r = CaptureReader::open(Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/captures/mixed-services.pcap"
@@ -160,7 +160,7 @@ fn replay_without_output_does_not_allocate() {
     }
     let first = base[0].0;
     let span = base.iter().map(|f| f.0).max().unwrap() - first + 1_000_000;
-    let mut replay = weir::replay::Replay::new(&plan, None, false);
+    let mut replay = weir::replay::Replay::new(&plan, &Default::default(), false);
     let mut departed = 0u64;
     let mut out = |_t: Nanos, _d: &[u8], _len: u32| departed += 1;
     let mut rep = 0u64;

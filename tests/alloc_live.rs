@@ -408,7 +408,6 @@ fn main() {
     for (layout, rx) in [
         (Threads::RunToCompletion, RxMode::Mmsg),
         (Threads::PerDirection, RxMode::Mmsg),
-        (Threads::Split, RxMode::Mmsg),
         (Threads::RunToCompletion, RxMode::Ring),
         (Threads::RunToCompletion, RxMode::RingV2),
     ] {

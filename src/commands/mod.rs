@@ -52,8 +52,8 @@ enum Command {
         /// added delay at low rates). docs/io-backends.md compares them.
         #[arg(long, value_enum, value_name = "MODE")]
         rx: Option<RxArg>,
-        /// Thread layout: one thread for everything, one thread per direction, or receive
-        /// threads and a scheduler thread (docs/benchmarks.md compares them).
+        /// Thread layout: one thread for everything, or one thread per direction
+        /// (docs/benchmarks.md compares them).
         #[arg(long, value_enum, default_value = "run-to-completion")]
         threads: ThreadsArg,
         /// After the last frame, keep polling the sockets this long (e.g. `200us`, `1ms`) before
@@ -95,6 +95,11 @@ enum Command {
         /// Treat every frame as going this way, instead of deciding by `lan_networks`.
         #[arg(long, value_enum)]
         direction: Option<DirectionArg>,
+        /// MTU of the link the capture was taken on: a TCP frame whose IP packet is longer is
+        /// a super-frame of the host's TSO or GRO, charged and cut as segments of this size.
+        #[arg(long, value_name = "BYTES", default_value_t = weir::pipeline::DEFAULT_MTU,
+              value_parser = clap::value_parser!(u32).range(576..=65_535))]
+        mtu: u32,
     },
 }
 
@@ -121,7 +126,6 @@ pub enum RxArg {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ThreadsArg {
-    Split,
     RunToCompletion,
     PerDirection,
 }
@@ -190,7 +194,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 }
             },
             threads: match threads {
-                ThreadsArg::Split => weir::runtime::Threads::Split,
                 ThreadsArg::RunToCompletion => weir::runtime::Threads::RunToCompletion,
                 ThreadsArg::PerDirection => weir::runtime::Threads::PerDirection,
             },
@@ -228,15 +231,19 @@ pub fn run() -> anyhow::Result<ExitCode> {
             out,
             json,
             direction,
+            mtu,
         } => replay::run(replay::Settings {
             capture,
             config,
             out,
             json,
-            direction: direction.map(|d| match d {
-                DirectionArg::Upload => weir::replay::Direction::Upload,
-                DirectionArg::Download => weir::replay::Direction::Download,
-            }),
+            opts: weir::replay::ReplayOptions {
+                direction: direction.map(|d| match d {
+                    DirectionArg::Upload => weir::replay::Direction::Upload,
+                    DirectionArg::Download => weir::replay::Direction::Download,
+                }),
+                mtu,
+            },
         }),
     }
 }

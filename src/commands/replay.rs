@@ -3,20 +3,21 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
-use weir::replay::{replay_file, Direction, ReplayError, ReplayReport};
+use weir::replay::{replay_file, ReplayError, ReplayOptions, ReplayReport};
 
 pub struct Settings {
     pub capture: PathBuf,
     pub config: PathBuf,
     pub out: Option<PathBuf>,
     pub json: bool,
-    pub direction: Option<Direction>,
+    pub opts: ReplayOptions,
 }
 
 pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let plan = match super::load_config(&s.config) {
-        Ok(p) => p,
+        Ok(p) => Arc::new(p),
         Err(code) => return Ok(code),
     };
     let started = Instant::now();
@@ -30,13 +31,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             );
         }
     };
-    let result = replay_file(
-        &plan,
-        &s.capture,
-        s.out.as_deref(),
-        s.direction,
-        &mut progress,
-    );
+    let result = replay_file(&plan, &s.capture, s.out.as_deref(), &s.opts, &mut progress);
     if show_progress {
         eprint!("\r\x1b[K");
     }
@@ -115,6 +110,16 @@ fn write_table(out: &mut impl Write, s: &Settings, r: &ReplayReport) -> std::io:
         "flow table: {} hits, {} misses, {} evicted, {} expired; fragments: {} matched, {} unmatched; {} control frames",
         f.hits, f.misses, f.evicted, f.expired, f.fragments_matched, f.fragments_unmatched, f.control_frames
     )?;
+    if r.gso_split.super_frames > 0 {
+        writeln!(
+            out,
+            "{} TCP super-frames (IP packets over the {}-byte MTU: the host's TSO or GRO) cut into {} segments for classes under {}; each segment counts as a frame received",
+            r.gso_split.super_frames,
+            s.opts.mtu,
+            r.gso_split.segments,
+            weir::config::units::format_rate_approx(weir::pipeline::SPLIT_GSO_BELOW_BPS),
+        )?;
+    }
     if r.timestamps_reordered > 0 {
         writeln!(out, "{} frames had a timestamp earlier than the one before (taken as arriving at that earlier frame's time)", r.timestamps_reordered)?;
     }

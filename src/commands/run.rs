@@ -143,6 +143,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         threads: s.threads,
         busy_poll: s.busy_poll,
         priority: s.priority,
+        mtu: lan_info.mtu,
         ..runtime::Options::default()
     };
     if !weir::io::sys::is_root() {
@@ -166,7 +167,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             "weir: {} GSO super-frames cut into {} segments for classes under {} (counted as frames received)",
             report.gso_split.super_frames,
             report.gso_split.segments,
-            weir::config::units::format_rate_approx(runtime::SPLIT_GSO_BELOW_BPS),
+            weir::config::units::format_rate_approx(weir::pipeline::SPLIT_GSO_BELOW_BPS),
         );
     }
 

@@ -23,6 +23,7 @@ struct Shared {
 pub struct MemoryDevice {
     name: String,
     shared: Arc<Shared>,
+    offloads: bool,
 }
 
 /// The test side.
@@ -41,6 +42,7 @@ pub fn memory_device(name: &str, capacity: usize) -> (MemoryDevice, MemoryHandle
         MemoryDevice {
             name: name.to_string(),
             shared: Arc::clone(&shared),
+            offloads: true,
         },
         MemoryHandle { shared },
     )
@@ -49,6 +51,15 @@ pub fn memory_device(name: &str, capacity: usize) -> (MemoryDevice, MemoryHandle
 fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Queues> {
     // A panicking test thread poisons the lock; the queues themselves stay consistent.
     s.queues.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MemoryDevice {
+    /// The same device, saying its frames come without offload state (as pnet's do): the
+    /// vnet headers injected with them are not passed on.
+    pub fn without_offloads(mut self) -> MemoryDevice {
+        self.offloads = false;
+        self
+    }
 }
 
 impl MemoryHandle {
@@ -94,7 +105,7 @@ impl Device for MemoryDevice {
             meta[n] = RxMeta {
                 len,
                 truncated: len < frame.len(),
-                vnet,
+                vnet: if self.offloads { vnet } else { VnetHdr::NONE },
             };
             n += 1;
         }
@@ -122,6 +133,6 @@ impl Device for MemoryDevice {
     }
 
     fn offloads(&self) -> bool {
-        true
+        self.offloads
     }
 }

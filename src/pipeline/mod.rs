@@ -1,3 +1,363 @@
-//! The policy path from a received frame to its departure, shared by `weir run` and `weir replay`.
+//! The policy path, from a received frame to its departure: one copy, driven by `weir run`
+//! (the monotonic clock) and `weir replay` (capture time), and by tests (a manual clock).
+//!
+//! Ingress, [`Pipeline::receive`]: parse, classify (flow table, rules), keep the frame in the
+//! driver's [`FrameStore`], remark its DSCP, charge its wire bytes (every segment of a GSO
+//! super-frame, plus the port's per-frame overhead), cut a TCP super-frame into its segments
+//! when it leaves through a class or link slower than [`SPLIT_GSO_BELOW_BPS`], and enqueue it
+//! in the scheduler of the port it leaves by (frames entering on lan leave on wan, and back).
+//! Egress, [`Pipeline::depart`]: the next frame a port may send at `now`;
+//! [`Pipeline::next_wakeup`] says when to ask again.
+//!
+//! Time is passed in; nothing here reads a clock, spawns a thread or does I/O. A driver calls
+//! `receive` for the frames arriving at `now` and `depart` for each port at `now`; the order is
+//! its own, and the replay driver and the live one use the same order (arrivals of an instant,
+//! then that instant's departures), so the same frames at the same times give the same counts
+//! (tested: `tests.rs`, the live driver against the replay driver).
+//!
+//! Decisions pinned here, where the two drivers used to differ:
+//! - a GSO super-frame is charged as every segment it becomes, and cut below
+//!   [`SPLIT_GSO_BELOW_BPS`]; a frame that came without offload state (a capture, a device
+//!   without vnet headers) is a super-frame when it is TCP and its IP packet is longer than the
+//!   MTU ([`VnetHdr::infer`]);
+//! - a frame that the device cut short, or shorter than an Ethernet header, is counted in its
+//!   class and dropped as `malformed`; a frame a capture's snap length cut is not damaged: it is
+//!   charged its length on the wire;
+//! - counters: `received = forwarded + dropped + queued` per class at every instant, and every
+//!   frame received is counted on its ingress port exactly once (a cut super-frame as its
+//!   segments).
+//!
+//! Memory: the schedulers' descriptors are allocated at construction; frame bytes live in the
+//! driver's store. `receive` and `depart` never allocate.
 
 pub mod report;
+#[cfg(test)]
+mod tests;
+
+use crate::classify::{Classifier, ClassifierStats};
+use crate::config::Plan;
+use crate::port::{ClassId, Side};
+use crate::sched::stats::DropReason;
+use crate::sched::{Departure, Dropped, Enqueued, FrameMeta, PortScheduler};
+use crate::time::Nanos;
+use crate::wire::{self, FrameView, Segmenter, VnetHdr};
+use report::{ClassReport, Totals};
+use std::sync::Arc;
+
+/// GSO super-frames bound for a class (or a link) slower than this are cut into their
+/// segments, as CAKE does below 1 Gbit/s: AQM then drops one segment rather than ~44 at once,
+/// and a frame no longer holds the link for a super-frame's time (52 ms at 10 Mbit/s).
+pub const SPLIT_GSO_BELOW_BPS: u64 = 1_000_000_000;
+
+/// A super-frame of more segments than this is not cut (it goes whole): 64 covers a 64 KiB
+/// super-frame down to segments of 1 KiB.
+pub const MAX_CUT_SEGMENTS: usize = 64;
+
+/// The MTU assumed where none is known (replay of a capture): Ethernet's.
+pub const DEFAULT_MTU: u32 = 1500;
+
+/// Where a driver keeps the bytes of frames while they wait in a queue. `Item` is the handle
+/// the schedulers hold; `Rx` is the driver's receive buffer, which `keep` may copy or take.
+pub trait FrameStore {
+    type Item: Copy;
+    type Rx<'a>: AsRef<[u8]>;
+
+    /// Keep the first `len` bytes of `rx` (a frame that goes whole, with `vnet`). `None` when
+    /// no buffer is free.
+    fn keep(&mut self, rx: &mut Self::Rx<'_>, len: usize, vnet: VnetHdr) -> Option<Self::Item>;
+
+    /// Keep segment `i` of `seg` (sent with `vnet`). `None` when no buffer is free.
+    fn keep_segment(&mut self, seg: &Segmenter<'_>, i: usize, vnet: VnetHdr) -> Option<Self::Item>;
+
+    /// The kept frame's bytes, to remark; `None` when the store keeps no bytes (a replay that
+    /// writes no output).
+    fn frame_mut(&mut self, item: Self::Item) -> Option<&mut [u8]>;
+
+    /// The frame is gone (dropped inside the pipeline): its buffer may be reused.
+    fn release(&mut self, item: Self::Item);
+}
+
+/// What a driver knows about a frame besides its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxInfo {
+    /// Bytes of the frame in the receive buffer.
+    pub len: usize,
+    /// Its length on the wire: `len`, or more when a capture's snap length cut it.
+    pub wire_len: u32,
+    pub offload: Offload,
+}
+
+/// The offload state that came with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offload {
+    /// From a device with vnet headers (`VnetHdr::NONE` for a plain frame).
+    Known(VnetHdr),
+    /// None came (a capture, a device without vnet headers): see [`VnetHdr::infer`].
+    Unknown,
+    /// The device cut the frame short (it was longer than its buffers): unusable.
+    Truncated,
+}
+
+impl RxInfo {
+    /// A whole frame of `len` bytes from a device with vnet headers.
+    pub fn known(len: usize, vnet: VnetHdr) -> RxInfo {
+        RxInfo {
+            len,
+            wire_len: u32::try_from(len).unwrap_or(u32::MAX),
+            offload: Offload::Known(vnet),
+        }
+    }
+}
+
+/// GSO super-frames cut into segments, and the segments they became (each counted as a frame
+/// received).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GsoSplit {
+    pub super_frames: u64,
+    pub segments: u64,
+}
+
+/// Both egress ports' schedulers and the classifier in front of them. `T` is the driver's
+/// handle to a kept frame ([`FrameStore::Item`]).
+pub struct Pipeline<T> {
+    plan: Arc<Plan>,
+    classifier: Classifier,
+    /// Indexed by egress side.
+    ports: [PortScheduler<T>; 2],
+    mtu: u32,
+    gso_split: GsoSplit,
+    /// Frames received per ingress port (lan, wan); a cut super-frame counts as its segments.
+    received: [u64; 2],
+}
+
+impl<T: Copy> Pipeline<T> {
+    /// Build every table at once; `now` starts the token buckets. `mtu` is the links' MTU,
+    /// used only to recognise super-frames that came without offload state.
+    pub fn new(plan: Arc<Plan>, mtu: u32, now: Nanos) -> Pipeline<T> {
+        Pipeline {
+            classifier: plan.classifier(),
+            ports: [
+                PortScheduler::new(plan.ports[0].spec.clone(), now),
+                PortScheduler::new(plan.ports[1].spec.clone(), now),
+            ],
+            plan,
+            mtu,
+            gso_split: GsoSplit::default(),
+            received: [0; 2],
+        }
+    }
+
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    /// The scheduler of egress port `side` (for its counters).
+    pub fn port(&self, side: Side) -> &PortScheduler<T> {
+        &self.ports[side.index()]
+    }
+
+    pub fn classifier_stats(&self) -> ClassifierStats {
+        self.classifier.stats()
+    }
+
+    pub fn gso_split(&self) -> GsoSplit {
+        self.gso_split
+    }
+
+    /// Frames received per ingress port, `[lan, wan]`.
+    pub fn received(&self) -> [u64; 2] {
+        self.received
+    }
+
+    pub fn queued_frames(&self) -> u64 {
+        self.ports.iter().map(PortScheduler::queued_frames).sum()
+    }
+
+    /// A frame arriving on `ingress` at `now`: classified, kept, queued on the other port, or
+    /// dropped with its reason (it is counted in its class either way).
+    pub fn receive<S: FrameStore<Item = T>>(
+        &mut self,
+        ingress: Side,
+        rx: &mut S::Rx<'_>,
+        info: RxInfo,
+        now: Nanos,
+        store: &mut S,
+    ) {
+        let len = info.len.min(rx.as_ref().len());
+        let view = wire::parse(&rx.as_ref()[..len]);
+        self.receive_parsed(ingress, &view, rx, info, now, store);
+    }
+
+    /// [`receive`](Self::receive) for a driver that has parsed the frame already (replay reads
+    /// its addresses to decide the ingress port). `view` must be `wire::parse` of the frame.
+    pub fn receive_parsed<S: FrameStore<Item = T>>(
+        &mut self,
+        ingress: Side,
+        view: &FrameView,
+        rx: &mut S::Rx<'_>,
+        info: RxInfo,
+        now: Nanos,
+        store: &mut S,
+    ) {
+        let egress = ingress.other();
+        let e = egress.index();
+        let verdict = self.classifier.classify(view, egress, now);
+        let class = verdict.class;
+        let len = info.len.min(rx.as_ref().len());
+        let bytes = info.wire_len.max(len as u32);
+        let vnet = match info.offload {
+            Offload::Truncated => None,
+            _ if len < 14 => None,
+            Offload::Known(v) => Some(v),
+            Offload::Unknown => Some(VnetHdr::infer(
+                view,
+                &rx.as_ref()[..len],
+                bytes as usize,
+                self.mtu,
+            )),
+        };
+        let Some(vnet) = vnet else {
+            self.received[ingress.index()] += 1;
+            self.ports[e].reject(class, bytes, DropReason::Malformed);
+            return;
+        };
+        let port = &self.plan.ports[e];
+        let overhead = u64::from(port.overhead);
+        let spec = &port.spec.classes[usize::from(class).min(port.spec.classes.len() - 1)];
+        let set_dscp = port
+            .classes
+            .get(usize::from(class))
+            .and_then(|c| c.set_dscp);
+        let meta = |bytes: u32, wire_bytes: u64| FrameMeta {
+            class,
+            bytes,
+            wire_bytes: u32::try_from(wire_bytes).unwrap_or(u32::MAX),
+            fairness_hash: verdict.fairness_hash,
+        };
+
+        if vnet.is_gso() && spec.ceil_bps.min(port.spec.rate_bps) < SPLIT_GSO_BELOW_BPS {
+            let mut kept = [None; MAX_CUT_SEGMENTS];
+            if let Some(n) = cut(&rx.as_ref()[..len], &vnet, store, &mut kept) {
+                self.gso_split.super_frames += 1;
+                self.gso_split.segments += n as u64;
+                self.received[ingress.index()] += n as u64;
+                for (item, seg_len) in kept.into_iter().take(n).flatten() {
+                    if let (Some(frame), Some(dscp)) = (store.frame_mut(item), set_dscp) {
+                        wire::set_dscp(frame, view, dscp);
+                    }
+                    let m = meta(seg_len, u64::from(seg_len) + overhead);
+                    self.enqueue(egress, item, m, now, store);
+                }
+                return;
+            }
+        }
+
+        self.received[ingress.index()] += 1;
+        let (segments, seg_bytes) = vnet.wire_segments(bytes as usize);
+        let wire_bytes = seg_bytes + u64::from(segments) * overhead;
+        let Some(item) = store.keep(rx, len, vnet) else {
+            self.ports[e].reject(class, bytes, DropReason::NoBuffer);
+            return;
+        };
+        if let (Some(frame), Some(dscp)) = (store.frame_mut(item), set_dscp) {
+            wire::set_dscp(frame, view, dscp);
+        }
+        self.enqueue(egress, item, meta(bytes, wire_bytes), now, store);
+    }
+
+    fn enqueue<S: FrameStore<Item = T>>(
+        &mut self,
+        egress: Side,
+        item: T,
+        meta: FrameMeta,
+        now: Nanos,
+        store: &mut S,
+    ) {
+        if let Enqueued::Dropped(item, _) = self.ports[egress.index()].enqueue(item, meta, now) {
+            store.release(item);
+        }
+    }
+
+    /// The next frame port `port` sends at `now`, if one is due. Frames AQM drops on the way
+    /// are released to `store`.
+    pub fn depart<S: FrameStore<Item = T>>(
+        &mut self,
+        port: Side,
+        now: Nanos,
+        store: &mut S,
+    ) -> Option<Departure<T>> {
+        self.ports[port.index()].dequeue(now, &mut |d: Dropped<T>| store.release(d.item))
+    }
+
+    /// When a port will next have a frame to send; `None` when nothing is queued.
+    pub fn next_wakeup(&self) -> Option<Nanos> {
+        self.ports
+            .iter()
+            .filter_map(PortScheduler::next_wakeup)
+            .min()
+    }
+
+    /// A departed frame the device refused: counted as dropped (`tx_error`), not forwarded.
+    pub fn record_tx_failure(&mut self, port: Side, class: ClassId, bytes: u32, wire_bytes: u32) {
+        self.ports[port.index()].record_tx_failure(class, bytes, wire_bytes);
+    }
+
+    /// Drop everything still queued, counting each frame with `reason`.
+    pub fn drain<S: FrameStore<Item = T>>(&mut self, reason: DropReason, store: &mut S) {
+        for port in &mut self.ports {
+            port.drain(reason, &mut |d: Dropped<T>| store.release(d.item));
+        }
+    }
+
+    /// Per-class results of the ports in `sides` (upload, wan, first: it is what users
+    /// usually shape), with rates averaged over `span_ns`, and their totals.
+    pub fn class_reports(&self, sides: &[Side], span_ns: u64) -> (Vec<ClassReport>, Totals) {
+        let mut classes = Vec::new();
+        let mut totals = Totals::default();
+        for &side in sides {
+            let sched = &self.ports[side.index()];
+            let plan = &self.plan.ports[side.index()];
+            for (i, spec) in sched.spec().classes.iter().enumerate() {
+                let Some(st) = sched.class_stats(i as ClassId) else {
+                    continue;
+                };
+                totals.add(st);
+                classes.push(ClassReport::new(side, &plan.classes[i], spec, st, span_ns));
+            }
+        }
+        (classes, totals)
+    }
+}
+
+/// Cut the super-frame `frame` into its segments, each kept in `store`, into `kept` with its
+/// length. All or
+/// nothing: `None`, with nothing kept, when the frame cannot be cut (not TCP, headers that do
+/// not add up, a capture that holds only its headers), has more than [`MAX_CUT_SEGMENTS`]
+/// segments, or the store runs out of buffers; the caller then sends it whole.
+fn cut<S: FrameStore>(
+    frame: &[u8],
+    vnet: &VnetHdr,
+    store: &mut S,
+    kept: &mut [Option<(S::Item, u32)>; MAX_CUT_SEGMENTS],
+) -> Option<usize> {
+    let seg = vnet.segmenter(frame).ok()?;
+    let count = seg.count();
+    if count > MAX_CUT_SEGMENTS {
+        return None;
+    }
+    let hdr = VnetHdr::from(seg.checksum());
+    for i in 0..count {
+        let len = seg.segment_len(i).and_then(|l| u32::try_from(l).ok());
+        match (store.keep_segment(&seg, i, hdr), len) {
+            (Some(item), Some(len)) => kept[i] = Some((item, len)),
+            (item, _) => {
+                let taken = kept.iter_mut().take(i).filter_map(Option::take);
+                for item in item.into_iter().chain(taken.map(|(item, _)| item)) {
+                    store.release(item);
+                }
+                return None;
+            }
+        }
+    }
+    Some(count)
+}

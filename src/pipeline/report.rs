@@ -45,6 +45,21 @@ pub struct Totals {
     pub queued: u64,
 }
 
+impl Totals {
+    /// Add one class's counters.
+    pub fn add(&mut self, st: &ClassStats) {
+        self.received += st.received_frames;
+        self.forwarded += st.forwarded_frames;
+        self.dropped += st.dropped_total_frames();
+        self.queued += st.queued_frames;
+    }
+
+    /// `received = forwarded + dropped + queued`.
+    pub fn is_conserved(&self) -> bool {
+        self.received == self.forwarded + self.dropped + self.queued
+    }
+}
+
 impl ClassReport {
     pub fn new(
         side: Side,

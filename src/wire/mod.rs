@@ -91,6 +91,9 @@ pub struct FrameView {
     pub l3: L3,
     /// Byte offset of the IP header, for DSCP rewriting. Zero when not IP.
     pub l3_offset: u16,
+    /// Byte offset of the transport header (after IP options and IPv6 extension headers);
+    /// zero when it was not reached (not IP, a later fragment, headers cut short).
+    pub l4_offset: u16,
     pub src_ip: u128,
     pub dst_ip: u128,
     /// Upper-layer protocol (after IPv6 extension headers).
@@ -247,6 +250,7 @@ fn parse_ipv4(v: &mut FrameView, ip: &[u8], off: usize) {
     if v.frag_offset != 0 {
         return;
     }
+    v.l4_offset = u16::try_from(off + ihl).unwrap_or(0);
     parse_l4(v, l4);
 }
 
@@ -320,7 +324,10 @@ fn parse_ipv6(v: &mut FrameView, ip: &[u8], off: usize) {
         return;
     }
     match ip.get(pos..) {
-        Some(l4) => parse_l4(v, l4),
+        Some(l4) => {
+            v.l4_offset = u16::try_from(off + pos).unwrap_or(0);
+            parse_l4(v, l4);
+        }
         None => v.truncated = true,
     }
 }

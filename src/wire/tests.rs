@@ -147,7 +147,7 @@ fn ipv4_tcp_from_packet_builder() {
     assert_eq!(v.ethertype, ethertype::IPV4);
     assert_eq!(v.l3, L3::Ipv4);
     assert!(v.is_ip());
-    assert_eq!(v.l3_offset, 14);
+    assert_eq!((v.l3_offset, v.l4_offset), (14, 34));
     assert_eq!((v.src_ip, v.dst_ip), (v4(V4_A), v4(V4_B)));
     assert_eq!(v.ip_proto, ipproto::TCP);
     assert_eq!((v.dscp, v.ecn), (46, 1));
@@ -279,7 +279,7 @@ fn ipv6_tcp_and_udp() {
     b.write(&mut f, &[]).unwrap();
     let v = parse(&f);
     assert_eq!(v.l3, L3::Ipv6);
-    assert_eq!(v.l3_offset, 14);
+    assert_eq!((v.l3_offset, v.l4_offset), (14, 54));
     assert_eq!((v.src_ip, v.dst_ip), (v6(V6_A), v6(V6_B)));
     assert_eq!(v.ip_proto, ipproto::TCP);
     assert_eq!((v.src_port, v.dst_port, v.tcp_flags), (22, 50000, 0x04));

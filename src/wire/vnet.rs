@@ -126,6 +126,53 @@ impl VnetHdr {
     }
 }
 
+impl VnetHdr {
+    /// The offload state of a frame that came without one (a capture, a device without vnet
+    /// headers): a TCP frame whose IP packet is longer than `mtu` can only be a super-frame that
+    /// the host's TSO or GRO had not cut yet, so it is described as one, cut into segments whose
+    /// IP packets are `mtu` bytes (the MSS the link allows), with complete checksums (what a
+    /// capture holds). `wire_len` is the frame's length on the wire (a capture's snap length may
+    /// have cut `frame` shorter). Anything else is a plain frame: [`VnetHdr::NONE`].
+    pub fn infer(
+        view: &crate::wire::FrameView,
+        frame: &[u8],
+        wire_len: usize,
+        mtu: u32,
+    ) -> VnetHdr {
+        use crate::wire::{ipproto, L3};
+        let (l3, l4) = (usize::from(view.l3_offset), usize::from(view.l4_offset));
+        let gso_type = match view.l3 {
+            L3::Ipv4 => GSO_TCPV4,
+            L3::Ipv6 => GSO_TCPV6,
+            _ => return VnetHdr::NONE,
+        };
+        if view.ip_proto != ipproto::TCP
+            || view.is_fragment
+            || l4 <= l3
+            || wire_len.saturating_sub(l3) <= mtu as usize
+        {
+            return VnetHdr::NONE;
+        }
+        // TCP data offset, in 4-byte words; a header cut off by the snap length counts as 20.
+        let tcp_len = frame
+            .get(l4 + 12)
+            .map_or(20, |b| usize::from(b >> 4) * 4)
+            .max(20);
+        let headers = (l4 - l3) + tcp_len;
+        let Some(mss) = (mtu as usize).checked_sub(headers).filter(|&m| m > 0) else {
+            return VnetHdr::NONE;
+        };
+        VnetHdr {
+            flags: 0,
+            gso_type,
+            hdr_len: u16::try_from(l4 + tcp_len).unwrap_or(0),
+            gso_size: u16::try_from(mss).unwrap_or(u16::MAX),
+            csum_start: u16::try_from(l4).unwrap_or(0),
+            csum_offset: 16,
+        }
+    }
+}
+
 /// The header a cut segment goes out with: no GSO, and the partial checksum still to complete
 /// when the super-frame had one (`hdr_len` 0: it is only a GSO hint).
 impl From<SegmentChecksum> for VnetHdr {
@@ -175,6 +222,49 @@ mod tests {
             (11, 10 * (66 + 1448) + 66 + 1)
         );
         assert_eq!(VnetHdr::NONE.wire_segments(1514), (1, 1514));
+    }
+
+    #[test]
+    fn an_oversized_tcp_frame_is_inferred_as_a_super_frame() {
+        let frame = |payload: usize, tcp: bool| {
+            let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(
+                [198, 18, 0, 1],
+                [198, 18, 0, 2],
+                64,
+            );
+            let mut f = Vec::new();
+            if tcp {
+                b.tcp(1, 2, 0, 100)
+                    .write(&mut f, &vec![0; payload])
+                    .unwrap();
+            } else {
+                b.udp(1, 2).write(&mut f, &vec![0; payload]).unwrap();
+            }
+            f
+        };
+        // 10 MSS of 1460 behind 54 bytes: an IP packet of 14,640 bytes.
+        let f = frame(14_600, true);
+        let h = VnetHdr::infer(&crate::wire::parse(&f), &f, f.len(), 1500);
+        assert_eq!(
+            (h.gso_type, h.gso_size, h.hdr_len, h.csum_start, h.flags),
+            (GSO_TCPV4, 1460, 54, 34, 0)
+        );
+        assert_eq!(h.wire_segments(f.len()), (10, 10 * 54 + 14_600));
+        assert_eq!(h.segmenter(&f).unwrap().count(), 10);
+        // A capture cut to 96 bytes still counts the segments of its length on the wire.
+        let h = VnetHdr::infer(&crate::wire::parse(&f[..96]), &f[..96], f.len(), 1500);
+        assert_eq!(h.wire_segments(f.len()).0, 10);
+        // Within the MTU, not TCP, or a jumbo link: plain.
+        for (f, mtu) in [
+            (frame(1446, true), 1500),
+            (frame(14_600, false), 1500),
+            (frame(8000, true), 9000),
+        ] {
+            assert_eq!(
+                VnetHdr::infer(&crate::wire::parse(&f), &f, f.len(), mtu),
+                VnetHdr::NONE
+            );
+        }
     }
 
     #[test]

@@ -150,6 +150,10 @@ impl FrameStore for ReplayFrames {
         self.bufs.get_mut(item as usize).map(Vec::as_mut_slice)
     }
 
+    fn frame(&self, item: u32) -> Option<&[u8]> {
+        self.keep_bytes.then(|| self.bytes(item))
+    }
+
     fn release(&mut self, item: u32) {
         if self.keep_bytes {
             self.free.push(item);

@@ -6,7 +6,10 @@
 //! idle the longest is evicted and counted; its flow is simply classified again on its next
 //! frame, so a full table costs a rule evaluation, never a drop.
 //! The table stores, per flow, one verdict per egress port (the rules may treat the two
-//! directions of a connection differently).
+//! directions of a connection differently), and what `weir flows` shows: who sent its first
+//! frame, when, the bytes each way, the class of its last frame each way, and the bytes of the
+//! current and the last whole second (a rate without a timer: the window moves on the next
+//! frame). About 120 bytes per slot (`size_of::<Entry>()`, tested).
 
 use super::flow::FlowKey;
 use crate::time::Nanos;
@@ -23,7 +26,18 @@ struct Entry {
     hash: u64,
     key: FlowKey,
     last_seen: Nanos,
+    first_seen: Nanos,
+    /// Frame bytes seen per egress port (lan, wan).
+    bytes: [u64; 2],
     verdict: [u16; 2],
+    /// Class of the last frame per egress port, or [`NO_VERDICT`].
+    class: [u16; 2],
+    /// Bytes (both ways) in the second `window` and in the second before it.
+    window: u32,
+    window_bytes: u32,
+    last_window_bytes: u32,
+    /// The first frame came from the key's `lo` endpoint.
+    lo_first: bool,
 }
 
 const EMPTY: Entry = Entry {
@@ -39,8 +53,32 @@ const EMPTY: Entry = Entry {
         ethertype: 0,
     },
     last_seen: 0,
+    first_seen: 0,
+    bytes: [0; 2],
     verdict: [NO_VERDICT; 2],
+    class: [NO_VERDICT; 2],
+    window: 0,
+    window_bytes: 0,
+    last_window_bytes: 0,
+    lo_first: true,
 };
+
+/// One flow as `weir flows` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowInfo {
+    pub key: FlowKey,
+    /// The key's `lo` endpoint sent the first frame seen.
+    pub lo_first: bool,
+    pub first_seen: Nanos,
+    pub last_seen: Nanos,
+    /// Frame bytes per egress port (lan: download, wan: upload).
+    pub bytes: [u64; 2],
+    /// Class of the last frame per egress port; `None` when none went that way.
+    pub class: [Option<u16>; 2],
+    /// Bytes per second, both ways: the last whole second's, or 0 when the flow was silent
+    /// through it.
+    pub bytes_per_s: u64,
+}
 
 /// Counters of the flow table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,9 +172,101 @@ impl FlowTable {
             hash,
             key: *key,
             last_seen: now,
-            verdict: [NO_VERDICT; 2],
+            first_seen: now,
+            ..EMPTY
         };
         (idx, false)
+    }
+
+    /// Record a frame of `bytes` in `slot` leaving on `egress` in `class`; `from_lo` says it
+    /// came from the key's `lo` endpoint (kept only for the flow's first frame).
+    pub fn account(
+        &mut self,
+        slot: usize,
+        egress: usize,
+        class: u16,
+        bytes: u32,
+        from_lo: bool,
+        now: Nanos,
+    ) {
+        let e = &mut self.slots[slot];
+        if e.bytes == [0; 2] {
+            e.lo_first = from_lo;
+        }
+        e.bytes[egress] += u64::from(bytes);
+        e.class[egress] = class;
+        let second = (now / 1_000_000_000) as u32;
+        if second != e.window {
+            e.last_window_bytes = if second == e.window.wrapping_add(1) {
+                e.window_bytes
+            } else {
+                0
+            };
+            e.window = second;
+            e.window_bytes = 0;
+        }
+        e.window_bytes = e.window_bytes.saturating_add(bytes);
+    }
+
+    /// Forget every cached verdict (the rules changed): each flow is classified again on its
+    /// next frame. Its counters stay.
+    pub fn clear_verdicts(&mut self) {
+        for e in &mut self.slots {
+            e.verdict = [NO_VERDICT; 2];
+        }
+    }
+
+    /// Rename the class each flow last went to: `map[egress][old]` is its new id, `None` when
+    /// the class is gone (the flow then shows none until its next frame).
+    pub fn remap_classes(&mut self, map: &[Vec<Option<u16>>; 2]) {
+        for e in self.slots.iter_mut().filter(|e| e.hash != 0) {
+            for (egress, class) in e.class.iter_mut().enumerate() {
+                if *class != NO_VERDICT {
+                    *class = map[egress]
+                        .get(usize::from(*class))
+                        .copied()
+                        .flatten()
+                        .unwrap_or(NO_VERDICT);
+                }
+            }
+        }
+    }
+
+    /// The flows seen within the idle timeout before `now`, passed to `f` one by one.
+    pub fn for_each_live(&self, now: Nanos, f: impl FnMut(FlowInfo)) {
+        self.for_each_live_in(0, self.slots.len(), now, f);
+    }
+
+    /// [`for_each_live`](Self::for_each_live) over the slots `start..start + len` only
+    /// (clipped to the table), for walking a large table a slice at a time.
+    pub fn for_each_live_in(
+        &self,
+        start: usize,
+        len: usize,
+        now: Nanos,
+        mut f: impl FnMut(FlowInfo),
+    ) {
+        let second = (now / 1_000_000_000) as u32;
+        let end = start.saturating_add(len).min(self.slots.len());
+        let slice = self.slots.get(start..end).unwrap_or(&[]);
+        for e in slice.iter().filter(|e| self.is_live(e, now)) {
+            let bytes_per_s = if e.window == second {
+                e.last_window_bytes
+            } else if e.window.wrapping_add(1) == second {
+                e.window_bytes
+            } else {
+                0
+            };
+            f(FlowInfo {
+                key: e.key,
+                lo_first: e.lo_first,
+                first_seen: e.first_seen,
+                last_seen: e.last_seen,
+                bytes: e.bytes,
+                class: e.class.map(|c| (c != NO_VERDICT).then_some(c)),
+                bytes_per_s: u64::from(bytes_per_s),
+            });
+        }
     }
 
     pub fn verdict(&self, slot: usize, egress: usize) -> u16 {
@@ -177,6 +307,41 @@ mod tests {
         assert_eq!(slot, slot2);
         assert_eq!(t.verdict(slot2, 1), 3);
         assert_eq!(t.verdict(slot2, 0), NO_VERDICT);
+    }
+
+    #[test]
+    fn a_flow_counts_its_bytes_each_way_and_its_last_second() {
+        let mut t = FlowTable::new(64, 10_000_000_000);
+        let k = key(1);
+        let s = |n: u64| n * 1_000_000_000;
+        let (slot, _) = t.lookup_or_insert(&k, k.hash64(), s(5));
+        t.account(slot, 1, 2, 1000, false, s(5));
+        t.account(slot, 1, 2, 500, true, s(5) + 1);
+        t.account(slot, 0, 3, 40, true, s(6));
+        let mut got = Vec::new();
+        t.for_each_live(s(6) + 10, |f| got.push(f));
+        assert_eq!(got.len(), 1);
+        let f = got[0];
+        assert_eq!((f.bytes, f.lo_first), ([40, 1500], false));
+        assert_eq!(f.class, [Some(3), Some(2)]);
+        assert_eq!((f.first_seen, f.last_seen), (s(5), s(5)));
+        assert_eq!(f.bytes_per_s, 1500, "the last whole second");
+        got.clear();
+        t.for_each_live(s(7), |f| got.push(f));
+        assert_eq!(got[0].bytes_per_s, 40);
+        got.clear();
+        t.for_each_live(s(9), |f| got.push(f));
+        assert_eq!(got[0].bytes_per_s, 0, "silent for a whole second");
+        t.clear_verdicts();
+        assert_eq!(t.verdict(slot, 1), NO_VERDICT);
+        got.clear();
+        t.for_each_live(s(16), |f| got.push(f));
+        assert!(got.is_empty(), "idle past the timeout");
+        assert!(
+            std::mem::size_of::<Entry>() <= 128,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
     }
 
     #[test]

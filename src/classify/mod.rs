@@ -125,8 +125,58 @@ impl Classifier {
         &self.ports[egress.index()]
     }
 
-    /// Classify a frame that will leave on `egress`.
+    /// The flows seen within the idle timeout before `now` (see [`FlowTable::for_each_live`]).
+    pub fn for_each_flow(&self, now: Nanos, f: impl FnMut(flow_table::FlowInfo)) {
+        self.flows.for_each_live(now, f);
+    }
+
+    /// [`for_each_flow`](Self::for_each_flow) over flow table slots `start..start + len`.
+    pub fn for_each_flow_in(
+        &self,
+        start: usize,
+        len: usize,
+        now: Nanos,
+        f: impl FnMut(flow_table::FlowInfo),
+    ) {
+        self.flows.for_each_live_in(start, len, now, f);
+    }
+
+    /// Slots in the flow table.
+    pub fn flow_capacity(&self) -> usize {
+        self.flows.capacity()
+    }
+
+    /// New rules (a reload): every flow is classified again on its next frame; its counters
+    /// stay, and the class it last went to is renamed by `class_map` (old class id to new, per
+    /// egress port; `None` for a class that is gone).
+    pub fn replace_rules(&mut self, ports: [PortRules; 2], class_map: &[Vec<Option<ClassId>>; 2]) {
+        self.per_frame = [
+            ports[0].per_frame_positions(),
+            ports[1].per_frame_positions(),
+        ];
+        self.ports = ports;
+        self.flows.clear_verdicts();
+        self.flows.remap_classes(class_map);
+    }
+
+    /// Classify a frame that will leave on `egress`, and count it in its flow.
     pub fn classify(&mut self, view: &FrameView, egress: Side, now: Nanos) -> Verdict {
+        self.classify_and(view, egress, now, true)
+    }
+
+    /// Classify a frame already counted (queued when a reload changed the rules), without
+    /// counting it again in its flow.
+    pub fn classify_again(&mut self, view: &FrameView, egress: Side, now: Nanos) -> Verdict {
+        self.classify_and(view, egress, now, false)
+    }
+
+    fn classify_and(
+        &mut self,
+        view: &FrameView,
+        egress: Side,
+        now: Nanos,
+        account: bool,
+    ) -> Verdict {
         let port = &self.ports[egress.index()];
         if view.is_link_control() {
             self.control_frames += 1;
@@ -156,6 +206,15 @@ impl Classifier {
             .matches
             .get(usize::from(pos))
             .map_or(port.default_class, |m| m.class);
+        let from_lo = if v.is_ip() {
+            (v.src_ip, if v.has_ports { v.src_port } else { 0 }) == (key.lo_addr, key.lo_port)
+        } else {
+            mac_u128(&v.src_mac) == key.lo_addr
+        };
+        if account {
+            self.flows
+                .account(slot, egress.index(), class, view.len, from_lo, now);
+        }
         let fairness_hash = match port.fairness.get(usize::from(class)) {
             Some(Fairness::Flow) => flow_hash,
             Some(Fairness::Host) => lan_host_hash(&v, egress),

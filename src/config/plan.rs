@@ -74,6 +74,11 @@ impl Plan {
 
     /// A classifier for this plan (rules are cloned; the plan stays usable).
     pub fn classifier(&self) -> Classifier {
+        Classifier::new(self.port_rules(), self.max_flows, self.idle_timeout)
+    }
+
+    /// The classification rules of both egress ports, `[lan, wan]`.
+    pub fn port_rules(&self) -> [PortRules; 2] {
         let rules = |p: &PortPlan| PortRules {
             matches: p
                 .classes
@@ -95,11 +100,7 @@ impl Plan {
             control_class: 0,
             fairness: p.classes.iter().map(|c| c.fairness).collect(),
         };
-        Classifier::new(
-            [rules(&self.ports[0]), rules(&self.ports[1])],
-            self.max_flows,
-            self.idle_timeout,
-        )
+        [rules(&self.ports[0]), rules(&self.ports[1])]
     }
 
     /// Is `addr` (of the given family) inside one of the LAN networks?

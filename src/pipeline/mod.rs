@@ -73,6 +73,9 @@ pub trait FrameStore {
     /// writes no output).
     fn frame_mut(&mut self, item: Self::Item) -> Option<&mut [u8]>;
 
+    /// The kept frame's bytes, to classify it again (a reload); `None` as for `frame_mut`.
+    fn frame(&self, item: Self::Item) -> Option<&[u8]>;
+
     /// The frame is gone (dropped inside the pipeline): its buffer may be reused.
     fn release(&mut self, item: Self::Item);
 }
@@ -154,6 +157,10 @@ impl<T: Copy> Pipeline<T> {
     /// The scheduler of egress port `side` (for its counters).
     pub fn port(&self, side: Side) -> &PortScheduler<T> {
         &self.ports[side.index()]
+    }
+
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
     }
 
     pub fn classifier_stats(&self) -> ClassifierStats {
@@ -324,8 +331,99 @@ impl<T: Copy> Pipeline<T> {
                 totals.add(st);
                 classes.push(ClassReport::new(side, &plan.classes[i], spec, st, span_ns));
             }
+            let retired = sched.retired();
+            if retired.received_frames > 0 {
+                totals.add(retired);
+                classes.push(ClassReport::removed(side, retired, span_ns));
+            }
         }
         (classes, totals)
+    }
+}
+
+/// What a reload did with the frames queued at the time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadCounts {
+    /// Frames that stayed queued in a class of the same name.
+    pub kept: u64,
+    /// Frames of classes that are gone, queued again in their flow's new class.
+    pub moved: u64,
+    /// Frames of classes that are gone that found no room in their flow's new class (or whose
+    /// bytes the store does not keep), dropped as `reload`.
+    pub dropped: u64,
+}
+
+impl<T: Copy> Pipeline<T> {
+    /// Swap in `plan` at `now`, losing nothing: classes that keep their name keep their queued
+    /// frames, token-bucket state and counters, and take the new rates from the next
+    /// departure; flows are classified again on their next frame; the frames queued in a class
+    /// that is gone are classified again under the new rules and queued, with their original
+    /// enqueue time, in their new class (counted there as received, and no longer in the old
+    /// one), or dropped as `reload` when it has no room. The counters of removed classes are
+    /// kept, summed, as the port's `(removed)` row. Allocates (reload only).
+    pub fn reload<S: FrameStore<Item = T>>(
+        &mut self,
+        plan: Arc<Plan>,
+        now: Nanos,
+        store: &mut S,
+    ) -> ReloadCounts {
+        let mut orphans = [Vec::new(), Vec::new()];
+        let mut class_map: [Vec<Option<ClassId>>; 2] = [Vec::new(), Vec::new()];
+        for side in Side::BOTH {
+            let (old, new) = (&self.plan.ports[side.index()], &plan.ports[side.index()]);
+            let position = |name: &str| new.classes.iter().position(|c| c.name == name);
+            class_map[side.index()] = old
+                .classes
+                .iter()
+                .map(|c| position(&c.name).map(|i| i as ClassId))
+                .collect();
+            let rehash: Vec<bool> = new
+                .classes
+                .iter()
+                .map(|c| {
+                    old.classes
+                        .iter()
+                        .find(|o| o.name == c.name)
+                        .is_some_and(|o| o.fairness != c.fairness)
+                })
+                .collect();
+            orphans[side.index()] =
+                self.ports[side.index()].reconfigure(new.spec.clone(), &rehash, now);
+        }
+        let mut counts = ReloadCounts {
+            kept: self.queued_frames(),
+            ..ReloadCounts::default()
+        };
+        self.classifier.replace_rules(plan.port_rules(), &class_map);
+        self.plan = plan;
+        for side in Side::BOTH {
+            let default_class = self.classifier.port_rules(side).default_class;
+            for orphan in std::mem::take(&mut orphans[side.index()]) {
+                let verdict = store
+                    .frame(orphan.item)
+                    .map(wire::parse)
+                    .map(|view| self.classifier.classify_again(&view, side, now));
+                let (class, hash) =
+                    verdict.map_or((default_class, 0), |v| (v.class, v.fairness_hash));
+                let placed = match verdict {
+                    Some(_) => self.ports[side.index()].requeue(class, orphan, hash),
+                    None => {
+                        // No bytes to classify by (a store that keeps none): counted in the
+                        // default class and dropped.
+                        self.ports[side.index()].reject(class, orphan.bytes, DropReason::Reload);
+                        Err(orphan.item)
+                    }
+                };
+                match placed {
+                    Ok(()) => counts.moved += 1,
+                    Err(item) => {
+                        store.release(item);
+                        counts.dropped += 1;
+                    }
+                }
+            }
+        }
+        counts
     }
 }
 

@@ -26,6 +26,7 @@ pub struct ClassReport {
     pub high_water_frames: u64,
     pub high_water_bytes: u64,
     pub borrowed_frames: u64,
+    pub borrowed_bytes: u64,
     pub sojourn_us: SojournReport,
 }
 
@@ -60,10 +61,43 @@ impl Totals {
     }
 }
 
+/// The name of the row holding the classes reloads removed.
+pub const REMOVED: &str = "(removed)";
+
 impl ClassReport {
+    /// The summed counters of the classes that reloads removed from port `side`.
+    pub fn removed(side: Side, st: &ClassStats, span_ns: u64) -> ClassReport {
+        let spec = crate::sched::ClassSpec {
+            name: REMOVED.into(),
+            priority: 0,
+            rate_bps: 0,
+            ceil_bps: 0,
+            burst_bytes: 0,
+            cburst_bytes: 0,
+            weight: 1,
+            limit_packets: 0,
+            limit_bytes: 0,
+            codel: None,
+            fairness_buckets: 1,
+            police: None,
+        };
+        ClassReport::from_parts(side, REMOVED, None, &spec, st, span_ns)
+    }
+
     pub fn new(
         side: Side,
         plan: &crate::config::ClassPlan,
+        spec: &crate::sched::ClassSpec,
+        st: &ClassStats,
+        span_ns: u64,
+    ) -> ClassReport {
+        ClassReport::from_parts(side, &plan.name, plan.user_priority, spec, st, span_ns)
+    }
+
+    fn from_parts(
+        side: Side,
+        name: &str,
+        priority: Option<u8>,
         spec: &crate::sched::ClassSpec,
         st: &ClassStats,
         span_ns: u64,
@@ -79,8 +113,8 @@ impl ClassReport {
         };
         ClassReport {
             port: side.name(),
-            name: plan.name.clone(),
-            priority: plan.user_priority,
+            name: name.to_string(),
+            priority,
             rate_bps: spec.rate_bps,
             ceil_bps: spec.ceil_bps,
             received_frames: st.received_frames,
@@ -98,6 +132,7 @@ impl ClassReport {
             high_water_frames: st.high_water_frames,
             high_water_bytes: st.high_water_bytes,
             borrowed_frames: st.borrowed_frames,
+            borrowed_bytes: st.borrowed_bytes,
             sojourn_us: SojournReport {
                 p50: us(st.sojourn_quantile_ns(0.5)),
                 p99: us(st.sojourn_quantile_ns(0.99)),

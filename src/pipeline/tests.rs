@@ -56,6 +56,10 @@ impl FrameStore for VecStore {
         self.frames[item].as_mut().map(|(f, _)| f.as_mut_slice())
     }
 
+    fn frame(&self, item: usize) -> Option<&[u8]> {
+        self.frames[item].as_ref().map(|(f, _)| f.as_slice())
+    }
+
     fn release(&mut self, item: usize) {
         self.take(item);
     }
@@ -271,4 +275,206 @@ fn a_frame_without_a_buffer_is_counted_as_no_buffer() {
     assert_eq!(st.dropped_frames[DropReason::NoBuffer as usize], 1);
     assert!(st.is_conserved());
     assert_eq!(p.queued_frames(), 0);
+}
+
+// ---- reload ----
+
+/// Upload classes: `tcp` 1 Mbit/s (no AQM, room for 400 frames), `old` for UDP port 9 (gone
+/// in RELOADED, whose `voice` takes UDP port 9 and whose `tcp` runs at 2 Mbit/s).
+const BEFORE: &str = r#"(
+    ports: (
+        wan: (rate: "10 Mbit", classes: [
+            (name: "tcp", match: "tcp", rate: "1 Mbit", ceil: "1 Mbit", aqm: (enabled: false),
+             queue: (packets: 400, bytes: "1 MiB")),
+            (name: "old", match: "udp port 9", rate: "1 Mbit", ceil: "1 Mbit",
+             aqm: (enabled: false)),
+            (name: "rest", match: "default", rate: "1 Mbit"),
+        ]),
+        lan: (rate: "10 Mbit", classes: [(name: "all", match: "default", rate: "10 Mbit")]),
+    ),
+)"#;
+
+fn reloaded(voice_packets: u32) -> String {
+    format!(
+        r#"(
+    ports: (
+        wan: (rate: "10 Mbit", classes: [
+            (name: "voice", match: "udp port 9", priority: 0, rate: "1 Mbit", ceil: "1 Mbit",
+             aqm: (enabled: false), queue: (packets: {voice_packets})),
+            (name: "tcp", match: "tcp", rate: "2 Mbit", ceil: "2 Mbit", aqm: (enabled: false),
+             queue: (packets: 400, bytes: "1 MiB")),
+            (name: "rest", match: "default", rate: "1 Mbit"),
+        ]),
+        lan: (rate: "10 Mbit", classes: [(name: "all", match: "default", rate: "10 Mbit")]),
+    ),
+)"#
+    )
+}
+
+fn plan_of(src: &str) -> Arc<Plan> {
+    Arc::new(parse(src, std::path::Path::new("t.ron")).unwrap())
+}
+
+fn udp9(len: usize) -> Vec<u8> {
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([198, 18, 0, 1], [198, 19, 0, 1], 64)
+        .udp(40000, 9)
+        .write(&mut f, &vec![9; len - 42])
+        .unwrap();
+    f
+}
+
+/// Every class of both ports, the removed row included, balances; and so does the port.
+fn assert_balanced(p: &Pipeline<usize>) {
+    let (classes, totals) = p.class_reports(&[Side::Wan, Side::Lan], 0);
+    for c in &classes {
+        assert_eq!(
+            c.received_frames,
+            c.forwarded_frames + c.dropped_frames + c.queued_frames,
+            "{c:?}"
+        );
+    }
+    assert!(totals.is_conserved(), "{totals:?}");
+    assert_eq!(totals.received, p.received().iter().sum::<u64>());
+}
+
+#[test]
+fn a_reload_keeps_queued_frames_and_buckets_and_applies_new_rates_from_the_next_departure() {
+    let mut p = Pipeline::new(plan_of(BEFORE), 1500, 0);
+    let mut s = VecStore::new(1000);
+    let f = tcp(1000 - 54);
+    // 300 frames of 1000 bytes (1024 on the wire: 8.192 ms at 1 Mbit/s) at once.
+    for _ in 0..300 {
+        p.receive(
+            Side::Lan,
+            &mut f.as_slice(),
+            RxInfo::known(f.len(), VnetHdr::NONE),
+            0,
+            &mut s,
+        );
+    }
+    // For one second at 1 Mbit/s: 123 frames leave (the first at once, then one per 8.192 ms).
+    let mut sent = 0;
+    while let Some(now) = p.next_wakeup().filter(|&t| t <= 1_000_000_000) {
+        while let Some(d) = p.depart(Side::Wan, now, &mut s) {
+            s.take(d.item);
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 123);
+    let counts = p.reload(plan_of(&reloaded(100)), 1_000_000_000, &mut s);
+    assert_eq!(
+        counts,
+        ReloadCounts {
+            kept: 177,
+            moved: 0,
+            dropped: 0
+        }
+    );
+    assert_balanced(&p);
+    let tcp = class_stats(&p, Side::Wan, "tcp");
+    assert_eq!((tcp.received_frames, tcp.queued_frames), (300, 177));
+    // From the reload on, one frame per 4.096 ms: the remaining 177 take 725 ms, not 1450.
+    let mut last = 0;
+    while let Some(t) = p.next_wakeup() {
+        while let Some(d) = p.depart(Side::Wan, t, &mut s) {
+            s.take(d.item);
+            last = t;
+        }
+    }
+    let took = last - 1_000_000_000;
+    assert!(
+        (700_000_000..=730_000_000).contains(&took),
+        "the backlog took {took} ns after the reload"
+    );
+    assert_eq!(class_stats(&p, Side::Wan, "tcp").forwarded_frames, 300);
+    assert_balanced(&p);
+}
+
+#[test]
+fn frames_of_a_removed_class_move_to_their_flows_new_class_or_are_counted_as_reload_drops() {
+    for (room, moved, dropped) in [(100, 50, 0), (20, 20, 30)] {
+        let mut p = Pipeline::new(plan_of(BEFORE), 1500, 0);
+        let mut s = VecStore::new(1000);
+        let f = udp9(500);
+        for _ in 0..51 {
+            p.receive(
+                Side::Lan,
+                &mut f.as_slice(),
+                RxInfo::known(f.len(), VnetHdr::NONE),
+                7,
+                &mut s,
+            );
+        }
+        // The first leaves at once; 50 wait in `old`.
+        assert!(p.depart(Side::Wan, 7, &mut s).is_some_and(|d| {
+            s.take(d.item);
+            true
+        }));
+        let counts = p.reload(plan_of(&reloaded(room)), 1_000, &mut s);
+        assert_eq!(
+            counts,
+            ReloadCounts {
+                kept: 0,
+                moved,
+                dropped
+            },
+            "room {room}"
+        );
+        assert_balanced(&p);
+        let voice = class_stats(&p, Side::Wan, "voice");
+        assert_eq!(
+            voice.received_frames, 50,
+            "moved frames count where they went"
+        );
+        assert_eq!(voice.dropped_frames[DropReason::Reload as usize], dropped);
+        assert_eq!(voice.queued_frames, moved);
+        let removed = p.port(Side::Wan).retired();
+        assert_eq!(
+            (removed.received_frames, removed.forwarded_frames),
+            (1, 1),
+            "the old class keeps what it forwarded"
+        );
+        // They leave with the time they were first queued: their sojourn counts from 7.
+        let t = p.next_wakeup().unwrap();
+        let d = p.depart(Side::Wan, t, &mut s).unwrap();
+        s.take(d.item);
+        assert_eq!(d.enqueued_at, 7);
+        assert_eq!(s.held() as u64, moved - 1);
+        let (classes, _) = p.class_reports(&[Side::Wan], 0);
+        assert!(classes.iter().any(|c| c.name == report::REMOVED));
+    }
+}
+
+#[test]
+fn counters_balance_across_many_reloads_under_traffic() {
+    let mut p = Pipeline::new(plan_of(BEFORE), 1500, 0);
+    let mut s = VecStore::new(100_000);
+    let plans = [plan_of(BEFORE), plan_of(&reloaded(30))];
+    let frames = [tcp(1400), udp9(300), udp9(80)];
+    let mut now = 0;
+    for round in 0..40u64 {
+        for k in 0..200u64 {
+            now += 50_000;
+            let f = &frames[((round + k) % 3) as usize];
+            p.receive(
+                Side::Lan,
+                &mut f.as_slice(),
+                RxInfo::known(f.len(), VnetHdr::NONE),
+                now,
+                &mut s,
+            );
+            while let Some(d) = p.depart(Side::Wan, now, &mut s) {
+                s.take(d.item);
+            }
+        }
+        p.reload(Arc::clone(&plans[(round % 2) as usize]), now, &mut s);
+        assert_balanced(&p);
+        assert_eq!(
+            s.held() as u64,
+            p.queued_frames(),
+            "every queued frame held once"
+        );
+    }
 }

@@ -14,7 +14,10 @@
 
 use super::frames::LiveFrames;
 use super::pool::Pool;
-use super::{KernelDropCounters, Options, RunError, KERNEL_DROPS_EVERY};
+use super::published::{
+    by_activity, class_name, FlowEntry, Published, Publisher, ReloadOutcome, Request,
+};
+use super::{Options, RunError, KERNEL_DROPS_EVERY};
 use crate::config::Plan;
 use crate::io::{Device, RxMeta, TxFrame, BATCH, MAX_FRAME};
 use crate::pipeline::{Offload, Pipeline, RxInfo, MAX_CUT_SEGMENTS};
@@ -22,6 +25,7 @@ use crate::port::{ClassId, Side};
 use crate::sched::stats::DropReason;
 use crate::time::{Clock, Nanos, SystemClock};
 use crate::wire::VnetHdr;
+use crossbeam_channel::Receiver;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,11 +76,26 @@ pub(crate) struct Forwarder {
     ingresses: Vec<Ingress>,
     /// The devices this forwarder sends on, by egress side.
     egress: [Option<Box<dyn Device>>; 2],
-    kernel_drops: Arc<KernelDropCounters>,
+    shared: Arc<Published>,
+    publisher: Publisher,
+    /// Requests from the control plane, looked at once per turn.
+    requests: Receiver<Request>,
+    /// The plan generation running (0 at start, +1 per reload).
+    generation: u64,
     opts: Options,
     stop: Arc<AtomicBool>,
     /// The first device error; the bridge then stops, drains and still reports.
     fatal: Option<RunError>,
+}
+
+/// The queue positions of the ports in `egress` under `plan`.
+fn queue_slots(plan: &Plan, egress: &[Option<Box<dyn Device>>; 2]) -> usize {
+    Side::BOTH
+        .iter()
+        .filter(|s| egress[s.index()].is_some())
+        .flat_map(|s| plan.ports[s.index()].spec.classes.iter())
+        .map(|c| c.limit_packets as usize)
+        .sum()
 }
 
 /// What a forwarder leaves when it ends: its pipeline (the counters of the ports it sent on),
@@ -93,23 +112,21 @@ impl Forwarder {
     /// will use: a slot and a small buffer for every queue position of the ports it sends on,
     /// a batch and a cut super-frame more; `opts.large_buffers` large buffers per port it sends
     /// on, and a batch of receive buffers per ingress.
+    /// `index` is this thread's entry in `shared.forwarders`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         plan: Arc<Plan>,
         mut ingresses: Vec<Ingress>,
         egress: [Option<Box<dyn Device>>; 2],
-        kernel_drops: Arc<KernelDropCounters>,
+        shared: Arc<Published>,
+        index: usize,
+        requests: Receiver<Request>,
         opts: &Options,
         stop: Arc<AtomicBool>,
         now: Nanos,
     ) -> Forwarder {
         let ports_out = egress.iter().flatten().count();
-        let queue_slots: usize = Side::BOTH
-            .iter()
-            .filter(|s| egress[s.index()].is_some())
-            .flat_map(|s| plan.ports[s.index()].spec.classes.iter())
-            .map(|c| c.limit_packets as usize)
-            .sum();
-        let slots = queue_slots + BATCH + MAX_CUT_SEGMENTS;
+        let slots = queue_slots(&plan, &egress) + BATCH + MAX_CUT_SEGMENTS;
         let mut pool = Pool::new(
             slots,
             opts.large_buffers * ports_out + BATCH * ingresses.len(),
@@ -120,11 +137,14 @@ impl Forwarder {
             ingress.kernel_drops_due = now.saturating_add(KERNEL_DROPS_EVERY);
         }
         Forwarder {
+            publisher: Publisher::new(Arc::clone(&shared), index, &plan),
             pipeline: Pipeline::new(plan, opts.mtu, now),
             frames: LiveFrames::new(slots, pool),
             ingresses,
             egress,
-            kernel_drops,
+            shared,
+            requests,
+            generation: 0,
             opts: opts.clone(),
             stop,
             fatal: None,
@@ -163,7 +183,9 @@ impl Forwarder {
             // One comparison per batch; the system call at most once per interval.
             if now >= ingress.kernel_drops_due {
                 ingress.kernel_drops_due = now.saturating_add(KERNEL_DROPS_EVERY);
-                self.kernel_drops.read(ingress.side, ingress.dev.as_mut());
+                self.shared
+                    .kernel_drops
+                    .read(ingress.side, ingress.dev.as_mut());
             }
             for (buf, m) in ingress.scratch.iter_mut().zip(&ingress.meta).take(n) {
                 let info = RxInfo {
@@ -185,6 +207,70 @@ impl Forwarder {
         got
     }
 
+    /// Between turns: publish the counters when due and answer the control plane's requests.
+    /// A few comparisons and atomic reads when there is nothing to do.
+    pub(crate) fn housekeeping(&mut self, now: Nanos) {
+        let egress = [self.egress[0].is_some(), self.egress[1].is_some()];
+        self.publisher
+            .publish(now, &self.pipeline, egress, self.generation);
+        while let Ok(request) = self.requests.try_recv() {
+            match request {
+                Request::Flows { limit, reply } => {
+                    let _ = reply.try_send(self.flows(now, limit));
+                }
+                Request::Reload {
+                    plan,
+                    generation,
+                    reply,
+                } => {
+                    let _ = reply.try_send(self.reload(plan, generation, now));
+                }
+            }
+        }
+    }
+
+    /// Every live flow, busiest first, at most `limit` (a whole walk of the flow table: on
+    /// request only).
+    fn flows(&self, now: Nanos, limit: usize) -> Vec<FlowEntry> {
+        let mut flows = Vec::new();
+        self.pipeline
+            .classifier()
+            .for_each_flow(now, |f| flows.push(f));
+        flows.sort_by(by_activity);
+        flows.truncate(limit);
+        let plan = self.pipeline.plan();
+        flows
+            .into_iter()
+            .map(|info| FlowEntry {
+                class: Side::BOTH.map(|side| class_name(plan, side, info.class[side.index()])),
+                info,
+            })
+            .collect()
+    }
+
+    /// Swap in `plan` between two turns (see [`Pipeline::reload`]); buffers and slots grow when
+    /// the new queue limits need more.
+    fn reload(&mut self, plan: Arc<Plan>, generation: u64, now: Nanos) -> ReloadOutcome {
+        let started = std::time::Instant::now();
+        let needed = queue_slots(&plan, &self.egress) + BATCH + MAX_CUT_SEGMENTS;
+        if needed > self.frames.slots() {
+            let more = needed - self.frames.slots();
+            self.frames.grow(more);
+            self.frames.pool().grow(more, 0);
+        }
+        self.publisher.resize(&plan);
+        let frames = self
+            .pipeline
+            .reload(Arc::clone(&plan), now, &mut self.frames);
+        self.generation = generation;
+        // Publish at once, so that a status right after the reload shows the new classes.
+        self.publisher.publish_now();
+        ReloadOutcome {
+            frames,
+            swap_ns: started.elapsed().as_nanos() as u64,
+        }
+    }
+
     /// Receiving is over: read each ingress's kernel drop counter a last time. Whatever the
     /// kernel drops after this (frames arriving while the queues drain) is not weir falling
     /// behind.
@@ -192,7 +278,9 @@ impl Forwarder {
         for ingress in &mut self.ingresses {
             if !ingress.stopped {
                 ingress.stopped = true;
-                self.kernel_drops.read(ingress.side, ingress.dev.as_mut());
+                self.shared
+                    .kernel_drops
+                    .read(ingress.side, ingress.dev.as_mut());
             }
         }
     }
@@ -237,7 +325,7 @@ impl Forwarder {
             }; BATCH];
             let count = departures.len() - sent;
             for (f, &(slot, ..)) in frames.iter_mut().zip(&departures[sent..]) {
-                if let Some((data, vnet)) = self.frames.frame(slot) {
+                if let Some((data, vnet)) = self.frames.to_send(slot) {
                     *f = TxFrame { data, vnet };
                 }
             }
@@ -299,12 +387,14 @@ impl Forwarder {
         let mut draining_since: Option<Instant> = None;
         let mut last_frame = Instant::now();
         loop {
+            let now = clock.now();
             let got = if draining_since.is_none() {
-                self.poll(clock.now())
+                self.poll(now)
             } else {
-                self.service(clock.now());
+                self.service(now);
                 0
             };
+            self.housekeeping(now);
             if draining_since.is_none() && self.stop.load(Ordering::Relaxed) {
                 draining_since = Some(Instant::now());
                 self.stop_receiving();
@@ -359,12 +449,16 @@ impl Forwarder {
             }
         }
         self.drop_what_is_left();
-        self.finish()
+        self.finish(clock.now())
     }
 
-    /// Give the receive buffers back and hand over the counters.
-    pub(crate) fn finish(mut self) -> Finished {
+    /// Give the receive buffers back and hand over the counters, published a last time at
+    /// `now`.
+    pub(crate) fn finish(mut self, now: Nanos) -> Finished {
         self.stop_receiving();
+        let egress = [self.egress[0].is_some(), self.egress[1].is_some()];
+        self.publisher
+            .publish_final(now, &self.pipeline, egress, self.generation);
         for ingress in &mut self.ingresses {
             for buf in ingress.scratch.drain(..) {
                 self.frames.pool().give_back(buf);

@@ -60,7 +60,7 @@ impl LiveFrames {
     }
 
     /// The bytes and offload header of a queued frame, to send it.
-    pub fn frame(&self, item: u32) -> Option<(&[u8], VnetHdr)> {
+    pub fn to_send(&self, item: u32) -> Option<(&[u8], VnetHdr)> {
         let s = self.slab.get(item as usize)?.as_ref()?;
         Some((&s.buf[..s.len as usize], s.vnet))
     }
@@ -122,6 +122,10 @@ impl FrameStore for LiveFrames {
     fn frame_mut(&mut self, item: u32) -> Option<&mut [u8]> {
         let s = self.slab.get_mut(item as usize)?.as_mut()?;
         Some(&mut s.buf[..s.len as usize])
+    }
+
+    fn frame(&self, item: u32) -> Option<&[u8]> {
+        self.to_send(item).map(|(f, _)| f)
     }
 
     fn release(&mut self, item: u32) {

@@ -36,6 +36,7 @@
 pub(crate) mod forwarder;
 pub mod frames;
 pub mod pool;
+pub mod published;
 
 use crate::config::Plan;
 use crate::io::Device;
@@ -43,7 +44,9 @@ use crate::pipeline::report::{ClassReport, Totals};
 use crate::pipeline::GsoSplit;
 use crate::port::Side;
 use crate::time::{Clock, Nanos, SystemClock};
+use crossbeam_channel::Sender;
 use forwarder::{Finished, Forwarder, Ingress};
+use published::{Published, Request};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,7 +147,7 @@ pub const KERNEL_DROPS_EVERY: Nanos = 1_000_000_000;
 /// The kernel drop counter of each port's receiving device (lan, wan), as its ingress last read
 /// it; `counted` says whether the device has one at all.
 #[derive(Debug, Default)]
-pub(crate) struct KernelDropCounters {
+pub struct KernelDropCounters {
     frames: [AtomicU64; 2],
     counted: [AtomicBool; 2],
 }
@@ -159,7 +162,7 @@ impl KernelDropCounters {
     }
 
     /// The last value read for port `side`; `None` when its device has no counter.
-    pub(crate) fn get(&self, side: Side) -> Option<u64> {
+    pub fn get(&self, side: Side) -> Option<u64> {
         let i = side.index();
         self.counted[i]
             .load(Ordering::Relaxed)
@@ -224,17 +227,48 @@ pub fn run(
     stop: Arc<AtomicBool>,
     opts: &Options,
 ) -> Result<RunReport, RunError> {
+    start(plan, ports, stop, opts)?.wait()
+}
+
+/// A running bridge: its forwarding threads, what they publish and where requests reach them.
+pub struct Bridge {
+    threads: Vec<std::thread::JoinHandle<Finished>>,
+    shared: Arc<Published>,
+    requests: Vec<Sender<Request>>,
+    clock: Arc<SystemClock>,
+    started: Instant,
+    rx_names: [String; 2],
+    stop: Arc<AtomicBool>,
+    first_error: Option<RunError>,
+}
+
+/// Start the forwarding threads; they run until `stop` is set.
+pub fn start(
+    plan: Arc<Plan>,
+    ports: [PortIo; 2],
+    stop: Arc<AtomicBool>,
+    opts: &Options,
+) -> Result<Bridge, RunError> {
     let clock = Arc::new(SystemClock::new());
     let started = Instant::now();
-    let kernel_drops = Arc::new(KernelDropCounters::default());
+    let forwarders = match opts.threads {
+        Threads::RunToCompletion => 1,
+        Threads::PerDirection => 2,
+    };
+    let shared = Arc::new(Published::new(forwarders, &plan));
     let [lan, wan] = ports;
     let rx_names = [lan.rx.name().to_string(), wan.rx.name().to_string()];
-    let make = |ingresses: Vec<Ingress>, egress: [Option<Box<dyn Device>>; 2]| {
+    let mut requests = Vec::new();
+    let mut make = |index: usize, ingresses: Vec<Ingress>, egress: [Option<Box<dyn Device>>; 2]| {
+        let (tx, rx) = crossbeam_channel::bounded(REQUESTS_QUEUED);
+        requests.push(tx);
         Forwarder::new(
             Arc::clone(&plan),
             ingresses,
             egress,
-            Arc::clone(&kernel_drops),
+            Arc::clone(&shared),
+            index,
+            rx,
             opts,
             Arc::clone(&stop),
             clock.now(),
@@ -244,6 +278,7 @@ pub fn run(
         Threads::RunToCompletion => vec![(
             "weir-fwd",
             make(
+                0,
                 vec![
                     Ingress::new(Side::Lan, lan.rx),
                     Ingress::new(Side::Wan, wan.rx),
@@ -255,87 +290,151 @@ pub fn run(
         Threads::PerDirection => vec![
             (
                 "weir-up",
-                make(vec![Ingress::new(Side::Lan, lan.rx)], [None, Some(wan.tx)]),
+                make(
+                    0,
+                    vec![Ingress::new(Side::Lan, lan.rx)],
+                    [None, Some(wan.tx)],
+                ),
             ),
             (
                 "weir-down",
-                make(vec![Ingress::new(Side::Wan, wan.rx)], [Some(lan.tx), None]),
+                make(
+                    1,
+                    vec![Ingress::new(Side::Wan, wan.rx)],
+                    [Some(lan.tx), None],
+                ),
             ),
         ],
     };
-    let mut threads = Vec::new();
-    let mut first_error = None;
+    let mut bridge = Bridge {
+        threads: Vec::new(),
+        shared,
+        requests,
+        clock: Arc::clone(&clock),
+        started,
+        rx_names,
+        stop: Arc::clone(&stop),
+        first_error: None,
+    };
     for (name, fwd) in forwarders {
         let clock = Arc::clone(&clock);
         match std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || fwd.run(&clock))
         {
-            Ok(t) => threads.push(t),
+            Ok(t) => bridge.threads.push(t),
             Err(e) => {
                 stop.store(true, Ordering::Relaxed);
-                first_error.get_or_insert(RunError::Thread(e.to_string()));
+                bridge
+                    .first_error
+                    .get_or_insert(RunError::Thread(e.to_string()));
             }
         }
     }
-    let mut finished: Vec<Finished> = Vec::new();
-    for t in threads {
-        match t.join() {
-            Ok(f) => finished.push(f),
-            Err(_) => {
-                stop.store(true, Ordering::Relaxed);
-                first_error.get_or_insert(RunError::Thread("a forwarding thread panicked".into()));
+    Ok(bridge)
+}
+
+/// Requests waiting per forwarding thread; more are refused (the control plane says busy).
+pub const REQUESTS_QUEUED: usize = 16;
+
+impl Bridge {
+    /// What the forwarding threads publish.
+    pub fn published(&self) -> &Arc<Published> {
+        &self.shared
+    }
+
+    /// Where requests reach each forwarding thread.
+    pub fn requests(&self) -> &[Sender<Request>] {
+        &self.requests
+    }
+
+    /// The clock the threads publish their times on.
+    pub fn clock(&self) -> &Arc<SystemClock> {
+        &self.clock
+    }
+
+    /// The interfaces the ports receive on (lan, wan).
+    pub fn interfaces(&self) -> &[String; 2] {
+        &self.rx_names
+    }
+
+    /// The flag that stops the bridge.
+    pub fn stop_flag(&self) -> &Arc<AtomicBool> {
+        &self.stop
+    }
+
+    /// Wait for the threads to end (after a stop, or a device failure) and report.
+    pub fn wait(self) -> Result<RunReport, RunError> {
+        let Bridge {
+            threads,
+            shared,
+            started,
+            rx_names,
+            stop,
+            mut first_error,
+            ..
+        } = self;
+        let mut finished: Vec<Finished> = Vec::new();
+        for t in threads {
+            match t.join() {
+                Ok(f) => finished.push(f),
+                Err(_) => {
+                    stop.store(true, Ordering::Relaxed);
+                    first_error
+                        .get_or_insert(RunError::Thread("a forwarding thread panicked".into()));
+                }
             }
         }
-    }
-    let span_ns = started.elapsed().as_nanos() as u64;
-    let mut report = RunReport {
-        seconds: started.elapsed().as_secs_f64(),
-        totals: Totals::default(),
-        classes: Vec::new(),
-        received_per_port: [0; 2],
-        buffers_outstanding: 0,
-        gso_split: GsoSplit::default(),
-        kernel_drops: Side::BOTH.map(|side| KernelDrops {
-            port: side.name(),
-            interface: rx_names[side.index()].clone(),
-            frames: kernel_drops.get(side),
-        }),
-        error: None,
-    };
-    // Upload (wan) first in the table: it is what users usually shape.
-    let mut reported = [false; 2];
-    for side in [Side::Wan, Side::Lan] {
-        let Some(f) = finished.iter().find(|f| f.egress_sides.contains(&side)) else {
-            continue;
+        let span_ns = started.elapsed().as_nanos() as u64;
+        let mut report = RunReport {
+            seconds: started.elapsed().as_secs_f64(),
+            totals: Totals::default(),
+            classes: Vec::new(),
+            received_per_port: [0; 2],
+            buffers_outstanding: 0,
+            gso_split: GsoSplit::default(),
+            kernel_drops: Side::BOTH.map(|side| KernelDrops {
+                port: side.name(),
+                interface: rx_names[side.index()].clone(),
+                frames: shared.kernel_drops.get(side),
+            }),
+            error: None,
         };
-        let (classes, totals) = f.pipeline.class_reports(&[side], span_ns);
-        report.classes.extend(classes);
-        report.totals.received += totals.received;
-        report.totals.forwarded += totals.forwarded;
-        report.totals.dropped += totals.dropped;
-        report.totals.queued += totals.queued;
-        reported[side.index()] = true;
-    }
-    for f in finished {
-        let r = f.pipeline.received();
-        report.received_per_port[0] += r[0];
-        report.received_per_port[1] += r[1];
-        let g = f.pipeline.gso_split();
-        report.gso_split.super_frames += g.super_frames;
-        report.gso_split.segments += g.segments;
-        report.buffers_outstanding += f.buffers_outstanding;
-        if let Some(e) = f.fatal {
-            first_error.get_or_insert(e);
+        // Upload (wan) first in the table: it is what users usually shape.
+        let mut reported = [false; 2];
+        for side in [Side::Wan, Side::Lan] {
+            let Some(f) = finished.iter().find(|f| f.egress_sides.contains(&side)) else {
+                continue;
+            };
+            let (classes, totals) = f.pipeline.class_reports(&[side], span_ns);
+            report.classes.extend(classes);
+            report.totals.received += totals.received;
+            report.totals.forwarded += totals.forwarded;
+            report.totals.dropped += totals.dropped;
+            report.totals.queued += totals.queued;
+            reported[side.index()] = true;
         }
+        for f in finished {
+            let r = f.pipeline.received();
+            report.received_per_port[0] += r[0];
+            report.received_per_port[1] += r[1];
+            let g = f.pipeline.gso_split();
+            report.gso_split.super_frames += g.super_frames;
+            report.gso_split.segments += g.segments;
+            report.buffers_outstanding += f.buffers_outstanding;
+            if let Some(e) = f.fatal {
+                first_error.get_or_insert(e);
+            }
+        }
+        // Without both ports' counters there is nothing to report: the error is all there is.
+        if reported != [true; 2] {
+            return Err(first_error.unwrap_or_else(|| {
+                RunError::Thread("a port's counters were not returned".into())
+            }));
+        }
+        report.error = first_error.map(|e| e.to_string());
+        Ok(report)
     }
-    // Without both ports' counters there is nothing to report: the error is all there is.
-    if reported != [true; 2] {
-        return Err(first_error
-            .unwrap_or_else(|| RunError::Thread("a port's counters were not returned".into())));
-    }
-    report.error = first_error.map(|e| e.to_string());
-    Ok(report)
 }
 
 #[cfg(test)]

@@ -1062,7 +1062,9 @@ fn live_and_replay_drivers_count_the_same() {
                 forwarder::Ingress::new(Side::Wan, Box::new(wan_rx)),
             ],
             [Some(Box::new(lan_tx)), Some(Box::new(wan_tx))],
-            Arc::new(KernelDropCounters::default()),
+            Arc::new(published::Published::new(1, &plan)),
+            0,
+            crossbeam_channel::bounded(1).1,
             &Options::default(),
             Arc::new(AtomicBool::new(false)),
             t0,
@@ -1121,7 +1123,7 @@ fn live_and_replay_drivers_count_the_same() {
             first_difference, None,
             "{what}: departure times or bytes differ"
         );
-        let finished = fwd.finish();
+        let finished = fwd.finish(last.unwrap_or(t0));
         assert_eq!(finished.buffers_outstanding, 0);
     }
 }

@@ -55,6 +55,28 @@ impl<T: Copy> Arena<T> {
         }
     }
 
+    pub fn capacity(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
+    /// Room for `capacity` descriptors in all (a reload that raised the limits; allocates).
+    /// Never shrinks: descriptors in use keep their index.
+    pub fn grow(&mut self, capacity: u32) {
+        let old = self.slots.len() as u32;
+        if capacity <= old {
+            return;
+        }
+        let free_head = self.free_head;
+        self.slots.extend((old..capacity).map(|i| Slot {
+            item: None,
+            bytes: 0,
+            wire_bytes: 0,
+            enqueued_at: 0,
+            next: if i + 1 < capacity { i + 1 } else { free_head },
+        }));
+        self.free_head = old;
+    }
+
     fn alloc(&mut self, item: T, bytes: u32, wire_bytes: u32, now: Nanos) -> Option<u32> {
         let idx = self.free_head;
         let slot = self.slots.get_mut(idx as usize)?;
@@ -197,6 +219,14 @@ impl ClassQueue {
         let Some(idx) = arena.alloc(item, bytes, wire_bytes, now) else {
             return Err((item, DropReason::QueueFull));
         };
+        self.link(arena, idx, b);
+        self.packets += 1;
+        self.bytes += u64::from(bytes);
+        Ok(())
+    }
+
+    /// Append arena slot `idx` to bucket `b`, activating the bucket if it was idle.
+    fn link<T: Copy>(&mut self, arena: &mut Arena<T>, idx: u32, b: usize) {
         let bucket = &mut self.buckets[b];
         if bucket.tail == NIL {
             bucket.head = idx;
@@ -215,9 +245,6 @@ impl ClassQueue {
             }
             self.active_tail = b as u32;
         }
-        self.packets += 1;
-        self.bytes += u64::from(bytes);
-        Ok(())
     }
 
     /// Take the next frame by DRR and run CoDel on it.
@@ -234,6 +261,98 @@ impl ClassQueue {
             CodelVerdict::Deliver => Popped::Deliver(d),
             CodelVerdict::Drop => Popped::AqmDrop(d),
         })
+    }
+
+    /// New limits and AQM parameters (a reload). The frames queued stay, even above a lowered
+    /// limit (arrivals are refused until the queue is back under it). CoDel and the overload
+    /// control keep their state when they stay on (their parameters updated; the overload
+    /// control starts afresh when its target changes). With `rehash` (the class's fairness
+    /// changed: the hashes of the queued frames no longer mean what new ones will), or a new
+    /// number of buckets, the queued frames are served first, as one group, in the order DRR
+    /// would have served them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reconfigure<T: Copy>(
+        &mut self,
+        arena: &mut Arena<T>,
+        buckets: u32,
+        limit_packets: u32,
+        limit_bytes: u64,
+        codel: Option<CodelParams>,
+        ceil_bps: u64,
+        rehash: bool,
+    ) {
+        self.limit_packets = limit_packets;
+        self.limit_bytes = limit_bytes;
+        match (self.codel.as_mut(), codel) {
+            (Some(c), Some(p)) => {
+                let retarget = c.params().target != p.target;
+                c.set_params(p);
+                if retarget || self.pie.is_none() {
+                    self.pie = Some(Pie::new(p.target, 2 * p.min_backlog_bytes, ceil_bps));
+                }
+            }
+            (None, Some(p)) => {
+                self.codel = Some(Codel::new(p));
+                self.pie = Some(Pie::new(p.target, 2 * p.min_backlog_bytes, ceil_bps));
+            }
+            (_, None) => {
+                self.codel = None;
+                self.pie = None;
+            }
+        }
+        let n = buckets.max(1).next_power_of_two();
+        if !rehash && u64::from(n - 1) == self.bucket_mask {
+            return;
+        }
+        // Take every frame out in DRR order and queue it again in bucket 0 of the new shape;
+        // the arena slots freed are taken again at once (its free list is LIFO), so this never
+        // needs more room than the frames already hold.
+        let mut order: Vec<Dequeued<T>> = Vec::with_capacity(self.packets as usize);
+        while let Some(d) = self.pop_drr(arena) {
+            order.push(d);
+        }
+        self.buckets = vec![
+            Bucket {
+                head: NIL,
+                tail: NIL,
+                deficit: 0,
+                next_active: NIL,
+                active: false,
+            };
+            n as usize
+        ];
+        self.bucket_mask = u64::from(n - 1);
+        self.active_head = NIL;
+        self.active_tail = NIL;
+        for d in order {
+            self.push(arena, d, 0);
+        }
+    }
+
+    /// Put a frame at the tail of bucket `b` with its enqueue time, without limits or AQM
+    /// (it was queued already).
+    fn push<T: Copy>(&mut self, arena: &mut Arena<T>, d: Dequeued<T>, hash: u64) -> bool {
+        let Some(idx) = arena.alloc(d.item, d.bytes, d.wire_bytes, d.enqueued_at) else {
+            return false;
+        };
+        self.link(arena, idx, (hash & self.bucket_mask) as usize);
+        self.packets += 1;
+        self.bytes += u64::from(d.bytes);
+        true
+    }
+
+    /// Queue a frame moved here from another class (a reload), keeping its enqueue time:
+    /// refused only by the limits (no policing or overload control: it is not a new arrival).
+    pub fn requeue<T: Copy>(
+        &mut self,
+        arena: &mut Arena<T>,
+        d: Dequeued<T>,
+        fairness_hash: u64,
+    ) -> Result<(), T> {
+        if !self.has_room(d.bytes) || !self.push(arena, d, fairness_hash) {
+            return Err(d.item);
+        }
+        Ok(())
     }
 
     /// Remove every queued frame (shutdown), calling `f` on each.

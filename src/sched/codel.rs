@@ -7,7 +7,7 @@
 
 use super::Nanos;
 
-/// Parameters, fixed at construction.
+/// Parameters, set at construction or by [`Codel::set_params`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CodelParams {
     /// Acceptable standing queue delay (RFC default 5 ms).
@@ -56,6 +56,15 @@ impl Codel {
             last_count: 0,
             dropping: false,
         }
+    }
+
+    pub fn params(&self) -> CodelParams {
+        self.params
+    }
+
+    /// New parameters (a reload); the state (dropping or not, the drop count) carries over.
+    pub fn set_params(&mut self, params: CodelParams) {
+        self.params = params;
     }
 
     /// Decide the fate of the frame just taken from the head of the queue.

@@ -35,7 +35,7 @@ mod tests;
 
 pub use crate::port::ClassId;
 pub use crate::time::Nanos;
-use class_queue::{Arena, ClassQueue, Popped};
+use class_queue::{Arena, ClassQueue, Dequeued, Popped};
 pub use codel::CodelParams;
 use stats::{ClassStats, DropReason};
 use token_bucket::{Conform, TokenBucket};
@@ -152,6 +152,18 @@ pub struct PortScheduler<T> {
     queued_frames: u64,
     /// The latest `now` given to enqueue or dequeue: no departure can be earlier.
     latest_now: Nanos,
+    /// The counters of classes that reloads removed, summed (so the port's totals still hold).
+    retired: ClassStats,
+}
+
+/// A frame taken out of a class that a reload removed, for the caller to queue again in its
+/// flow's new class ([`PortScheduler::requeue`]) or to drop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Orphan<T> {
+    pub item: T,
+    pub bytes: u32,
+    pub wire_bytes: u32,
+    pub enqueued_at: Nanos,
 }
 
 impl<T: Copy> PortScheduler<T> {
@@ -164,38 +176,9 @@ impl<T: Copy> PortScheduler<T> {
         let classes: Vec<Class> = spec
             .classes
             .iter()
-            .map(|c| Class {
-                priority: c.priority,
-                quantum: i64::from(c.weight.max(1)) * i64::from(BASE_QUANTUM),
-                deficit: 0,
-                rate: TokenBucket::new(c.rate_bps, c.burst_bytes, now),
-                ceil: TokenBucket::new(c.ceil_bps, c.cburst_bytes, now),
-                police: c
-                    .police
-                    .map(|(rate, burst)| TokenBucket::new(rate, burst, now)),
-                queue: ClassQueue::new(
-                    c.fairness_buckets,
-                    BASE_QUANTUM,
-                    c.limit_packets,
-                    c.limit_bytes,
-                    c.codel,
-                    c.ceil_bps,
-                ),
-                stats: ClassStats::default(),
-            })
+            .map(|c| Self::new_class(c, now))
             .collect();
-        let mut priorities: Vec<u8> = classes.iter().map(|c| c.priority).collect();
-        priorities.sort_unstable();
-        priorities.dedup();
-        let levels = priorities
-            .iter()
-            .map(|&p| Level {
-                members: (0..classes.len() as ClassId)
-                    .filter(|&i| classes[usize::from(i)].priority == p)
-                    .collect(),
-                cursor: 0,
-            })
-            .collect();
+        let levels = Self::levels_of(&classes);
         PortScheduler {
             link: TokenBucket::new(spec.rate_bps, spec.burst_bytes, now),
             spec,
@@ -204,7 +187,162 @@ impl<T: Copy> PortScheduler<T> {
             arena: Arena::with_capacity(capacity),
             queued_frames: 0,
             latest_now: now,
+            retired: ClassStats::default(),
         }
+    }
+
+    fn new_class(c: &ClassSpec, now: Nanos) -> Class {
+        Class {
+            priority: c.priority,
+            quantum: i64::from(c.weight.max(1)) * i64::from(BASE_QUANTUM),
+            deficit: 0,
+            rate: TokenBucket::new(c.rate_bps, c.burst_bytes, now),
+            ceil: TokenBucket::new(c.ceil_bps, c.cburst_bytes, now),
+            police: c
+                .police
+                .map(|(rate, burst)| TokenBucket::new(rate, burst, now)),
+            queue: ClassQueue::new(
+                c.fairness_buckets,
+                BASE_QUANTUM,
+                c.limit_packets,
+                c.limit_bytes,
+                c.codel,
+                c.ceil_bps,
+            ),
+            stats: ClassStats::default(),
+        }
+    }
+
+    fn levels_of(classes: &[Class]) -> Vec<Level> {
+        let mut priorities: Vec<u8> = classes.iter().map(|c| c.priority).collect();
+        priorities.sort_unstable();
+        priorities.dedup();
+        priorities
+            .iter()
+            .map(|&p| Level {
+                members: (0..classes.len() as ClassId)
+                    .filter(|&i| classes[usize::from(i)].priority == p)
+                    .collect(),
+                cursor: 0,
+            })
+            .collect()
+    }
+
+    /// A new spec for this port (a reload), from `now` on. A class of the new spec whose name
+    /// was in the old one keeps its queued frames, its token buckets (their tokens or debt
+    /// carried over to the new rates), its AQM state and its counters; `rehash[i]` says new
+    /// class `i`'s fairness changed (its queued frames are then served first, as one group). A
+    /// new name starts empty. The queued frames of a class whose name is gone are returned, for
+    /// the caller to [`requeue`](Self::requeue) in their flow's new class; the rest of that
+    /// class's counters join [`retired`](Self::retired). Allocates (reload only).
+    pub fn reconfigure(&mut self, spec: PortSpec, rehash: &[bool], now: Nanos) -> Vec<Orphan<T>> {
+        self.latest_now = self.latest_now.max(now);
+        self.link.reconfigure(spec.rate_bps, spec.burst_bytes, now);
+        let mut old: Vec<Option<(String, Class)>> = self
+            .spec
+            .classes
+            .iter()
+            .map(|c| c.name.clone())
+            .zip(std::mem::take(&mut self.classes))
+            .map(Some)
+            .collect();
+        let capacity: u32 = spec
+            .classes
+            .iter()
+            .fold(0u32, |sum, c| sum.saturating_add(c.limit_packets));
+        self.arena.grow(capacity);
+        let mut classes = Vec::with_capacity(spec.classes.len());
+        for (i, c) in spec.classes.iter().enumerate() {
+            let found = old
+                .iter_mut()
+                .find(|o| o.as_ref().is_some_and(|(name, _)| *name == c.name))
+                .and_then(Option::take);
+            let class = match found {
+                Some((_, mut class)) => {
+                    class.priority = c.priority;
+                    class.quantum = i64::from(c.weight.max(1)) * i64::from(BASE_QUANTUM);
+                    class.deficit = 0;
+                    class.rate.reconfigure(c.rate_bps, c.burst_bytes, now);
+                    class.ceil.reconfigure(c.ceil_bps, c.cburst_bytes, now);
+                    class.police = match (class.police.take(), c.police) {
+                        (Some(mut b), Some((rate, burst))) => {
+                            b.reconfigure(rate, burst, now);
+                            Some(b)
+                        }
+                        (None, Some((rate, burst))) => Some(TokenBucket::new(rate, burst, now)),
+                        (_, None) => None,
+                    };
+                    class.queue.reconfigure(
+                        &mut self.arena,
+                        c.fairness_buckets,
+                        c.limit_packets,
+                        c.limit_bytes,
+                        c.codel,
+                        c.ceil_bps,
+                        rehash.get(i).copied().unwrap_or(false),
+                    );
+                    class
+                }
+                None => Self::new_class(c, now),
+            };
+            classes.push(class);
+        }
+        let mut orphans = Vec::new();
+        for (_, mut class) in old.into_iter().flatten() {
+            let stats = &mut class.stats;
+            class.queue.drain(&mut self.arena, |d: Dequeued<T>| {
+                stats.record_moved_out(d.bytes);
+                orphans.push(Orphan {
+                    item: d.item,
+                    bytes: d.bytes,
+                    wire_bytes: d.wire_bytes,
+                    enqueued_at: d.enqueued_at,
+                });
+            });
+            self.retired.absorb(stats);
+        }
+        self.queued_frames -= orphans.len() as u64;
+        self.levels = Self::levels_of(&classes);
+        self.classes = classes;
+        self.spec = spec;
+        orphans
+    }
+
+    /// Queue `orphan` (from [`reconfigure`](Self::reconfigure)) in `class`, with the time it
+    /// was first queued, counted there as received. Without room it is dropped as
+    /// [`DropReason::Reload`] and comes back for its buffer to be reused.
+    pub fn requeue(
+        &mut self,
+        class: ClassId,
+        orphan: Orphan<T>,
+        fairness_hash: u64,
+    ) -> Result<(), T> {
+        let Some(c) = self.classes.get_mut(usize::from(class)) else {
+            return Err(orphan.item);
+        };
+        c.stats.record_received(orphan.bytes);
+        let d = Dequeued {
+            item: orphan.item,
+            bytes: orphan.bytes,
+            wire_bytes: orphan.wire_bytes,
+            enqueued_at: orphan.enqueued_at,
+        };
+        match c.queue.requeue(&mut self.arena, d, fairness_hash) {
+            Ok(()) => {
+                c.stats.record_queued(orphan.bytes);
+                self.queued_frames += 1;
+                Ok(())
+            }
+            Err(item) => {
+                c.stats.record_dropped(DropReason::Reload, orphan.bytes);
+                Err(item)
+            }
+        }
+    }
+
+    /// The summed counters of the classes reloads removed (all zero when none was).
+    pub fn retired(&self) -> &ClassStats {
+        &self.retired
     }
 
     pub fn spec(&self) -> &PortSpec {
@@ -329,6 +467,7 @@ impl<T: Copy> PortScheduler<T> {
                     let borrowed = mode == Mode::Yellow;
                     if borrowed {
                         class.stats.borrowed_frames += 1;
+                        class.stats.borrowed_bytes += u64::from(d.bytes);
                     } else {
                         class.rate.consume(wire);
                     }

@@ -27,10 +27,13 @@ pub enum DropReason {
     /// Released by the scheduler, but the transmitting device refused it (e.g. too large for
     /// the interface's MTU, or its queue stayed full past the retry budget).
     TxError,
+    /// Queued in a class a reload removed, and its flow's class in the new policy had no room
+    /// for it (docs/operations.md, Reload).
+    Reload,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::QueueFull,
         DropReason::Aqm,
@@ -39,6 +42,7 @@ impl DropReason {
         DropReason::Shutdown,
         DropReason::NoBuffer,
         DropReason::TxError,
+        DropReason::Reload,
     ];
 
     /// The name used in tables and JSON.
@@ -51,6 +55,7 @@ impl DropReason {
             DropReason::Shutdown => "shutdown",
             DropReason::NoBuffer => "no_buffer",
             DropReason::TxError => "tx_error",
+            DropReason::Reload => "reload",
         }
     }
 }
@@ -73,8 +78,9 @@ pub struct ClassStats {
     pub queued_bytes: u64,
     pub high_water_frames: u64,
     pub high_water_bytes: u64,
-    /// Frames sent while borrowing above `rate` (HTB's "borrows").
+    /// Frames sent while borrowing above `rate` (HTB's "borrows"), and their frame bytes.
     pub borrowed_frames: u64,
+    pub borrowed_bytes: u64,
     /// Enqueue-to-departure time of forwarded frames, in nanoseconds, 2 significant digits.
     pub sojourn_ns: Histogram<u64>,
 }
@@ -94,6 +100,7 @@ impl Default for ClassStats {
             high_water_frames: 0,
             high_water_bytes: 0,
             borrowed_frames: 0,
+            borrowed_bytes: 0,
             // Bounds are constants that hdrhistogram accepts: this cannot fail.
             sojourn_ns: Histogram::new_with_bounds(1, SOJOURN_MAX_NS, 2)
                 .expect("constant histogram bounds are valid"),
@@ -139,6 +146,55 @@ impl ClassStats {
         self.forwarded_bytes -= u64::from(bytes);
         self.forwarded_wire_bytes -= u64::from(wire_bytes);
         self.record_dropped(DropReason::TxError, bytes);
+    }
+
+    /// A frame counted as received here was moved to another class (a reload): it is counted
+    /// there instead, as received, so that each class's balance holds.
+    pub fn record_moved_out(&mut self, bytes: u32) {
+        self.record_unqueued(bytes);
+        self.received_frames -= 1;
+        self.received_bytes -= u64::from(bytes);
+    }
+
+    /// Add `other`'s counts to these (classes removed by reloads, summed into one row).
+    pub fn absorb(&mut self, other: &ClassStats) {
+        self.received_frames += other.received_frames;
+        self.received_bytes += other.received_bytes;
+        self.forwarded_frames += other.forwarded_frames;
+        self.forwarded_bytes += other.forwarded_bytes;
+        self.forwarded_wire_bytes += other.forwarded_wire_bytes;
+        for r in 0..DropReason::COUNT {
+            self.dropped_frames[r] += other.dropped_frames[r];
+            self.dropped_bytes[r] += other.dropped_bytes[r];
+        }
+        self.queued_frames += other.queued_frames;
+        self.queued_bytes += other.queued_bytes;
+        self.high_water_frames = self.high_water_frames.max(other.high_water_frames);
+        self.high_water_bytes = self.high_water_bytes.max(other.high_water_bytes);
+        self.borrowed_frames += other.borrowed_frames;
+        self.borrowed_bytes += other.borrowed_bytes;
+        let _ = self.sojourn_ns.add(&other.sojourn_ns);
+    }
+
+    /// Become a copy of `other` without allocating (the histograms have the same shape: both
+    /// are made by `default`), for publishing counters while forwarding.
+    pub fn copy_from(&mut self, other: &ClassStats) {
+        self.received_frames = other.received_frames;
+        self.received_bytes = other.received_bytes;
+        self.forwarded_frames = other.forwarded_frames;
+        self.forwarded_bytes = other.forwarded_bytes;
+        self.forwarded_wire_bytes = other.forwarded_wire_bytes;
+        self.dropped_frames = other.dropped_frames;
+        self.dropped_bytes = other.dropped_bytes;
+        self.queued_frames = other.queued_frames;
+        self.queued_bytes = other.queued_bytes;
+        self.high_water_frames = other.high_water_frames;
+        self.high_water_bytes = other.high_water_bytes;
+        self.borrowed_frames = other.borrowed_frames;
+        self.borrowed_bytes = other.borrowed_bytes;
+        self.sojourn_ns.reset();
+        // Same bounds and precision, and an empty target: a plain copy of the counts.
+        let _ = self.sojourn_ns.add(&other.sojourn_ns);
     }
 
     pub fn dropped_total_frames(&self) -> u64 {

@@ -19,7 +19,8 @@ use super::Nanos;
 /// Units per byte: 8 bits times 10^9 ns/s.
 pub const UNITS_PER_BYTE: i128 = 8 * 1_000_000_000;
 
-/// Configuration (rate, depth) is immutable; state (tokens, last refill) changes.
+/// Configuration (rate, depth) changes only by [`TokenBucket::reconfigure`]; state (tokens, last
+/// refill) changes with every refill and send.
 #[derive(Clone, Debug)]
 pub struct TokenBucket {
     rate_bps: u64,
@@ -51,6 +52,15 @@ impl TokenBucket {
 
     pub fn rate_bps(&self) -> u64 {
         self.rate_bps
+    }
+
+    /// A new rate and depth from `now` on (a reload): the time before `now` is counted at the
+    /// old rate, the tokens (or the debt) carry over, clipped to the new depth.
+    pub fn reconfigure(&mut self, rate_bps: u64, burst_bytes: u64, now: Nanos) {
+        self.refill(now);
+        self.rate_bps = rate_bps.max(1);
+        self.depth = i128::from(burst_bytes.max(1)) * UNITS_PER_BYTE;
+        self.tokens = self.tokens.min(self.depth);
     }
 
     /// Bring the bucket up to `now`. Time going backwards is treated as no time passing.

@@ -18,6 +18,7 @@
 pub mod capture;
 pub mod classify;
 pub mod config;
+pub mod control;
 pub mod io;
 pub mod pipeline;
 pub mod port;

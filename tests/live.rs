@@ -7,12 +7,13 @@
 
 mod common;
 
+use common::bridge::{temp_dir, Bridge};
 use common::{iperf3, lab, ping, require_root};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use weir::tools::lab::{ChildGuard, Lab};
+use weir::tools::lab::Lab;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
@@ -21,99 +22,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// weir running in a lab's dut, its output going to files.
-struct Bridge {
-    guard: ChildGuard,
-    dir: PathBuf,
-}
-
-struct Stopped {
-    code: Option<i32>,
-    took: Duration,
-    stdout: String,
-    stderr: String,
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("weir-live-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-impl Bridge {
-    fn start(lab: &Lab, name: &str, config: &str, extra: &[&str]) -> Bridge {
-        let dir = temp_dir(name);
-        let cfg = dir.join("config.ron");
-        std::fs::write(&cfg, config).unwrap();
-        let mut args = vec![WEIR, "run", "-c", cfg.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let mut cmd = lab.command(&lab.dut_ns, &args);
-        cmd.stdout(std::fs::File::create(dir.join("stdout")).unwrap())
-            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
-            .stdin(Stdio::null());
-        let guard = ChildGuard::spawn(cmd).unwrap();
-        let mut b = Bridge { guard, dir };
-        // Ready when it says so on stderr (after its start-up checks and sockets).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !b.stderr().contains("bridging") {
-            assert!(
-                !b.guard.has_exited(),
-                "weir exited at start:\n{}",
-                b.stderr()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "weir not ready after 10 s:\n{}",
-                b.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        b
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
-    }
-
-    /// SIGTERM, and how long weir took to exit (killed after 5 s if it has not).
-    fn stop(mut self) -> Stopped {
-        let t = Instant::now();
-        let pid = self.guard.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        while !self.guard.has_exited() && t.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let took = t.elapsed();
-        let status = self.guard.stop();
-        let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
-        let s = Stopped {
-            code: status.and_then(|s| s.code()),
-            took,
-            stdout: read("stdout"),
-            stderr: read("stderr"),
-        };
-        let _ = std::fs::remove_dir_all(&self.dir);
-        s
-    }
-}
-
-impl Stopped {
-    /// (received, forwarded, dropped) of a port, from the final "port X: received ..." line.
-    fn port(&self, name: &str) -> (u64, u64, u64) {
-        let line = self
-            .stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("port {name}: received")))
-            .unwrap_or_else(|| panic!("no counters for port {name} in:\n{}", self.stdout));
-        let nums: Vec<u64> = line
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        assert!(!line.contains("queued"), "frames left queued: {line}");
-        (nums[0], nums[1], nums[2])
-    }
 }
 
 fn config(wan_classes: &str, lan_classes: &str, rate: &str) -> String {

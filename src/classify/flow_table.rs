@@ -38,6 +38,8 @@ struct Entry {
     last_window_bytes: u32,
     /// The first frame came from the key's `lo` endpoint.
     lo_first: bool,
+    /// The table's rules generation the verdicts and classes were set under.
+    generation: u32,
 }
 
 const EMPTY: Entry = Entry {
@@ -61,6 +63,7 @@ const EMPTY: Entry = Entry {
     window_bytes: 0,
     last_window_bytes: 0,
     lo_first: true,
+    generation: 0,
 };
 
 /// One flow as `weir flows` lists it.
@@ -100,6 +103,10 @@ pub struct FlowTable {
     mask: usize,
     idle_timeout: Nanos,
     stats: FlowTableStats,
+    /// Bumped when the rules change: verdicts and classes of an older generation are stale,
+    /// so forgetting them all costs nothing up front (each entry is refreshed on its next
+    /// frame).
+    generation: u32,
 }
 
 impl FlowTable {
@@ -111,6 +118,7 @@ impl FlowTable {
             mask: n - 1,
             idle_timeout,
             stats: FlowTableStats::default(),
+            generation: 0,
         }
     }
 
@@ -137,7 +145,14 @@ impl FlowTable {
             let e = &self.slots[idx];
             if e.hash == hash && e.key == *key {
                 if self.is_live(e, now) {
-                    self.slots[idx].last_seen = now;
+                    let generation = self.generation;
+                    let e = &mut self.slots[idx];
+                    e.last_seen = now;
+                    if e.generation != generation {
+                        e.verdict = [NO_VERDICT; 2];
+                        e.class = [NO_VERDICT; 2];
+                        e.generation = generation;
+                    }
                     self.stats.hits += 1;
                     return (idx, true);
                 }
@@ -173,6 +188,7 @@ impl FlowTable {
             key: *key,
             last_seen: now,
             first_seen: now,
+            generation: self.generation,
             ..EMPTY
         };
         (idx, false)
@@ -209,27 +225,9 @@ impl FlowTable {
     }
 
     /// Forget every cached verdict (the rules changed): each flow is classified again on its
-    /// next frame. Its counters stay.
+    /// next frame, and shows no class until then. Its counters stay. Costs nothing up front.
     pub fn clear_verdicts(&mut self) {
-        for e in &mut self.slots {
-            e.verdict = [NO_VERDICT; 2];
-        }
-    }
-
-    /// Rename the class each flow last went to: `map[egress][old]` is its new id, `None` when
-    /// the class is gone (the flow then shows none until its next frame).
-    pub fn remap_classes(&mut self, map: &[Vec<Option<u16>>; 2]) {
-        for e in self.slots.iter_mut().filter(|e| e.hash != 0) {
-            for (egress, class) in e.class.iter_mut().enumerate() {
-                if *class != NO_VERDICT {
-                    *class = map[egress]
-                        .get(usize::from(*class))
-                        .copied()
-                        .flatten()
-                        .unwrap_or(NO_VERDICT);
-                }
-            }
-        }
+        self.generation = self.generation.wrapping_add(1);
     }
 
     /// The flows seen within the idle timeout before `now`, passed to `f` one by one.
@@ -263,7 +261,11 @@ impl FlowTable {
                 first_seen: e.first_seen,
                 last_seen: e.last_seen,
                 bytes: e.bytes,
-                class: e.class.map(|c| (c != NO_VERDICT).then_some(c)),
+                class: if e.generation == self.generation {
+                    e.class.map(|c| (c != NO_VERDICT).then_some(c))
+                } else {
+                    [None; 2]
+                },
                 bytes_per_s: u64::from(bytes_per_s),
             });
         }
@@ -333,9 +335,13 @@ mod tests {
         t.for_each_live(s(9), |f| got.push(f));
         assert_eq!(got[0].bytes_per_s, 0, "silent for a whole second");
         t.clear_verdicts();
+        got.clear();
+        t.for_each_live(s(9), |f| got.push(f));
+        assert_eq!(got[0].class, [None; 2], "no class until its next frame");
+        let (slot, _) = t.lookup_or_insert(&k, k.hash64(), s(9));
         assert_eq!(t.verdict(slot, 1), NO_VERDICT);
         got.clear();
-        t.for_each_live(s(16), |f| got.push(f));
+        t.for_each_live(s(20), |f| got.push(f));
         assert!(got.is_empty(), "idle past the timeout");
         assert!(
             std::mem::size_of::<Entry>() <= 128,

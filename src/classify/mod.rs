@@ -146,17 +146,15 @@ impl Classifier {
         self.flows.capacity()
     }
 
-    /// New rules (a reload): every flow is classified again on its next frame; its counters
-    /// stay, and the class it last went to is renamed by `class_map` (old class id to new, per
-    /// egress port; `None` for a class that is gone).
-    pub fn replace_rules(&mut self, ports: [PortRules; 2], class_map: &[Vec<Option<ClassId>>; 2]) {
+    /// New rules (a reload): every flow is classified again on its next frame (and shows no
+    /// class until then); its counters stay.
+    pub fn replace_rules(&mut self, ports: [PortRules; 2]) {
         self.per_frame = [
             ports[0].per_frame_positions(),
             ports[1].per_frame_positions(),
         ];
         self.ports = ports;
         self.flows.clear_verdicts();
-        self.flows.remap_classes(class_map);
     }
 
     /// Classify a frame that will leave on `egress`, and count it in its flow.

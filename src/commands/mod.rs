@@ -1,16 +1,62 @@
 //! Command-line parsing: raw flags (clap) are kept apart from the settings built from them.
 
 mod check;
+mod flows;
 mod lab;
+mod reload;
+mod render;
 mod replay;
 mod run;
 mod send;
-mod table;
+mod status;
+mod stop;
+mod top;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use weir::control::client::Client;
+use weir::control::protocol::{DEFAULT_PID_FILE, DEFAULT_SOCKET};
 use weir::io::af_packet::{IfRingFails, RxMode};
+
+/// The config file when `-c` is not given: `$WEIR_CONFIG`, else this.
+pub const DEFAULT_CONFIG: &str = "/etc/weir/weir.ron";
+
+/// How a command reaches a running weir.
+#[derive(Args, Debug, Clone)]
+pub struct ControlArgs {
+    /// The control socket of the weir to talk to.
+    #[arg(long = "control", value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print JSON instead of a table (docs/operations.md has the schema).
+    #[arg(long)]
+    json: bool,
+}
+
+impl ControlArgs {
+    /// A connection, or `None` after saying why there is none.
+    fn connect(&self) -> Option<Client> {
+        match Client::connect(&self.socket) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("weir: error: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// Say why a request failed; the exit code for it.
+fn client_failed(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("weir: error: {e}");
+    ExitCode::FAILURE
+}
+
+/// `-c FILE`, else `$WEIR_CONFIG`, else [`DEFAULT_CONFIG`] (pyshaper read `$PYSHAPERCONFIG`).
+fn config_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("WEIR_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,16 +73,17 @@ struct Cli {
 enum Command {
     /// Validate a config and print its class tree.
     Check {
-        /// The RON config file.
+        /// The RON config file (default: $WEIR_CONFIG, else /etc/weir/weir.ron).
         #[arg(short, long, value_name = "FILE")]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Bridge two interfaces and shape both directions, in the foreground, until Ctrl-C or
     /// SIGTERM.
     Run {
-        /// The RON config file.
+        /// The RON config file (default: $WEIR_CONFIG, else /etc/weir/weir.ron). `weir reload`
+        /// and SIGHUP read it again.
         #[arg(short, long, value_name = "FILE")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// LAN-side interface (overrides ports.lan.interface).
         #[arg(long, value_name = "IF")]
         lan: Option<String>,
@@ -71,7 +118,44 @@ enum Command {
         /// Print the final counters as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Where `weir status`, `flows`, `reload`, `stop` and `top` reach this weir.
+        #[arg(long = "control", value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        control: PathBuf,
+        /// Let this group use the control socket too (mode 0660 instead of 0600, root's).
+        #[arg(long, value_name = "GROUP")]
+        control_group: Option<String>,
+        /// Run without a control socket (then no status, reload or stop but by signals).
+        #[arg(long, conflicts_with_all = ["control_group"])]
+        no_control: bool,
+        /// The pid file (removed at exit).
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_PID_FILE)]
+        pid_file: PathBuf,
+        /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default).
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<String>,
+        /// More log detail (-v debug, -vv trace); RUST_LOG overrides.
+        #[arg(short, long, action = clap::ArgAction::Count)]
+        verbose: u8,
     },
+    /// Show a running weir's counters: per port and class, rates, drops, queues, delays.
+    Status(ControlArgs),
+    /// List a running weir's active flows, busiest first.
+    Flows {
+        #[command(flatten)]
+        control: ControlArgs,
+        /// At most this many.
+        #[arg(long, value_name = "N")]
+        top: Option<usize>,
+        /// Only the flows of this class.
+        #[arg(long, value_name = "CLASS")]
+        class: Option<String>,
+    },
+    /// Have a running weir read its config again and swap it in, losing no queued frame.
+    Reload(ControlArgs),
+    /// Have a running weir drain and stop, and wait until it has.
+    Stop(ControlArgs),
+    /// Watch a running weir live: rates, queues, drops, delays, busiest flows (q quits).
+    Top(ControlArgs),
     /// Put a capture on a wire at a chosen rate (a traffic generator, like tcpreplay).
     Send(send::SendArgs),
     /// Build or remove the three-namespace lab (weir-src -- weir-dut -- weir-dst).
@@ -83,9 +167,9 @@ enum Command {
     Replay {
         /// A pcap or pcapng file (Ethernet, Linux cooked, raw IP or loopback).
         capture: PathBuf,
-        /// The RON config file.
+        /// The RON config file (default: $WEIR_CONFIG, else /etc/weir/weir.ron).
         #[arg(short, long, value_name = "FILE")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Write the shaped capture (pcap, departure timestamps) here.
         #[arg(short, long, value_name = "OUT.pcap")]
         out: Option<PathBuf>,
@@ -158,7 +242,16 @@ enum DirectionArg {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check::run(&config),
+        Command::Check { config } => check::run(&config_path(config)),
+        Command::Status(c) => status::run(&c),
+        Command::Flows {
+            control,
+            top,
+            class,
+        } => flows::run(&control, top, class),
+        Command::Reload(c) => reload::run(&c),
+        Command::Stop(c) => stop::run(&c),
+        Command::Top(c) => top::run(&c),
         Command::Run {
             config,
             lan,
@@ -169,54 +262,71 @@ pub fn run() -> anyhow::Result<ExitCode> {
             busy_poll,
             priority,
             json,
-        } => run::run(run::Settings {
-            config,
-            lan,
-            wan,
-            io: match (io, rx) {
-                (IoArg::AfPacket, rx) => run::Io::AfPacket {
-                    rx: match rx {
-                        None | Some(RxArg::RingV2) => RxMode::RingV2,
-                        Some(RxArg::Mmsg) => RxMode::Mmsg,
-                        Some(RxArg::Ring) => RxMode::Ring,
+            control,
+            control_group,
+            no_control,
+            pid_file,
+            metrics,
+            verbose,
+        } => {
+            init_logging(verbose);
+            run::run(run::Settings {
+                config: config_path(config),
+                control: (!no_control).then_some(control),
+                control_group,
+                pid_file: Some(pid_file),
+                metrics,
+                lan,
+                wan,
+                io: match (io, rx) {
+                    (IoArg::AfPacket, rx) => run::Io::AfPacket {
+                        rx: match rx {
+                            None | Some(RxArg::RingV2) => RxMode::RingV2,
+                            Some(RxArg::Mmsg) => RxMode::Mmsg,
+                            Some(RxArg::Ring) => RxMode::Ring,
+                        },
+                        // Only the default gives way; a mode asked for is one the user wants.
+                        if_ring_fails: if rx.is_none() {
+                            IfRingFails::UseMmsg
+                        } else {
+                            IfRingFails::Error
+                        },
                     },
-                    // Only the default gives way; a mode asked for is one the user wants.
-                    if_ring_fails: if rx.is_none() {
-                        IfRingFails::UseMmsg
-                    } else {
-                        IfRingFails::Error
-                    },
+                    (IoArg::Pnet, None) => run::Io::Pnet,
+                    (IoArg::Pnet, Some(_)) => {
+                        eprintln!("weir: error: --rx chooses how the af-packet backend receives; it does not apply to --io pnet");
+                        return Ok(ExitCode::from(2));
+                    }
                 },
-                (IoArg::Pnet, None) => run::Io::Pnet,
-                (IoArg::Pnet, Some(_)) => {
-                    eprintln!("weir: error: --rx chooses how the af-packet backend receives; it does not apply to --io pnet");
-                    return Ok(ExitCode::from(2));
-                }
-            },
-            threads: match threads {
-                ThreadsArg::RunToCompletion => weir::runtime::Threads::RunToCompletion,
-                ThreadsArg::PerDirection => weir::runtime::Threads::PerDirection,
-            },
-            busy_poll: match busy_poll
-                .as_deref()
-                .map(weir::config::units::parse_duration)
-            {
-                None => std::time::Duration::ZERO,
-                Some(Ok(ns)) => std::time::Duration::from_nanos(ns),
-                Some(Err(e)) => {
-                    eprintln!("weir: error: --busy-poll: {e} (a duration such as 200us or 1ms)");
-                    return Ok(ExitCode::from(2));
-                }
-            },
-            priority: match (priority, busy_poll.is_some()) {
-                (Some(PriorityArg::Realtime), _) | (None, false) => {
-                    weir::runtime::Priority::RealTime(10)
-                }
-                (Some(PriorityArg::High), _) | (None, true) => weir::runtime::Priority::Nice(-10),
-                (Some(PriorityArg::Normal), _) => weir::runtime::Priority::Inherit,
-            },
-            json,
-        }),
+                threads: match threads {
+                    ThreadsArg::RunToCompletion => weir::runtime::Threads::RunToCompletion,
+                    ThreadsArg::PerDirection => weir::runtime::Threads::PerDirection,
+                },
+                busy_poll: match busy_poll
+                    .as_deref()
+                    .map(weir::config::units::parse_duration)
+                {
+                    None => std::time::Duration::ZERO,
+                    Some(Ok(ns)) => std::time::Duration::from_nanos(ns),
+                    Some(Err(e)) => {
+                        eprintln!(
+                            "weir: error: --busy-poll: {e} (a duration such as 200us or 1ms)"
+                        );
+                        return Ok(ExitCode::from(2));
+                    }
+                },
+                priority: match (priority, busy_poll.is_some()) {
+                    (Some(PriorityArg::Realtime), _) | (None, false) => {
+                        weir::runtime::Priority::RealTime(10)
+                    }
+                    (Some(PriorityArg::High), _) | (None, true) => {
+                        weir::runtime::Priority::Nice(-10)
+                    }
+                    (Some(PriorityArg::Normal), _) => weir::runtime::Priority::Inherit,
+                },
+                json,
+            })
+        }
         Command::Lab { action } => lab::run(action),
         Command::Send(args) => match args.settings() {
             Ok(s) => send::run(s),
@@ -234,7 +344,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             mtu,
         } => replay::run(replay::Settings {
             capture,
-            config,
+            config: config_path(config),
             out,
             json,
             opts: weir::replay::ReplayOptions {
@@ -246,6 +356,24 @@ pub fn run() -> anyhow::Result<ExitCode> {
             },
         }),
     }
+}
+
+/// Log to stderr through `tracing`: info and up by default, `-v` debug, `-vv` trace; `RUST_LOG`
+/// (e.g. `RUST_LOG=weir=debug`) overrides.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }
 
 /// Load a config, printing its error (which carries file:line:column) as is.

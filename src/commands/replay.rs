@@ -88,7 +88,7 @@ fn write_table(out: &mut impl Write, s: &Settings, r: &ReplayReport) -> std::io:
         }
     )?;
     writeln!(out)?;
-    super::table::write_classes(out, &r.classes)?;
+    super::render::table::write_classes(out, &r.classes)?;
     let t = r.totals;
     writeln!(out)?;
     writeln!(

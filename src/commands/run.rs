@@ -1,9 +1,14 @@
-//! `weir run -c CONFIG [--lan IF --wan IF]`: the live bridge, in the foreground.
+//! `weir run -c CONFIG [--lan IF --wan IF]`: the live bridge, in the foreground (as systemd
+//! runs it: `Type=notify`, configs/weir.service).
 //!
 //! Start-up checks come before any socket is opened, each with its own message and a non-zero
-//! exit: an interface missing, down, named twice, or with an MTU different from the other's.
-//! Ctrl-C or SIGTERM stops receiving; queued frames get a bounded time to leave; the per-class
-//! counters are printed and the exit code is 0. After them, for each port where the kernel
+//! exit: an interface missing, down, named twice, or with an MTU different from the other's;
+//! then another weir already answering on the control socket. Once forwarding, weir answers on
+//! its control socket (`weir status`, `flows`, `reload`, `stop`, `top`), reloads on SIGHUP,
+//! serves `/metrics` when asked, tells systemd it is ready, reloading or stopping, and pets its
+//! watchdog while every forwarding thread keeps publishing. It logs through `tracing` to
+//! stderr. Ctrl-C, SIGTERM or `weir stop` stops receiving; queued frames get a bounded time to
+//! leave; the per-class counters are printed and the exit code is 0 (1 when a device failed). After them, for each port where the kernel
 //! dropped frames before weir could take them (its receive ring or socket buffer full), a line
 //! says how many: weir never received those, so they are outside `received = forwarded +
 //! dropped`.
@@ -13,7 +18,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use weir::control::monitor::Monitor;
+use weir::control::protocol::ConfigStatus;
+use weir::control::{Control, ControlSocket, PidFile};
 use weir::io::af_packet::{AfPacket, AfPacketOptions, IfRingFails, RxMode};
 use weir::io::sys::netdev::{interface_info, IfInfo};
 use weir::port::Side;
@@ -41,12 +49,20 @@ pub struct Settings {
     pub busy_poll: std::time::Duration,
     pub priority: runtime::Priority,
     pub json: bool,
+    /// The control socket, or none (`--no-control`).
+    pub control: Option<PathBuf>,
+    pub control_group: Option<String>,
+    pub pid_file: Option<PathBuf>,
+    pub metrics: Option<String>,
 }
 
 pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
-    let plan = match super::load_config(&s.config) {
+    let (plan, file) = match weir::control::ConfigFile::load(&s.config) {
         Ok(p) => p,
-        Err(code) => return Ok(code),
+        Err(e) => {
+            eprintln!("weir: error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
     };
     let name_of = |side: Side, flag: &Option<String>| -> anyhow::Result<String> {
         match flag.clone().or_else(|| plan.port(side).interface.clone()) {
@@ -81,9 +97,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     for name in [&lan_if, &wan_if] {
         while !interface_info(name).map(|i| i.running).unwrap_or(true) {
             if std::time::Instant::now() >= deadline {
-                eprintln!(
-                    "weir: warning: {name} has no carrier yet; frames sent to it may be lost"
-                );
+                tracing::warn!("{name} has no carrier yet; frames sent to it may be lost");
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -98,10 +112,10 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             ([lan, wan], [Some(lan_rx), Some(wan_rx)])
         }
         Io::Pnet => {
-            eprintln!(
-                "weir: note: the pnet backend passes no offload state: turn off tx checksum, TSO and \
-                 GSO on the hosts sending through weir (ethtool -K IF tx off tso off gso off), or \
-                 their TCP will not cross"
+            tracing::warn!(
+                "the pnet backend passes no offload state: turn off tx checksum, TSO and GSO on \
+                 the hosts sending through weir (ethtool -K IF tx off tso off gso off), or their \
+                 TCP will not cross"
             );
             ([open_pnet(&lan_if)?, open_pnet(&wan_if)?], [None, None])
         }
@@ -113,32 +127,36 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-
     match rx_used {
-        Some(RxMode::Ring) => eprintln!(
-            "weir: receiving from TPACKET_V3 rings of {} MiB per port (blocks retire after {} ms at most)",
+        Some(RxMode::Ring) => tracing::info!(
+            "receiving from TPACKET_V3 rings of {} MiB per port (blocks retire after {} ms at most)",
             weir::io::af_packet::RX_RING_BYTES >> 20,
             weir::io::af_packet::RX_RING_RETIRE_MS
         ),
-        Some(RxMode::RingV2) => eprintln!(
-            "weir: receiving from TPACKET_V2 rings of {} slots of {} KiB per port",
+        Some(RxMode::RingV2) => tracing::info!(
+            "receiving from TPACKET_V2 rings of {} slots of {} KiB per port",
             weir::io::af_packet::RX_SLOTS,
             weir::io::af_packet::RX_SLOT >> 10
         ),
         Some(RxMode::Mmsg) | None => {}
     }
 
+    // The control socket before anything starts: a second weir stops here.
+    let socket = match &s.control {
+        Some(path) => Some(ControlSocket::bind(path, s.control_group.as_deref())?),
+        None => None,
+    };
+    let pid_file = match &s.pid_file {
+        Some(p) => Some(
+            PidFile::create(p)
+                .with_context(|| format!("cannot write the pid file {}", p.display()))?,
+        ),
+        None => None,
+    };
+
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
-            .context("cannot install the Ctrl-C / SIGTERM handler")?;
-    }
-    eprintln!(
-        "weir: bridging lan {lan_if} <-> wan {wan_if} (MTU {}), config {}; Ctrl-C to stop",
-        lan_info.mtu,
-        s.config.display()
-    );
+    let for_reload: Arc<OnceLock<Arc<Control>>> = Arc::new(OnceLock::new());
+    handle_signals(Arc::clone(&stop), Arc::clone(&for_reload))?;
     let opts = runtime::Options {
         threads: s.threads,
         busy_poll: s.busy_poll,
@@ -147,28 +165,94 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         ..runtime::Options::default()
     };
     if !weir::io::sys::is_root() {
-        eprintln!("weir: note: not root: forwarding threads keep normal priority (raising it needs CAP_SYS_NICE)");
+        tracing::info!(
+            "not root: forwarding threads keep normal priority (raising it needs CAP_SYS_NICE)"
+        );
     } else if let runtime::Priority::RealTime(p) = s.priority {
         // Ask once here so the answer can be told: each thread asks again for itself.
         let refused = std::thread::spawn(move || weir::io::sys::set_thread_realtime(i32::from(p)))
             .join()
             .map_or(None, Result::err);
         if let Some(e) = refused {
-            eprintln!(
-                "weir: note: real-time priority refused ({e}); forwarding threads run at nice -10 \
+            tracing::info!(
+                "real-time priority refused ({e}); forwarding threads run at nice -10 \
                  (expect millisecond delays on a busy machine; --priority high says so and silences this)"
             );
         }
     }
-    let report = runtime::run(Arc::new(plan), ports, stop, &opts)?;
-    eprintln!("weir: stopped after {:.1} s", report.seconds);
+    let plan = Arc::new(plan);
+    let bridge = runtime::start(Arc::clone(&plan), ports, Arc::clone(&stop), &opts)?;
+    let done = Arc::new(AtomicBool::new(false));
+    let control = Arc::new(Control::new(
+        Monitor::new(
+            Arc::clone(bridge.published()),
+            Arc::clone(bridge.clock()),
+            match s.threads {
+                runtime::Threads::RunToCompletion => "run-to-completion",
+                runtime::Threads::PerDirection => "per-direction",
+            },
+            bridge.interfaces().clone(),
+            plan,
+            ConfigStatus {
+                path: file.path.display().to_string(),
+                sha256: file.sha256,
+                generation: 0,
+                reloads_refused: 0,
+            },
+        ),
+        bridge.requests().to_vec(),
+        Arc::clone(&stop),
+        s.config.clone(),
+        true,
+    ));
+    let mut helpers = Vec::new();
+    if let Some(socket) = socket {
+        let path = socket.path().display().to_string();
+        helpers.push(socket.serve(Arc::clone(&control), Arc::clone(&done))?);
+        tracing::info!("control socket {path} (weir status, flows, reload, stop, top)");
+    }
+    if let Some(addr) = &s.metrics {
+        match weir::control::metrics::serve(addr, Arc::clone(&control), Arc::clone(&done)) {
+            Ok(t) => {
+                helpers.push(t);
+                tracing::info!("metrics at http://{addr}/metrics");
+            }
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                let _ = bridge.wait();
+                bail!("{e}: choose a free address and port, e.g. --metrics 127.0.0.1:9840");
+            }
+        }
+    }
+    let _ = for_reload.set(Arc::clone(&control));
+    tracing::info!(
+        "bridging lan {lan_if} <-> wan {wan_if} (MTU {}), config {}; Ctrl-C to stop",
+        lan_info.mtu,
+        s.config.display()
+    );
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let watchdog = Watchdog::start(Arc::clone(&control), Arc::clone(&done));
+
+    let report = bridge.wait();
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    done.store(true, Ordering::Relaxed);
+    for t in helpers {
+        let _ = t.join();
+    }
+    drop(watchdog);
+    drop(pid_file);
+    let report = report?;
+    tracing::info!("stopped after {:.1} s", report.seconds);
     if report.gso_split.super_frames > 0 {
-        eprintln!(
-            "weir: {} GSO super-frames cut into {} segments for classes under {} (counted as frames received)",
+        tracing::info!(
+            "{} GSO super-frames cut into {} segments for classes under {} (counted as frames received)",
             report.gso_split.super_frames,
             report.gso_split.segments,
             weir::config::units::format_rate_approx(weir::pipeline::SPLIT_GSO_BELOW_BPS),
         );
+    }
+    if let Some(e) = &report.error {
+        tracing::error!("{e}");
     }
 
     let mut out = std::io::stdout().lock();
@@ -176,7 +260,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        super::table::write_classes(&mut out, &report.classes)?;
+        super::render::table::write_classes(&mut out, &report.classes)?;
         writeln!(out)?;
         for side in [Side::Wan, Side::Lan] {
             let (mut rx, mut fwd, mut drop, mut q) = (0, 0, 0, 0);
@@ -208,13 +292,95 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         != report.totals.forwarded + report.totals.dropped + report.totals.queued
         || report.buffers_outstanding != 0
     {
-        eprintln!(
-            "weir: internal error: counters do not reconcile ({:?}, {} buffers outstanding)",
-            report.totals, report.buffers_outstanding
+        tracing::error!(
+            "internal error: counters do not reconcile ({:?}, {} buffers outstanding)",
+            report.totals,
+            report.buffers_outstanding
         );
         return Ok(ExitCode::FAILURE);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.error.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// SIGINT and SIGTERM stop the bridge (it drains, then reports); SIGHUP does what `weir reload`
+/// does, once the control plane is up, the outcome going to the log. (signal-hook rather than
+/// ctrlc here: ctrlc's termination handler takes SIGHUP for a stop.)
+fn handle_signals(
+    stop: Arc<AtomicBool>,
+    control: Arc<OnceLock<Arc<Control>>>,
+) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("cannot install the signal handlers")?;
+    std::thread::Builder::new()
+        .name("weir-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                match signal {
+                    SIGHUP => match control.get() {
+                        Some(c) => {
+                            tracing::info!("SIGHUP: reloading");
+                            // The outcome, refusals included, is logged by the reload itself.
+                            let _ = c.reload();
+                        }
+                        None => tracing::warn!("SIGHUP before start-up finished: ignored"),
+                    },
+                    _ => {
+                        tracing::info!("signal {signal}: stopping");
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Tells systemd's watchdog that weir is alive, while every forwarding thread keeps publishing
+/// (a thread stuck for longer than the watchdog's interval stops the pings).
+struct Watchdog {
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(control: Arc<Control>, done: Arc<AtomicBool>) -> Watchdog {
+        let mut usec = 0;
+        if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+            return Watchdog { thread: None };
+        }
+        let every = std::time::Duration::from_micros(usec / 2);
+        let stale_after = std::time::Duration::from_micros(usec / 2).as_secs_f64() * 1e3;
+        let thread = std::thread::Builder::new()
+            .name("weir-watchdog".into())
+            .spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let age_ms = control.monitor().status(false).age_ms;
+                    if age_ms < stale_after {
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                    } else {
+                        tracing::error!("a forwarding thread has not published for {age_ms:.0} ms: not telling the watchdog");
+                    }
+                    let mut slept = std::time::Duration::ZERO;
+                    while slept < every && !done.load(Ordering::Relaxed) {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        slept += std::time::Duration::from_millis(50);
+                    }
+                }
+            })
+            .ok();
+        Watchdog { thread }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// What to say about frames the kernel dropped as they arrived at port `side`, before weir
@@ -274,7 +440,7 @@ fn open_af_packet(
         if_ring_fails,
     )?;
     if let Some(why) = &opened.fallback {
-        eprintln!("weir: warning: {why} (--rx mmsg says so and silences this)");
+        tracing::warn!("{why} (--rx mmsg says so and silences this)");
     }
     let tx = AfPacket::open(
         name,

@@ -114,7 +114,7 @@ impl RxInfo {
 
 /// GSO super-frames cut into segments, and the segments they became (each counted as a frame
 /// received).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GsoSplit {
     pub super_frames: u64,
     pub segments: u64,
@@ -342,7 +342,7 @@ impl<T: Copy> Pipeline<T> {
 }
 
 /// What a reload did with the frames queued at the time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReloadCounts {
     /// Frames that stayed queued in a class of the same name.
     pub kept: u64,
@@ -356,7 +356,8 @@ pub struct ReloadCounts {
 impl<T: Copy> Pipeline<T> {
     /// Swap in `plan` at `now`, losing nothing: classes that keep their name keep their queued
     /// frames, token-bucket state and counters, and take the new rates from the next
-    /// departure; flows are classified again on their next frame; the frames queued in a class
+    /// departure; flows are classified again on their next frame (and list no class until
+    /// then); the frames queued in a class
     /// that is gone are classified again under the new rules and queued, with their original
     /// enqueue time, in their new class (counted there as received, and no longer in the old
     /// one), or dropped as `reload` when it has no room. The counters of removed classes are
@@ -368,15 +369,8 @@ impl<T: Copy> Pipeline<T> {
         store: &mut S,
     ) -> ReloadCounts {
         let mut orphans = [Vec::new(), Vec::new()];
-        let mut class_map: [Vec<Option<ClassId>>; 2] = [Vec::new(), Vec::new()];
         for side in Side::BOTH {
             let (old, new) = (&self.plan.ports[side.index()], &plan.ports[side.index()]);
-            let position = |name: &str| new.classes.iter().position(|c| c.name == name);
-            class_map[side.index()] = old
-                .classes
-                .iter()
-                .map(|c| position(&c.name).map(|i| i as ClassId))
-                .collect();
             let rehash: Vec<bool> = new
                 .classes
                 .iter()
@@ -394,7 +388,7 @@ impl<T: Copy> Pipeline<T> {
             kept: self.queued_frames(),
             ..ReloadCounts::default()
         };
-        self.classifier.replace_rules(plan.port_rules(), &class_map);
+        self.classifier.replace_rules(plan.port_rules());
         self.plan = plan;
         for side in Side::BOTH {
             let default_class = self.classifier.port_rules(side).default_class;

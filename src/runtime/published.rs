@@ -42,6 +42,8 @@ pub struct PortSnapshot {
     pub generation: u64,
     /// Per class, by class id.
     pub classes: Vec<ClassStats>,
+    /// The classes reloads removed, summed (the port's `(removed)` row).
+    pub retired: ClassStats,
     /// Flows whose last frame leaving this port went to each class, as of the last whole pass
     /// over the flow table.
     pub active_flows: Vec<u64>,
@@ -277,8 +279,14 @@ impl Publisher {
                     st.copy_from(from);
                 }
             }
-            snap.active_flows
-                .copy_from_slice(&self.last_active[side.index()][..n]);
+            snap.retired.copy_from(sched.retired());
+            for (to, from) in snap
+                .active_flows
+                .iter_mut()
+                .zip(&self.last_active[side.index()])
+            {
+                *to = *from;
+            }
             snap.generation = generation;
             snap.at = now;
         }

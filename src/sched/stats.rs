@@ -81,8 +81,10 @@ pub struct ClassStats {
     /// Frames sent while borrowing above `rate` (HTB's "borrows"), and their frame bytes.
     pub borrowed_frames: u64,
     pub borrowed_bytes: u64,
-    /// Enqueue-to-departure time of forwarded frames, in nanoseconds, 2 significant digits.
+    /// Enqueue-to-departure time of forwarded frames, in nanoseconds, 2 significant digits,
+    /// and its exact sum (for the metrics' histogram).
     pub sojourn_ns: Histogram<u64>,
+    pub sojourn_sum_ns: u64,
 }
 
 impl Default for ClassStats {
@@ -104,6 +106,7 @@ impl Default for ClassStats {
             // Bounds are constants that hdrhistogram accepts: this cannot fail.
             sojourn_ns: Histogram::new_with_bounds(1, SOJOURN_MAX_NS, 2)
                 .expect("constant histogram bounds are valid"),
+            sojourn_sum_ns: 0,
         }
     }
 }
@@ -137,6 +140,7 @@ impl ClassStats {
         self.forwarded_wire_bytes += u64::from(wire_bytes);
         self.sojourn_ns
             .saturating_record(sojourn_ns.clamp(1, SOJOURN_MAX_NS));
+        self.sojourn_sum_ns = self.sojourn_sum_ns.saturating_add(sojourn_ns);
     }
 
     /// A frame counted as forwarded never made it out: move it to dropped (`TxError`).
@@ -174,6 +178,7 @@ impl ClassStats {
         self.borrowed_frames += other.borrowed_frames;
         self.borrowed_bytes += other.borrowed_bytes;
         let _ = self.sojourn_ns.add(&other.sojourn_ns);
+        self.sojourn_sum_ns = self.sojourn_sum_ns.saturating_add(other.sojourn_sum_ns);
     }
 
     /// Become a copy of `other` without allocating (the histograms have the same shape: both
@@ -195,6 +200,7 @@ impl ClassStats {
         self.sojourn_ns.reset();
         // Same bounds and precision, and an empty target: a plain copy of the counts.
         let _ = self.sojourn_ns.add(&other.sojourn_ns);
+        self.sojourn_sum_ns = other.sojourn_sum_ns;
     }
 
     pub fn dropped_total_frames(&self) -> u64 {

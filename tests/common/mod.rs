@@ -12,6 +12,8 @@
 //! Tools needed: iproute2 (`ip`, `ss`), procps (`sysctl`), iputils-ping (`ping`), iperf3.
 #![allow(dead_code)]
 
+pub mod bridge;
+
 use std::io::Write;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

@@ -147,6 +147,24 @@ pub fn app_table() -> &'static [AppEntry] {
     APPS
 }
 
+/// The application whose ports a flow of IP protocol `proto` between ports `a` and `b` uses,
+/// as `app NAME` would match it (the lower port, usually the server's, is tried first); for
+/// display, not per frame.
+pub fn app_of(proto: u8, a: u16, b: u16) -> Option<&'static str> {
+    let transport_ok = |p: AppProto| match proto {
+        6 => matches!(p, AppProto::Tcp | AppProto::Both),
+        17 => matches!(p, AppProto::Udp | AppProto::Both),
+        _ => false,
+    };
+    [a.min(b), a.max(b)].into_iter().find_map(|port| {
+        APPS.iter()
+            .find(|e| {
+                transport_ok(e.proto) && e.ports.iter().any(|&(lo, hi)| (lo..=hi).contains(&port))
+            })
+            .map(|e| e.name)
+    })
+}
+
 /// Look up an application by (lower-case) name.
 pub(crate) fn find_app(name: &str) -> Option<&'static AppEntry> {
     APPS.iter().find(|a| a.name == name)

@@ -13,7 +13,7 @@
 //! The grammar and the application table are documented in docs/rules.md.
 
 mod analysis;
-mod app_table;
+pub mod app_table;
 mod ast;
 mod lexer;
 mod parser;

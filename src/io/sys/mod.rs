@@ -109,3 +109,63 @@ pub fn signal_process(pid: u32, signal: i32) {
         libc::kill(pid, signal);
     }
 }
+
+/// A user's uid and primary gid, looked up by name (the passwd database, as `id NAME`).
+pub fn user_ids(name: &str) -> std::io::Result<(u32, u32)> {
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL in the name"))?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value of this plain C struct (null pointers, zero
+    // ids); getpwnam_r writes into it and into `buf`, whose length it is given, and sets
+    // `result` to it or to null; every pointer passed outlives the call.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(
+            c.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        if result.is_null() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no user named {name}"),
+            ));
+        }
+        Ok((pw.pw_uid, pw.pw_gid))
+    }
+}
+
+/// A group's gid, looked up by name (the group database, as `getent group NAME`).
+pub fn group_id(name: &str) -> std::io::Result<u32> {
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL in the name"))?;
+    let mut buf = vec![0 as libc::c_char; 64 * 1024];
+    // SAFETY: as in `user_ids`, for getgrnam_r and a zeroed group struct.
+    unsafe {
+        let mut gr: libc::group = std::mem::zeroed();
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = libc::getgrnam_r(
+            c.as_ptr(),
+            &mut gr,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        if result.is_null() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no group named {name}"),
+            ));
+        }
+        Ok(gr.gr_gid)
+    }
+}

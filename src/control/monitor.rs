@@ -1,0 +1,403 @@
+//! The control plane's view of a running bridge: what the forwarding threads published, sampled
+//! every [`SAMPLE_EVERY`] into a bounded history (one minute), and turned into `weir status`,
+//! the metrics and `weir top`.
+//!
+//! Runs on the control thread, never on a forwarding thread; it may allocate. Its reads of the
+//! published snapshots hold each lock only for a copy.
+//! Memory: per class, [`HISTORY`] samples of a few counters and two histograms; classes that a
+//! reload removes lose their history.
+
+use super::protocol::{
+    ClassStatus, ConfigStatus, FlowStatus, FlowTableStatus, PortStatus, SojournStatus, Status,
+    TotalsStatus,
+};
+use crate::config::Plan;
+use crate::pipeline::report::REMOVED;
+use crate::pipeline::GsoSplit;
+use crate::port::Side;
+use crate::runtime::published::{self, by_activity, class_name, FlowEntry, Published};
+use crate::sched::stats::{ClassStats, DropReason};
+use crate::time::{Clock, Nanos, SystemClock};
+use hdrhistogram::Histogram;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// How often the published counters are sampled.
+pub const SAMPLE_EVERY: Nanos = 100_000_000;
+
+/// Samples kept per class: a minute and a second of history at [`SAMPLE_EVERY`].
+pub const HISTORY: usize = 610;
+
+const SECOND: Nanos = 1_000_000_000;
+
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    at: Nanos,
+    wire_bytes: u64,
+    dropped: [u64; DropReason::COUNT],
+}
+
+struct ClassHistory {
+    samples: VecDeque<Sample>,
+    /// The sojourn histogram as it was about a second ago, and when.
+    mark: Option<(Nanos, Histogram<u64>)>,
+    /// The histogram a second before `mark`, kept until `mark` is a second old.
+    next_mark: Option<(Nanos, Histogram<u64>)>,
+}
+
+impl ClassHistory {
+    fn new() -> ClassHistory {
+        ClassHistory {
+            samples: VecDeque::with_capacity(HISTORY),
+            mark: None,
+            next_mark: None,
+        }
+    }
+
+    fn push(&mut self, at: Nanos, st: &ClassStats) {
+        if self.samples.len() == HISTORY {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(Sample {
+            at,
+            wire_bytes: st.forwarded_wire_bytes,
+            dropped: st.dropped_frames,
+        });
+        // Marks every second: `mark` is the newest at least a second old.
+        match &self.next_mark {
+            Some((t, _)) if at.saturating_sub(*t) < SECOND => {}
+            _ => {
+                self.mark = self.next_mark.take();
+                self.next_mark = Some((at, st.sojourn_ns.clone()));
+            }
+        }
+    }
+
+    /// The newest sample at least `ago` older than the latest, else the oldest.
+    fn sample_before(&self, ago: Nanos) -> Option<&Sample> {
+        let latest = self.samples.back()?;
+        self.samples
+            .iter()
+            .rev()
+            .find(|s| latest.at.saturating_sub(s.at) >= ago)
+            .or(self.samples.front())
+    }
+
+    /// Wire bits per second between `from` and the latest sample.
+    fn rate(&self, from: Option<&Sample>) -> u64 {
+        let (Some(a), Some(b)) = (from, self.samples.back()) else {
+            return 0;
+        };
+        let dt = b.at.saturating_sub(a.at);
+        if dt == 0 {
+            return 0;
+        }
+        let bits = u128::from(b.wire_bytes.saturating_sub(a.wire_bytes)) * 8;
+        u64::try_from(bits * u128::from(SECOND) / u128::from(dt)).unwrap_or(u64::MAX)
+    }
+
+    /// Rates per second over the last minute, oldest first.
+    fn per_second(&self) -> Vec<u64> {
+        let Some(latest) = self.samples.back() else {
+            return Vec::new();
+        };
+        let mut points: Vec<&Sample> = Vec::new();
+        let mut want = latest.at;
+        for s in self.samples.iter().rev() {
+            if s.at <= want {
+                points.push(s);
+                want = s.at.saturating_sub(SECOND);
+            }
+        }
+        points.reverse();
+        points
+            .windows(2)
+            .map(|w| {
+                let dt = w[1].at.saturating_sub(w[0].at).max(1);
+                let bits = u128::from(w[1].wire_bytes.saturating_sub(w[0].wire_bytes)) * 8;
+                u64::try_from(bits * u128::from(SECOND) / u128::from(dt)).unwrap_or(u64::MAX)
+            })
+            .collect()
+    }
+}
+
+/// What the control plane knows of the bridge it serves.
+pub struct Monitor {
+    shared: Arc<Published>,
+    clock: Arc<SystemClock>,
+    started: std::time::Instant,
+    threads: &'static str,
+    interfaces: [String; 2],
+    plan: Arc<Plan>,
+    config: ConfigStatus,
+    /// Per (egress side, class name).
+    history: HashMap<(usize, String), ClassHistory>,
+    next_sample: Nanos,
+}
+
+impl Monitor {
+    /// `interfaces` are the ports' (lan, wan); `config` describes the file `plan` came from.
+    pub fn new(
+        shared: Arc<Published>,
+        clock: Arc<SystemClock>,
+        threads: &'static str,
+        interfaces: [String; 2],
+        plan: Arc<Plan>,
+        config: ConfigStatus,
+    ) -> Monitor {
+        Monitor {
+            shared,
+            clock,
+            started: std::time::Instant::now(),
+            threads,
+            interfaces,
+            plan,
+            config,
+            history: HashMap::new(),
+            next_sample: 0,
+        }
+    }
+
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    pub fn config(&self) -> &ConfigStatus {
+        &self.config
+    }
+
+    pub fn published(&self) -> &Arc<Published> {
+        &self.shared
+    }
+
+    pub fn now(&self) -> Nanos {
+        self.clock.now()
+    }
+
+    /// A new plan is running (a reload); classes that are gone lose their history.
+    pub fn reloaded(&mut self, plan: Arc<Plan>, config: ConfigStatus) {
+        self.history
+            .retain(|(side, name), _| plan.ports[*side].classes.iter().any(|c| &c.name == name));
+        self.plan = plan;
+        self.config = config;
+    }
+
+    /// A reload was refused.
+    pub fn refused(&mut self) {
+        self.config.reloads_refused += 1;
+    }
+
+    /// When the next sample is due.
+    pub fn next_sample(&self) -> Nanos {
+        self.next_sample
+    }
+
+    /// Take a sample if one is due.
+    pub fn sample(&mut self) {
+        let now = self.clock.now();
+        if now < self.next_sample {
+            return;
+        }
+        self.next_sample = now + SAMPLE_EVERY;
+        for side in Side::BOTH {
+            let snap = published::read(&self.shared.ports[side.index()]);
+            if snap.at == 0 || snap.generation != self.config.generation {
+                continue;
+            }
+            for (plan_class, st) in self.plan.ports[side.index()]
+                .classes
+                .iter()
+                .zip(&snap.classes)
+            {
+                self.history
+                    .entry((side.index(), plan_class.name.clone()))
+                    .or_insert_with(ClassHistory::new)
+                    .push(snap.at, st);
+            }
+        }
+    }
+
+    /// `weir status`, from the latest snapshots. `history`: each class's rate per second
+    /// over the last minute too.
+    pub fn status(&self, history: bool) -> Status {
+        let now = self.clock.now();
+        let mut oldest = now;
+        let mut ports = Vec::new();
+        let forwarders: Vec<published::ForwarderSnapshot> = self
+            .shared
+            .forwarders
+            .iter()
+            .map(|f| published::read(f).clone())
+            .collect();
+        for side in [Side::Wan, Side::Lan] {
+            let snap = published::read(&self.shared.ports[side.index()]).clone();
+            oldest = oldest.min(snap.at);
+            let port_plan = &self.plan.ports[side.index()];
+            let mut classes = Vec::new();
+            let mut totals = TotalsStatus::default();
+            let same_plan = snap.generation == self.config.generation;
+            for (i, st) in snap.classes.iter().enumerate() {
+                let (name, priority, rate, ceil) = match port_plan.classes.get(i) {
+                    Some(c) if same_plan => {
+                        let spec = &port_plan.spec.classes[i];
+                        (
+                            c.name.clone(),
+                            c.user_priority,
+                            spec.rate_bps,
+                            spec.ceil_bps,
+                        )
+                    }
+                    _ => (format!("#{i}"), None, 0, 0),
+                };
+                let h = self.history.get(&(side.index(), name.clone()));
+                let active = snap.active_flows.get(i).copied().unwrap_or(0);
+                classes.push(class_status(
+                    name, priority, rate, ceil, st, h, active, history,
+                ));
+                add(&mut totals, st);
+            }
+            if snap.retired.received_frames > 0 {
+                classes.push(class_status(
+                    REMOVED.into(),
+                    None,
+                    0,
+                    0,
+                    &snap.retired,
+                    None,
+                    0,
+                    false,
+                ));
+                add(&mut totals, &snap.retired);
+            }
+            ports.push(PortStatus {
+                port: side.name().into(),
+                interface: self.interfaces[side.index()].clone(),
+                rate_bps: port_plan.spec.rate_bps,
+                arrived_frames: forwarders.iter().map(|f| f.received[side.index()]).sum(),
+                kernel_drops: self.shared.kernel_drops.get(side),
+                classes,
+                totals,
+            });
+        }
+        let mut flow_table = FlowTableStatus::default();
+        let mut gso_split = GsoSplit::default();
+        let mut top: Vec<FlowEntry> = Vec::new();
+        for f in &forwarders {
+            oldest = oldest.min(f.at);
+            let t = &f.flow_table;
+            flow_table.occupied += t.occupied;
+            flow_table.capacity += f.flow_capacity;
+            flow_table.inserted += t.inserted;
+            flow_table.evicted += t.evicted;
+            flow_table.expired += t.expired;
+            flow_table.hits += t.hits;
+            flow_table.misses += t.misses;
+            gso_split.super_frames += f.gso_split.super_frames;
+            gso_split.segments += f.gso_split.segments;
+            let named = f.top_flows.iter().map(|info| FlowEntry {
+                info: *info,
+                class: Side::BOTH
+                    .map(|side| class_name(&self.plan, side, info.class[side.index()])),
+            });
+            published::merge_flows(&mut top, named.collect());
+        }
+        top.sort_by(|a, b| by_activity(&a.info, &b.info));
+        top.truncate(published::TOP_FLOWS);
+        Status {
+            weir_version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            threads: self.threads.into(),
+            config: self.config.clone(),
+            ports,
+            flow_table,
+            gso_split,
+            top_flows: top
+                .iter()
+                .map(|f| FlowStatus::new(&f.info, &f.class, now))
+                .collect(),
+            age_ms: now.saturating_sub(oldest) as f64 / 1e6,
+        }
+    }
+}
+
+fn add(t: &mut TotalsStatus, st: &ClassStats) {
+    t.received += st.received_frames;
+    t.forwarded += st.forwarded_frames;
+    t.dropped += st.dropped_total_frames();
+    t.queued += st.queued_frames;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn class_status(
+    name: String,
+    priority: Option<u8>,
+    rate_bps: u64,
+    ceil_bps: u64,
+    st: &ClassStats,
+    h: Option<&ClassHistory>,
+    active_flows: u64,
+    history: bool,
+) -> ClassStatus {
+    let us = |ns: u64| ns as f64 / 1000.0;
+    let q = |hist: &Histogram<u64>, q: f64| {
+        if hist.is_empty() {
+            0.0
+        } else {
+            us(hist.value_at_quantile(q))
+        }
+    };
+    // The sojourn of the frames forwarded since the mark about a second ago.
+    let last = h.and_then(|h| h.mark.as_ref()).and_then(|(_, mark)| {
+        let mut d = st.sojourn_ns.clone();
+        d.subtract(mark).ok().map(|()| d)
+    });
+    let (last_p50, last_p99) = last.map_or((0.0, 0.0), |d| (q(&d, 0.5), q(&d, 0.99)));
+    let drops_1s = match h.and_then(|h| h.sample_before(SECOND)) {
+        Some(before) => DropReason::ALL
+            .iter()
+            .filter_map(|r| {
+                let n = st.dropped_frames[*r as usize].saturating_sub(before.dropped[*r as usize]);
+                (n > 0).then(|| (r.as_str().to_string(), n))
+            })
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    ClassStatus {
+        name,
+        priority,
+        rate_bps,
+        ceil_bps,
+        rate_1s_bps: h.map_or(0, |h| h.rate(h.sample_before(SECOND))),
+        rate_10s_bps: h.map_or(0, |h| h.rate(h.sample_before(10 * SECOND))),
+        received_frames: st.received_frames,
+        received_bytes: st.received_bytes,
+        forwarded_frames: st.forwarded_frames,
+        forwarded_bytes: st.forwarded_bytes,
+        dropped_frames: st.dropped_total_frames(),
+        dropped_bytes: st.dropped_total_bytes(),
+        drops_by_reason: DropReason::ALL
+            .iter()
+            .map(|r| (r.as_str().to_string(), st.dropped_frames[*r as usize]))
+            .collect(),
+        drops_1s,
+        queued_frames: st.queued_frames,
+        queued_bytes: st.queued_bytes,
+        borrowed_frames: st.borrowed_frames,
+        borrowed_bytes: st.borrowed_bytes,
+        sojourn_us: SojournStatus {
+            last_p50,
+            last_p99,
+            p50: us(st.sojourn_quantile_ns(0.5)),
+            p99: us(st.sojourn_quantile_ns(0.99)),
+            p999: us(st.sojourn_quantile_ns(0.999)),
+            max: us(st.sojourn_max_ns()),
+        },
+        active_flows,
+        history_bps: if history {
+            h.map(ClassHistory::per_second).unwrap_or_default()
+        } else {
+            Vec::new()
+        },
+    }
+}

@@ -1,0 +1,332 @@
+//! The control protocol: one JSON object per line each way, versioned (docs/operations.md).
+//!
+//! A request is `{"v": 1, "cmd": "status"}` (and `flows`, `reload`, `stop`, with their
+//! arguments); the answer is `{"v": 1, "ok": true, ...}` with one result key named after the
+//! command, or `{"v": 1, "ok": false, "error": "..."}`. A connection may carry several requests
+//! in turn. A request of another version gets an error naming the version spoken here.
+
+use crate::classify::flow_table::FlowInfo;
+use crate::pipeline::{GsoSplit, ReloadCounts};
+use crate::port::Side;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// The protocol version spoken here.
+pub const VERSION: u32 = 1;
+
+/// The default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/weir/weir.sock";
+
+/// The default pid file.
+pub const DEFAULT_PID_FILE: &str = "/run/weir/weir.pid";
+
+/// A request line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub v: u32,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// Counters right now. `history`: also each class's rate per second over the last minute.
+    Status {
+        #[serde(default)]
+        history: bool,
+    },
+    /// Active flows, busiest first: at most `top`, only those of class `class` if given.
+    Flows {
+        #[serde(default)]
+        top: Option<usize>,
+        #[serde(default)]
+        class: Option<String>,
+    },
+    /// Read the config file again and swap it in without losing a frame.
+    Reload,
+    /// Drain and stop (as SIGTERM).
+    Stop,
+}
+
+/// An answer line.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u32,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flows: Option<Vec<FlowStatus>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopStatus>,
+}
+
+impl Response {
+    fn empty(ok: bool) -> Response {
+        Response {
+            v: VERSION,
+            ok,
+            error: None,
+            status: None,
+            flows: None,
+            reload: None,
+            stop: None,
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Response {
+        Response {
+            error: Some(message.into()),
+            ..Response::empty(false)
+        }
+    }
+
+    pub fn status(s: Status) -> Response {
+        Response {
+            status: Some(s),
+            ..Response::empty(true)
+        }
+    }
+
+    pub fn flows(f: Vec<FlowStatus>) -> Response {
+        Response {
+            flows: Some(f),
+            ..Response::empty(true)
+        }
+    }
+
+    pub fn reload(r: ReloadStatus) -> Response {
+        Response {
+            reload: Some(r),
+            ..Response::empty(true)
+        }
+    }
+
+    pub fn stop(s: StopStatus) -> Response {
+        Response {
+            stop: Some(s),
+            ..Response::empty(true)
+        }
+    }
+}
+
+/// `weir status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub weir_version: String,
+    pub pid: u32,
+    pub uptime_s: f64,
+    /// `run-to-completion` or `per-direction`.
+    pub threads: String,
+    pub config: ConfigStatus,
+    /// Port `wan` (upload) first, then `lan`.
+    pub ports: Vec<PortStatus>,
+    pub flow_table: FlowTableStatus,
+    pub gso_split: GsoSplit,
+    /// The busiest flows of the last pass over the flow table (at most 64).
+    pub top_flows: Vec<FlowStatus>,
+    /// Age of the oldest counter in this answer, in milliseconds (they are published every
+    /// 100 ms; much more means a forwarding thread is stuck).
+    pub age_ms: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    pub path: String,
+    /// SHA-256 of the file as loaded, in hex.
+    pub sha256: String,
+    /// 0 for the file loaded at start, then one more per reload.
+    pub generation: u64,
+    /// Reloads refused (the file did not validate, or needed a restart).
+    pub reloads_refused: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PortStatus {
+    /// `wan` or `lan`: the classes are those of traffic leaving by this port.
+    pub port: String,
+    /// The interface of this port.
+    pub interface: String,
+    pub rate_bps: u64,
+    /// Frames that arrived on this port (and leave by the other), since start.
+    pub arrived_frames: u64,
+    /// Frames the kernel dropped as they arrived on this port, before weir could take them;
+    /// `null` when the backend cannot tell. In no other count.
+    pub kernel_drops: Option<u64>,
+    pub classes: Vec<ClassStatus>,
+    /// Sums over this port's classes (the `(removed)` row included).
+    pub totals: TotalsStatus,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotalsStatus {
+    pub received: u64,
+    pub forwarded: u64,
+    pub dropped: u64,
+    pub queued: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassStatus {
+    pub name: String,
+    /// As written in the config; `null` for `control` and `(removed)`.
+    pub priority: Option<u8>,
+    pub rate_bps: u64,
+    pub ceil_bps: u64,
+    /// Forwarded wire bits (frame and overhead) per second over the last second, and the last
+    /// ten.
+    pub rate_1s_bps: u64,
+    pub rate_10s_bps: u64,
+    pub received_frames: u64,
+    pub received_bytes: u64,
+    pub forwarded_frames: u64,
+    pub forwarded_bytes: u64,
+    pub dropped_frames: u64,
+    pub dropped_bytes: u64,
+    /// Every reason, since start.
+    pub drops_by_reason: BTreeMap<String, u64>,
+    /// Drops in the last second, by reason (only reasons with some).
+    pub drops_1s: BTreeMap<String, u64>,
+    pub queued_frames: u64,
+    pub queued_bytes: u64,
+    pub borrowed_frames: u64,
+    pub borrowed_bytes: u64,
+    pub sojourn_us: SojournStatus,
+    /// Flows whose last frame leaving by this port went to this class (as of the last pass
+    /// over the flow table).
+    pub active_flows: u64,
+    /// Forwarded wire bits per second, one value per second, oldest first, over the last
+    /// minute; only when asked (`history`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history_bps: Vec<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SojournStatus {
+    /// Over the last second.
+    pub last_p50: f64,
+    pub last_p99: f64,
+    /// Since start.
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowTableStatus {
+    /// Entries in use (live, or idle and not yet reused), in all forwarding threads.
+    pub occupied: u64,
+    pub capacity: u64,
+    pub inserted: u64,
+    pub evicted: u64,
+    pub expired: u64,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// One flow, as `weir flows` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowStatus {
+    /// `tcp`, `udp`, `icmp`, `ipv6-icmp`, a protocol number, or an ethertype for non-IP.
+    pub proto: String,
+    /// The endpoint that sent the first frame weir saw, and the other.
+    pub src: String,
+    pub dst: String,
+    /// The port-table name of its ports (`app NAME` rules), when one matches.
+    pub app: Option<String>,
+    /// Class of its last frame leaving by wan (upload) and by lan (download).
+    pub class_up: Option<String>,
+    pub class_down: Option<String>,
+    /// Frame bytes each way.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// Both ways, over its last whole second.
+    pub rate_bps: u64,
+    pub age_s: f64,
+    pub idle_s: f64,
+}
+
+impl FlowStatus {
+    /// `info` at `now` (the clock the flow table's times are on), with its classes named.
+    pub fn new(info: &FlowInfo, class: &[Option<String>; 2], now: u64) -> FlowStatus {
+        let k = &info.key;
+        let is_ip = matches!(k.l3, crate::wire::L3::Ipv4 | crate::wire::L3::Ipv6);
+        let endpoint = |addr: u128, port: u16| {
+            if !is_ip {
+                let b = addr.to_be_bytes();
+                return format!(
+                    "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    b[10], b[11], b[12], b[13], b[14], b[15]
+                );
+            }
+            let ip = if k.l3 == crate::wire::L3::Ipv4 {
+                IpAddr::from(std::net::Ipv4Addr::from(addr as u32))
+            } else {
+                IpAddr::from(std::net::Ipv6Addr::from(addr))
+            };
+            match (ip, port) {
+                (_, 0) => ip.to_string(),
+                (IpAddr::V6(_), p) => format!("[{ip}]:{p}"),
+                (IpAddr::V4(_), p) => format!("{ip}:{p}"),
+            }
+        };
+        let lo = endpoint(k.lo_addr, k.lo_port);
+        let hi = endpoint(k.hi_addr, k.hi_port);
+        let (src, dst) = if info.lo_first { (lo, hi) } else { (hi, lo) };
+        let proto = if !is_ip {
+            format!("ether 0x{:04x}", k.ethertype)
+        } else {
+            match k.proto {
+                6 => "tcp".into(),
+                17 => "udp".into(),
+                1 => "icmp".into(),
+                58 => "ipv6-icmp".into(),
+                132 => "sctp".into(),
+                n => n.to_string(),
+            }
+        };
+        let app = crate::classify::rule::app_table::app_of(k.proto, k.lo_port, k.hi_port)
+            .map(str::to_string);
+        let secs = |ns: u64| ns as f64 / 1e9;
+        FlowStatus {
+            proto,
+            src,
+            dst,
+            app,
+            class_up: class[Side::Wan.index()].clone(),
+            class_down: class[Side::Lan.index()].clone(),
+            bytes_up: info.bytes[Side::Wan.index()],
+            bytes_down: info.bytes[Side::Lan.index()],
+            rate_bps: info.bytes_per_s * 8,
+            age_s: secs(now.saturating_sub(info.first_seen)),
+            idle_s: secs(now.saturating_sub(info.last_seen)),
+        }
+    }
+}
+
+/// `weir reload`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReloadStatus {
+    pub path: String,
+    pub sha256: String,
+    pub generation: u64,
+    /// What happened to the frames queued at the swap, over all forwarding threads.
+    pub frames: ReloadCounts,
+    /// The longest time a forwarding thread spent swapping, in microseconds.
+    pub swap_us: f64,
+    /// From reading the file to the last thread's swap, in milliseconds.
+    pub total_ms: f64,
+}
+
+/// `weir stop`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopStatus {
+    pub pid: u32,
+}

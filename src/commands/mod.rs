@@ -1,5 +1,6 @@
 //! Command-line parsing: raw flags (clap) are kept apart from the settings built from them.
 
+mod bypass;
 mod check;
 mod flows;
 mod lab;
@@ -133,6 +134,10 @@ enum Command {
         /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default).
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<String>,
+        /// Once the sockets are open, run as this user (the capabilities go too; they go in
+        /// any case).
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
         /// More log detail (-v debug, -vv trace); RUST_LOG overrides.
         #[arg(short, long, action = clap::ArgAction::Count)]
         verbose: u8,
@@ -156,6 +161,23 @@ enum Command {
     Stop(ControlArgs),
     /// Watch a running weir live: rates, queues, drops, delays, busiest flows (q quits).
     Top(ControlArgs),
+    /// Fail-open: bridge the two ports in the kernel while weir is not running, or stop that.
+    Bypass {
+        #[arg(value_enum)]
+        action: bypass::Action,
+        /// The config naming the ports (default: $WEIR_CONFIG, else /etc/weir/weir.ron).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// LAN-side interface (overrides ports.lan.interface).
+        #[arg(long, value_name = "IF")]
+        lan: Option<String>,
+        /// WAN-side interface (overrides ports.wan.interface).
+        #[arg(long, value_name = "IF")]
+        wan: Option<String>,
+        /// The kernel bridge's name.
+        #[arg(long, value_name = "NAME", default_value = weir::tools::bypass::DEFAULT_BRIDGE)]
+        bridge: String,
+    },
     /// Put a capture on a wire at a chosen rate (a traffic generator, like tcpreplay).
     Send(send::SendArgs),
     /// Build or remove the three-namespace lab (weir-src -- weir-dut -- weir-dst).
@@ -252,6 +274,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Reload(c) => reload::run(&c),
         Command::Stop(c) => stop::run(&c),
         Command::Top(c) => top::run(&c),
+        Command::Bypass {
+            action,
+            config,
+            lan,
+            wan,
+            bridge,
+        } => bypass::run(action, &config_path(config), lan, wan, &bridge),
         Command::Run {
             config,
             lan,
@@ -267,6 +296,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             no_control,
             pid_file,
             metrics,
+            user,
             verbose,
         } => {
             init_logging(verbose);
@@ -276,6 +306,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 control_group,
                 pid_file: Some(pid_file),
                 metrics,
+                user,
                 lan,
                 wan,
                 io: match (io, rx) {

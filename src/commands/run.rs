@@ -14,11 +14,13 @@
 //! dropped`.
 
 use anyhow::{bail, Context};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use weir::control::metrics::MetricsServer;
 use weir::control::monitor::Monitor;
 use weir::control::protocol::ConfigStatus;
 use weir::control::{Control, ControlSocket, PidFile};
@@ -54,6 +56,8 @@ pub struct Settings {
     pub control_group: Option<String>,
     pub pid_file: Option<PathBuf>,
     pub metrics: Option<String>,
+    /// Become this user once the sockets are open.
+    pub user: Option<String>,
 }
 
 pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
@@ -154,19 +158,36 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
+    let metrics = match &s.metrics {
+        Some(addr) => Some(MetricsServer::bind(addr).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let user = match &s.user {
+        Some(name) => Some(
+            weir::io::sys::user_ids(name)
+                .with_context(|| format!("--user {name}: no such user on this machine"))?,
+        ),
+        None => None,
+    };
+    // Signals are caught from here on; the thread that acts on them starts later, without
+    // privileges.
+    let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("cannot install the signal handlers")?;
+
     let stop = Arc::new(AtomicBool::new(false));
-    let for_reload: Arc<OnceLock<Arc<Control>>> = Arc::new(OnceLock::new());
-    handle_signals(Arc::clone(&stop), Arc::clone(&for_reload))?;
     let opts = runtime::Options {
         threads: s.threads,
         busy_poll: s.busy_poll,
         priority: s.priority,
         mtu: lan_info.mtu,
+        // With --user the switch empties every thread's capabilities at once (the C library
+        // changes the user of every thread, and a thread without CAP_SETUID would fail it).
+        drop_privileges: user.is_none(),
         ..runtime::Options::default()
     };
-    if !weir::io::sys::is_root() {
+    if !weir::io::sys::can_raise_priority() {
         tracing::info!(
-            "not root: forwarding threads keep normal priority (raising it needs CAP_SYS_NICE)"
+            "without CAP_SYS_NICE: forwarding threads keep normal priority (root has it; a service can be given it)"
         );
     } else if let runtime::Priority::RealTime(p) = s.priority {
         // Ask once here so the answer can be told: each thread asks again for itself.
@@ -182,6 +203,20 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     }
     let plan = Arc::new(plan);
     let bridge = runtime::start(Arc::clone(&plan), ports, Arc::clone(&stop), &opts)?;
+    // Everything privileged is done: the sockets are open, the forwarding threads have their
+    // priority (and gave up their capabilities). This thread and those it starts next give up
+    // theirs, or leave root altogether.
+    if let (Some((uid, gid)), Some(name)) = (user, &s.user) {
+        if let Err(e) = weir::io::sys::switch_user(uid, gid) {
+            stop.store(true, Ordering::Relaxed);
+            let _ = bridge.wait();
+            bail!("--user {name}: cannot become uid {uid} gid {gid}: {e}");
+        }
+        tracing::info!("running as {name} (uid {uid}, gid {gid})");
+    }
+    if let Err(e) = weir::io::sys::drop_capabilities() {
+        tracing::warn!("could not give up capabilities: {e}");
+    }
     let done = Arc::new(AtomicBool::new(false));
     let control = Arc::new(Control::new(
         Monitor::new(
@@ -206,25 +241,21 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         true,
     ));
     let mut helpers = Vec::new();
+    let signals_handle = signals.handle();
+    helpers.push(handle_signals(
+        signals,
+        Arc::clone(&stop),
+        Arc::clone(&control),
+    )?);
     if let Some(socket) = socket {
         let path = socket.path().display().to_string();
         helpers.push(socket.serve(Arc::clone(&control), Arc::clone(&done))?);
         tracing::info!("control socket {path} (weir status, flows, reload, stop, top)");
     }
-    if let Some(addr) = &s.metrics {
-        match weir::control::metrics::serve(addr, Arc::clone(&control), Arc::clone(&done)) {
-            Ok(t) => {
-                helpers.push(t);
-                tracing::info!("metrics at http://{addr}/metrics");
-            }
-            Err(e) => {
-                stop.store(true, Ordering::Relaxed);
-                let _ = bridge.wait();
-                bail!("{e}: choose a free address and port, e.g. --metrics 127.0.0.1:9840");
-            }
-        }
+    if let Some(m) = metrics {
+        tracing::info!("metrics at http://{}/metrics", m.addr());
+        helpers.push(m.serve(Arc::clone(&control), Arc::clone(&done))?);
     }
-    let _ = for_reload.set(Arc::clone(&control));
     tracing::info!(
         "bridging lan {lan_if} <-> wan {wan_if} (MTU {}), config {}; Ctrl-C to stop",
         lan_info.mtu,
@@ -236,6 +267,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let report = bridge.wait();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     done.store(true, Ordering::Relaxed);
+    signals_handle.close();
     for t in helpers {
         let _ = t.join();
     }
@@ -307,36 +339,28 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
 }
 
 /// SIGINT and SIGTERM stop the bridge (it drains, then reports); SIGHUP does what `weir reload`
-/// does, once the control plane is up, the outcome going to the log. (signal-hook rather than
-/// ctrlc here: ctrlc's termination handler takes SIGHUP for a stop.)
+/// does, the outcome going to the log. (signal-hook rather than ctrlc here: ctrlc's
+/// termination handler takes SIGHUP for a stop.) The thread ends when `signals` is closed
+/// through its handle.
 fn handle_signals(
+    mut signals: signal_hook::iterator::Signals,
     stop: Arc<AtomicBool>,
-    control: Arc<OnceLock<Arc<Control>>>,
-) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .context("cannot install the signal handlers")?;
-    std::thread::Builder::new()
+    control: Arc<Control>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    Ok(std::thread::Builder::new()
         .name("weir-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
-                match signal {
-                    SIGHUP => match control.get() {
-                        Some(c) => {
-                            tracing::info!("SIGHUP: reloading");
-                            // The outcome, refusals included, is logged by the reload itself.
-                            let _ = c.reload();
-                        }
-                        None => tracing::warn!("SIGHUP before start-up finished: ignored"),
-                    },
-                    _ => {
-                        tracing::info!("signal {signal}: stopping");
-                        stop.store(true, Ordering::Relaxed);
-                    }
+                if signal == SIGHUP {
+                    tracing::info!("SIGHUP: reloading");
+                    // The outcome, refusals included, is logged by the reload itself.
+                    let _ = control.reload();
+                } else {
+                    tracing::info!("signal {signal}: stopping");
+                    stop.store(true, Ordering::Relaxed);
                 }
             }
-        })?;
-    Ok(())
+        })?)
 }
 
 /// Tells systemd's watchdog that weir is alive, while every forwarding thread keeps publishing
@@ -405,6 +429,13 @@ fn kernel_drops_line(side: Side, drops: &KernelDrops, rx: Option<RxMode>) -> Opt
 
 fn check_interface(name: &str, port: &str) -> anyhow::Result<IfInfo> {
     let info = interface_info(name).with_context(|| format!("port {port}"))?;
+    if let Some(master) = &info.master {
+        bail!(
+            "port {port}: interface {name} is enslaved to {master}: the kernel forwards its frames \
+             too, so every frame would cross twice; take it out first (weir bypass off, if the \
+             fail-open bypass is on; else ip link set {name} nomaster)"
+        );
+    }
     if !info.up {
         bail!("port {port}: interface {name} is down: bring it up with `ip link set {name} up`");
     }

@@ -287,41 +287,61 @@ pub fn render(control: &Arc<Control>) -> Result<String, std::fmt::Error> {
     Ok(out)
 }
 
-/// Serve `/metrics` on `addr` on a thread of its own until `done` is set.
-pub fn serve(
-    addr: &str,
-    control: Arc<Control>,
-    done: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>, String> {
-    let server = tiny_http::Server::http(addr).map_err(|e| format!("--metrics {addr}: {e}"))?;
-    std::thread::Builder::new()
-        .name("weir-metrics".into())
-        .spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(200)) else {
-                    continue;
-                };
-                let response = match (req.method(), req.url()) {
-                    (tiny_http::Method::Get, "/metrics") => match render(&control) {
-                        Ok(body) => tiny_http::Response::from_string(body).with_header(
-                            tiny_http::Header::from_bytes(
-                                &b"Content-Type"[..],
-                                prometheus_client::encoding::prometheus_text::CONTENT_TYPE
-                                    .as_bytes(),
-                            )
-                            .expect("a valid header"),
-                        ),
-                        Err(_) => tiny_http::Response::from_string("encoding failed\n")
-                            .with_status_code(500),
-                    },
-                    (tiny_http::Method::Get, "/") => {
-                        tiny_http::Response::from_string("weir: metrics at /metrics\n")
-                    }
-                    _ => tiny_http::Response::from_string("not found: try /metrics\n")
-                        .with_status_code(404),
-                };
-                let _ = req.respond(response);
-            }
+/// The metrics listener, bound (before privileges are given up: a port under 1024 needs them).
+pub struct MetricsServer {
+    server: tiny_http::Server,
+    addr: String,
+}
+
+impl MetricsServer {
+    pub fn bind(addr: &str) -> Result<MetricsServer, String> {
+        let server = tiny_http::Server::http(addr).map_err(|e| {
+            format!("--metrics {addr}: {e}: give a free ADDR:PORT, e.g. --metrics 127.0.0.1:9840")
+        })?;
+        Ok(MetricsServer {
+            server,
+            addr: addr.to_string(),
         })
-        .map_err(|e| e.to_string())
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Serve `/metrics` on a thread of its own until `done` is set.
+    pub fn serve(
+        self,
+        control: Arc<Control>,
+        done: Arc<AtomicBool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("weir-metrics".into())
+            .spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let Ok(Some(req)) = self.server.recv_timeout(Duration::from_millis(200)) else {
+                        continue;
+                    };
+                    let response = match (req.method(), req.url()) {
+                        (tiny_http::Method::Get, "/metrics") => match render(&control) {
+                            Ok(body) => tiny_http::Response::from_string(body).with_header(
+                                tiny_http::Header::from_bytes(
+                                    &b"Content-Type"[..],
+                                    prometheus_client::encoding::prometheus_text::CONTENT_TYPE
+                                        .as_bytes(),
+                                )
+                                .expect("a valid header"),
+                            ),
+                            Err(_) => tiny_http::Response::from_string("encoding failed\n")
+                                .with_status_code(500),
+                        },
+                        (tiny_http::Method::Get, "/") => {
+                            tiny_http::Response::from_string("weir: metrics at /metrics\n")
+                        }
+                        _ => tiny_http::Response::from_string("not found: try /metrics\n")
+                            .with_status_code(404),
+                    };
+                    let _ = req.respond(response);
+                }
+            })
+    }
 }

@@ -26,7 +26,7 @@ use crate::sched::stats::DropReason;
 use crate::time::{Clock, Nanos, SystemClock};
 use crate::wire::VnetHdr;
 use crossbeam_channel::Receiver;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -378,9 +378,17 @@ impl Forwarder {
     /// The thread's loop: poll, then wait on every ingress at once until a frame arrives or
     /// the next departure is due. After a stop, receiving ends and the queues get
     /// `opts.shutdown_grace` to drain; the rest is dropped as `shutdown`.
-    pub(crate) fn run(mut self, clock: &SystemClock) -> Finished {
+    /// `running` is counted up once this thread has its priority (and has given up its
+    /// privileges, when asked).
+    pub(crate) fn run(mut self, clock: &SystemClock, running: &AtomicU64) -> Finished {
         crate::io::sys::set_timer_slack_ns(1);
         self.opts.priority.apply();
+        if self.opts.drop_privileges {
+            if let Err(e) = crate::io::sys::drop_capabilities() {
+                tracing::warn!("a forwarding thread could not give up its capabilities: {e}");
+            }
+        }
+        running.fetch_add(1, Ordering::Release);
         // Wait on every ingress at once when all of them have a descriptor.
         let fds: Option<Vec<std::os::fd::RawFd>> =
             self.ingresses.iter().map(|i| i.dev.poll_fd()).collect();

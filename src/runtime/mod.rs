@@ -123,6 +123,9 @@ pub struct Options {
     /// The ports' MTU: a frame that comes without offload state is a TCP super-frame when its
     /// IP packet is longer than this (devices without vnet headers).
     pub mtu: u32,
+    /// Each forwarding thread gives up every capability once it has its scheduling priority
+    /// (it needs none to forward on sockets already open).
+    pub drop_privileges: bool,
 }
 
 impl Default for Options {
@@ -135,6 +138,7 @@ impl Default for Options {
             priority: Priority::Nice(-10),
             busy_poll: Duration::ZERO,
             mtu: crate::pipeline::DEFAULT_MTU,
+            drop_privileges: false,
         }
     }
 }
@@ -242,7 +246,8 @@ pub struct Bridge {
     first_error: Option<RunError>,
 }
 
-/// Start the forwarding threads; they run until `stop` is set.
+/// Start the forwarding threads; they run until `stop` is set. Returns once every one of them
+/// runs (with its priority, and its privileges given up when asked), or after 5 s.
 pub fn start(
     plan: Arc<Plan>,
     ports: [PortIo; 2],
@@ -259,6 +264,7 @@ pub fn start(
     let [lan, wan] = ports;
     let rx_names = [lan.rx.name().to_string(), wan.rx.name().to_string()];
     let mut requests = Vec::new();
+    let running = Arc::new(AtomicU64::new(0));
     let mut make = |index: usize, ingresses: Vec<Ingress>, egress: [Option<Box<dyn Device>>; 2]| {
         let (tx, rx) = crossbeam_channel::bounded(REQUESTS_QUEUED);
         requests.push(tx);
@@ -316,11 +322,12 @@ pub fn start(
         stop: Arc::clone(&stop),
         first_error: None,
     };
+    let count = forwarders.len() as u64;
     for (name, fwd) in forwarders {
-        let clock = Arc::clone(&clock);
+        let (clock, running) = (Arc::clone(&clock), Arc::clone(&running));
         match std::thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || fwd.run(&clock))
+            .spawn(move || fwd.run(&clock, &running))
         {
             Ok(t) => bridge.threads.push(t),
             Err(e) => {
@@ -330,6 +337,13 @@ pub fn start(
                     .get_or_insert(RunError::Thread(e.to_string()));
             }
         }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running.load(Ordering::Acquire) < count
+        && Instant::now() < deadline
+        && !stop.load(Ordering::Relaxed)
+    {
+        std::thread::sleep(Duration::from_millis(1));
     }
     Ok(bridge)
 }

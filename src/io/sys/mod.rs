@@ -169,3 +169,59 @@ pub fn group_id(name: &str) -> std::io::Result<u32> {
         Ok(gr.gr_gid)
     }
 }
+
+/// Give up every capability of the calling thread, for good: the bounding set (when the
+/// thread may still change it), then the ambient, inheritable, effective and permitted sets.
+/// Capabilities are per thread in Linux: each thread that had them calls this (threads made
+/// afterwards by a thread that called it start without any).
+pub fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
+    use caps::CapSet;
+    if caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false) {
+        caps::clear(None, CapSet::Bounding)?;
+    }
+    caps::clear(None, CapSet::Ambient)?;
+    caps::clear(None, CapSet::Inheritable)?;
+    caps::clear(None, CapSet::Effective)?;
+    caps::clear(None, CapSet::Permitted)
+}
+
+/// The calling thread may raise its scheduling priority (CAP_SYS_NICE: root has it, and a
+/// service given it in its ambient set).
+pub fn can_raise_priority() -> bool {
+    caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_NICE,
+    )
+    .unwrap_or(false)
+}
+
+/// The calling thread's effective capabilities, as the kernel's bit mask (`CapEff` in
+/// /proc/self/status); 0 when it has none.
+pub fn effective_capabilities() -> u64 {
+    caps::read(None, caps::CapSet::Effective)
+        .map(|set| set.iter().fold(0u64, |m, c| m | c.bitmask()))
+        .unwrap_or(0)
+}
+
+/// Become user `uid` with group `gid` and no supplementary groups, process-wide (the C
+/// library applies it to every thread). Leaving root this way also empties every thread's
+/// capability sets.
+pub fn switch_user(uid: u32, gid: u32) -> std::io::Result<()> {
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    let groups = [gid as libc::gid_t];
+    // SAFETY: setgroups reads `groups` (one live element, its length passed); setresgid and
+    // setresuid take plain ids. Order matters: groups while still root, the user last.
+    unsafe {
+        check(libc::setgroups(1, groups.as_ptr()))?;
+        check(libc::setresgid(gid, gid, gid))?;
+        check(libc::setresuid(uid, uid, uid))?;
+    }
+    Ok(())
+}

@@ -25,6 +25,8 @@ pub struct IfInfo {
     pub up: bool,
     /// Operationally up (`IFF_RUNNING`: carrier present; for a veth, its peer is up).
     pub running: bool,
+    /// The device it is enslaved to (a bridge, a bond), if any: `/sys/class/net/NAME/master`.
+    pub master: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +146,9 @@ pub fn interface_info(name: &str) -> Result<IfInfo, NetdevError> {
         mtu: u32::try_from(mtu).unwrap_or(0),
         up: flags & libc::IFF_UP != 0,
         running: flags & libc::IFF_RUNNING != 0,
+        master: std::fs::read_link(format!("/sys/class/net/{name}/master"))
+            .ok()
+            .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned())),
     })
 }
 

@@ -234,21 +234,11 @@ fn wait_all(guards: Vec<ChildGuard>, timeout: Duration, what: &str) {
     }
 }
 
-/// An interface counter (`/sys/class/net/IF/statistics/NAME`) in a namespace.
-fn counter(lab: &Lab, ns: &str, ifname: &str, name: &str) -> u64 {
-    let path = format!("/sys/class/net/{ifname}/statistics/{name}");
-    let out = lab.exec_ok(ns, &["cat", &path]).expect("read counter");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("a number")
-}
-
 /// (frames received by dst0, frames received by src0).
 fn received(lab: &Lab) -> (u64, u64) {
     (
-        counter(lab, &lab.dst_ns, &lab.dst_if, "rx_packets"),
-        counter(lab, &lab.src_ns, &lab.src_if, "rx_packets"),
+        common::if_counter(lab, &lab.dst_ns, &lab.dst_if, "rx_packets"),
+        common::if_counter(lab, &lab.src_ns, &lab.src_if, "rx_packets"),
     )
 }
 

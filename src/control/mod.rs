@@ -231,6 +231,7 @@ impl Control {
             frames: Default::default(),
             swap_us: 0.0,
             total_ms: 0.0,
+            done_s: 0.0,
         };
         for rx in replies {
             let outcome = rx.recv_timeout(ANSWER_WITHIN).map_err(|_| {
@@ -243,6 +244,7 @@ impl Control {
             status.swap_us = status.swap_us.max(outcome.swap_ns as f64 / 1e3);
         }
         status.total_ms = started.elapsed().as_secs_f64() * 1e3;
+        status.done_s = self.monitor().now() as f64 / 1e9;
         let refused_so_far = self.monitor().config().reloads_refused;
         self.monitor().reloaded(
             plan,

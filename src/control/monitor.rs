@@ -129,6 +129,9 @@ pub struct Monitor {
     threads: &'static str,
     interfaces: [String; 2],
     plan: Arc<Plan>,
+    /// The plan before the last reload and its generation: a thread's snapshot may still be
+    /// of it for a moment (per-direction threads swap one after the other).
+    previous: Option<(u64, Arc<Plan>)>,
     config: ConfigStatus,
     /// Per (egress side, class name).
     history: HashMap<(usize, String), ClassHistory>,
@@ -152,6 +155,7 @@ impl Monitor {
             threads,
             interfaces,
             plan,
+            previous: None,
             config,
             history: HashMap::new(),
             next_sample: 0,
@@ -190,6 +194,17 @@ impl Monitor {
     /// When the next sample is due.
     pub fn next_sample(&self) -> Nanos {
         self.next_sample
+    }
+
+    /// The plan of `generation`, if it is the current one or the one before.
+    fn plan_of(&self, generation: u64) -> Option<&Arc<Plan>> {
+        if generation == self.config.generation {
+            return Some(&self.plan);
+        }
+        self.previous
+            .as_ref()
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, p)| p)
     }
 
     /// Take a sample if one is due.
@@ -232,13 +247,14 @@ impl Monitor {
         for side in [Side::Wan, Side::Lan] {
             let snap = published::read(&self.shared.ports[side.index()]).clone();
             oldest = oldest.min(snap.at);
-            let port_plan = &self.plan.ports[side.index()];
+            let plan = self.plan_of(snap.generation).unwrap_or(&self.plan);
+            let known = self.plan_of(snap.generation).is_some();
+            let port_plan = &plan.ports[side.index()];
             let mut classes = Vec::new();
             let mut totals = TotalsStatus::default();
-            let same_plan = snap.generation == self.config.generation;
             for (i, st) in snap.classes.iter().enumerate() {
                 let (name, priority, rate, ceil) = match port_plan.classes.get(i) {
-                    Some(c) if same_plan => {
+                    Some(c) if known => {
                         let spec = &port_plan.spec.classes[i];
                         (
                             c.name.clone(),
@@ -270,6 +286,7 @@ impl Monitor {
                 add(&mut totals, &snap.retired);
             }
             ports.push(PortStatus {
+                published_s: snap.at as f64 / 1e9,
                 port: side.name().into(),
                 interface: self.interfaces[side.index()].clone(),
                 rate_bps: port_plan.spec.rate_bps,
@@ -374,6 +391,7 @@ fn class_status(
         received_bytes: st.received_bytes,
         forwarded_frames: st.forwarded_frames,
         forwarded_bytes: st.forwarded_bytes,
+        forwarded_wire_bytes: st.forwarded_wire_bytes,
         dropped_frames: st.dropped_total_frames(),
         dropped_bytes: st.dropped_total_bytes(),
         drops_by_reason: DropReason::ALL

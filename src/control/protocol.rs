@@ -154,6 +154,9 @@ pub struct PortStatus {
     /// The interface of this port.
     pub interface: String,
     pub rate_bps: u64,
+    /// When its forwarding thread published these counters: seconds on weir's monotonic clock
+    /// (from its start), for exact rates between two answers.
+    pub published_s: f64,
     /// Frames that arrived on this port (and leave by the other), since start.
     pub arrived_frames: u64,
     /// Frames the kernel dropped as they arrived on this port, before weir could take them;
@@ -187,6 +190,8 @@ pub struct ClassStatus {
     pub received_bytes: u64,
     pub forwarded_frames: u64,
     pub forwarded_bytes: u64,
+    /// Forwarded frame bytes plus the per-frame overhead: what the rate is charged in.
+    pub forwarded_wire_bytes: u64,
     pub dropped_frames: u64,
     pub dropped_bytes: u64,
     /// Every reason, since start.
@@ -323,6 +328,8 @@ pub struct ReloadStatus {
     pub swap_us: f64,
     /// From reading the file to the last thread's swap, in milliseconds.
     pub total_ms: f64,
+    /// When the last thread had swapped: seconds on weir's monotonic clock, as `published_s`.
+    pub done_s: f64,
 }
 
 /// `weir stop`.

@@ -263,8 +263,11 @@ impl Forwarder {
             .pipeline
             .reload(Arc::clone(&plan), now, &mut self.frames);
         self.generation = generation;
-        // Publish at once, so that a status right after the reload shows the new classes.
-        self.publisher.publish_now();
+        // Publish before answering, so that a status right after the reload shows the new
+        // classes.
+        let egress = [self.egress[0].is_some(), self.egress[1].is_some()];
+        self.publisher
+            .publish_final(now, &self.pipeline, egress, generation);
         ReloadOutcome {
             frames,
             swap_ns: started.elapsed().as_nanos() as u64,

@@ -258,3 +258,13 @@ pub fn wait_listening(lab: &Lab, ns: &str, port: &str, timeout: Duration) {
 
 /// A guard for a process started in the lab, re-exported for tests.
 pub type Guard = ChildGuard;
+
+/// An interface counter (`/sys/class/net/IF/statistics/NAME`) in a namespace.
+pub fn if_counter(lab: &Lab, ns: &str, ifname: &str, name: &str) -> u64 {
+    let path = format!("/sys/class/net/{ifname}/statistics/{name}");
+    let out = lab.exec_ok(ns, &["cat", &path]).expect("read counter");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a number")
+}

@@ -13,7 +13,9 @@
 //! - TCP with the endpoints' offloads on cross, whole GSO super-frames in one class and
 //!   super-frames cut into segments in another (a class under 1 Gbit/s),
 //!
-//! and assert that nothing was allocated, and that the frames did cross (the receivers'
+//! and assert that nothing was allocated (the forwarding threads publish their counters for
+//! the control plane every 100 ms throughout, and walk their flow tables), and that the frames
+//! did cross (the receivers'
 //! interface counters grew by what was sent), so the test cannot pass on an idle bridge.
 //!
 //! Debug aid: `WEIR_ALLOC_BACKTRACE=N` prints the backtraces of the first N allocations counted.

@@ -148,3 +148,42 @@ fn the_receive_mode_applies_to_af_packet_only() {
     let err = text(&o.stderr);
     assert!(err.contains("realtime") && err.contains("high"), "{err}");
 }
+
+#[test]
+fn control_commands_without_a_weir_say_so_and_fail() {
+    let sock = std::env::temp_dir().join(format!("weir-cli-{}-none.sock", std::process::id()));
+    let sock = sock.to_str().unwrap();
+    for cmd in ["status", "flows", "reload", "stop", "top"] {
+        let o = weir(&[cmd, "--control", sock]);
+        assert_eq!(o.status.code(), Some(1), "weir {cmd}: {}", text(&o.stderr));
+        let err = text(&o.stderr);
+        assert!(
+            err.contains("no weir is running") && err.contains(sock) && err.contains("weir run"),
+            "weir {cmd}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_config_comes_from_weir_config_when_not_given() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["check"])
+        .env("WEIR_CONFIG", "configs/home.ron")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).starts_with("configs/home.ron: ok"));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["check"])
+        .env("WEIR_CONFIG", "no/such/file.ron")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("no/such/file.ron"),
+        "{}",
+        text(&o.stderr)
+    );
+}

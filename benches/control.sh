@@ -85,6 +85,7 @@ start_weir "$cfg"
 ip netns exec $p-dst timeout 30 iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
 sleep 0.3
 ip netns exec $p-src timeout 30 iperf3 -c 198.18.0.2 -p 5201 -t 14 >/dev/null &
+cpid=$!
 sleep 2
 for i in $(seq 1 20); do
     if [ $((i % 2)) = 1 ]; then write_cfg "40 Mbit"; else write_cfg "20 Mbit"; fi
@@ -100,7 +101,7 @@ print(f"request to last swap: median {q(total,.5):.2f} ms, max {total[-1]:.2f} m
 print(f"swap on the forwarding thread: median {q(swap,.5):.0f} us, max {swap[-1]:.0f} us")
 print(f"frames queued at the swaps: {sum(r[2] for r in rows):.0f} kept, {sum(r[3] for r in rows):.0f} dropped")
 EOF
-wait || true
+wait "$cpid" || true
 stop_weir
 
 echo "== /metrics"

@@ -177,14 +177,18 @@ impl std::error::Error for ConfigError {}
 
 /// Read, parse and validate a config file.
 pub fn load(path: &Path) -> Result<Plan, ConfigError> {
-    let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    parse(&read(path)?, path)
+}
+
+/// A config file's text, or an error that says which file and why.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         position: None,
         message: format!("cannot read the config: {e}"),
         hint: Some("give the path of a RON config, e.g. configs/home.ron".into()),
         line_text: None,
-    })?;
-    parse(&src, path)
+    })
 }
 
 /// Parse and validate config text; `path` is used in messages only.

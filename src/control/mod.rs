@@ -54,13 +54,7 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// Read and validate `path`: the plan and the hash of the bytes it came from.
     pub fn load(path: &Path) -> Result<(Plan, ConfigFile), crate::config::ConfigError> {
-        let src = std::fs::read_to_string(path).map_err(|e| crate::config::ConfigError {
-            file: path.to_path_buf(),
-            position: None,
-            message: format!("cannot read the config: {e}"),
-            hint: Some("give the path of a RON config, e.g. configs/home.ron".into()),
-            line_text: None,
-        })?;
+        let src = crate::config::read(path)?;
         let plan = crate::config::parse(&src, path)?;
         let sha256 = Sha256::digest(src.as_bytes())
             .iter()

@@ -111,6 +111,18 @@ struct Bucket {
     active: bool,
 }
 
+/// `n` empty buckets, none active.
+fn idle_buckets(n: u32) -> Vec<Bucket> {
+    let idle = Bucket {
+        head: NIL,
+        tail: NIL,
+        deficit: 0,
+        next_active: NIL,
+        active: false,
+    };
+    vec![idle; n as usize]
+}
+
 /// A frame leaving a class queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dequeued<T> {
@@ -155,16 +167,7 @@ impl ClassQueue {
     ) -> ClassQueue {
         let n = buckets.max(1).next_power_of_two();
         ClassQueue {
-            buckets: vec![
-                Bucket {
-                    head: NIL,
-                    tail: NIL,
-                    deficit: 0,
-                    next_active: NIL,
-                    active: false,
-                };
-                n as usize
-            ],
+            buckets: idle_buckets(n),
             bucket_mask: u64::from(n - 1),
             active_head: NIL,
             active_tail: NIL,
@@ -311,16 +314,7 @@ impl ClassQueue {
         while let Some(d) = self.pop_drr(arena) {
             order.push(d);
         }
-        self.buckets = vec![
-            Bucket {
-                head: NIL,
-                tail: NIL,
-                deficit: 0,
-                next_active: NIL,
-                active: false,
-            };
-            n as usize
-        ];
+        self.buckets = idle_buckets(n);
         self.bucket_mask = u64::from(n - 1);
         self.active_head = NIL;
         self.active_tail = NIL;

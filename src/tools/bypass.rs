@@ -8,15 +8,11 @@
 //! ports are theirs to take, and run iproute2's `ip` under a deadline. `weir run` refuses to
 //! start while a port is enslaved, since the kernel would forward every frame too.
 
-use super::lab::run_bounded;
+use super::lab::{ip, PLAIN_BRIDGE};
 use crate::io::sys::netdev::{interface_info, validate_name};
-use std::process::Command;
-use std::time::Duration;
 
 /// The bridge's name unless another is given.
 pub const DEFAULT_BRIDGE: &str = "weir-bypass";
-
-const IP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BypassError {
@@ -28,10 +24,8 @@ pub enum BypassError {
         master: String,
         bridge: String,
     },
-    #[error("`{cmd}` failed: {stderr}")]
-    Ip { cmd: String, stderr: String },
     #[error("{0}")]
-    Run(#[from] super::lab::LabError),
+    Ip(#[from] super::lab::LabError),
 }
 
 /// Whether the bypass is on: both ports enslaved to `bridge`.
@@ -42,20 +36,6 @@ pub fn is_on(lan: &str, wan: &str, bridge: &str) -> Result<bool, BypassError> {
         .collect::<Result<Vec<bool>, _>>()?
         .iter()
         .all(|&b| b))
-}
-
-fn ip(args: &[&str]) -> Result<(), BypassError> {
-    let mut cmd = Command::new("ip");
-    cmd.args(args);
-    let out = run_bounded(cmd, IP_TIMEOUT)?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(BypassError::Ip {
-            cmd: format!("ip {}", args.join(" ")),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
-    }
 }
 
 /// Bridge `lan` and `wan` through `bridge` (made if missing).
@@ -73,23 +53,13 @@ pub fn on(lan: &str, wan: &str, bridge: &str) -> Result<(), BypassError> {
         }
     }
     if interface_info(bridge).is_err() {
-        ip(&[
-            "link",
-            "add",
-            bridge,
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "forward_delay",
-            "0",
-        ])?;
+        ip(&[&["link", "add", bridge][..], &PLAIN_BRIDGE].concat())?;
     }
     for port in [lan, wan] {
         ip(&["link", "set", port, "master", bridge])?;
         ip(&["link", "set", port, "up"])?;
     }
-    ip(&["link", "set", bridge, "up"])
+    Ok(ip(&["link", "set", bridge, "up"])?)
 }
 
 /// Free `lan` and `wan` from `bridge` and remove it (when nothing else is in it).

@@ -260,19 +260,7 @@ impl Lab {
     /// the reference to compare weir with, and a way to test the lab without weir.
     pub fn bridge_with_kernel(&self) -> Result<(), LabError> {
         let (ns, br) = (self.dut_ns.as_str(), self.bridge_if.as_str());
-        ip(&[
-            "-n",
-            ns,
-            "link",
-            "add",
-            br,
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "forward_delay",
-            "0",
-        ])?;
+        ip(&[&["-n", ns, "link", "add", br][..], &PLAIN_BRIDGE].concat())?;
         for port in [&self.dut_lan_if, &self.dut_wan_if] {
             ip(&["-n", ns, "link", "set", port, "master", br])?;
         }
@@ -546,9 +534,15 @@ fn ip_cmd(args: &[&str]) -> Command {
     cmd
 }
 
-fn ip(args: &[&str]) -> Result<(), LabError> {
+/// Run iproute2's `ip` with `args` under a deadline; its stderr is in the error.
+pub(crate) fn ip(args: &[&str]) -> Result<(), LabError> {
     check_output(ip_cmd(args)).map(drop)
 }
+
+/// `ip link add NAME` + these: a kernel bridge without spanning tree or forwarding delay, so
+/// frames cross at once (the lab's reference bridge and the fail-open bypass).
+pub(crate) const PLAIN_BRIDGE: [&str; 6] =
+    ["type", "bridge", "stp_state", "0", "forward_delay", "0"];
 
 fn sysctl(ns: &str, settings: &[&str]) -> Result<(), LabError> {
     let mut cmd = Command::new("ip");

@@ -268,3 +268,61 @@ pub fn if_counter(lab: &Lab, ns: &str, ifname: &str, name: &str) -> u64 {
         .parse()
         .expect("a number")
 }
+
+/// CPU time the host took from this VM so far (the `steal` column of /proc/stat, in clock
+/// ticks of 10 ms); 0 where the kernel does not count it.
+pub fn steal_ticks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|cpu| cpu.split_whitespace().nth(8).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// A timing measurement on a shared VM, tried up to `tries` times: `measure` returns a figure
+/// and whether it is good enough. A figure that is not is measured again, since the host may
+/// have taken the CPU meanwhile (steal). Returns the first good figure. When none was: if the
+/// host took a tenth or more of both CPUs' time during every try, the VM could not run the
+/// measurement and it says so loudly (INCONCLUSIVE, on the process's stderr) and returns the
+/// last figure; otherwise it panics with every figure and its steal. `measure` itself panics on
+/// what no scheduling could explain (a shaper above its ceil, a lost priority ping).
+pub fn with_retries<T: std::fmt::Debug>(
+    what: &str,
+    tries: usize,
+    mut measure: impl FnMut() -> (T, bool),
+) -> T {
+    let mut seen = Vec::new();
+    let mut all_stolen = true;
+    let mut last = None;
+    for _ in 0..tries {
+        let (before, started) = (steal_ticks(), Instant::now());
+        let (figure, good) = measure();
+        let steal_ms = (steal_ticks() - before) * 10;
+        let wall_ms = started.elapsed().as_millis().max(1) as u64;
+        if good {
+            if !seen.is_empty() {
+                eprintln!("{what}: good at try {}, after {seen:?}", seen.len() + 1);
+            }
+            return figure;
+        }
+        // Two CPUs: a tenth of their time is a fifth of the wall time.
+        all_stolen &= steal_ms * 5 >= wall_ms;
+        seen.push(format!(
+            "{figure:?} (host steal {steal_ms} ms in {wall_ms} ms)"
+        ));
+        last = Some(figure);
+    }
+    if !all_stolen {
+        panic!("{what}: not good in {tries} tries: {seen:?}");
+    }
+    let bar = "=".repeat(70);
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{bar}\nINCONCLUSIVE {what}: the host took a tenth or more of this VM's CPU in every try, \
+         so this timing could not be judged: {seen:?}\n{bar}"
+    );
+    last.expect("at least one try")
+}

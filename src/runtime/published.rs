@@ -140,14 +140,21 @@ pub fn by_activity(a: &FlowInfo, b: &FlowInfo) -> std::cmp::Ordering {
 }
 
 /// Flows of two forwarding threads (one per direction) merged: the same key's counters added.
+/// Linear in the number of flows (a map by key), not quadratic.
 pub fn merge_flows(into: &mut Vec<FlowEntry>, more: Vec<FlowEntry>) {
+    let mut at: std::collections::HashMap<crate::classify::flow::FlowKey, usize> = into
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.info.key, i))
+        .collect();
     for f in more {
-        match into.iter_mut().find(|g| g.info.key == f.info.key) {
-            Some(g) => {
-                for i in 0..2 {
-                    g.info.bytes[i] += f.info.bytes[i];
-                    if g.class[i].is_none() {
-                        g.class[i] = f.class[i].clone();
+        match at.get(&f.info.key) {
+            Some(&i) => {
+                let g = &mut into[i];
+                for side in 0..2 {
+                    g.info.bytes[side] += f.info.bytes[side];
+                    if g.class[side].is_none() {
+                        g.class[side] = f.class[side].clone();
                     }
                 }
                 g.info.bytes_per_s += f.info.bytes_per_s;
@@ -157,7 +164,10 @@ pub fn merge_flows(into: &mut Vec<FlowEntry>, more: Vec<FlowEntry>) {
                 }
                 g.info.last_seen = g.info.last_seen.max(f.info.last_seen);
             }
-            None => into.push(f),
+            None => {
+                at.insert(f.info.key, into.len());
+                into.push(f);
+            }
         }
     }
 }
@@ -361,4 +371,62 @@ fn least_busy(top: &[FlowInfo]) -> usize {
     (0..top.len())
         .max_by(|&a, &b| by_activity(&top[a], &top[b]))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::flow::FlowKey;
+
+    fn flow(n: u128, up: u64, down: u64, class: [Option<&str>; 2]) -> FlowEntry {
+        FlowEntry {
+            info: FlowInfo {
+                key: FlowKey {
+                    lo_addr: n,
+                    hi_addr: n + 1,
+                    ..FlowKey::default()
+                },
+                lo_first: true,
+                first_seen: n as u64,
+                last_seen: 100 + n as u64,
+                bytes: [down, up],
+                class: [None, None],
+                bytes_per_s: up + down,
+            },
+            class: class.map(|c| c.map(str::to_string)),
+        }
+    }
+
+    #[test]
+    fn the_two_directions_of_a_flow_merge_into_one() {
+        // Per-direction threads: one saw the upload, the other the download.
+        let mut all = vec![
+            flow(1, 1000, 0, [None, Some("bulk")]),
+            flow(3, 5, 0, [None, None]),
+        ];
+        merge_flows(
+            &mut all,
+            vec![
+                flow(1, 0, 40, [Some("acks"), None]),
+                flow(5, 0, 7, [None, None]),
+            ],
+        );
+        assert_eq!(all.len(), 3);
+        let f = &all[0];
+        assert_eq!(f.info.bytes, [40, 1000]);
+        assert_eq!(f.info.bytes_per_s, 1040);
+        assert_eq!(f.class, [Some("acks".into()), Some("bulk".into())]);
+        // Ten thousand flows a side, in another order.
+        let a: Vec<FlowEntry> = (0..10_000u128)
+            .map(|n| flow(n * 2, 1, 0, [None, None]))
+            .collect();
+        let b: Vec<FlowEntry> = (0..10_000u128)
+            .rev()
+            .map(|n| flow(n * 2, 0, 1, [None, None]))
+            .collect();
+        let mut m = a;
+        merge_flows(&mut m, b);
+        assert_eq!(m.len(), 10_000);
+        assert!(m.iter().all(|f| f.info.bytes == [1, 1]));
+    }
 }

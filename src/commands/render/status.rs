@@ -96,7 +96,7 @@ pub fn write_status(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
         )?;
         writeln!(
             out,
-            "  {:<12} {:>4} {:>10} {:>10} {:>10} {:>10} {:>11} {:>10} {:>9} {:>8} {:>15} {:>6}  {}",
+            "  {:<12} {:>4} {:>10} {:>10} {:>10} {:>10} {:>11} {:>10} {:>9} {:>8} {:>15} {:>6}  drops in the last second",
             "class",
             "prio",
             "rate",
@@ -109,7 +109,6 @@ pub fn write_status(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
             "queued",
             "p99 1s/all ms",
             "flows",
-            "drops in the last second"
         )?;
         for c in &p.classes {
             if c.name == "control" && c.received_frames == 0 {

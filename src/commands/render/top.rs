@@ -82,16 +82,13 @@ pub fn bar(rate: u64, guaranteed: u64, ceil: u64, width: usize) -> String {
         .collect()
 }
 
-fn sorted<'a>(classes: &'a [ClassStatus], sort: Sort) -> Vec<&'a ClassStatus> {
+fn sorted(classes: &[ClassStatus], sort: Sort) -> Vec<&ClassStatus> {
     let mut v: Vec<&ClassStatus> = classes.iter().collect();
     match sort {
         Sort::Config => {}
-        Sort::Rate => v.sort_by(|a, b| b.rate_1s_bps.cmp(&a.rate_1s_bps)),
-        Sort::Drops => v.sort_by(|a, b| {
-            let d = |c: &ClassStatus| c.drops_1s.values().sum::<u64>();
-            d(b).cmp(&d(a))
-        }),
-        Sort::Queue => v.sort_by(|a, b| b.queued_bytes.cmp(&a.queued_bytes)),
+        Sort::Rate => v.sort_by_key(|c| std::cmp::Reverse(c.rate_1s_bps)),
+        Sort::Drops => v.sort_by_key(|c| std::cmp::Reverse(c.drops_1s.values().sum::<u64>())),
+        Sort::Queue => v.sort_by_key(|c| std::cmp::Reverse(c.queued_bytes)),
     }
     v
 }

@@ -261,18 +261,19 @@ fn a_class_is_shaped_to_its_rate_and_ceil() {
 
     // UDP offered at 40 Mbit/s into a class with ceil 20 Mbit/s: iperf3's 1448-byte datagrams
     // make 1490-byte frames, 1514 on the wire; goodput at most 20 * 1448 / 1514.
-    let udp = iperf3(&lab, ip("198.18.0.2"), 3, &["-u", "-b", "40M"]);
     let ceiling = 20e6 * 1448.0 / 1514.0;
-    assert!(
-        udp.receiver_bps <= ceiling * 1.01,
-        "UDP got {:.2} Mbit/s above its 20 Mbit/s ceil",
-        udp.receiver_bps / 1e6
-    );
-    assert!(
-        udp.receiver_bps >= ceiling * 0.85,
-        "UDP got only {:.2} Mbit/s",
-        udp.receiver_bps / 1e6
-    );
+    common::with_retries("UDP into a 20 Mbit/s ceil", 3, || {
+        let udp = iperf3(&lab, ip("198.18.0.2"), 3, &["-u", "-b", "40M"]);
+        assert!(
+            udp.receiver_bps <= ceiling * 1.01,
+            "UDP got {:.2} Mbit/s above its 20 Mbit/s ceil",
+            udp.receiver_bps / 1e6
+        );
+        (
+            format!("{:.2} Mbit/s", udp.receiver_bps / 1e6),
+            udp.receiver_bps >= ceiling * 0.85,
+        )
+    });
 
     let s = bridge.stop();
     assert_eq!(s.code, Some(0), "{}", s.stderr);
@@ -294,27 +295,7 @@ fn priority_pings_stay_fast_while_bulk_overloads_the_link() {
     // Unresponsive UDP at twice the link rate, for longer than the pings take. A p99 above
     // 5 ms can be the host taking the CPU from this VM: measured again, up to three times.
     let p99 = common::with_retries("priority pings under a 2x flood", 3, || {
-        let server = lab
-            .spawn(&lab.dst_ns, &["iperf3", "-s", "-1", "-p", "5201"])
-            .unwrap();
-        common::wait_listening(&lab, &lab.dst_ns, "5201", Duration::from_secs(5));
-        let flood = lab
-            .spawn(
-                &lab.src_ns,
-                &[
-                    "iperf3",
-                    "-c",
-                    "198.18.0.2",
-                    "-p",
-                    "5201",
-                    "-u",
-                    "-b",
-                    "100M",
-                    "-t",
-                    "6",
-                ],
-            )
-            .unwrap();
+        let (server, flood) = common::iperf3_in_background(&lab, "5201", 6, &["-u", "-b", "100M"]);
         std::thread::sleep(Duration::from_millis(1000));
         // DSCP EF is TOS 0xb8.
         let out = lab
@@ -370,27 +351,7 @@ fn sigterm_under_load_exits_fast_and_reconciles() {
     let lab = lab("term");
     let wan = r#"(name: "bulk", match: "default", rate: "10 Mbit", aqm: (enabled: false), queue: (packets: 5000, bytes: "8 MiB"))"#;
     let bridge = Bridge::start(&lab, "term", &config(wan, PLAIN_CLASSES, "10 Mbit"), &[]);
-    let server = lab
-        .spawn(&lab.dst_ns, &["iperf3", "-s", "-1", "-p", "5201"])
-        .unwrap();
-    common::wait_listening(&lab, &lab.dst_ns, "5201", Duration::from_secs(5));
-    let flood = lab
-        .spawn(
-            &lab.src_ns,
-            &[
-                "iperf3",
-                "-c",
-                "198.18.0.2",
-                "-p",
-                "5201",
-                "-u",
-                "-b",
-                "50M",
-                "-t",
-                "10",
-            ],
-        )
-        .unwrap();
+    let (server, flood) = common::iperf3_in_background(&lab, "5201", 10, &["-u", "-b", "50M"]);
     std::thread::sleep(Duration::from_millis(1500));
     let s = bridge.stop();
     drop(flood);

@@ -109,32 +109,6 @@ fn dst_rx(lab: &Lab) -> u64 {
     if_counter(lab, &lab.dst_ns, &lab.dst_if, "rx_packets")
 }
 
-/// An iperf3 server in dst and a TCP client to it from src, for `seconds`, left running.
-fn tcp_in_background(lab: &Lab, seconds: u32) -> (Guard, Guard) {
-    let server = lab
-        .spawn(&lab.dst_ns, &["iperf3", "-s", "-1", "-p", "5201"])
-        .unwrap();
-    wait_listening(lab, &lab.dst_ns, "5201", Duration::from_secs(5));
-    let t = seconds.to_string();
-    let client = lab
-        .spawn(
-            &lab.src_ns,
-            &[
-                "iperf3",
-                "-c",
-                "198.18.0.2",
-                "-p",
-                "5201",
-                "-t",
-                &t,
-                "--connect-timeout",
-                "2000",
-            ],
-        )
-        .unwrap();
-    (server, client)
-}
-
 /// Wait (bounded) for `guard` to exit successfully.
 fn finish(mut g: Guard, within: Duration, what: &str) {
     let deadline = Instant::now() + within;
@@ -166,7 +140,7 @@ fn status_and_flows_agree_with_the_exit_report_and_the_far_side() {
     let (s0, rx0) = (status(&b), dst_rx(&lab));
 
     // During a TCP transfer: the class's rate, and its flow with its class.
-    let (server, client) = tcp_in_background(&lab, 4);
+    let (server, client) = common::iperf3_in_background(&lab, "5201", 4, &[]);
     std::thread::sleep(Duration::from_millis(2500));
     let mid = status(&b);
     let flows: Vec<FlowStatus> = json_of("flows", &cli(&b, &["flows", "--json"]));
@@ -308,17 +282,14 @@ fn twenty_reloads_in_ten_seconds_lose_nothing_and_the_rate_follows() {
     // it cannot (a frame dropped for a reload, a rate above the setting) fails at once.
     common::with_retries("20 reloads under load", 1, || {
         // One TCP flow and an unresponsive 60 Mbit/s UDP flood, for 13 s.
-        let servers = [
-            lab.spawn(
+        // The server reports every 100 ms, for the client to bring back (--get-server-output).
+        let tcp_server = lab
+            .spawn(
                 &lab.dst_ns,
                 &["iperf3", "-s", "-1", "-p", "5201", "-J", "-i", "0.1"],
             )
-            .unwrap(),
-            lab.spawn(&lab.dst_ns, &["iperf3", "-s", "-1", "-p", "5202"])
-                .unwrap(),
-        ];
+            .unwrap();
         wait_listening(&lab, &lab.dst_ns, "5201", Duration::from_secs(5));
-        wait_listening(&lab, &lab.dst_ns, "5202", Duration::from_secs(5));
         let tcp_client = lab.command(
             &lab.src_ns,
             &[
@@ -340,25 +311,8 @@ fn twenty_reloads_in_ten_seconds_lose_nothing_and_the_rate_follows() {
         let tcp = std::thread::spawn(move || {
             run_bounded(tcp_client, Duration::from_secs(40)).expect("iperf3 TCP client")
         });
-        let flood = lab
-            .spawn(
-                &lab.src_ns,
-                &[
-                    "iperf3",
-                    "-c",
-                    "198.18.0.2",
-                    "-p",
-                    "5202",
-                    "-u",
-                    "-b",
-                    "60M",
-                    "-t",
-                    "13",
-                    "--connect-timeout",
-                    "2000",
-                ],
-            )
-            .unwrap();
+        let (flood_server, flood) =
+            common::iperf3_in_background(&lab, "5202", 13, &["-u", "-b", "60M"]);
         std::thread::sleep(Duration::from_millis(1500));
 
         let mut samples = Vec::new();
@@ -433,7 +387,7 @@ fn twenty_reloads_in_ten_seconds_lose_nothing_and_the_rate_follows() {
 
         let tcp = tcp.join().unwrap();
         finish(flood, Duration::from_secs(20), "UDP flood");
-        drop(servers);
+        drop((tcp_server, flood_server));
         // The TCP flow never stalled: the server received something in every 100 ms interval,
         // but for at most two in a row.
         let v: Value = serde_json::from_slice(&tcp.stdout).expect("iperf3 -J");
@@ -767,7 +721,7 @@ fn top_shows_the_classes_moving_and_q_quits() {
     let screen = || {
         String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
     };
-    let (server, client) = tcp_in_background(&lab, 4);
+    let (server, client) = common::iperf3_in_background(&lab, "5201", 4, &[]);
     std::thread::sleep(Duration::from_millis(2500));
     let first = screen();
     std::thread::sleep(Duration::from_millis(1200));

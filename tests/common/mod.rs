@@ -237,6 +237,38 @@ pub fn parse_iperf3(json: &str) -> Result<IperfResult, String> {
     }
 }
 
+/// An iperf3 server on `port` in dst and a client to it from src for `seconds`, with `extra`
+/// client arguments (`-u -b 100M` for an unresponsive UDP flood), both left running; dropping
+/// the guards stops them.
+pub fn iperf3_in_background(
+    lab: &Lab,
+    port: &str,
+    seconds: u32,
+    extra: &[&str],
+) -> (ChildGuard, ChildGuard) {
+    let server = lab
+        .spawn(&lab.dst_ns, &["iperf3", "-s", "-1", "-p", port])
+        .unwrap_or_else(|e| panic!("iperf3 server: {e}"));
+    wait_listening(lab, &lab.dst_ns, port, Duration::from_secs(5));
+    let t = seconds.to_string();
+    let mut args = vec![
+        "iperf3",
+        "-c",
+        "198.18.0.2",
+        "-p",
+        port,
+        "-t",
+        &t,
+        "--connect-timeout",
+        "2000",
+    ];
+    args.extend_from_slice(extra);
+    let client = lab
+        .spawn(&lab.src_ns, &args)
+        .unwrap_or_else(|e| panic!("iperf3 client: {e}"));
+    (server, client)
+}
+
 /// Waits until a TCP socket listens on `port` in `ns`; panics after `timeout`.
 pub fn wait_listening(lab: &Lab, ns: &str, port: &str, timeout: Duration) {
     let filter = format!("sport = :{port}");

@@ -655,6 +655,23 @@ fn only_root_or_the_control_group_may_use_the_control_socket() {
         "--clear-groups",
     ];
     let b = Bridge::start(&lab, "perm", &cfg, &[]);
+    // Once running, no thread of weir has a capability left, and the forwarding thread kept
+    // its real-time priority (field 41 of its stat: 1 is SCHED_FIFO).
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", b.pid())).unwrap();
+    let mut forwarding = 0;
+    for t in tasks.flatten() {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap();
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap();
+        let eff = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+        assert!(eff.ends_with("0000000000000000"), "{}: {eff}", name.trim());
+        if name.trim() == "weir-fwd" {
+            forwarding += 1;
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap();
+            let policy = stat.rsplit(')').next().unwrap().split_whitespace().nth(38);
+            assert_eq!(policy, Some("1"), "the forwarding thread's policy");
+        }
+    }
+    assert_eq!(forwarding, 1);
     let out = cli_as(&b, &nobody, &["status"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -41,6 +41,7 @@ trap 'exit 130' INT TERM
 python3 benches/lab/udp_pcap.py "$tmp/fwd.pcap"
 python3 benches/lab/udp_pcap.py "$tmp/rev.pcap" --reverse
 python3 benches/lab/udp_pcap.py "$tmp/big.pcap" --payload 1472
+python3 benches/lab/udp_pcap.py "$tmp/big1.pcap" --payload 1472 --flows 1
 
 # --- weir configs ---
 # unshaped: benches/lab/unshaped.ron; shaped: shape_cfg; latency under load: benches/lab/latency.ron
@@ -191,6 +192,23 @@ latency_load() { # $1 = dut; shaper already in place
     done
 }
 
+latency_sparse() { # $1 = dut; shaper already in place
+    # A sparse flow beside a fat one: the same 2x load as latency_load but from ONE flow, and a
+    # ping every 20 ms in the bulk class with it (39 kbit/s, far below its half of the class).
+    # Per-flow queueing serves the ping ahead of the flood; a FIFO makes it wait behind it.
+    timeout 30 $SRC "$weir" send "$tmp/big1.pcap" -i src0 --mbps 200 --loop 132 >/dev/null 2>&1 &
+    local cp=$!
+    sleep 1
+    local v
+    v=$(ping_stats "$tmp/s_sparse" 250)
+    wait $cp || true
+    put "$1" sparse_bulk_rtt_p50_ms "$(echo "$v" | cut -d' ' -f1)"
+    put "$1" sparse_bulk_rtt_p99_ms "$(echo "$v" | cut -d' ' -f2)"
+    put "$1" sparse_bulk_rtt_max_ms "$(echo "$v" | cut -d' ' -f3)"
+    put "$1" sparse_bulk_loss "$(echo "$v" | cut -d' ' -f4)"
+    put_samples "$1" sparse_bulk "$tmp/s_sparse"
+}
+
 ratestr() { case $1 in *M) echo "${1%M} Mbit" ;; *G) echo "${1%G} Gbit" ;; esac; }
 ratetc() { case $1 in *M) echo "${1%M}mbit" ;; *G) echo "${1%G}gbit" ;; esac; }
 TC() { timeout 5 $DUT tc "$@"; }
@@ -218,6 +236,7 @@ TC class add dev wan0 parent 1:100 classid 1:1 htb rate 10mbit ceil 100mbit prio
 TC class add dev wan0 parent 1:100 classid 1:20 htb rate 90mbit ceil 100mbit prio 1
 TC filter add dev wan0 parent 1: protocol ip u32 match ip tos 0xb8 0xfc flowid 1:1
 latency_load bridge-htb
+latency_sparse bridge-htb
 TC qdisc del dev wan0 root
 
 for be in afp mmsg pnet; do
@@ -252,6 +271,7 @@ for be in afp mmsg pnet; do
     # shellcheck disable=SC2086
     weir_start benches/lab/latency.ron $io
     latency_load $d
+    latency_sparse $d
     weir_stop
 done
 log "uptime after: $(uptime)"
@@ -299,6 +319,9 @@ for k in ("prio", "bulk"):
         rows.append((f"under load, {k} RTT {s} (ms)", f"load_{k}_rtt_{s}_ms", "bridge-htb", 1, "{:.2f}"))
     rows.append((f"under load, {k} ping loss", f"load_{k}_loss", "bridge-htb", 1, "{:.2f}"))
 rows.append(("under load, dst0 rx (Mbit/s, frame bytes)", "load_dst_rx_bps", "bridge-htb", 1e-6, "{:.1f}"))
+for s in ("p50", "p99", "max"):
+    rows.append((f"beside a 1-flow load, bulk RTT {s} (ms)", f"sparse_bulk_rtt_{s}_ms", "bridge-htb", 1, "{:.2f}"))
+rows.append(("beside a 1-flow load, bulk ping loss", "sparse_bulk_loss", "bridge-htb", 1, "{:.2f}"))
 rows.append(("CPU s per Mframe (1 dir)", "cpu_s_per_mframe", None, 1, "{:.3f}"))
 rows.append(("peak RSS (MiB)", "peak_rss_kb", None, 1 / 1024, "{:.1f}"))
 rows.append(("frames received by weir (idle, TCP, 64B tests)", "weir_rx_fwd", None, 1, "{:.0f}"))

@@ -3,10 +3,11 @@
 
     python3 benches/plot_latency.py target/compare/results-X.json [--out FILE.svg]
 
-Reads `samples[device]["load_prio" | "load_bulk"]`: one entry per ping sent, in icmp_seq order,
+Reads `samples[device]["load_prio" | "load_bulk" | "sparse_bulk"]` (the last: a bulk-class ping
+beside a load of one flow): one entry per ping sent, in icmp_seq order,
 the RTT in ms or null when no reply came. Draws one step curve per (device, class) for bridge-htb,
 weir-afp and weir-pnet (those present): colour = device, solid = priority class (ping -Q 0xb8),
-dashed = bulk class. y is the fraction of the pings *sent* that were answered within x ms, so a
+dashed = bulk class, dotted = bulk class beside the one-flow load. y is the fraction of the pings *sent* that were answered within x ms, so a
 curve levels off at 1 - lost; the lost fraction is also written in the legend. x is logarithmic,
 0.01 ms to 1000 ms; RTTs outside are drawn at the edge. Default output: latency-X.svg beside the
 JSON. Standard library only (no matplotlib here): the SVG is written by hand.
@@ -28,6 +29,7 @@ DEVICES = [  # (key in the JSON, colour, legend name)
 CLASSES = [  # (key in the JSON, stroke-dasharray, legend name)
     ("load_prio", "none", "prio (EF)"),
     ("load_bulk", "8 4", "bulk"),
+    ("sparse_bulk", "2 3", "bulk, 1-flow load"),
 ]
 X_MIN, X_MAX = 0.01, 1000.0  # ms
 WIDTH, HEIGHT = 950, 470
@@ -127,7 +129,7 @@ def main():
         out = os.path.join(d, "latency-" + base.removeprefix("results-").removesuffix(".json") + ".svg")
     sub = (f"{res.get('date', '?')}, kernel {res.get('kernel', '?')}, nproc {res.get('nproc', '?')}"
            + (", --quick" if res.get("quick") else "")
-           + "; 100 Mbit/s link, unresponsive UDP at 2x into bulk")
+           + "; 100 Mbit/s link, unresponsive UDP at 2x into bulk (1000 flows; dotted: 1 flow)")
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
            f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif">',
            f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',

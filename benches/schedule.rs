@@ -3,8 +3,11 @@
 //! `cargo bench --bench schedule`
 //! - `one_class/{1,1000,100000}_flows`: one class at 100 Gbit/s (link, rate and ceil) so the
 //!   shaper never holds a frame back; N frames stay queued, one per flow (distinct fairness
-//!   hashes, 1024 fairness buckets as the config gives a `flow` class); each iteration enqueues
+//!   hashes, as many flow queues as the config gives a `flow` class); each iteration enqueues
 //!   a frame of the next flow and dequeues one, with virtual time advanced 1 us.
+//! - `overflow/{1000,100000}_flows`: the same, but the class is at its packet limit: each
+//!   enqueue first drops the head of the fattest flow queue (a scan of the class's queues),
+//!   then a frame is dequeued.
 //! - `home.ron_wan`: the wan port of configs/home.ron (20 Mbit/s, 5 classes with priorities,
 //!   DRR, CoDel on bulk); 200 frames stay queued across the classes; each iteration enqueues one
 //!   and dequeues one, moving virtual time to `next_wakeup()` when the shaper says wait.
@@ -14,6 +17,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 use weir::port::Side;
+use weir::sched::class_queue::DEFAULT_QUEUES;
 use weir::sched::{ClassSpec, FrameMeta, PortScheduler, PortSpec};
 use weir::time::Nanos;
 
@@ -35,7 +39,9 @@ fn one_class_port(limit_packets: u32) -> PortSpec {
             limit_packets,
             limit_bytes: u64::from(limit_packets) * 2000,
             codel: None,
-            fairness_buckets: 1024,
+            ecn: true,
+            fairness_buckets: DEFAULT_QUEUES,
+            host_isolation: false,
             police: None,
         }],
     }
@@ -59,20 +65,61 @@ fn one_class(c: &mut Criterion) {
             bytes: 1000,
             wire_bytes: 1024,
             fairness_hash: flow_hash(i % flows),
+            host_hash: 0,
+            ect: false,
         };
         for i in 0..flows {
-            sched.enqueue(i as u32, meta(i), now);
+            sched.enqueue(i as u32, meta(i), now, &mut |_| {});
         }
         assert_eq!(sched.queued_frames(), flows);
         let mut i = flows;
         g.bench_function(BenchmarkId::new("one_class_flows", flows), |b| {
             b.iter(|| {
                 now += 1_000;
-                sched.enqueue(i as u32, meta(i), now);
+                sched.enqueue(i as u32, meta(i), now, &mut |_| {});
                 i += 1;
                 black_box(sched.dequeue(now, &mut |_| {}))
             })
         });
+        assert_eq!(sched.queued_frames(), flows, "steady state kept");
+    }
+    g.finish();
+}
+
+fn overflow(c: &mut Criterion) {
+    let mut g = c.benchmark_group("schedule");
+    g.throughput(Throughput::Elements(1));
+    for flows in [1000u64, 100_000] {
+        let mut spec = one_class_port(flows as u32);
+        let limit = flows as u32;
+        spec.classes[0].limit_packets = limit;
+        let mut sched = PortScheduler::<u32>::new(spec, 0);
+        let mut now: Nanos = 0;
+        let meta = |i: u64| FrameMeta {
+            class: 0,
+            bytes: 1000,
+            wire_bytes: 1024,
+            fairness_hash: flow_hash(i % flows),
+            host_hash: 0,
+            ect: false,
+        };
+        for i in 0..flows {
+            sched.enqueue(i as u32, meta(i), now, &mut |_| {});
+        }
+        let mut i = flows;
+        let mut dropped = 0u64;
+        g.bench_function(BenchmarkId::new("overflow_flows", flows), |b| {
+            b.iter(|| {
+                now += 1_000;
+                // Full: this enqueue drops the fattest queue's head, the dequeue makes room
+                // for the next frame of the pair, which then overflows again.
+                sched.enqueue(i as u32, meta(i), now, &mut |_| dropped += 1);
+                sched.enqueue(i as u32 + 1, meta(i + 1), now, &mut |_| dropped += 1);
+                i += 2;
+                black_box(sched.dequeue(now, &mut |_| {}))
+            })
+        });
+        assert!(dropped > 0, "the class overflowed");
         assert_eq!(sched.queued_frames(), flows, "steady state kept");
     }
     g.finish();
@@ -94,18 +141,20 @@ fn home_wan(c: &mut Criterion) {
         bytes: 200 + (i % 7) as u32 * 150,
         wire_bytes: 224 + (i % 7) as u32 * 150,
         fairness_hash: flow_hash(i % 64),
+        host_hash: 0,
+        ect: false,
     };
     const QUEUED: u64 = 200;
     let mut i = 0u64;
     while sched.queued_frames() < QUEUED {
-        sched.enqueue(i as u32, meta(i), now);
+        sched.enqueue(i as u32, meta(i), now, &mut |_| {});
         i += 1;
     }
     let mut g = c.benchmark_group("schedule");
     g.throughput(Throughput::Elements(1));
     g.bench_function("home.ron_wan_200_queued", |b| {
         b.iter(|| {
-            sched.enqueue(i as u32, meta(i), now);
+            sched.enqueue(i as u32, meta(i), now, &mut |_| {});
             i += 1;
             loop {
                 if let Some(d) = sched.dequeue(now, &mut |_| {}) {
@@ -132,7 +181,7 @@ fn criterion() -> Criterion {
 criterion_group! {
     name = benches;
     config = criterion();
-    targets = one_class, home_wan
+    targets = one_class, overflow, home_wan
 }
 
 fn main() {

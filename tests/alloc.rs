@@ -122,8 +122,10 @@ fn classify_enqueue_dequeue_does_not_allocate() {
                 bytes,
                 wire_bytes: bytes + port.overhead,
                 fairness_hash: verdict.fairness_hash,
+                host_hash: verdict.host_hash,
+                ect: v.ecn != 0,
             };
-            let _ = ports[side.index()].enqueue(k as u32, meta, *now);
+            let _ = ports[side.index()].enqueue(k as u32, meta, *now, &mut |_| {});
             for p in ports.iter_mut() {
                 while p.dequeue(*now, &mut |_| {}).is_some() {
                     *departed += 1;

@@ -24,15 +24,36 @@ use flow_table::{FlowTable, FlowTableStats, NO_VERDICT};
 use fragments::{FragmentStats, FragmentTable};
 use rule::Rule;
 
-/// How a class shares itself among its users.
+/// How a class shares itself among its users (CAKE's isolation modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fairness {
-    /// Deficit round robin between flows.
+    /// A queue per flow.
     Flow,
-    /// Deficit round robin between LAN-side hosts.
+    /// A queue per LAN-side host: the source of frames leaving on wan, the destination of
+    /// frames leaving on lan, so one class list serves both ports.
     Host,
+    /// A queue per source address.
+    SrcHost,
+    /// A queue per destination address.
+    DstHost,
+    /// Fair between LAN-side hosts first, then between each host's flows.
+    Triple,
     /// One FIFO.
     Fifo,
+}
+
+impl Fairness {
+    /// The name used in configs and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fairness::Flow => "flow",
+            Fairness::Host => "host",
+            Fairness::SrcHost => "src_host",
+            Fairness::DstHost => "dst_host",
+            Fairness::Triple => "triple",
+            Fairness::Fifo => "none",
+        }
+    }
 }
 
 /// A class's rule, in match order.
@@ -78,8 +99,10 @@ impl PortRules {
 pub struct Verdict {
     pub egress: Side,
     pub class: ClassId,
-    /// Picks the fairness bucket inside the class.
+    /// Picks the queue inside the class.
     pub fairness_hash: u64,
+    /// Picks the host, in a class that isolates hosts (`triple`); 0 otherwise.
+    pub host_hash: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -182,6 +205,7 @@ impl Classifier {
                 egress,
                 class: port.control_class,
                 fairness_hash: 0,
+                host_hash: 0,
             };
         }
         let mut v = *view;
@@ -213,26 +237,35 @@ impl Classifier {
             self.flows
                 .account(slot, egress.index(), class, view.len, from_lo, now);
         }
-        let fairness_hash = match port.fairness.get(usize::from(class)) {
-            Some(Fairness::Flow) => flow_hash,
-            Some(Fairness::Host) => lan_host_hash(&v, egress),
-            Some(Fairness::Fifo) | None => 0,
+        let (fairness_hash, host_hash) = match port.fairness.get(usize::from(class)) {
+            Some(Fairness::Flow) => (flow_hash, 0),
+            Some(Fairness::Host) => (lan_host_hash(&v, egress), 0),
+            Some(Fairness::SrcHost) => (host_hash(address(&v, true)), 0),
+            Some(Fairness::DstHost) => (host_hash(address(&v, false)), 0),
+            Some(Fairness::Triple) => (flow_hash, lan_host_hash(&v, egress)),
+            Some(Fairness::Fifo) | None => (0, 0),
         };
         Verdict {
             egress,
             class,
             fairness_hash,
+            host_hash,
         }
     }
 }
 
 /// The LAN-side host of a frame: its source when going out on wan, its destination otherwise.
 fn lan_host_hash(v: &FrameView, egress: Side) -> u64 {
-    match (v.is_ip(), egress) {
-        (true, Side::Wan) => host_hash(v.src_ip),
-        (true, Side::Lan) => host_hash(v.dst_ip),
-        (false, Side::Wan) => host_hash(mac_u128(&v.src_mac)),
-        (false, Side::Lan) => host_hash(mac_u128(&v.dst_mac)),
+    host_hash(address(v, egress == Side::Wan))
+}
+
+/// A frame's source (or destination) address: IP, else MAC.
+fn address(v: &FrameView, source: bool) -> u128 {
+    match (v.is_ip(), source) {
+        (true, true) => v.src_ip,
+        (true, false) => v.dst_ip,
+        (false, true) => mac_u128(&v.src_mac),
+        (false, false) => mac_u128(&v.dst_mac),
     }
 }
 

@@ -51,13 +51,17 @@ pub fn write_tree(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
             extra.push(match class.fairness {
                 weir::classify::Fairness::Flow => "fair per flow".to_string(),
                 weir::classify::Fairness::Host => "fair per host".to_string(),
+                weir::classify::Fairness::SrcHost => "fair per source host".to_string(),
+                weir::classify::Fairness::DstHost => "fair per destination host".to_string(),
+                weir::classify::Fairness::Triple => "fair per host, then per flow".to_string(),
                 weir::classify::Fairness::Fifo => "fifo".to_string(),
             });
             if let Some(c) = spec.codel {
                 extra.push(format!(
-                    "codel {}/{}",
+                    "codel {}/{}{}",
                     weir::config::units::format_duration(c.target),
-                    weir::config::units::format_duration(c.interval)
+                    weir::config::units::format_duration(c.interval),
+                    if spec.ecn { " ecn" } else { "" }
                 ));
             }
             if let Some((rate, _)) = spec.police {

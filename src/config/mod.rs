@@ -83,8 +83,10 @@ pub struct ClassFile {
     pub queue: QueueFile,
     #[serde(default)]
     pub aqm: AqmFile,
-    /// flow (default), host or none.
+    /// flow (default), host, src_host, dst_host, triple or none.
     pub fairness: Option<FairnessFile>,
+    /// Mark ECN-capable frames instead of dropping them where the AQM would (default true).
+    pub ecn: Option<bool>,
     pub police: Option<PoliceFile>,
     /// Rewrite the DSCP of forwarded IP frames: a name ("ef", "af41", "cs1") or 0-63.
     pub set_dscp: Option<DscpFile>,
@@ -111,10 +113,13 @@ pub struct AqmFile {
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum FairnessFile {
     Flow,
     Host,
+    SrcHost,
+    DstHost,
+    Triple,
     None,
 }
 

@@ -20,7 +20,6 @@ const MAX_PRIORITY: u8 = 7;
 const DEFAULT_QUEUE_PACKETS: u32 = 1000;
 const DEFAULT_MAX_FLOWS: u32 = 65_536;
 const DEFAULT_IDLE_TIMEOUT: Nanos = 120_000_000_000;
-const DEFAULT_FAIRNESS_BUCKETS: u32 = 1024;
 /// Name of the implicit class for link control traffic.
 pub const CONTROL_CLASS: &str = "control";
 
@@ -392,6 +391,9 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
         let fairness = match c.fairness.unwrap_or(FairnessFile::Flow) {
             FairnessFile::Flow => Fairness::Flow,
             FairnessFile::Host => Fairness::Host,
+            FairnessFile::SrcHost => Fairness::SrcHost,
+            FairnessFile::DstHost => Fairness::DstHost,
+            FairnessFile::Triple => Fairness::Triple,
             FairnessFile::None => Fairness::Fifo,
         };
         let police = match &c.police {
@@ -447,11 +449,13 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
             limit_packets,
             limit_bytes,
             codel,
+            ecn: c.ecn.unwrap_or(true),
             fairness_buckets: if fairness == Fairness::Fifo {
                 1
             } else {
-                DEFAULT_FAIRNESS_BUCKETS
+                crate::sched::class_queue::DEFAULT_QUEUES
             },
+            host_isolation: fairness == Fairness::Triple,
             police,
         });
     }
@@ -577,7 +581,9 @@ fn control_spec(link: BitRate) -> crate::sched::ClassSpec {
         limit_packets: 128,
         limit_bytes: u64::from(MAX_FRAME_BYTES) * 2,
         codel: None,
+        ecn: false,
         fairness_buckets: 1,
+        host_isolation: false,
         police: None,
     }
 }

@@ -142,7 +142,7 @@ impl Collector for WeirCollector {
             vec![("port", port.to_string()), ("class", class.to_string())]
         };
         type Pick = fn(&super::protocol::ClassStatus) -> f64;
-        let per_class: [(&str, &str, MetricType, Pick); 15] = [
+        let per_class: [(&str, &str, MetricType, Pick); 18] = [
             ("class_dropped_bytes", "Frame bytes the class dropped, any reason.", MetricType::Counter, |c| c.dropped_bytes as f64),
             ("class_received_frames", "Frames classified into the class (a cut GSO super-frame counts as its segments).", MetricType::Counter, |c| c.received_frames as f64),
             ("class_received_bytes", "Frame bytes classified into the class.", MetricType::Counter, |c| c.received_bytes as f64),
@@ -150,6 +150,9 @@ impl Collector for WeirCollector {
             ("class_forwarded_bytes", "Frame bytes the class sent (without the per-frame overhead).", MetricType::Counter, |c| c.forwarded_bytes as f64),
             ("class_borrowed_frames", "Frames sent above the class's rate, on capacity borrowed up to its ceil.", MetricType::Counter, |c| c.borrowed_frames as f64),
             ("class_borrowed_bytes", "Frame bytes sent above the class's rate.", MetricType::Counter, |c| c.borrowed_bytes as f64),
+            ("class_ecn_marked_frames", "Frames the AQM marked Congestion Experienced instead of dropping.", MetricType::Counter, |c| c.ecn_marked_frames as f64),
+            ("class_flow_collisions", "Arrivals whose flow found every queue of its set busy with other flows, and shared one.", MetricType::Counter, |c| c.flow_collisions as f64),
+            ("class_host_collisions", "Arrivals whose host found every host slot of its set busy (host isolation).", MetricType::Counter, |c| c.host_collisions as f64),
             ("class_queued_frames", "Frames waiting in the class's queue now.", MetricType::Gauge, |c| c.queued_frames as f64),
             ("class_queued_bytes", "Frame bytes waiting in the class's queue now.", MetricType::Gauge, |c| c.queued_bytes as f64),
             ("class_rate_bits_per_second", "Wire bits (frames and overhead) the class sent per second, over the last second.", MetricType::Gauge, |c| c.rate_1s_bps as f64),

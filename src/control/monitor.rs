@@ -403,6 +403,9 @@ fn class_status(
         queued_bytes: st.queued_bytes,
         borrowed_frames: st.borrowed_frames,
         borrowed_bytes: st.borrowed_bytes,
+        ecn_marked_frames: st.queue.ecn_marked,
+        flow_collisions: st.queue.flow_collisions,
+        host_collisions: st.queue.host_collisions,
         sojourn_us: SojournStatus {
             last_p50,
             last_p99,

@@ -202,6 +202,14 @@ pub struct ClassStatus {
     pub queued_bytes: u64,
     pub borrowed_frames: u64,
     pub borrowed_bytes: u64,
+    /// Frames the AQM marked CE instead of dropping.
+    #[serde(default)]
+    pub ecn_marked_frames: u64,
+    /// Arrivals whose flow (host) found every queue of its set busy and shared one.
+    #[serde(default)]
+    pub flow_collisions: u64,
+    #[serde(default)]
+    pub host_collisions: u64,
     pub sojourn_us: SojournStatus,
     /// Flows whose last frame leaving by this port went to this class (as of the last pass
     /// over the flow table).

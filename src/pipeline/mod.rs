@@ -240,6 +240,9 @@ impl<T: Copy> Pipeline<T> {
             bytes,
             wire_bytes: u32::try_from(wire_bytes).unwrap_or(u32::MAX),
             fairness_hash: verdict.fairness_hash,
+            host_hash: verdict.host_hash,
+            // ECT(0), ECT(1), or CE already: the sender's transport understands marks.
+            ect: view.is_ip() && view.ecn != 0,
         };
 
         if vnet.is_gso() && spec.ceil_bps.min(port.spec.rate_bps) < SPLIT_GSO_BELOW_BPS {
@@ -280,20 +283,30 @@ impl<T: Copy> Pipeline<T> {
         now: Nanos,
         store: &mut S,
     ) {
-        if let Enqueued::Dropped(item, _) = self.ports[egress.index()].enqueue(item, meta, now) {
+        let queued = self.ports[egress.index()]
+            .enqueue(item, meta, now, &mut |d: Dropped<T>| store.release(d.item));
+        if let Enqueued::Dropped(item, _) = queued {
             store.release(item);
         }
     }
 
-    /// The next frame port `port` sends at `now`, if one is due. Frames AQM drops on the way
-    /// are released to `store`.
+    /// The next frame port `port` sends at `now`, if one is due, with CE set when the AQM
+    /// marked it. Frames AQM drops on the way are released to `store`.
     pub fn depart<S: FrameStore<Item = T>>(
         &mut self,
         port: Side,
         now: Nanos,
         store: &mut S,
     ) -> Option<Departure<T>> {
-        self.ports[port.index()].dequeue(now, &mut |d: Dropped<T>| store.release(d.item))
+        let d =
+            self.ports[port.index()].dequeue(now, &mut |d: Dropped<T>| store.release(d.item))?;
+        if d.ce {
+            if let Some(frame) = store.frame_mut(d.item) {
+                let view = wire::parse(frame);
+                wire::set_ce(frame, &view);
+            }
+        }
+        Some(d)
     }
 
     /// When a port will next have a frame to send; `None` when nothing is queued.
@@ -397,10 +410,11 @@ impl<T: Copy> Pipeline<T> {
                     .frame(orphan.item)
                     .map(wire::parse)
                     .map(|view| self.classifier.classify_again(&view, side, now));
-                let (class, hash) =
-                    verdict.map_or((default_class, 0), |v| (v.class, v.fairness_hash));
+                let (class, hash, host) = verdict.map_or((default_class, 0, 0), |v| {
+                    (v.class, v.fairness_hash, v.host_hash)
+                });
                 let placed = match verdict {
-                    Some(_) => self.ports[side.index()].requeue(class, orphan, hash),
+                    Some(_) => self.ports[side.index()].requeue(class, orphan, hash, host),
                     None => {
                         // No bytes to classify by (a store that keeps none): counted in the
                         // default class and dropped.

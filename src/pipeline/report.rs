@@ -27,6 +27,11 @@ pub struct ClassReport {
     pub high_water_bytes: u64,
     pub borrowed_frames: u64,
     pub borrowed_bytes: u64,
+    /// Frames the AQM marked CE instead of dropping.
+    pub ecn_marked_frames: u64,
+    /// Arrivals whose flow (host) found every queue of its set busy and shared one.
+    pub flow_collisions: u64,
+    pub host_collisions: u64,
     pub sojourn_us: SojournReport,
 }
 
@@ -78,7 +83,9 @@ impl ClassReport {
             limit_packets: 0,
             limit_bytes: 0,
             codel: None,
+            ecn: false,
             fairness_buckets: 1,
+            host_isolation: false,
             police: None,
         };
         ClassReport::from_parts(side, REMOVED, None, &spec, st, span_ns)
@@ -133,6 +140,9 @@ impl ClassReport {
             high_water_bytes: st.high_water_bytes,
             borrowed_frames: st.borrowed_frames,
             borrowed_bytes: st.borrowed_bytes,
+            ecn_marked_frames: st.queue.ecn_marked,
+            flow_collisions: st.queue.flow_collisions,
+            host_collisions: st.queue.host_collisions,
             sojourn_us: SojournReport {
                 p50: us(st.sojourn_quantile_ns(0.5)),
                 p99: us(st.sojourn_quantile_ns(0.99)),

@@ -632,9 +632,10 @@ fn super_frames_for_a_slow_class_are_cut_in(threads: Threads) {
 #[test]
 fn cut_segments_count_against_the_packet_limit() {
     // 10 super-frames of 44 segments in one receive batch into a class that queues 200
-    // frames: every segment is a frame of the class, so the first 200 are queued and the other
-    // 240 dropped as `queue_full` (a super-frame is never a way around the limit). What leaves
-    // is the first 200 segments' payload, in order.
+    // frames: every segment is a frame of the class (a super-frame is never a way around the
+    // limit), so once 200 are queued each new one takes the place of the flow's oldest, which
+    // is dropped as `overflow` (head drop, as fq_codel). What leaves is the last 200
+    // segments' payload, in order.
     let frames: Vec<_> = (0..10u32)
         .map(|i| tcp_gso([198, 18, 0, 1], [198, 19, 0, 1], i * 63_712, 54 + 63_712))
         .collect();
@@ -661,7 +662,7 @@ fn cut_segments_count_against_the_packet_limit() {
     let sent: Vec<u8> = frames.iter().flat_map(|(f, _)| f[54..].to_vec()).collect();
     let got: Vec<u8> = out.iter().flat_map(|f| f[54..].to_vec()).collect();
     assert_eq!(got.len(), 200 * 1448);
-    assert!(sent[..got.len()] == got[..], "payload differs");
+    assert!(sent[240 * 1448..] == got[..], "payload differs");
     assert_eq!(
         report.gso_split,
         GsoSplit {
@@ -679,7 +680,7 @@ fn cut_segments_count_against_the_packet_limit() {
         (440, 200),
         "{all:?}"
     );
-    assert_eq!(all.drops_by_reason["queue_full"], 240);
+    assert_eq!(all.drops_by_reason["overflow"], 240);
     assert_eq!(report.buffers_outstanding, 0);
 }
 

@@ -17,6 +17,8 @@
 //! - buckets may go negative by one frame: a frame is sent when its buckets are open, then paid
 //!   for. Over any long run a saturated class therefore sends `rate * time` within one frame.
 //!
+//! Inside a class: a queue per flow or host with its own AQM, served by DRR++
+//! (sched/class_queue.rs).
 //! Capacity: every class queue is bounded in packets and bytes; descriptors come from one arena
 //! per port, sized at construction to the sum of the class packet limits. Enqueue, dequeue and
 //! next_wakeup never allocate.
@@ -25,17 +27,20 @@
 //! Thread contract: a `PortScheduler` is owned by one thread (`Send`, not shared).
 
 pub mod class_queue;
+pub mod cobalt;
 pub mod codel;
-pub mod pie;
 pub mod stats;
 pub mod token_bucket;
 
+#[cfg(test)]
+mod isolation_tests;
 #[cfg(test)]
 mod tests;
 
 pub use crate::port::ClassId;
 pub use crate::time::Nanos;
-use class_queue::{Arena, ClassQueue, Dequeued, Popped};
+use class_queue::{Arena, ClassQueue, Dequeued, Popped, Sharing};
+use cobalt::AqmParams;
 pub use codel::CodelParams;
 use stats::{ClassStats, DropReason};
 use token_bucket::{Conform, TokenBucket};
@@ -59,8 +64,12 @@ pub struct ClassSpec {
     pub limit_packets: u32,
     pub limit_bytes: u64,
     pub codel: Option<CodelParams>,
-    /// Flow buckets for fairness inside the class; 1 means FIFO.
+    /// Mark ECN-capable frames CE where the AQM would drop them.
+    pub ecn: bool,
+    /// Flow (or host) queues for fairness inside the class; 1 means FIFO.
     pub fairness_buckets: u32,
+    /// Fair between hosts first, then between each host's flows.
+    pub host_isolation: bool,
     /// Drop above this rate instead of queueing: (rate, burst bytes).
     pub police: Option<(u64, u64)>,
 }
@@ -83,8 +92,12 @@ pub struct FrameMeta {
     pub bytes: u32,
     /// Bytes on the wire, for shaping: frame + overhead, for every segment of a GSO frame.
     pub wire_bytes: u32,
-    /// Picks the fairness bucket within the class (flow or host hash).
+    /// Picks the queue within the class (flow or host hash).
     pub fairness_hash: u64,
+    /// Picks the host, in a class with host isolation (else unused).
+    pub host_hash: u64,
+    /// ECN-capable transport: the AQM may mark it instead of dropping it.
+    pub ect: bool,
 }
 
 /// Outcome of an enqueue.
@@ -105,9 +118,11 @@ pub struct Departure<T> {
     pub enqueued_at: Nanos,
     /// Sent above the class's rate, on borrowed capacity.
     pub borrowed: bool,
+    /// The AQM chose to mark it: set its ECN field to CE before sending.
+    pub ce: bool,
 }
 
-/// A frame dropped inside the scheduler (by CoDel, or at shutdown).
+/// A frame dropped inside the scheduler (by the AQM, to make room, or at shutdown).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dropped<T> {
     pub item: T,
@@ -164,6 +179,7 @@ pub struct Orphan<T> {
     pub bytes: u32,
     pub wire_bytes: u32,
     pub enqueued_at: Nanos,
+    pub ect: bool,
 }
 
 impl<T: Copy> PortScheduler<T> {
@@ -202,15 +218,25 @@ impl<T: Copy> PortScheduler<T> {
                 .police
                 .map(|(rate, burst)| TokenBucket::new(rate, burst, now)),
             queue: ClassQueue::new(
-                c.fairness_buckets,
+                Self::sharing(c),
                 BASE_QUANTUM,
                 c.limit_packets,
                 c.limit_bytes,
-                c.codel,
-                c.ceil_bps,
+                Self::aqm(c),
             ),
             stats: ClassStats::default(),
         }
+    }
+
+    fn sharing(c: &ClassSpec) -> Sharing {
+        Sharing {
+            queues: c.fairness_buckets,
+            host_isolation: c.host_isolation,
+        }
+    }
+
+    fn aqm(c: &ClassSpec) -> Option<AqmParams> {
+        c.codel.map(|codel| AqmParams { codel, ecn: c.ecn })
     }
 
     fn levels_of(classes: &[Class]) -> Vec<Level> {
@@ -274,11 +300,10 @@ impl<T: Copy> PortScheduler<T> {
                     };
                     class.queue.reconfigure(
                         &mut self.arena,
-                        c.fairness_buckets,
+                        Self::sharing(c),
                         c.limit_packets,
                         c.limit_bytes,
-                        c.codel,
-                        c.ceil_bps,
+                        Self::aqm(c),
                         rehash.get(i).copied().unwrap_or(false),
                     );
                     class
@@ -297,6 +322,7 @@ impl<T: Copy> PortScheduler<T> {
                     bytes: d.bytes,
                     wire_bytes: d.wire_bytes,
                     enqueued_at: d.enqueued_at,
+                    ect: d.ect,
                 });
             });
             self.retired.absorb(stats);
@@ -316,6 +342,7 @@ impl<T: Copy> PortScheduler<T> {
         class: ClassId,
         orphan: Orphan<T>,
         fairness_hash: u64,
+        host_hash: u64,
     ) -> Result<(), T> {
         let Some(c) = self.classes.get_mut(usize::from(class)) else {
             return Err(orphan.item);
@@ -326,8 +353,12 @@ impl<T: Copy> PortScheduler<T> {
             bytes: orphan.bytes,
             wire_bytes: orphan.wire_bytes,
             enqueued_at: orphan.enqueued_at,
+            ect: orphan.ect,
         };
-        match c.queue.requeue(&mut self.arena, d, fairness_hash) {
+        match c
+            .queue
+            .requeue(&mut self.arena, d, fairness_hash, host_hash)
+        {
             Ok(()) => {
                 c.stats.record_queued(orphan.bytes);
                 self.queued_frames += 1;
@@ -372,9 +403,17 @@ impl<T: Copy> PortScheduler<T> {
         }
     }
 
-    /// Police, then queue. A class id out of range is a caller bug; the frame is then counted
-    /// against the last class (conventionally the default) as malformed rather than lost.
-    pub fn enqueue(&mut self, item: T, meta: FrameMeta, now: Nanos) -> Enqueued<T> {
+    /// Police, then queue. Frames dropped from the class's fattest queue to make room for
+    /// this one are handed to `dropped` (`overflow`). A class id out of range is a caller
+    /// bug; the frame is then counted against the last class (conventionally the default) as
+    /// malformed rather than lost.
+    pub fn enqueue(
+        &mut self,
+        item: T,
+        meta: FrameMeta,
+        now: Nanos,
+        dropped: &mut impl FnMut(Dropped<T>),
+    ) -> Enqueued<T> {
         self.latest_now = self.latest_now.max(now);
         let last = self.classes.len().saturating_sub(1);
         let (idx, bad_class) = match usize::from(meta.class) {
@@ -397,19 +436,39 @@ impl<T: Copy> PortScheduler<T> {
         } else {
             Ok(())
         };
+        let frame = Dequeued {
+            item,
+            bytes: meta.bytes,
+            wire_bytes: meta.wire_bytes,
+            enqueued_at: now,
+            ect: meta.ect,
+        };
+        let stats = &mut class.stats;
+        let queued_frames = &mut self.queued_frames;
         let verdict = verdict.and_then(|()| {
             class
                 .queue
                 .enqueue(
                     &mut self.arena,
-                    item,
-                    meta.bytes,
-                    meta.wire_bytes,
+                    frame,
                     meta.fairness_hash,
+                    meta.host_hash,
                     now,
+                    &mut |d: Dequeued<T>| {
+                        *queued_frames -= 1;
+                        stats.record_unqueued(d.bytes);
+                        stats.record_dropped(DropReason::Overflow, d.bytes);
+                        dropped(Dropped {
+                            item: d.item,
+                            class: idx as ClassId,
+                            bytes: d.bytes,
+                            reason: DropReason::Overflow,
+                        });
+                    },
                 )
                 .map_err(|(_, reason)| reason)
         });
+        class.stats.queue = class.queue.counters();
         match verdict {
             Ok(()) => {
                 class.stats.record_queued(meta.bytes);
@@ -460,7 +519,8 @@ impl<T: Copy> PortScheduler<T> {
                         reason: DropReason::Aqm,
                     });
                 }
-                Popped::Deliver(d) => {
+                Popped::Deliver(d, ce) => {
+                    class.stats.queue = class.queue.counters();
                     let wire = u64::from(d.wire_bytes);
                     self.link.consume(wire);
                     class.ceil.consume(wire);
@@ -488,6 +548,7 @@ impl<T: Copy> PortScheduler<T> {
                         wire_bytes: d.wire_bytes,
                         enqueued_at: d.enqueued_at,
                         borrowed,
+                        ce,
                     });
                 }
             }

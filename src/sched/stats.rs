@@ -5,15 +5,20 @@
 //! shaping charges (frame + per-frame overhead, all segments of a GSO frame) are kept apart.
 //! Recording never allocates: the sojourn histogram is sized at construction and saturates.
 
+use super::class_queue::QueueCounters;
 use hdrhistogram::Histogram;
 
 /// Why a frame was dropped. Every drop has exactly one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DropReason {
-    /// The class queue was at its packet or byte limit.
+    /// Larger than the class's byte limit: it could not fit even in the empty class (or, which
+    /// the port's sizing rules out, no descriptor was left).
     QueueFull,
-    /// CoDel dropped it at the head of a queue that stood above target, or the overload
-    /// control (sched/pie.rs) refused it on arrival.
+    /// Taken from the head of the class's fattest flow queue to make room for an arrival,
+    /// when the class was at its packet or byte limit.
+    Overflow,
+    /// The AQM dropped it at the head of its flow queue: CoDel (the queue stood above target
+    /// and the frame could not be marked instead) or BLUE (the flow kept overflowing).
     Aqm,
     /// Above the class's police rate.
     Policed,
@@ -33,9 +38,10 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::QueueFull,
+        DropReason::Overflow,
         DropReason::Aqm,
         DropReason::Policed,
         DropReason::Malformed,
@@ -49,6 +55,7 @@ impl DropReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::QueueFull => "queue_full",
+            DropReason::Overflow => "overflow",
             DropReason::Aqm => "aqm",
             DropReason::Policed => "policed",
             DropReason::Malformed => "malformed",
@@ -85,6 +92,8 @@ pub struct ClassStats {
     /// and its exact sum (for the metrics' histogram).
     pub sojourn_ns: Histogram<u64>,
     pub sojourn_sum_ns: u64,
+    /// ECN marks and hash collisions, as the class queue counts them.
+    pub queue: QueueCounters,
 }
 
 impl Default for ClassStats {
@@ -107,6 +116,7 @@ impl Default for ClassStats {
             sojourn_ns: Histogram::new_with_bounds(1, SOJOURN_MAX_NS, 2)
                 .expect("constant histogram bounds are valid"),
             sojourn_sum_ns: 0,
+            queue: QueueCounters::default(),
         }
     }
 }
@@ -179,6 +189,9 @@ impl ClassStats {
         self.borrowed_bytes += other.borrowed_bytes;
         let _ = self.sojourn_ns.add(&other.sojourn_ns);
         self.sojourn_sum_ns = self.sojourn_sum_ns.saturating_add(other.sojourn_sum_ns);
+        self.queue.flow_collisions += other.queue.flow_collisions;
+        self.queue.host_collisions += other.queue.host_collisions;
+        self.queue.ecn_marked += other.queue.ecn_marked;
     }
 
     /// Become a copy of `other` without allocating (the histograms have the same shape: both
@@ -201,6 +214,7 @@ impl ClassStats {
         // Same bounds and precision, and an empty target: a plain copy of the counts.
         let _ = self.sojourn_ns.add(&other.sojourn_ns);
         self.sojourn_sum_ns = other.sojourn_sum_ns;
+        self.queue = other.queue;
     }
 
     pub fn dropped_total_frames(&self) -> u64 {

@@ -1,4 +1,4 @@
-//! DSCP remarking in place, keeping the IPv4 header checksum valid.
+//! DSCP remarking and ECN marking in place, keeping the IPv4 header checksum valid.
 //!
 //! The checksum is updated incrementally (RFC 1624, eqn. 3) from the one 16-bit word that
 //! changes, so a header with a wrong checksum stays exactly as wrong as it was: weir does not
@@ -53,6 +53,48 @@ pub fn set_dscp(frame: &mut [u8], view: &FrameView, dscp: u8) -> DscpRewrite {
             h[0] = (h[0] & 0xf0) | (new_tc >> 4);
             h[1] = (h[1] & 0x0f) | (new_tc << 4);
             DscpRewrite::Rewritten
+        }
+        L3::Arp | L3::Other => DscpRewrite::NotIp,
+    }
+}
+
+/// Mark the IP header described by `view` (which must come from parsing `frame`) Congestion
+/// Experienced (RFC 3168), if its transport is ECN capable; a Not-ECT frame is left alone
+/// (`NotIp`), as a router must not make one look capable.
+pub fn set_ce(frame: &mut [u8], view: &FrameView) -> DscpRewrite {
+    const CE: u8 = 0b11;
+    let off = usize::from(view.l3_offset);
+    match view.l3 {
+        L3::Ipv4 => {
+            let Some(h) = frame.get_mut(off..off + 20) else {
+                return DscpRewrite::NotIp;
+            };
+            match h[1] & CE {
+                0 => return DscpRewrite::NotIp,
+                CE => return DscpRewrite::Unchanged,
+                _ => {}
+            }
+            let old_word = u16::from_be_bytes([h[0], h[1]]);
+            h[1] |= CE;
+            let new_word = u16::from_be_bytes([h[0], h[1]]);
+            let old_sum = u16::from_be_bytes([h[10], h[11]]);
+            let new_sum = checksum_update(old_sum, old_word, new_word);
+            h[10..12].copy_from_slice(&new_sum.to_be_bytes());
+            DscpRewrite::Rewritten
+        }
+        L3::Ipv6 => {
+            // ECN is the low two bits of the traffic class: bits 4-5 of byte 1.
+            let Some(h) = frame.get_mut(off..off + 2) else {
+                return DscpRewrite::NotIp;
+            };
+            match (h[1] >> 4) & CE {
+                0 => DscpRewrite::NotIp,
+                CE => DscpRewrite::Unchanged,
+                _ => {
+                    h[1] |= CE << 4;
+                    DscpRewrite::Rewritten
+                }
+            }
         }
         L3::Arp | L3::Other => DscpRewrite::NotIp,
     }
@@ -185,5 +227,52 @@ mod tests {
         let v = parse(&f);
         assert_eq!(set_dscp(&mut f, &v, 46), DscpRewrite::NotIp);
         assert_eq!(f, vec![0u8; 10]);
+    }
+
+    #[test]
+    fn ce_marks_ect_frames_only_and_keeps_the_ipv4_checksum_valid() {
+        for tos in [0u8, 0x01, 0x02, 0x03, 0xb8, 0xba, 0xfe] {
+            let mut f = udp4_frame(tos);
+            let v = parse(&f);
+            let r = set_ce(&mut f, &v);
+            let want = match tos & 3 {
+                0 => (DscpRewrite::NotIp, tos),
+                3 => (DscpRewrite::Unchanged, tos),
+                _ => (DscpRewrite::Rewritten, tos | 3),
+            };
+            assert_eq!((r, f[15]), want, "tos {tos:#x}");
+            let stored = u16::from_be_bytes([f[24], f[25]]);
+            assert_eq!(stored, ipv4_checksum(&f[14..34]), "tos {tos:#x}");
+        }
+    }
+
+    #[test]
+    fn ce_marks_ipv6_in_the_traffic_class_only() {
+        for ecn in 0u8..4 {
+            let builder =
+                etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                    .ipv6(
+                        [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                        [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                        64,
+                    )
+                    .tcp(1, 2, 0, 1000);
+            let mut f = Vec::new();
+            builder.write(&mut f, &[]).unwrap();
+            let tc = (46 << 2) | ecn;
+            f[14] = 0x60 | (tc >> 4);
+            f[15] = (tc << 4) | 0x0a;
+            let before = f.clone();
+            let view = parse(&f);
+            let r = set_ce(&mut f, &view);
+            let v = parse(&f);
+            assert_eq!(v.dscp, 46);
+            assert_eq!(f[15] & 0x0f, 0x0a, "flow label untouched");
+            match ecn {
+                0 => assert_eq!((r, &f), (DscpRewrite::NotIp, &before)),
+                3 => assert_eq!((r, &f), (DscpRewrite::Unchanged, &before)),
+                _ => assert_eq!((r, v.ecn), (DscpRewrite::Rewritten, 3)),
+            }
+        }
     }
 }

@@ -18,7 +18,7 @@ mod dscp;
 pub mod gso;
 pub mod vnet;
 
-pub use dscp::{dscp_from_name, set_dscp, DscpRewrite, DSCP_NAMES};
+pub use dscp::{dscp_from_name, set_ce, set_dscp, DscpRewrite, DSCP_NAMES};
 pub use gso::{GsoError, GsoParams, SegmentChecksum, Segmenter, TcpGso};
 pub use vnet::VnetHdr;
 

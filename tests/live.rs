@@ -231,14 +231,10 @@ fn a_class_is_shaped_to_its_rate_and_ceil() {
     }
     let _serial = serial();
     let lab = lab("shape");
-    // The TCP class runs without AQM: this measures the shaper. With it, the class-wide
-    // overload control (sched/pie.rs) refuses segments of this single responsive flow: on
-    // 2026-12-02 goodput was 0.44-0.68 of the rate in 5 of 5 runs of the release build, and this
-    // test failed 2 runs of 5 (0.85, 0.90); without AQM 0.97-1.00 in 8 of 8. A defect left to
-    // the per-flow AQM work (docs/benchmarks.md, "Known problems").
+    // The TCP class has its AQM on, as by default: a single responsive flow must fill it (the
+    // class-wide overload control this replaced gave it 0.44-0.68 of the rate).
     let wan = r#"
-        (name: "tcp50", match: "tcp", priority: 1, rate: "50 Mbit", ceil: "50 Mbit",
-         aqm: (enabled: false)),
+        (name: "tcp50", match: "tcp", priority: 1, rate: "50 Mbit", ceil: "50 Mbit"),
         (name: "udp20", match: "udp", priority: 1, rate: "5 Mbit", ceil: "20 Mbit"),
         (name: "rest", match: "default", rate: "10 Mbit")"#;
     let bridge = Bridge::start(&lab, "shape", &config(wan, PLAIN_CLASSES, "1 Gbit"), &[]);
@@ -251,6 +247,7 @@ fn a_class_is_shaped_to_its_rate_and_ceil() {
     common::with_retries("TCP through a 50 Mbit/s class", 3, || {
         let tcp = iperf3(&lab, ip("198.18.0.2"), 4, &[]);
         let ratio = tcp.receiver_bps / expected;
+        eprintln!("TCP through a 50 Mbit/s class: {ratio:.3} of the rate");
         assert!(
             ratio <= 1.05,
             "TCP at {:.2} Mbit/s, {ratio:.3} of 50 Mbit/s on the wire",

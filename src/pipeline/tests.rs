@@ -478,3 +478,52 @@ fn counters_balance_across_many_reloads_under_traffic() {
         );
     }
 }
+
+#[test]
+fn the_aqm_marks_ecn_capable_frames_on_the_wire_and_drops_the_others() {
+    // 1000 full frames of one flow at one instant into the 50 Mbit/s class: they drain over
+    // 246 ms, so from 100 ms on CoDel finds a standing queue and acts on the head.
+    for ect in [true, false] {
+        let mut p = pipeline();
+        let mut s = VecStore::new(2000);
+        let mut f = tcp(1460);
+        if ect {
+            f[15] |= 0b10; // ECT(0)
+            let ip = etherparse::Ipv4HeaderSlice::from_slice(&f[14..34]).unwrap();
+            let sum = ip.to_header().calc_header_checksum();
+            f[24..26].copy_from_slice(&sum.to_be_bytes());
+        }
+        let info = RxInfo {
+            len: f.len(),
+            wire_len: f.len() as u32,
+            offload: Offload::Unknown,
+        };
+        for _ in 0..1000 {
+            p.receive(Side::Lan, &mut f.as_slice(), info, 0, &mut s);
+        }
+        let out = departures(&mut p, &mut s, Side::Wan);
+        let st = class_stats(&p, Side::Wan, "tcp");
+        let marked = out
+            .iter()
+            .filter(|(g, _)| crate::wire::parse(g).ecn == 0b11)
+            .count() as u64;
+        for (g, _) in &out {
+            let ip = etherparse::Ipv4HeaderSlice::from_slice(&g[14..34]).unwrap();
+            assert_eq!(ip.header_checksum(), ip.to_header().calc_header_checksum());
+            // Only the ECN bits may change; the remark to AF41 is there either way.
+            assert_eq!(g[15] >> 2, crate::wire::dscp_from_name("af41").unwrap());
+            // Nothing else changes but the header checksum (bytes 24-25).
+            assert!(g[16..24] == f[16..24] && g[26..] == f[26..], "only TOS and checksum");
+        }
+        let aqm = st.dropped_frames[DropReason::Aqm as usize];
+        if ect {
+            assert!(marked > 0 && aqm == 0, "marked {marked}, aqm drops {aqm}");
+            assert_eq!(out.len(), 1000);
+        } else {
+            assert!(marked == 0 && aqm > 0, "marked {marked}, aqm drops {aqm}");
+        }
+        assert_eq!(st.queue.ecn_marked, marked);
+        assert!(st.is_conserved());
+        assert_eq!(s.held(), 0);
+    }
+}

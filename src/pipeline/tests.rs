@@ -513,7 +513,10 @@ fn the_aqm_marks_ecn_capable_frames_on_the_wire_and_drops_the_others() {
             // Only the ECN bits may change; the remark to AF41 is there either way.
             assert_eq!(g[15] >> 2, crate::wire::dscp_from_name("af41").unwrap());
             // Nothing else changes but the header checksum (bytes 24-25).
-            assert!(g[16..24] == f[16..24] && g[26..] == f[26..], "only TOS and checksum");
+            assert!(
+                g[16..24] == f[16..24] && g[26..] == f[26..],
+                "only TOS and checksum"
+            );
         }
         let aqm = st.dropped_frames[DropReason::Aqm as usize];
         if ect {

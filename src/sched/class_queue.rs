@@ -478,13 +478,28 @@ impl ClassQueue {
             }
             Found::Collision(f) => {
                 self.counters.flow_collisions += 1;
-                f
+                self.share_within_host(f, host_hash)
             }
         };
         if self.flows[f as usize].link.member == Member::Idle {
             self.flows[f as usize].host = self.host_for(host_hash);
         }
         f
+    }
+
+    /// A flow that must share busy queue `f`: under host isolation, share one of its own
+    /// host's queues in that set if there is one, so that a host's flows never ride on
+    /// another host's share.
+    fn share_within_host(&mut self, f: u32, host_hash: u64) -> u32 {
+        if self.hosts.len() == 1 {
+            return f;
+        }
+        let h = self.host_for(host_hash);
+        let ways = self.flow_tags.ways as u32;
+        let base = f - f % ways;
+        (base..base + ways)
+            .find(|&i| self.flows[i as usize].host == h)
+            .unwrap_or(f)
     }
 
     fn host_for(&mut self, host_hash: u64) -> u32 {

@@ -274,3 +274,36 @@ fn ect_frames_are_marked_and_others_dropped_by_the_same_codel() {
         }
     }
 }
+
+#[test]
+fn under_host_isolation_a_collision_shares_a_queue_of_the_same_host() {
+    let sharing = Sharing {
+        queues: 8,
+        host_isolation: true,
+    };
+    let mut arena = Arena::with_capacity(64);
+    let mut q = ClassQueue::new(sharing, 1514, 64, u64::MAX, None);
+    // Host 1 fills 7 of the 8 queues of the only set with 4 frames each, host 2 the last one.
+    for i in 0..28u64 {
+        let flow = i % 7;
+        q.enqueue(
+            &mut arena,
+            frame(100 + i, 1000),
+            flow << 40,
+            1,
+            0,
+            &mut no_overflow,
+        )
+        .unwrap();
+    }
+    q.enqueue(&mut arena, frame(7, 1000), 7 << 40, 2, 0, &mut no_overflow)
+        .unwrap();
+    // Another flow of host 2 collides: it must ride in host 2's queue, served in host 2's
+    // turns, not behind a queue of host 1's.
+    q.enqueue(&mut arena, frame(8, 1000), 8 << 40, 2, 0, &mut no_overflow)
+        .unwrap();
+    assert_eq!(q.counters().flow_collisions, 1);
+    let out = items(&mut q, &mut arena);
+    let pos8 = out.iter().position(|&i| i == 8).unwrap();
+    assert!(pos8 < 6, "{out:?}");
+}

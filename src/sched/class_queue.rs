@@ -19,8 +19,9 @@
 //! its floor (as fq_codel: a queue of one frame in a long class still waited), marking ECN
 //! capable frames CE instead of dropping them; BLUE per queue for unresponsive flows.
 //! Capacity: at most `limit_packets` frames and `limit_bytes` bytes. An arrival that does not
-//! fit takes room from the head of the fattest queue (by bytes): those frames are dropped as
-//! `overflow`, and BLUE learns that queue is unresponsive. The arriving frame is refused
+//! fit takes room from the head of the fattest queue (by bytes; found through per-group bounds,
+//! so it may be one at least half as fat): those frames are dropped as `overflow`, and BLUE
+//! learns that queue is unresponsive. The arriving frame is refused
 //! (`queue_full`) only when it could not fit in the empty class.
 //! A flood spread over many flows: each flow's queue is short, but every frame waits behind
 //! the others, so each queue's CoDel sees the class's delay and drops, and the byte and packet
@@ -38,6 +39,8 @@ use crate::sched::stats::DropReason;
 const NIL: u32 = u32::MAX;
 /// Ways per set of the flow and host tables.
 const WAYS: usize = 8;
+/// Queues per group of the overflow's search for the fattest.
+const GROUP: usize = 64;
 /// Flow queues of a class that shares itself. A sparse flow keeps its own queue only while
 /// the busy ones leave ways free in its set: a thousand flows at once fill a table of 1024
 /// (CAKE's and fq_codel's size) so that a returning sparse flow shares a flood's queue and its
@@ -134,8 +137,8 @@ enum Member {
 #[derive(Clone, Copy, Debug)]
 struct Link {
     next: u32,
+    deficit: i32,
     member: Member,
-    deficit: i64,
 }
 
 const IDLE: Link = Link {
@@ -198,7 +201,7 @@ impl Lists {
     }
 
     /// Move the head of list `m` to the old list's tail with `quantum` more deficit.
-    fn rotate<L: LinkTable + ?Sized>(&mut self, links: &mut L, m: Member, quantum: i64) {
+    fn rotate<L: LinkTable + ?Sized>(&mut self, links: &mut L, m: Member, quantum: i32) {
         let i = self.pop_head(links, m);
         links.link(i).deficit += quantum;
         self.push(links, i, Member::Old);
@@ -209,6 +212,7 @@ trait LinkTable {
     fn link(&mut self, i: u32) -> &mut Link;
 }
 
+/// What DRR++ touches on every frame (24 bytes); the AQM state is kept apart, in `aqm_state`.
 #[derive(Clone, Copy, Debug)]
 struct FlowQueue {
     head: u32,
@@ -216,7 +220,6 @@ struct FlowQueue {
     link: Link,
     /// The host whose lists hold this queue while it is busy.
     host: u32,
-    aqm: Cobalt,
 }
 
 impl LinkTable for [FlowQueue] {
@@ -235,6 +238,11 @@ impl LinkTable for [Host] {
     fn link(&mut self, i: u32) -> &mut Link {
         &mut self[i as usize].link
     }
+}
+
+/// Wire bytes as a deficit step (a frame's are far below `i32::MAX`).
+fn wire(bytes: u32) -> i32 {
+    i32::try_from(bytes).unwrap_or(i32::MAX)
 }
 
 /// A set-associative table of tags: which way a hash owns.
@@ -340,13 +348,18 @@ pub struct QueueCounters {
 #[derive(Debug)]
 pub struct ClassQueue {
     flows: Vec<FlowQueue>,
+    aqm_state: Vec<Cobalt>,
     /// Bytes queued per flow queue, apart, so the fattest is found in one pass over them.
     backlog: Vec<u32>,
+    /// Per group of `GROUP` queues, at least the most bytes any of them holds (raised on
+    /// enqueue, made exact when an overflow looks there): the fattest queue is found by
+    /// looking at a few groups, not at every queue.
+    group_max: Vec<u32>,
     flow_tags: Tags,
     hosts: Vec<Host>,
     host_tags: Tags,
     hosts_lists: Lists,
-    quantum: i64,
+    quantum: i32,
     packets: u32,
     bytes: u64,
     limit_packets: u32,
@@ -362,7 +375,6 @@ fn flow_table(n: usize) -> Vec<FlowQueue> {
         tail: NIL,
         link: IDLE,
         host: 0,
-        aqm: Cobalt::default(),
     };
     vec![idle; n]
 }
@@ -391,12 +403,14 @@ impl ClassQueue {
         });
         ClassQueue {
             flows: flow_table(flow_tags.len()),
+            aqm_state: vec![Cobalt::default(); flow_tags.len()],
             backlog: vec![0; flow_tags.len()],
+            group_max: vec![0; flow_tags.len().div_ceil(GROUP)],
             hosts: host_table(host_tags.len()),
             flow_tags,
             host_tags,
             hosts_lists: EMPTY_LISTS,
-            quantum: i64::from(quantum.max(1)),
+            quantum: i32::try_from(quantum.max(1)).unwrap_or(i32::MAX),
             packets: 0,
             bytes: 0,
             limit_packets,
@@ -465,15 +479,16 @@ impl ClassQueue {
 
     /// The flow queue for a hash, bound to its host's lists if it is idle.
     fn flow_for(&mut self, flow_hash: u64, host_hash: u64) -> u32 {
-        let flows = &self.flows;
+        let (flows, backlog) = (&self.flows, &self.backlog);
+        // The compact byte counts first: a busy set costs one cache line, not eight.
         let f = match self.flow_tags.find(
             flow_hash,
-            |i| flows[i as usize].link.member == Member::Idle,
-            |i| flows[i as usize].head == NIL,
+            |i| backlog[i as usize] == 0 && flows[i as usize].link.member == Member::Idle,
+            |i| backlog[i as usize] == 0,
         ) {
             Found::Hit(f) => f,
             Found::Claimed(f) => {
-                self.flows[f as usize].aqm.forget_flow();
+                self.aqm_state[f as usize].forget_flow();
                 f
             }
             Found::Collision(f) => {
@@ -527,14 +542,19 @@ impl ClassQueue {
             t => arena.slots[t as usize].next = idx,
         }
         flow.tail = idx;
-        self.backlog[f as usize] = self.backlog[f as usize].saturating_add(bytes);
+        let b = self.backlog[f as usize].saturating_add(bytes);
+        self.backlog[f as usize] = b;
+        let g = &mut self.group_max[f as usize / GROUP];
+        *g = (*g).max(b);
         self.packets += 1;
         self.bytes += u64::from(bytes);
         if flow.link.member != Member::Idle {
             return;
         }
         flow.link.deficit = self.quantum;
-        let held = self.aqm.is_some_and(|p| flow.aqm.is_holding(&p, now));
+        let held = self
+            .aqm
+            .is_some_and(|p| self.aqm_state[f as usize].is_holding(&p, now));
         let h = flow.host;
         self.hosts[h as usize].flows.push(
             self.flows.as_mut_slice(),
@@ -554,13 +574,26 @@ impl ClassQueue {
         arena: &mut Arena<T>,
         now: Nanos,
     ) -> Option<Dequeued<T>> {
-        let (f, &most) = self.backlog.iter().enumerate().max_by_key(|&(_, b)| *b)?;
-        if most == 0 {
-            return None;
-        }
+        // The group with the highest bound; its real maximum corrects the bound, and is taken
+        // when it is at least half that bound, so at least half as fat as the fattest queue
+        // (every queue is under the highest bound). Ends: each miss halves one bound or more.
+        let f = loop {
+            let (g, &bound) = self.group_max.iter().enumerate().max_by_key(|&(_, b)| *b)?;
+            if bound == 0 {
+                // Frames of no bytes (only a caller's test makes them) still count against
+                // the packet limit: then any queue holding one.
+                break self.flows.iter().position(|q| q.head != NIL)?;
+            }
+            let group = &self.backlog[g * GROUP..((g + 1) * GROUP).min(self.backlog.len())];
+            let (k, &most) = group.iter().enumerate().max_by_key(|&(_, b)| *b)?;
+            self.group_max[g] = most;
+            if most >= bound / 2 {
+                break g * GROUP + k;
+            }
+        };
         let d = self.unlink_head(arena, f as u32)?;
         if let Some(p) = self.aqm {
-            self.flows[f].aqm.on_overflow(&p, now);
+            self.aqm_state[f].on_overflow(&p, now);
         }
         Some(d)
     }
@@ -597,9 +630,8 @@ impl ClassQueue {
         };
         let sojourn = now.saturating_sub(d.enqueued_at);
         let rand = self.next_random();
-        let verdict = self.flows[f as usize]
-            .aqm
-            .on_dequeue(&p, now, sojourn, self.bytes, d.ect, rand);
+        let verdict =
+            self.aqm_state[f as usize].on_dequeue(&p, now, sojourn, self.bytes, d.ect, rand);
         Some(match verdict {
             Verdict::Deliver => Popped::Deliver(d, false),
             Verdict::Mark => {
@@ -615,10 +647,11 @@ impl ClassQueue {
     }
 
     fn refund(&mut self, f: u32, wire_bytes: u32) {
+        let w = wire(wire_bytes);
         let flow = &mut self.flows[f as usize];
-        flow.link.deficit += i64::from(wire_bytes);
+        flow.link.deficit = flow.link.deficit.saturating_add(w);
         let h = flow.host as usize;
-        self.hosts[h].link.deficit += i64::from(wire_bytes);
+        self.hosts[h].link.deficit = self.hosts[h].link.deficit.saturating_add(w);
     }
 
     /// xorshift64*: BLUE's coin; seeded the same for every class, so replay is repeatable.
@@ -640,8 +673,10 @@ impl ClassQueue {
         // again only with a frame), or raises a non-positive deficit by `quantum`.
         loop {
             let (h, hm) = self.hosts_lists.head()?;
+            // Without host isolation the one host is always due: skip its round.
+            let isolated = self.hosts.len() > 1;
             let hosts = self.hosts.as_mut_slice();
-            if hosts[h as usize].link.deficit <= 0 {
+            if isolated && hosts[h as usize].link.deficit <= 0 {
                 self.hosts_lists.rotate(hosts, hm, self.quantum);
                 continue;
             }
@@ -666,14 +701,19 @@ impl ClassQueue {
                 } else {
                     lists.pop_head(flows, fm);
                     if let Some(p) = self.aqm {
-                        flows[f as usize].aqm.on_empty(&p, now);
+                        self.aqm_state[f as usize].on_empty(&p, now);
                     }
                 }
                 continue;
             }
             let d = self.unlink_head(arena, f)?;
-            self.flows[f as usize].link.deficit -= i64::from(d.wire_bytes);
-            self.hosts[h as usize].link.deficit -= i64::from(d.wire_bytes);
+            let w = wire(d.wire_bytes);
+            let deficit = &mut self.flows[f as usize].link.deficit;
+            *deficit = deficit.saturating_sub(w);
+            if isolated {
+                let deficit = &mut self.hosts[h as usize].link.deficit;
+                *deficit = deficit.saturating_sub(w);
+            }
             return Some((f, d));
         }
     }
@@ -687,7 +727,7 @@ impl ClassQueue {
             while let Some((f, fm)) = host.flows.head() {
                 host.flows.pop_head(self.flows.as_mut_slice(), fm);
                 if let Some(p) = self.aqm {
-                    self.flows[f as usize].aqm.on_empty(&p, now);
+                    self.aqm_state[f as usize].on_empty(&p, now);
                 }
             }
             self.hosts_lists.pop_head(self.hosts.as_mut_slice(), hm);
@@ -731,7 +771,7 @@ impl ClassQueue {
         let counters = self.counters;
         *self = ClassQueue::new(
             sharing,
-            self.quantum as u32,
+            self.quantum.unsigned_abs(),
             limit_packets,
             limit_bytes,
             aqm,
@@ -783,9 +823,9 @@ impl ClassQueue {
 
     /// BLUE's highest drop probability over the queues (for tests and status).
     pub fn max_blue_probability(&self) -> f64 {
-        self.flows
+        self.aqm_state
             .iter()
-            .map(|f| f.aqm.drop_probability())
+            .map(Cobalt::drop_probability)
             .fold(0.0, f64::max)
     }
 }

@@ -307,3 +307,14 @@ fn under_host_isolation_a_collision_shares_a_queue_of_the_same_host() {
     let pos8 = out.iter().position(|&i| i == 8).unwrap();
     assert!(pos8 < 6, "{out:?}");
 }
+
+#[test]
+fn a_queue_costs_what_the_docs_say() {
+    // DEFAULT_QUEUES's comment and docs/config.md quote these sizes.
+    let per_queue = std::mem::size_of::<FlowQueue>()
+        + std::mem::size_of::<Cobalt>()
+        + std::mem::size_of::<u64>()
+        + std::mem::size_of::<u32>();
+    assert_eq!(per_queue, 84);
+    assert_eq!(std::mem::size_of::<Host>() + std::mem::size_of::<u64>(), 36);
+}

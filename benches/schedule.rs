@@ -36,6 +36,7 @@ fn one_class_port(limit_packets: u32) -> PortSpec {
             burst_bytes: 1 << 20,
             cburst_bytes: 1 << 20,
             weight: 1,
+            quantum_bytes: weir::sched::BASE_QUANTUM,
             limit_packets,
             limit_bytes: u64::from(limit_packets) * 2000,
             codel: None,

@@ -80,6 +80,7 @@ impl ClassReport {
             burst_bytes: 0,
             cburst_bytes: 0,
             weight: 1,
+            quantum_bytes: crate::sched::BASE_QUANTUM,
             limit_packets: 0,
             limit_bytes: 0,
             codel: None,

@@ -20,6 +20,7 @@ fn class(rate: u64, fairness_buckets: u32, host_isolation: bool) -> ClassSpec {
         burst_bytes: 2 * 1538,
         cburst_bytes: 2 * 1538,
         weight: 1,
+        quantum_bytes: BASE_QUANTUM,
         limit_packets: 1000,
         // The config's default: 200 ms at ceil, at least 256 KiB.
         limit_bytes: (rate / 8 / 5).max(256 << 10),

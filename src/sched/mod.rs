@@ -59,8 +59,11 @@ pub struct ClassSpec {
     /// Depth of the rate and ceil buckets, in bytes.
     pub burst_bytes: u64,
     pub cburst_bytes: u64,
-    /// Share among classes of equal priority and mode.
+    /// Share among classes of equal priority and mode, as the user wrote it (for reports).
     pub weight: u32,
+    /// Bytes a class may send per deficit-round-robin round among classes of its priority:
+    /// the config's `quantum`, else `weight * BASE_QUANTUM`.
+    pub quantum_bytes: u32,
     pub limit_packets: u32,
     pub limit_bytes: u64,
     pub codel: Option<CodelParams>,
@@ -210,7 +213,7 @@ impl<T: Copy> PortScheduler<T> {
     fn new_class(c: &ClassSpec, now: Nanos) -> Class {
         Class {
             priority: c.priority,
-            quantum: i64::from(c.weight.max(1)) * i64::from(BASE_QUANTUM),
+            quantum: i64::from(c.quantum_bytes.max(1)),
             deficit: 0,
             rate: TokenBucket::new(c.rate_bps, c.burst_bytes, now),
             ceil: TokenBucket::new(c.ceil_bps, c.cburst_bytes, now),
@@ -286,7 +289,7 @@ impl<T: Copy> PortScheduler<T> {
             let class = match found {
                 Some((_, mut class)) => {
                     class.priority = c.priority;
-                    class.quantum = i64::from(c.weight.max(1)) * i64::from(BASE_QUANTUM);
+                    class.quantum = i64::from(c.quantum_bytes.max(1));
                     class.deficit = 0;
                     class.rate.reconfigure(c.rate_bps, c.burst_bytes, now);
                     class.ceil.reconfigure(c.ceil_bps, c.cburst_bytes, now);

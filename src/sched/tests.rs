@@ -15,6 +15,7 @@ fn class(name: &str, priority: u8, rate: u64, ceil: u64) -> ClassSpec {
         burst_bytes: 3 * 9100,
         cburst_bytes: 3 * 9100,
         weight: 1,
+        quantum_bytes: BASE_QUANTUM,
         limit_packets: 256,
         limit_bytes: 64 << 20,
         codel: None,
@@ -351,6 +352,7 @@ fn borrowing_shares_spare_capacity_by_weight() {
     let mut b = class("b", 1, 1_000_000, 100_000_000);
     a.weight = 3;
     b.weight = 1;
+    a.quantum_bytes = 3 * BASE_QUANTUM;
     let spec = port(100_000_000, vec![a, b]);
     let (_, sent) = wire_sent_by_class(spec, &[(0, 1000, 1), (1, 1000, 2)], SEC);
     let ratio = sent[0] as f64 / sent[1] as f64;

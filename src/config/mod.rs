@@ -7,9 +7,11 @@
 //! The file format is documented field by field in docs/config.md; `configs/` holds examples.
 
 pub mod locate;
+mod per_port;
 mod plan;
 pub mod units;
 
+pub use per_port::PerPort;
 pub use plan::{ClassKind, ClassPlan, Plan, PortPlan};
 
 use locate::Position;
@@ -27,6 +29,9 @@ pub struct ConfigFile {
     #[serde(default)]
     pub flow_table: FlowTableFile,
     pub ports: PortsFile,
+    /// Classes written once for both ports (then no port lists its own); a value that differs
+    /// between the ports is written as a pair, `rate: (wan: "2 Mbit", lan: "5 Mbit")`.
+    pub classes: Option<Vec<ClassFile>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,9 +64,12 @@ pub struct PortFile {
     pub burst: Option<String>,
     /// Name of the class taking unmatched traffic, instead of a class with `match: "default"`.
     pub default_class: Option<String>,
-    pub classes: Vec<ClassFile>,
+    /// This port's own classes; leave out when the top-level `classes` serve both ports.
+    pub classes: Option<Vec<ClassFile>>,
 }
 
+/// One class. In a port's own list every value is single; in the top-level list a value may
+/// also be a pair that names each port (see [`PerPort`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassFile {
@@ -72,13 +80,20 @@ pub struct ClassFile {
     /// 0 (first) to 7 (last); default 4.
     pub priority: Option<u8>,
     /// Guaranteed rate: "2 Mbit" or "10%" of the link.
-    pub rate: String,
+    pub rate: PerPort<String>,
     /// Most the class may take by borrowing (default: the link rate).
-    pub ceil: Option<String>,
-    /// Share of spare capacity among classes of one priority (default 1).
-    pub weight: Option<u32>,
-    /// Depth of the rate and ceil buckets (default: 1 ms at that rate, at least 2 frames).
-    pub burst: Option<String>,
+    pub ceil: Option<PerPort<String>>,
+    /// Share of spare capacity among classes of one priority (default 1): `weight x 1538`
+    /// bytes per round. Not together with `quantum`.
+    pub weight: Option<PerPort<u32>>,
+    /// Bytes per round among classes of one priority, instead of `weight`.
+    pub quantum: Option<PerPort<String>>,
+    /// Depth of the rate bucket, and of the ceil bucket unless `cburst` is given (default:
+    /// 1 ms at that rate, at least 2 frames).
+    pub burst: Option<PerPort<String>>,
+    /// Depth of the ceil bucket (default: `burst` if given, else 1 ms at ceil, at least 2
+    /// frames).
+    pub cburst: Option<PerPort<String>>,
     #[serde(default)]
     pub queue: QueueFile,
     #[serde(default)]
@@ -89,16 +104,16 @@ pub struct ClassFile {
     pub ecn: Option<bool>,
     pub police: Option<PoliceFile>,
     /// Rewrite the DSCP of forwarded IP frames: a name ("ef", "af41", "cs1") or 0-63.
-    pub set_dscp: Option<DscpFile>,
+    pub set_dscp: Option<PerPort<DscpFile>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueFile {
     /// Most frames queued (default 1000).
-    pub packets: Option<u32>,
+    pub packets: Option<PerPort<u32>>,
     /// Most bytes queued (default: 200 ms at ceil, between 256 KiB and 32 MiB).
-    pub bytes: Option<String>,
+    pub bytes: Option<PerPort<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,9 +141,10 @@ pub enum FairnessFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoliceFile {
-    pub rate: String,
+    /// Absolute or a share of the link. A pair that leaves a port out polices the other only.
+    pub rate: PerPort<String>,
     /// Default: 10 ms at the police rate, at least 2 frames.
-    pub burst: Option<String>,
+    pub burst: Option<PerPort<String>>,
 }
 
 #[derive(Debug, Deserialize)]

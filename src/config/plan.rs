@@ -1,12 +1,12 @@
 //! Validation: from the file as written to a [`Plan`] with every default resolved.
 
 use super::units::{self, BitRate, UnitError};
-use super::{ConfigError, ConfigFile, DscpFile, FairnessFile, PortFile};
+use super::{AqmFile, ClassFile, ConfigError, ConfigFile, DscpFile, FairnessFile, PerPort};
 use crate::classify::rule::Rule;
 use crate::classify::{Classifier, Fairness, MatchEntry, PortRules};
 use crate::port::ClassId;
 use crate::port::Side;
-use crate::sched::{CodelParams, PortSpec};
+use crate::sched::{CodelParams, PortSpec, BASE_QUANTUM};
 use crate::time::Nanos;
 use crate::wire::dscp_from_name;
 
@@ -18,6 +18,11 @@ const DEFAULT_OVERHEAD: u32 = 24;
 const DEFAULT_PRIORITY: u8 = 4;
 const MAX_PRIORITY: u8 = 7;
 const DEFAULT_QUEUE_PACKETS: u32 = 1000;
+const MAX_WEIGHT: u32 = 1000;
+/// A round-robin quantum below this takes many rounds per large frame (a GSO super-frame of
+/// 64 KiB needs 256 at this size); above the largest weight's it is a weight beyond the range.
+const MIN_QUANTUM: u64 = 256;
+const MAX_QUANTUM: u64 = MAX_WEIGHT as u64 * BASE_QUANTUM as u64;
 const DEFAULT_MAX_FLOWS: u32 = 65_536;
 const DEFAULT_IDLE_TIMEOUT: Nanos = 120_000_000_000;
 /// Name of the implicit class for link control traffic.
@@ -42,7 +47,7 @@ pub struct ClassPlan {
     pub user_priority: Option<u8>,
     pub fairness: Fairness,
     pub set_dscp: Option<u8>,
-    rule: Option<Rule>,
+    pub(super) rule: Option<Rule>,
 }
 
 #[derive(Clone, Debug)]
@@ -53,6 +58,36 @@ pub struct PortPlan {
     /// The scheduler's view; class ids index both `spec.classes` and `classes`.
     pub spec: PortSpec,
     pub classes: Vec<ClassPlan>,
+}
+
+/// Where a port's classes are written: in the port, or once at the top level for both ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ClassSource {
+    Port,
+    Shared,
+}
+
+impl ClassSource {
+    /// The path (for [`super::locate::Locator`]) of `field` of the class at `index` in the
+    /// file's list, as it applies to `side`; an empty `field` is the class itself. In the
+    /// shared form the side's entry of a pair is named; where the value is single, the locator
+    /// falls back to it.
+    pub(super) fn path(self, side: Side, index: usize, field: &str) -> String {
+        let class = format!("{}[{index}]", self.list_path(side));
+        match (self, field) {
+            (_, "") => class,
+            (ClassSource::Port, f) => format!("{class}.{f}"),
+            (ClassSource::Shared, f) => format!("{class}.{f}.{}", side.name()),
+        }
+    }
+
+    /// The path of the class list `side` uses.
+    pub(super) fn list_path(self, side: Side) -> String {
+        match self {
+            ClassSource::Port => format!("ports.{}.classes", side.name()),
+            ClassSource::Shared => "classes".to_string(),
+        }
+    }
 }
 
 /// A validated config.
@@ -144,8 +179,8 @@ pub(super) fn build(file: ConfigFile, at: &ErrAt) -> Result<Plan, ConfigError> {
             .map_err(|e| unit_err(at, "flow_table.idle_timeout", "idle_timeout", e))?,
         None => DEFAULT_IDLE_TIMEOUT,
     };
-    let lan = build_port(Side::Lan, &file.ports.lan, at)?;
-    let wan = build_port(Side::Wan, &file.ports.wan, at)?;
+    let lan = build_port(Side::Lan, &file, at)?;
+    let wan = build_port(Side::Wan, &file, at)?;
     Ok(Plan {
         lan_networks,
         max_flows,
@@ -158,7 +193,138 @@ fn default_burst(rate: BitRate) -> u64 {
     (rate.0 / 8 / 1000).max(2 * FULL_FRAME)
 }
 
-fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigError> {
+/// A class's fields as they apply to one port: pairs resolved to this port's side.
+struct PortClass<'a> {
+    name: &'a str,
+    rule: Option<&'a str>,
+    priority: Option<u8>,
+    rate: &'a str,
+    ceil: Option<&'a str>,
+    weight: Option<u32>,
+    quantum: Option<&'a str>,
+    burst: Option<&'a str>,
+    cburst: Option<&'a str>,
+    queue_packets: Option<u32>,
+    queue_bytes: Option<&'a str>,
+    aqm: &'a AqmFile,
+    fairness: Option<FairnessFile>,
+    ecn: Option<bool>,
+    /// Rate and burst; `None` also when a pair left this port out of `police.rate`.
+    police: Option<(&'a str, Option<&'a str>)>,
+    set_dscp: Option<&'a DscpFile>,
+}
+
+impl<'a> PortClass<'a> {
+    fn of(c: &'a ClassFile, here: ClassAt, at: &ErrAt) -> Result<PortClass<'a>, ConfigError> {
+        let side = here.side;
+        let rate = here.pick(Some(&c.rate), "rate", at)?.ok_or_else(|| {
+            at(
+                &here.path("rate"),
+                0,
+                format!("class `{}` has no rate for port {}", c.name, side.name()),
+                Some("a pair names both ports: rate: (wan: \"2 Mbit\", lan: \"5 Mbit\")".into()),
+            )
+        })?;
+        let police = match &c.police {
+            None => None,
+            Some(p) => {
+                let burst = here.pick(p.burst.as_ref(), "police.burst", at)?;
+                match here.pick(Some(&p.rate), "police.rate", at)? {
+                    Some(rate) => Some((rate.as_str(), burst.map(String::as_str))),
+                    // A pair for police.rate that leaves this port out: no police here, so a
+                    // burst named for this port is a mistake.
+                    None if p.burst.as_ref().is_some_and(PerPort::is_pair) && burst.is_some() => {
+                        return Err(at(
+                            &here.path("police.burst"),
+                            0,
+                            format!(
+                                "police.burst is given for port {0}, which police.rate leaves out",
+                                side.name()
+                            ),
+                            Some(format!(
+                                "give police.rate a value for {0}, or leave {0} out of police.burst",
+                                side.name()
+                            )),
+                        ));
+                    }
+                    None => None,
+                }
+            }
+        };
+        Ok(PortClass {
+            name: &c.name,
+            rule: c.rule.as_deref(),
+            priority: c.priority,
+            rate,
+            ceil: here.pick(c.ceil.as_ref(), "ceil", at)?.map(String::as_str),
+            weight: here.pick(c.weight.as_ref(), "weight", at)?.copied(),
+            quantum: here
+                .pick(c.quantum.as_ref(), "quantum", at)?
+                .map(String::as_str),
+            burst: here
+                .pick(c.burst.as_ref(), "burst", at)?
+                .map(String::as_str),
+            cburst: here
+                .pick(c.cburst.as_ref(), "cburst", at)?
+                .map(String::as_str),
+            queue_packets: here
+                .pick(c.queue.packets.as_ref(), "queue.packets", at)?
+                .copied(),
+            queue_bytes: here
+                .pick(c.queue.bytes.as_ref(), "queue.bytes", at)?
+                .map(String::as_str),
+            aqm: &c.aqm,
+            fairness: c.fairness,
+            ecn: c.ecn,
+            police,
+            set_dscp: here.pick(c.set_dscp.as_ref(), "set_dscp", at)?,
+        })
+    }
+}
+
+/// A class of the file, as seen from one port.
+#[derive(Clone, Copy)]
+struct ClassAt {
+    side: Side,
+    source: ClassSource,
+    /// In the file's list (the port's plan has the control class before it).
+    index: usize,
+}
+
+impl ClassAt {
+    fn path(self, field: &str) -> String {
+        self.source.path(self.side, self.index, field)
+    }
+
+    /// The value of a field on this port. A pair is refused in a port's own class: it would
+    /// name the other port too.
+    fn pick<'a, T>(
+        self,
+        v: Option<&'a PerPort<T>>,
+        field: &str,
+        at: &ErrAt,
+    ) -> Result<Option<&'a T>, ConfigError> {
+        match v {
+            Some(p) if p.is_pair() && self.source == ClassSource::Port => Err(at(
+                &self.path(field),
+                0,
+                format!(
+                    "{field}: a pair (wan: ..., lan: ...) in a class of port {}",
+                    self.side.name()
+                ),
+                Some("a port's own classes take one value; pairs are for the top-level `classes`, written once for both ports".into()),
+            )),
+            Some(p) => Ok(p.get(self.side)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn build_port(side: Side, file: &ConfigFile, at: &ErrAt) -> Result<PortPlan, ConfigError> {
+    let p = match side {
+        Side::Lan => &file.ports.lan,
+        Side::Wan => &file.ports.wan,
+    };
     let base = format!("ports.{}", side.name());
     let field = |f: &str| format!("{base}.{f}");
     let link =
@@ -179,21 +345,57 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
         Some(s) => units::parse_size(s).map_err(|e| unit_err(at, &field("burst"), "burst", e))?,
         None => default_burst(link),
     };
-    if p.classes.is_empty() {
+    let (files, source) = match (&file.classes, &p.classes) {
+        (Some(_), Some(_)) => {
+            return Err(at(
+                &field("classes"),
+                0,
+                format!(
+                    "port {} has its own classes, and the config has a top-level `classes` for both ports",
+                    side.name()
+                ),
+                Some("write the classes once at the top level (a value that differs per port as (wan: ..., lan: ...)), or in each port, not both".into()),
+            ))
+        }
+        (Some(shared), None) => (shared, ClassSource::Shared),
+        (None, Some(own)) => (own, ClassSource::Port),
+        (None, None) => {
+            return Err(at(
+                &base,
+                0,
+                format!("port {} has no classes", side.name()),
+                Some("add `classes: [...]` at the top level for both ports, or in each port".into()),
+            ))
+        }
+    };
+    if files.is_empty() {
         return Err(at(
-            &field("classes"),
+            &source.list_path(side),
             0,
             format!("port {} has no classes", side.name()),
             Some("add at least one class with match: \"default\"".into()),
         ));
     }
+    let mut port_classes = Vec::with_capacity(files.len());
+    for (index, c) in files.iter().enumerate() {
+        port_classes.push(PortClass::of(
+            c,
+            ClassAt {
+                side,
+                source,
+                index,
+            },
+            at,
+        )?);
+    }
+    let default_class = p.default_class.as_deref();
 
     let mut classes = vec![control_class()];
     let mut specs = vec![control_spec(link)];
     let mut default_at: Option<usize> = None;
     let mut guaranteed: u128 = 0;
-    for (i, c) in p.classes.iter().enumerate() {
-        let cf = |f: &str| format!("{base}.classes[{i}].{f}");
+    for (i, c) in port_classes.iter().enumerate() {
+        let cf = |f: &str| source.path(side, i, f);
         if c.name.is_empty()
             || c.name.len() > 32
             || !c
@@ -216,7 +418,7 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
                 Some("choose another name".into()),
             ));
         }
-        if let Some(prev) = p.classes[..i].iter().position(|o| o.name == c.name) {
+        if let Some(prev) = port_classes[..i].iter().position(|o| o.name == c.name) {
             return Err(at(
                 &cf("name"),
                 0,
@@ -231,13 +433,13 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
                 )),
             ));
         }
-        let (kind, rule) = match c.rule.as_deref().map(str::trim) {
+        let (kind, rule) = match c.rule.map(str::trim) {
             None => {
-                if p.default_class.as_deref() == Some(c.name.as_str()) {
+                if default_class == Some(c.name) {
                     (ClassKind::Default, None)
                 } else {
                     return Err(at(
-                        &format!("{base}.classes[{i}]"),
+                        &cf(""),
                         0,
                         format!("class `{}` has no `match`", c.name),
                         Some("add match: \"<rule>\" (docs/rules.md), or match: \"default\"".into()),
@@ -246,10 +448,7 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
             }
             Some(src) => {
                 let rule = Rule::parse(src).map_err(|e| {
-                    let lead = c
-                        .rule
-                        .as_deref()
-                        .map_or(0, |r| r.len() - r.trim_start().len());
+                    let lead = c.rule.map_or(0, |r| r.len() - r.trim_start().len());
                     at(
                         &cf("match"),
                         lead + e.column,
@@ -272,7 +471,7 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
                     format!(
                         "port {} has two default classes, `{}` and `{}`",
                         side.name(),
-                        p.classes[first].name,
+                        port_classes[first].name,
                         c.name
                     ),
                     Some("keep one class with match: \"default\"; give the other a rule".into()),
@@ -280,10 +479,10 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
             }
             default_at = Some(i);
         }
-        let rate = units::parse_rate(&c.rate)
+        let rate = units::parse_rate(c.rate)
             .map_err(|e| unit_err(at, &cf("rate"), "rate", e))?
             .resolve(link);
-        let ceil = match &c.ceil {
+        let ceil = match c.ceil {
             Some(s) => units::parse_rate(s)
                 .map_err(|e| unit_err(at, &cf("ceil"), "ceil", e))?
                 .resolve(link),
@@ -333,23 +532,61 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
             ));
         }
         let weight = c.weight.unwrap_or(1);
-        if !(1..=1000).contains(&weight) {
+        if !(1..=MAX_WEIGHT).contains(&weight) {
             return Err(at(
                 &cf("weight"),
                 0,
                 format!("weight {weight} is out of range"),
-                Some("use 1 to 1000".into()),
+                Some(format!("use 1 to {MAX_WEIGHT}")),
             ));
         }
-        let burst = match &c.burst {
-            Some(s) => units::parse_size(s).map_err(|e| unit_err(at, &cf("burst"), "burst", e))?,
-            None => default_burst(rate),
+        let quantum_bytes = match c.quantum {
+            None => weight * BASE_QUANTUM,
+            Some(_) if c.weight.is_some() => {
+                return Err(at(
+                    &cf("quantum"),
+                    0,
+                    format!("class `{}` has both a weight and a quantum", c.name),
+                    Some(format!("keep one: quantum is the bytes per round, weight is the same in units of {BASE_QUANTUM} bytes")),
+                ))
+            }
+            Some(s) => {
+                let q = units::parse_size(s)
+                    .map_err(|e| unit_err(at, &cf("quantum"), "quantum", e))?;
+                if !(MIN_QUANTUM..=MAX_QUANTUM).contains(&q) {
+                    return Err(at(
+                        &cf("quantum"),
+                        1,
+                        format!("quantum {} is out of range", units::format_size(q)),
+                        Some(format!("use {MIN_QUANTUM} to {MAX_QUANTUM} bytes; about one full-size frame ({BASE_QUANTUM} bytes on the wire) is usual")),
+                    ));
+                }
+                // In range, so it fits.
+                q as u32
+            }
         };
-        let cburst = match &c.burst {
-            Some(_) => burst,
-            None => default_burst(ceil),
+        let bucket = |value: Option<&str>, name: &str, rate: BitRate| match value {
+            None => Ok(default_burst(rate)),
+            Some(s) => {
+                let b = units::parse_size(s).map_err(|e| unit_err(at, &cf(name), name, e))?;
+                if b < FULL_FRAME {
+                    return Err(at(&cf(name), 1, format!("{name} {} is less than one full-size frame", units::format_size(b)), Some(format!("use at least {FULL_FRAME} bytes; the default is 1 ms at the rate, at least {}", 2 * FULL_FRAME))));
+                }
+                Ok(b)
+            }
         };
-        let limit_packets = c.queue.packets.unwrap_or(DEFAULT_QUEUE_PACKETS);
+        let burst = bucket(c.burst, "burst", rate)?;
+        // Without its own value the ceil bucket keeps the class's `burst`, as before `cburst`.
+        let cburst = bucket(
+            c.cburst.or(c.burst),
+            if c.cburst.is_some() {
+                "cburst"
+            } else {
+                "burst"
+            },
+            ceil,
+        )?;
+        let limit_packets = c.queue_packets.unwrap_or(DEFAULT_QUEUE_PACKETS);
         if !(1..=1_000_000).contains(&limit_packets) {
             return Err(at(
                 &cf("queue.packets"),
@@ -358,7 +595,7 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
                 Some("use 1 to 1000000".into()),
             ));
         }
-        let limit_bytes = match &c.queue.bytes {
+        let limit_bytes = match c.queue_bytes {
             Some(s) => units::parse_size(s)
                 .map_err(|e| unit_err(at, &cf("queue.bytes"), "queue.bytes", e))?,
             None => (ceil.0 / 8 / 5).clamp(256 << 10, 32 << 20),
@@ -396,11 +633,12 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
             FairnessFile::Triple => Fairness::Triple,
             FairnessFile::None => Fairness::Fifo,
         };
-        let police = match &c.police {
-            Some(pf) => {
-                let prate = units::parse_bit_rate(&pf.rate)
-                    .map_err(|e| unit_err(at, &cf("police.rate"), "police.rate", e))?;
-                let pburst = match &pf.burst {
+        let police = match c.police {
+            Some((prate, pburst)) => {
+                let prate = units::parse_rate(prate)
+                    .map_err(|e| unit_err(at, &cf("police.rate"), "police.rate", e))?
+                    .resolve(link);
+                let pburst = match pburst {
                     Some(s) => units::parse_size(s)
                         .map_err(|e| unit_err(at, &cf("police.burst"), "police.burst", e))?,
                     None => (prate.0 / 8 / 100).max(2 * FULL_FRAME),
@@ -409,7 +647,7 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
             }
             None => None,
         };
-        let set_dscp = match &c.set_dscp {
+        let set_dscp = match c.set_dscp {
             None => None,
             Some(DscpFile::Number(n)) if *n < 64 => Some(*n),
             Some(DscpFile::Number(n)) => {
@@ -430,7 +668,7 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
             })?),
         };
         classes.push(ClassPlan {
-            name: c.name.clone(),
+            name: c.name.to_string(),
             kind,
             user_priority: Some(priority),
             fairness,
@@ -438,7 +676,7 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
             rule,
         });
         specs.push(crate::sched::ClassSpec {
-            name: c.name.clone(),
+            name: c.name.to_string(),
             // The control class alone has scheduler priority 0.
             priority: priority + 1,
             rate_bps: rate.0,
@@ -446,7 +684,7 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
             burst_bytes: burst,
             cburst_bytes: cburst,
             weight,
-            quantum_bytes: weight * crate::sched::BASE_QUANTUM,
+            quantum_bytes,
             limit_packets,
             limit_bytes,
             codel,
@@ -461,10 +699,10 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
         });
     }
 
-    if let Some(name) = &p.default_class {
-        match p.classes.iter().position(|c| &c.name == name) {
+    if let Some(name) = default_class {
+        match port_classes.iter().position(|c| c.name == name) {
             None => {
-                let names: Vec<&str> = p.classes.iter().map(|c| c.name.as_str()).collect();
+                let names: Vec<&str> = port_classes.iter().map(|c| c.name).collect();
                 return Err(at(
                     &field("default_class"),
                     1,
@@ -476,7 +714,7 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
                     )),
                 ));
             }
-            Some(i) if p.classes[i].rule.is_some() && default_at != Some(i) => {
+            Some(i) if port_classes[i].rule.is_some() && default_at != Some(i) => {
                 return Err(at(
                     &field("default_class"),
                     1,
@@ -493,7 +731,7 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
     }
     let Some(_) = default_at else {
         return Err(at(
-            &field("classes"),
+            &source.list_path(side),
             0,
             format!("port {} has no default class", side.name()),
             Some("give one class match: \"default\" (it takes what no rule matches)".into()),
@@ -523,7 +761,7 @@ fn build_port(side: Side, p: &PortFile, at: &ErrAt) -> Result<PortPlan, ConfigEr
         let Some(rule) = &classes[i].rule else {
             continue;
         };
-        let path = format!("{base}.classes[{}].match", i - 1);
+        let path = source.path(side, i - 1, "match");
         if rule.never_matches() {
             return Err(at(
                 &path,

@@ -1,6 +1,8 @@
 //! Config validation: good files load, bad ones fail at the right place with a useful hint.
 
 use super::*;
+use crate::port::Side;
+use crate::sched::BASE_QUANTUM;
 
 const GOOD: &str = r#"(
     lan_networks: ["198.18.0.0/24"],
@@ -141,4 +143,205 @@ fn a_missing_file_is_an_error_not_a_panic() {
     let e = load(Path::new("/nonexistent/weir.ron")).unwrap_err();
     assert!(e.position.is_none());
     assert!(e.to_string().contains("cannot read"));
+}
+
+/// Classes written once for both ports, with pairs where the ports differ.
+const SHARED: &str = r#"(
+    ports: (
+        wan: (rate: "10 Mbit"),
+        lan: (rate: "100 Mbit"),
+    ),
+    classes: [
+        (name: "voice", match: "udp port 5060", priority: 0,
+         rate: (wan: "1 Mbit", lan: "5 Mbit"),
+         ceil: "20%",
+         set_dscp: (wan: "ef")),
+        (name: "bulk", match: "default", rate: "40%", queue: (packets: (lan: 200))),
+    ],
+)"#;
+
+fn shared_bad(from: &str, to: &str) -> ConfigError {
+    assert_eq!(SHARED.matches(from).count(), 1, "{from}");
+    err(&SHARED.replace(from, to))
+}
+
+/// 1-based line and column of the first `needle` in `src`.
+fn line_col(src: &str, needle: &str) -> (usize, usize) {
+    let at = src.find(needle).expect(needle);
+    let line = src[..at].matches('\n').count() + 1;
+    let col = src[..at].rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, col)
+}
+
+fn position(e: &ConfigError) -> (usize, usize) {
+    let p = e.position.expect("a position");
+    (p.line, p.column)
+}
+
+#[test]
+fn shared_classes_serve_both_ports_with_their_own_links() {
+    let plan = parse(SHARED, Path::new("t.ron")).unwrap();
+    let (wan, lan) = (plan.port(Side::Wan), plan.port(Side::Lan));
+    for port in [wan, lan] {
+        let names: Vec<&str> = port.classes.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["control", "voice", "bulk"]);
+    }
+    // A pair gives each port its value; a share is of each port's link.
+    assert_eq!(wan.spec.classes[1].rate_bps, 1_000_000);
+    assert_eq!(lan.spec.classes[1].rate_bps, 5_000_000);
+    assert_eq!(wan.spec.classes[1].ceil_bps, 2_000_000);
+    assert_eq!(lan.spec.classes[1].ceil_bps, 20_000_000);
+    assert_eq!(wan.spec.classes[2].rate_bps, 4_000_000);
+    assert_eq!(lan.spec.classes[2].rate_bps, 40_000_000);
+    // A side left out of a pair gets what leaving the field out gives.
+    assert_eq!(wan.classes[1].set_dscp, Some(46));
+    assert_eq!(lan.classes[1].set_dscp, None);
+    assert_eq!(wan.spec.classes[2].limit_packets, 1000);
+    assert_eq!(lan.spec.classes[2].limit_packets, 200);
+}
+
+#[test]
+fn a_port_with_its_own_classes_beside_shared_ones_is_refused_where_it_lists_them() {
+    let src = SHARED.replace(
+        r#"lan: (rate: "100 Mbit"),"#,
+        r#"lan: (rate: "100 Mbit", classes: [(name: "all", match: "default", rate: "1 Mbit")]),"#,
+    );
+    let e = err(&src);
+    assert!(e.message.contains("port lan has its own classes"), "{e}");
+    assert_eq!(position(&e), line_col(&src, "[(name: \"all\""), "{e}");
+    assert!(e.hint.as_deref().unwrap_or("").contains("not both"), "{e}");
+}
+
+#[test]
+fn a_pair_inside_a_port_s_own_class_is_refused() {
+    let e = bad(
+        r#"ceil: "2 Mbit""#,
+        r#"ceil: (wan: "2 Mbit", lan: "3 Mbit")"#,
+    );
+    assert!(e.message.contains("ceil: a pair"), "{e}");
+    assert_eq!(e.position.map(|p| p.line), Some(7), "{e}");
+}
+
+#[test]
+fn no_classes_anywhere_is_refused() {
+    let src = SHARED[..SHARED.find("    classes: [").unwrap()].to_string() + ")";
+    let e = err(&src);
+    assert!(e.message.contains("port lan has no classes"), "{e}");
+    assert!(e.hint.as_deref().unwrap_or("").contains("top level"), "{e}");
+}
+
+#[test]
+fn errors_in_shared_classes_point_at_the_value_of_the_port_concerned() {
+    // The lan side of a pair.
+    let e = shared_bad(
+        r#"rate: (wan: "1 Mbit", lan: "5 Mbit")"#,
+        r#"rate: (wan: "1 Mbit", lan: "50 Mbit")"#,
+    );
+    assert!(
+        e.message
+            .contains("ceil 20 Mbit of class `voice` is below its rate 50 Mbit"),
+        "{e}"
+    );
+    let src = SHARED.replace(r#"lan: "5 Mbit""#, r#"lan: "50 Mbit""#);
+    assert_eq!(
+        position(&e),
+        (line_col(&src, "\"20%\"").0, line_col(&src, "\"20%\"").1 + 1)
+    );
+    let e = shared_bad(r#"lan: "5 Mbit""#, r#"lan: "5 Mbyte""#);
+    let src = SHARED.replace(r#"lan: "5 Mbit""#, r#"lan: "5 Mbyte""#);
+    let (line, col) = line_col(&src, "\"5 Mbyte\"");
+    assert_eq!(position(&e).0, line, "{e}");
+    assert!(position(&e).1 > col, "inside the lan value: {e}");
+    // A single value shared by both ports: the first port that fails names itself.
+    let e = shared_bad(r#"rate: "40%""#, r#"rate: "96%""#);
+    assert!(e.message.contains("port lan add up to"), "{e}");
+    let e = shared_bad(r#"match: "udp port 5060""#, r#"match: "udp port 70000""#);
+    let src = SHARED.replace("5060", "70000");
+    assert_eq!(position(&e), line_col(&src, "70000"), "{e}");
+    assert!(e.message.contains("rule of class `voice`"), "{e}");
+}
+
+#[test]
+fn a_pair_must_give_both_ports_a_rate_and_name_only_ports() {
+    let e = shared_bad(
+        r#"rate: (wan: "1 Mbit", lan: "5 Mbit")"#,
+        r#"rate: (wan: "1 Mbit")"#,
+    );
+    assert!(e.message.contains("no rate for port lan"), "{e}");
+    let e = shared_bad(r#"lan: "5 Mbit""#, r#"lna: "5 Mbit""#);
+    assert!(e.message.contains("lna"), "{e}");
+    assert!(e.hint.as_deref().unwrap_or("").contains("wan, lan"), "{e}");
+    let src = SHARED
+        .replace("lna", "lan")
+        .replace(r#"lan: "5 Mbit""#, r#"lna: "5 Mbit""#);
+    assert_eq!(position(&e).0, line_col(&src, "lna").0, "{e}");
+}
+
+#[test]
+fn police_takes_a_share_of_the_link_and_a_pair_may_police_one_port() {
+    let src = SHARED.replace(
+        r#"set_dscp: (wan: "ef")"#,
+        r#"police: (rate: (wan: "10%"), burst: "10 kB")"#,
+    );
+    let plan = parse(&src, Path::new("t.ron")).unwrap();
+    assert_eq!(
+        plan.port(Side::Wan).spec.classes[1].police,
+        Some((1_000_000, 10_000))
+    );
+    assert_eq!(plan.port(Side::Lan).spec.classes[1].police, None);
+    let e = err(&SHARED.replace(
+        r#"set_dscp: (wan: "ef")"#,
+        r#"police: (rate: (wan: "10%"), burst: (lan: "10 kB"))"#,
+    ));
+    assert!(e.message.contains("police.rate leaves out"), "{e}");
+}
+
+#[test]
+fn burst_sets_both_buckets_unless_cburst_is_given() {
+    let spec = |to: &str| {
+        let plan = parse(&GOOD.replace(r#"ceil: "2 Mbit""#, to), Path::new("t.ron")).unwrap();
+        plan.port(Side::Wan).spec.classes[1].clone()
+    };
+    let c = spec(r#"ceil: "2 Mbit""#);
+    assert_eq!((c.burst_bytes, c.cburst_bytes), (3028, 3028), "defaults");
+    let c = spec(r#"ceil: "2 Mbit", burst: "10 kB""#);
+    assert_eq!((c.burst_bytes, c.cburst_bytes), (10_000, 10_000));
+    let c = spec(r#"ceil: "2 Mbit", burst: "10 kB", cburst: "20 kB""#);
+    assert_eq!((c.burst_bytes, c.cburst_bytes), (10_000, 20_000));
+    let c = spec(r#"ceil: "2 Mbit", cburst: "20 kB""#);
+    assert_eq!((c.burst_bytes, c.cburst_bytes), (3028, 20_000));
+    let e = bad(r#"ceil: "2 Mbit""#, r#"ceil: "2 Mbit", cburst: "1000 B""#);
+    assert!(
+        e.message
+            .contains("cburst 1 kB is less than one full-size frame"),
+        "{e}"
+    );
+    assert_eq!(e.position.map(|p| p.line), Some(7));
+    let e = bad(r#"ceil: "2 Mbit""#, r#"ceil: "2 Mbit", burst: "100""#);
+    assert!(e.message.contains("burst 100 B"), "{e}");
+}
+
+#[test]
+fn quantum_sets_the_bytes_per_round_instead_of_weight() {
+    let spec = |to: &str| {
+        let plan = parse(&GOOD.replace("priority: 0,", to), Path::new("t.ron")).unwrap();
+        plan.port(Side::Wan).spec.classes[1].clone()
+    };
+    let c = spec("priority: 0,");
+    assert_eq!((c.weight, c.quantum_bytes), (1, BASE_QUANTUM));
+    let c = spec("priority: 0, weight: 3,");
+    assert_eq!((c.weight, c.quantum_bytes), (3, 3 * BASE_QUANTUM));
+    let c = spec(r#"priority: 0, quantum: "9000","#);
+    assert_eq!((c.weight, c.quantum_bytes), (1, 9000));
+    let e = bad(
+        "priority: 0,",
+        r#"priority: 0, weight: 2, quantum: "9000","#,
+    );
+    assert!(e.message.contains("both a weight and a quantum"), "{e}");
+    let e = bad("priority: 0,", r#"priority: 0, quantum: "100 B","#);
+    assert!(e.message.contains("quantum 100 B is out of range"), "{e}");
+    let e = bad("priority: 0,", r#"priority: 0, quantum: "2 MB","#);
+    assert!(e.message.contains("out of range"), "{e}");
+    let e = bad("priority: 0,", "priority: 0, weight: 1001,");
+    assert!(e.message.contains("weight 1001 is out of range"), "{e}");
 }

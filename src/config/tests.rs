@@ -345,3 +345,29 @@ fn quantum_sets_the_bytes_per_round_instead_of_weight() {
     let e = bad("priority: 0,", "priority: 0, weight: 1001,");
     assert!(e.message.contains("weight 1001 is out of range"), "{e}");
 }
+
+/// configs/home.ron is written once for both ports; tests/fixtures/home-explicit.ron is the
+/// same policy as it was written before, port by port. They must give the same plan.
+#[test]
+fn the_written_once_home_config_is_the_explicit_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let once = load(&root.join("configs/home.ron")).unwrap();
+    let explicit = load(&root.join("tests/fixtures/home-explicit.ron")).unwrap();
+    for side in Side::BOTH {
+        let (a, b) = (once.port(side), explicit.port(side));
+        assert_eq!(a.spec, b.spec, "port {}", side.name());
+        assert_eq!((&a.interface, a.overhead), (&b.interface, b.overhead));
+        for (x, y) in a.classes.iter().zip(&b.classes) {
+            assert_eq!(
+                (&x.name, &x.kind, x.user_priority, x.fairness, x.set_dscp),
+                (&y.name, &y.kind, y.user_priority, y.fairness, y.set_dscp)
+            );
+        }
+        assert_eq!(a.classes.len(), b.classes.len());
+    }
+    assert_eq!(once.lan_networks, explicit.lan_networks);
+    assert_eq!(
+        (once.max_flows, once.idle_timeout),
+        (explicit.max_flows, explicit.idle_timeout)
+    );
+}

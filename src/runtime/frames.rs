@@ -19,6 +19,14 @@ struct Slot {
     vnet: VnetHdr,
 }
 
+/// Bytes a forwarding thread holds from start-up for each queue position of the ports it sends
+/// on (see [`crate::sched::memory`] for the scheduler's share): the slot and its free-list
+/// entry, and the small buffer made for it with its entry in the pool's free list.
+pub fn bytes_per_queue_slot() -> u64 {
+    use std::mem::size_of;
+    (size_of::<Option<Slot>>() + size_of::<u32>() + SMALL + size_of::<Box<[u8]>>()) as u64
+}
+
 #[derive(Debug)]
 pub struct LiveFrames {
     pool: Pool,

@@ -49,7 +49,7 @@ const GROUP: usize = 64;
 pub const DEFAULT_QUEUES: u32 = 4096;
 
 #[derive(Clone, Copy, Debug)]
-struct Slot<T> {
+pub(crate) struct Slot<T> {
     item: Option<T>,
     bytes: u32,
     wire_bytes: u32,
@@ -419,6 +419,22 @@ impl ClassQueue {
             rng: 0x853c_49e6_748f_ea9b,
             counters: QueueCounters::default(),
         }
+    }
+
+    /// Bytes [`ClassQueue::new`] allocates for `sharing`: its tables, which do not depend on the
+    /// limits (the frames' descriptors are in the port's [`Arena`]). For `weir check`'s estimate
+    /// of what a config reserves (sched/memory.rs).
+    pub fn table_bytes(sharing: Sharing) -> u64 {
+        use std::mem::size_of;
+        // Rounded as `Tags::new` rounds.
+        let flows = sharing.queues.max(1).next_power_of_two() as usize;
+        let hosts = if sharing.host_isolation { flows } else { 1 };
+        // The queue, its AQM state, its backlog and its tag; a bound per group of queues.
+        let per_flow =
+            size_of::<FlowQueue>() + size_of::<Cobalt>() + size_of::<u32>() + size_of::<u64>();
+        let groups = flows.div_ceil(GROUP) * size_of::<u32>();
+        let per_host = size_of::<Host>() + size_of::<u64>();
+        (flows * per_flow + groups + hosts * per_host) as u64
     }
 
     pub fn packets(&self) -> u32 {

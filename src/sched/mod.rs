@@ -29,6 +29,7 @@
 pub mod class_queue;
 pub mod cobalt;
 pub mod codel;
+pub mod memory;
 pub mod stats;
 pub mod token_bucket;
 

@@ -106,6 +106,11 @@ impl RangeSet {
         self.intersect(other).is_empty()
     }
 
+    /// The ranges, sorted, disjoint and non-adjacent.
+    pub fn ranges(&self) -> &[(u32, u32)] {
+        &self.0
+    }
+
     /// The only element, if there is exactly one.
     pub fn as_single(&self) -> Option<u32> {
         match self.0.as_slice() {

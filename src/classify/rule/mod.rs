@@ -16,6 +16,7 @@ mod analysis;
 pub mod app_table;
 mod ast;
 mod lexer;
+pub mod overlap;
 mod parser;
 
 #[cfg(test)]

@@ -34,6 +34,61 @@ fn check_prints_the_class_tree() {
 }
 
 #[test]
+fn check_warnings_are_printed_and_the_config_still_passes() {
+    let o = weir(&["check", "-c", "configs/home.ron"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    let src = std::fs::read_to_string("configs/home.ron").unwrap();
+    let line = src
+        .lines()
+        .position(|l| l.contains("app ssh or app dns"))
+        .unwrap()
+        + 1;
+    let col = src.lines().nth(line - 1).unwrap().find("app dns").unwrap() + 1;
+    let first = format!(
+        "weir: warning: configs/home.ron:{line}:{col}: class `interactive`: `app dns` (tcp+udp \
+         port 53) is partly taken by earlier class `voice` (`app rtp`: udp port 10000-32767), \
+         e.g. udp from port 53 to port 10000\n"
+    );
+    assert!(err.starts_with(&first), "{err}");
+    assert!(
+        err.contains("`app steam` (udp port 27000-27031) never gets a frame"),
+        "{err}"
+    );
+    assert_eq!(err.matches("weir: warning: ").count(), 5, "{err}");
+    assert!(text(&o.stdout).starts_with("configs/home.ron: ok, 5 warnings\n"));
+
+    // The test config has none, and says just ok.
+    let o = weir(&["check", "-c", "configs/test-small.ron"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(text(&o.stderr), "");
+    assert!(text(&o.stdout).starts_with("configs/test-small.ron: ok\n"));
+}
+
+#[test]
+fn check_warns_of_queue_limits_that_reserve_gigabytes() {
+    let dir = std::env::temp_dir().join(format!("weir-cli-mem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big: PathBuf = dir.join("big.ron");
+    let src = std::fs::read_to_string("configs/test-small.ron")
+        .unwrap()
+        .replace("queue: (packets: 200)", "queue: (packets: 1000000)");
+    std::fs::write(&big, src).unwrap();
+    let o = weir(&["check", "-c", big.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(o.status.code(), Some(0));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("big.ron:") && err.contains(": port wan reserves about 1.9"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: lower queue.packets where it reserves most: `rest` 1.9"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_bad_config_fails_with_its_position() {
     let dir = std::env::temp_dir().join(format!("weir-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -7,13 +7,34 @@ use weir::config::units::BitRate;
 use weir::config::{ClassKind, Plan};
 use weir::port::Side;
 
+/// Errors fail (status 1); warnings are printed on stderr and the config is still ok.
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let plan = match super::load_config(path) {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
+    let loaded = weir::config::read(path).and_then(|src| {
+        let plan = weir::config::parse(&src, path)?;
+        let warnings = weir::config::warnings(
+            &plan,
+            &src,
+            path,
+            weir::runtime::frames::bytes_per_queue_slot(),
+        );
+        Ok((plan, warnings))
+    });
+    let (plan, warnings) = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("weir: error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
     };
+    for w in &warnings {
+        eprintln!("weir: warning: {w}");
+    }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}: ok", path.display())?;
+    match warnings.len() {
+        0 => writeln!(out, "{}: ok", path.display())?,
+        1 => writeln!(out, "{}: ok, 1 warning", path.display())?,
+        n => writeln!(out, "{}: ok, {n} warnings", path.display())?,
+    }
     write_tree(&mut out, &plan)?;
     Ok(ExitCode::SUCCESS)
 }

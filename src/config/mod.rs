@@ -10,9 +10,11 @@ pub mod locate;
 mod per_port;
 mod plan;
 pub mod units;
+mod warnings;
 
 pub use per_port::PerPort;
 pub use plan::{ClassKind, ClassPlan, Plan, PortPlan};
+pub use warnings::{warnings, ConfigWarning, RESERVED_BYTES_WARNING};
 
 use locate::Position;
 use serde::Deserialize;
@@ -168,30 +170,42 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.position {
-            Some(p) => write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file.display(),
-                p.line,
-                p.column,
-                self.message
-            )?,
-            None => write!(f, "{}: {}", self.file.display(), self.message)?,
-        }
-        if let (Some(p), Some(text)) = (self.position, &self.line_text) {
-            let lead: String = text
-                .chars()
-                .take(p.column.saturating_sub(1))
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            write!(f, "\n    {text}\n    {lead}^")?;
-        }
-        if let Some(h) = &self.hint {
-            write!(f, "\n  hint: {h}")?;
-        }
-        Ok(())
+        show_at(
+            f,
+            &self.file,
+            self.position,
+            &self.message,
+            self.line_text.as_deref(),
+            self.hint.as_deref(),
+        )
     }
+}
+
+/// `file:line:column: message`, the line with a caret under the column, and the hint.
+fn show_at(
+    f: &mut fmt::Formatter<'_>,
+    file: &Path,
+    position: Option<Position>,
+    message: &str,
+    line_text: Option<&str>,
+    hint: Option<&str>,
+) -> fmt::Result {
+    match position {
+        Some(p) => write!(f, "{}:{}:{}: {message}", file.display(), p.line, p.column)?,
+        None => write!(f, "{}: {message}", file.display())?,
+    }
+    if let (Some(p), Some(text)) = (position, line_text) {
+        let lead: String = text
+            .chars()
+            .take(p.column.saturating_sub(1))
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        write!(f, "\n    {text}\n    {lead}^")?;
+    }
+    if let Some(h) = hint {
+        write!(f, "\n  hint: {h}")?;
+    }
+    Ok(())
 }
 
 impl std::error::Error for ConfigError {}

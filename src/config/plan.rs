@@ -58,6 +58,8 @@ pub struct PortPlan {
     /// The scheduler's view; class ids index both `spec.classes` and `classes`.
     pub spec: PortSpec,
     pub classes: Vec<ClassPlan>,
+    /// Where the classes were written, to point at them in warnings.
+    pub(super) source: ClassSource,
 }
 
 /// Where a port's classes are written: in the port, or once at the top level for both ports.
@@ -781,6 +783,7 @@ fn build_port(side: Side, file: &ConfigFile, at: &ErrAt) -> Result<PortPlan, Con
     Ok(PortPlan {
         side,
         interface: p.interface.clone(),
+        source,
         overhead,
         spec: PortSpec {
             name: side.name().to_string(),

@@ -371,3 +371,115 @@ fn the_written_once_home_config_is_the_explicit_one() {
         (explicit.max_flows, explicit.idle_timeout)
     );
 }
+
+fn warnings_of(src: &str) -> Vec<ConfigWarning> {
+    let plan = parse(src, Path::new("t.ron")).unwrap();
+    warnings(&plan, src, Path::new("t.ron"), 2048)
+}
+
+#[test]
+fn a_broad_port_rule_ahead_of_narrower_ones_is_a_warning_at_each_term() {
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/home.ron"))
+            .unwrap();
+    let w = warnings_of(&src);
+    // Written once for both ports, so said once.
+    let at = |term: &str| line_col(&src, term).1;
+    let got: Vec<(usize, &str)> = w
+        .iter()
+        .map(|w| {
+            let p = w.position.unwrap();
+            (p.column, w.message.as_str())
+        })
+        .collect();
+    assert_eq!(got.len(), 5, "{w:#?}");
+    let (line, _) = line_col(&src, "app ssh or app dns");
+    assert!(w[..4].iter().all(|w| w.position.unwrap().line == line));
+    assert_eq!(got[0].0, at("app dns"));
+    assert_eq!(
+        got[0].1,
+        "class `interactive`: `app dns` (tcp+udp port 53) is partly taken by earlier class \
+         `voice` (`app rtp`: udp port 10000-32767), e.g. udp from port 53 to port 10000"
+    );
+    assert!(
+        w[0].hint
+            .as_deref()
+            .unwrap()
+            .contains("`app rtp and not app dns`"),
+        "{}",
+        w[0]
+    );
+    assert_eq!(got[1].0, at("app ntp"));
+    assert_eq!(got[2].0, at("app steam"));
+    assert!(got[2]
+        .1
+        .contains("never gets a frame: earlier class `voice` takes all of them"));
+    assert_eq!(got[3].0, at("app xbox"));
+    assert!(got[4]
+        .1
+        .starts_with("class `web`: `app quic` (udp port 443) is partly taken"));
+
+    // Narrowed, the broad rule leaves the others alone.
+    let narrowed = src.replace(
+        "app sip or app rtp or",
+        "app sip or udp dst port 10000-20000 and not port 53,123,443,3074,27000-27031 or",
+    );
+    assert!(
+        warnings_of(&narrowed).is_empty(),
+        "{:#?}",
+        warnings_of(&narrowed)
+    );
+}
+
+#[test]
+fn rule_warnings_in_per_port_classes_name_the_port() {
+    let src = GOOD
+        .replace(
+            r#"match: "udp port 5060""#,
+            r#"match: "udp port 5000-9000""#,
+        )
+        .replace(
+            r#"(name: "bulk""#,
+            r#"(name: "dns", match: "tcp port 1 or app dns", rate: "1 Mbit"), (name: "bulk""#,
+        );
+    let w = warnings_of(&src);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].message.starts_with("port wan, class `dns`: `app dns`"),
+        "{}",
+        w[0]
+    );
+    assert_eq!(
+        (w[0].position.unwrap().line, w[0].position.unwrap().column),
+        line_col(&src, "app dns")
+    );
+}
+
+#[test]
+fn queue_limits_that_reserve_much_memory_are_a_warning() {
+    assert!(warnings_of(GOOD).is_empty());
+    let src = GOOD.replace(
+        r#"rate: "40%""#,
+        r#"rate: "40%", queue: (packets: 1000000)"#,
+    );
+    let w = warnings_of(&src);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].message.starts_with("port wan reserves about 1.9"),
+        "{}",
+        w[0]
+    );
+    assert!(
+        w[0].hint.as_deref().unwrap().contains("`bulk` 1.9"),
+        "{}",
+        w[0]
+    );
+    let (line, col) = line_col(&src, "1000000");
+    assert_eq!(
+        (w[0].position.unwrap().line, w[0].position.unwrap().column),
+        (line, col)
+    );
+    // Below the threshold.
+    let src = GOOD.replace(r#"rate: "40%""#, r#"rate: "40%", queue: (packets: 100000)"#);
+    assert!(warnings_of(&src).is_empty());
+}

@@ -190,6 +190,31 @@ pub fn format_rate_approx(bps: u64) -> String {
     format!("{bps} bit")
 }
 
+/// An amount of memory, rounded for people: "4.27 GiB", "812 MiB", "97.5 KiB", "600 B" (3 to 4
+/// significant digits, binary units).
+pub fn format_size_approx(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    for (scale, unit) in UNITS {
+        if bytes >= scale {
+            let v = bytes as f64 / scale as f64;
+            let decimals = if v >= 100.0 {
+                0
+            } else if v >= 10.0 {
+                1
+            } else {
+                2
+            };
+            return format!("{v:.decimals$} {unit}");
+        }
+    }
+    format!("{bytes} B")
+}
+
 /// "1500 B", "64 kB", "256 KiB", "1.5 MiB": as [`BitRate`]'s `Display`, binary units preferred
 /// when both show the value exactly.
 pub fn format_size(bytes: u64) -> String {

@@ -85,6 +85,13 @@ pub fn write_tree(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
                     if spec.ecn { " ecn" } else { "" }
                 ));
             }
+            // A quantum given in place of a weight (the weight column then shows 1).
+            if spec.quantum_bytes != spec.weight * weir::sched::BASE_QUANTUM {
+                extra.push(format!(
+                    "quantum {}",
+                    weir::config::units::format_size(u64::from(spec.quantum_bytes))
+                ));
+            }
             if let Some((rate, _)) = spec.police {
                 extra.push(format!("police {}", BitRate(rate)));
             }

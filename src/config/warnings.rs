@@ -22,11 +22,12 @@ use std::path::{Path, PathBuf};
 /// A port whose queue limits reserve more than this before any traffic is warned about. A fixed
 /// figure rather than a share of this machine's memory: `weir check` often runs elsewhere than
 /// `weir run` (a laptop, CI), and its verdict should not depend on where. The defaults reserve
-/// about 2 KiB per queued frame, 9 MiB per port for four classes of 1000 packets; this is
-/// nearly 30 times that, and for both ports half of a small router's memory.
+/// about 2 KiB per queued frame, 8 MiB per port for four classes of 1000 packets; this is 30
+/// times that, and for both ports half of a small router's memory.
 pub const RESERVED_BYTES_WARNING: u64 = 256 << 20;
 
-/// Classes named in the memory warning's hint, largest first.
+/// Classes named in the memory warning's hint, largest first: at most this many, each with at
+/// least a tenth of the port's total (the largest always).
 const NAMED_CLASSES: usize = 3;
 
 /// A full-size Ethernet frame, to show what a byte limit holds.
@@ -135,17 +136,21 @@ fn memory_warning(file: &File, port: &PortPlan, frame_store_bytes: u64) -> Optio
         .iter()
         .map(|c| u64::from(c.limit_packets))
         .sum();
-    let total = memory::reserved_bytes(spec) + frames * frame_store_bytes;
+    let total =
+        memory::reserved_bytes(spec).saturating_add(frames.saturating_mul(frame_store_bytes));
     if total <= RESERVED_BYTES_WARNING {
         return None;
     }
     let per_class = |i: usize| {
         let c = &spec.classes[i];
-        memory::class_reserved_bytes(c) + u64::from(c.limit_packets) * frame_store_bytes
+        memory::class_reserved_bytes(c)
+            .saturating_add(u64::from(c.limit_packets).saturating_mul(frame_store_bytes))
     };
     let mut largest: Vec<usize> = (0..spec.classes.len()).collect();
     largest.sort_by_key(|&i| std::cmp::Reverse(per_class(i)));
     largest.truncate(NAMED_CLASSES);
+    let first = *largest.first()?;
+    largest.retain(|&i| i == first || per_class(i) >= total / 10);
     let named: Vec<String> = largest
         .iter()
         .map(|&i| {
@@ -157,10 +162,10 @@ fn memory_warning(file: &File, port: &PortPlan, frame_store_bytes: u64) -> Optio
             )
         })
         .collect();
-    let top = &spec.classes[largest[0]];
+    let top = &spec.classes[first];
     let side = port.side;
     // The control class (0) is not in the file: point at the port then.
-    let at = match largest[0] {
+    let at = match first {
         0 => format!("ports.{}", side.name()),
         i => port.source.path(side, i - 1, "queue.packets"),
     };
@@ -169,7 +174,7 @@ fn memory_warning(file: &File, port: &PortPlan, frame_store_bytes: u64) -> Optio
         0,
         format!(
             "port {} reserves about {} before any traffic, for queue limits of {frames} frames \
-             (about {} each, with its buffer)",
+             (about {} each in `weir run`, with its buffer)",
             side.name(),
             format_size_approx(total),
             format_size_approx(total / frames.max(1)),

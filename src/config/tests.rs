@@ -483,3 +483,39 @@ fn queue_limits_that_reserve_much_memory_are_a_warning() {
     let src = GOOD.replace(r#"rate: "40%""#, r#"rate: "40%", queue: (packets: 100000)"#);
     assert!(warnings_of(&src).is_empty());
 }
+
+#[test]
+fn hundreds_of_classes_reserve_memory_in_their_flow_tables() {
+    let classes: Vec<String> = (0..800)
+        .map(|i| {
+            format!(
+                r#"(name: "c{i}", match: "udp port {}", rate: "1 kbit", queue: (packets: 10))"#,
+                1000 + i
+            )
+        })
+        .collect();
+    let src = format!(
+        r#"(
+    ports: (wan: (rate: "1 Gbit"), lan: (rate: "1 Gbit")),
+    classes: [
+        {},
+        (name: "rest", match: "default", rate: "1 Mbit"),
+    ],
+)"#,
+        classes.join(",\n        ")
+    );
+    let w = warnings_of(&src);
+    assert_eq!(w.len(), 2, "one per port: {w:#?}");
+    assert!(
+        w[0].message
+            .contains("for 802 classes and their flow queues"),
+        "{}",
+        w[0]
+    );
+    assert!(
+        w[0].hint.as_deref().unwrap().contains("fairness: none"),
+        "{}",
+        w[0]
+    );
+    assert_eq!(w[0].position.map(|p| p.line), Some(3), "at the class list");
+}

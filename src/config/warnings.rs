@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 /// A port whose queue limits reserve more than this before any traffic is warned about. A fixed
 /// figure rather than a share of this machine's memory: `weir check` often runs elsewhere than
 /// `weir run` (a laptop, CI), and its verdict should not depend on where. The defaults reserve
-/// about 2 KiB per queued frame, 8 MiB per port for four classes of 1000 packets; this is 30
-/// times that, and for both ports half of a small router's memory.
+/// about 2 KiB per queued frame and 344 KB per class for its flow queues, 10 MiB per port for
+/// four classes of 1000 packets; this is 25 times that, and for both ports half of a small
+/// router's memory.
 pub const RESERVED_BYTES_WARNING: u64 = 256 << 20;
 
 /// Classes named in the memory warning's hint, largest first: at most this many, each with at
@@ -136,10 +137,39 @@ fn memory_warning(file: &File, port: &PortPlan, frame_store_bytes: u64) -> Optio
         .iter()
         .map(|c| u64::from(c.limit_packets))
         .sum();
+    let per_frame = memory::bytes_per_queued_frame().saturating_add(frame_store_bytes);
     let total =
         memory::reserved_bytes(spec).saturating_add(frames.saturating_mul(frame_store_bytes));
     if total <= RESERVED_BYTES_WARNING {
         return None;
+    }
+    let for_frames = frames.saturating_mul(per_frame);
+    // The rest does not depend on the limits: each class's state and its flow queue tables.
+    let for_classes = total.saturating_sub(for_frames);
+    let side = port.side;
+    let message = format!(
+        "port {} reserves about {} before any traffic: {} for queue limits of {frames} frames \
+         (about {} each in `weir run`, with its buffer) and {} for {} classes and their flow \
+         queues",
+        side.name(),
+        format_size_approx(total),
+        format_size_approx(for_frames),
+        format_size_approx(per_frame),
+        format_size_approx(for_classes),
+        spec.classes.len(),
+    );
+    if for_classes > for_frames {
+        return Some(
+            file.warn(
+                &port.source.list_path(side),
+                0,
+                message,
+                "most of it is the classes' tables of flow queues, whatever their limits: fewer \
+             classes, or `fairness: none` for a class that needs no fairness inside it (one \
+             queue)"
+                    .to_string(),
+            ),
+        );
     }
     let per_class = |i: usize| {
         let c = &spec.classes[i];
@@ -163,7 +193,6 @@ fn memory_warning(file: &File, port: &PortPlan, frame_store_bytes: u64) -> Optio
         })
         .collect();
     let top = &spec.classes[first];
-    let side = port.side;
     // The control class (0) is not in the file: point at the port then.
     let at = match first {
         0 => format!("ports.{}", side.name()),
@@ -172,13 +201,7 @@ fn memory_warning(file: &File, port: &PortPlan, frame_store_bytes: u64) -> Optio
     Some(file.warn(
         &at,
         0,
-        format!(
-            "port {} reserves about {} before any traffic, for queue limits of {frames} frames \
-             (about {} each in `weir run`, with its buffer)",
-            side.name(),
-            format_size_approx(total),
-            format_size_approx(total / frames.max(1)),
-        ),
+        message,
         format!(
             "lower queue.packets where it reserves most: {}; `{}`'s queue.bytes ({}) holds {} \
              full-size frames",

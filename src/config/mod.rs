@@ -4,6 +4,9 @@
 //! every ceil is at least its rate and at most the link, guaranteed rates fit in the link, each
 //! port has exactly one default class, every rule compiled and can match something. Any
 //! violation is a [`ConfigError`] with file:line:column, what is wrong and a hint.
+//! What is valid but likely not meant (queue limits that reserve much memory, rules that earlier
+//! classes take frames from) is a [`ConfigWarning`] from [`warnings`], for `weir check`.
+//! Classes are written in each port or once for both ([`PerPort`] values where they differ).
 //! The file format is documented field by field in docs/config.md; `configs/` holds examples.
 
 pub mod locate;

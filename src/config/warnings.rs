@@ -217,7 +217,7 @@ fn order_warnings(file: &File, port: &PortPlan) -> Vec<ConfigWarning> {
     let rules: Vec<Option<&Rule>> = port.classes.iter().map(|c| c.rule.as_ref()).collect();
     let side = port.side;
     // Class 0 is the implicit control class, not in the file.
-    let match_path = |class: usize| port.source.path(side, class - 1, "match");
+    let match_path = |class: usize| port.source.path(side, class.saturating_sub(1), "match");
     let who = |class: usize| match port.source {
         ClassSource::Shared => format!("class `{}`", port.classes[class].name),
         ClassSource::Port => format!("port {}, class `{}`", side.name(), port.classes[class].name),

@@ -11,7 +11,7 @@
 //! - a class is *green* when both its buckets are open, *yellow* when only `ceil` is, *red*
 //!   otherwise; nothing is sent while the link bucket is closed;
 //! - green classes are served first, by priority (lower first), then by deficit round robin with
-//!   `weight * quantum` bytes per round; only when no class is green are yellow classes served,
+//!   the class's quantum (`weight` full frames, or `quantum` bytes) per round; only when no class is green are yellow classes served,
 //!   in the same order, borrowing spare link capacity;
 //! - a green send charges rate, ceil and link; a borrowing send charges ceil and link only;
 //! - buckets may go negative by one frame: a frame is sent when its buckets are open, then paid
@@ -57,7 +57,7 @@ pub struct ClassSpec {
     pub priority: u8,
     pub rate_bps: u64,
     pub ceil_bps: u64,
-    /// Depth of the rate and ceil buckets, in bytes.
+    /// Depth of the rate bucket and of the ceil bucket, in bytes.
     pub burst_bytes: u64,
     pub cburst_bytes: u64,
     /// Share among classes of equal priority and mode, as the user wrote it (for reports).

@@ -249,6 +249,9 @@ fn wire(bytes: u32) -> i32 {
 #[derive(Debug)]
 struct Tags {
     tags: Vec<u64>,
+    /// Per set, a bit per way whose queue holds no frame: a set with none is found full in
+    /// one byte, the usual case when flows outnumber queues.
+    empty: Vec<u8>,
     set_mask: usize,
     ways: usize,
 }
@@ -266,10 +269,22 @@ impl Tags {
     fn new(n: u32) -> Tags {
         let n = n.max(1).next_power_of_two() as usize;
         let ways = n.min(WAYS);
+        let all = u8::try_from((1u32 << ways) - 1).unwrap_or(u8::MAX);
         Tags {
             tags: vec![0; n],
+            empty: vec![all; n / ways],
             set_mask: n / ways - 1,
             ways,
+        }
+    }
+
+    /// Way `i`'s queue has become empty (`true`) or received its first frame.
+    fn set_empty(&mut self, i: u32, empty: bool) {
+        let (set, bit) = (i as usize / self.ways, 1u8 << (i as usize % self.ways));
+        if empty {
+            self.empty[set] |= bit;
+        } else {
+            self.empty[set] &= !bit;
         }
     }
 
@@ -278,29 +293,35 @@ impl Tags {
     }
 
     /// The way for `hash`: its own, else an idle way of its set, else one whose queue is
-    /// empty (`Claimed`: the caller rebinds it), else a busy one, shared.
-    fn find(
-        &mut self,
-        hash: u64,
-        idle: impl Fn(u32) -> bool,
-        empty: impl Fn(u32) -> bool,
-    ) -> Found {
+    /// empty (`Claimed`: the caller rebinds it), else a busy one, shared. With `reuse_empty`
+    /// false only idle ways are taken (the emptiness bits are then not kept).
+    fn find(&mut self, hash: u64, idle: impl Fn(u32) -> bool, reuse_empty: bool) -> Found {
         if self.tags.len() == 1 {
             return Found::Hit(0);
         }
         // The set from the low bits, the tag compared whole.
-        let base = (hash as usize & self.set_mask) * self.ways;
-        let set = base..base + self.ways;
-        if let Some(k) = self.tags[set.clone()].iter().position(|&t| t == hash) {
+        let set = hash as usize & self.set_mask;
+        let base = set * self.ways;
+        if let Some(k) = self.tags[base..base + self.ways]
+            .iter()
+            .position(|&t| t == hash)
+        {
             return Found::Hit((base + k) as u32);
         }
-        if let Some(i) = set
+        let empty = if reuse_empty {
+            self.empty[set]
+        } else {
+            u8::try_from((1u32 << self.ways) - 1).unwrap_or(u8::MAX)
+        };
+        // Idle ways first (off every list), then any empty one.
+        let ways = (0..self.ways).filter(|k| empty & (1 << k) != 0);
+        let pick = ways
             .clone()
-            .find(|&i| idle(i as u32))
-            .or_else(|| set.clone().find(|&i| empty(i as u32)))
-        {
-            self.tags[i] = hash;
-            return Found::Claimed(i as u32);
+            .find(|&k| idle((base + k) as u32))
+            .or_else(|| ways.clone().next().filter(|_| reuse_empty));
+        if let Some(k) = pick {
+            self.tags[base + k] = hash;
+            return Found::Claimed((base + k) as u32);
         }
         Found::Collision((base + (hash >> 32) as usize % self.ways) as u32)
     }
@@ -495,12 +516,11 @@ impl ClassQueue {
 
     /// The flow queue for a hash, bound to its host's lists if it is idle.
     fn flow_for(&mut self, flow_hash: u64, host_hash: u64) -> u32 {
-        let (flows, backlog) = (&self.flows, &self.backlog);
-        // The compact byte counts first: a busy set costs one cache line, not eight.
+        let flows = &self.flows;
         let f = match self.flow_tags.find(
             flow_hash,
-            |i| backlog[i as usize] == 0 && flows[i as usize].link.member == Member::Idle,
-            |i| backlog[i as usize] == 0,
+            |i| flows[i as usize].link.member == Member::Idle,
+            true,
         ) {
             Found::Hit(f) => f,
             Found::Claimed(f) => {
@@ -540,7 +560,7 @@ impl ClassQueue {
         match self.host_tags.find(
             host_hash,
             |i| hosts[i as usize].link.member == Member::Idle,
-            |_| false,
+            false,
         ) {
             Found::Hit(h) | Found::Claimed(h) => h,
             Found::Collision(h) => {
@@ -554,7 +574,10 @@ impl ClassQueue {
     fn link<T: Copy>(&mut self, arena: &mut Arena<T>, idx: u32, f: u32, bytes: u32, now: Nanos) {
         let flow = &mut self.flows[f as usize];
         match flow.tail {
-            NIL => flow.head = idx,
+            NIL => {
+                flow.head = idx;
+                self.flow_tags.set_empty(f, false);
+            }
             t => arena.slots[t as usize].next = idx,
         }
         flow.tail = idx;
@@ -625,6 +648,7 @@ impl ClassQueue {
         flow.head = slot.next;
         if flow.head == NIL {
             flow.tail = NIL;
+            self.flow_tags.set_empty(f, true);
         }
         self.backlog[f as usize] = self.backlog[f as usize].saturating_sub(slot.bytes);
         self.packets -= 1;

@@ -318,3 +318,36 @@ fn a_queue_costs_what_the_docs_say() {
     assert_eq!(per_queue, 84);
     assert_eq!(std::mem::size_of::<Host>() + std::mem::size_of::<u64>(), 36);
 }
+
+#[test]
+fn the_emptiness_bits_follow_the_queues() {
+    // Random arrivals (some overflowing), departures and AQM drops on a small table: after
+    // every step each way's bit says whether its queue holds a frame.
+    let aqm = AqmParams {
+        codel: CodelParams::default(),
+        ecn: false,
+    };
+    let mut arena = Arena::with_capacity(40);
+    let mut q = ClassQueue::new(flows(16), 1514, 40, 30_000, Some(aqm));
+    let mut x = 12345u64;
+    for step in 0..20_000u64 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let now = step * 1_000_000;
+        if x >> 62 == 0 {
+            let _ = q.pop(&mut arena, now);
+        } else {
+            let flow = (x >> 20) % 40;
+            let d = Dequeued {
+                enqueued_at: now,
+                ..frame(step, 100 + (x >> 40) as u32 % 1400)
+            };
+            let _ = q.enqueue(&mut arena, d, flow << 33 | flow, 0, now, &mut |_| {});
+        }
+        for (i, f) in q.flows.iter().enumerate() {
+            let bit = q.flow_tags.empty[i / q.flow_tags.ways] >> (i % q.flow_tags.ways) & 1;
+            assert_eq!(bit == 1, f.head == NIL, "way {i} at step {step}");
+        }
+    }
+}

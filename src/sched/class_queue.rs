@@ -455,7 +455,9 @@ impl ClassQueue {
             size_of::<FlowQueue>() + size_of::<Cobalt>() + size_of::<u32>() + size_of::<u64>();
         let groups = flows.div_ceil(GROUP) * size_of::<u32>();
         let per_host = size_of::<Host>() + size_of::<u64>();
-        (flows * per_flow + groups + hosts * per_host) as u64
+        // A byte of emptiness bits per set, in both tables.
+        let sets = |n: usize| n / n.min(WAYS);
+        (flows * per_flow + groups + hosts * per_host + sets(flows) + sets(hosts)) as u64
     }
 
     pub fn packets(&self) -> u32 {

@@ -21,17 +21,36 @@ pub enum DscpRewrite {
 /// keeping ECN bits. `dscp` is masked to 6 bits.
 pub fn set_dscp(frame: &mut [u8], view: &FrameView, dscp: u8) -> DscpRewrite {
     let dscp = dscp & 0x3f;
+    rewrite_traffic_class(frame, view, |tc| Some((dscp << 2) | (tc & 0b11)))
+}
+
+/// Mark the IP header described by `view` (which must come from parsing `frame`) Congestion
+/// Experienced (RFC 3168), if its transport is ECN capable; a Not-ECT frame is left alone
+/// (`NotIp`), as a router must not make one look capable.
+pub fn set_ce(frame: &mut [u8], view: &FrameView) -> DscpRewrite {
+    rewrite_traffic_class(frame, view, |tc| (tc & 0b11 != 0).then_some(tc | 0b11))
+}
+
+/// Replace the IPv4 TOS or IPv6 traffic class byte with what `new` makes of it (`None`: leave
+/// the frame alone), keeping the IPv4 header checksum valid.
+fn rewrite_traffic_class(
+    frame: &mut [u8],
+    view: &FrameView,
+    new: impl Fn(u8) -> Option<u8>,
+) -> DscpRewrite {
     let off = usize::from(view.l3_offset);
     match view.l3 {
         L3::Ipv4 => {
             let Some(h) = frame.get_mut(off..off + 20) else {
                 return DscpRewrite::NotIp;
             };
-            let old_word = u16::from_be_bytes([h[0], h[1]]);
-            let tos = (dscp << 2) | (h[1] & 0x03);
+            let Some(tos) = new(h[1]) else {
+                return DscpRewrite::NotIp;
+            };
             if tos == h[1] {
                 return DscpRewrite::Unchanged;
             }
+            let old_word = u16::from_be_bytes([h[0], h[1]]);
             h[1] = tos;
             let new_word = u16::from_be_bytes([h[0], h[1]]);
             let old_sum = u16::from_be_bytes([h[10], h[11]]);
@@ -46,55 +65,15 @@ pub fn set_dscp(frame: &mut [u8], view: &FrameView, dscp: u8) -> DscpRewrite {
                 return DscpRewrite::NotIp;
             };
             let tc = ((h[0] & 0x0f) << 4) | (h[1] >> 4);
-            let new_tc = (dscp << 2) | (tc & 0x03);
+            let Some(new_tc) = new(tc) else {
+                return DscpRewrite::NotIp;
+            };
             if new_tc == tc {
                 return DscpRewrite::Unchanged;
             }
             h[0] = (h[0] & 0xf0) | (new_tc >> 4);
             h[1] = (h[1] & 0x0f) | (new_tc << 4);
             DscpRewrite::Rewritten
-        }
-        L3::Arp | L3::Other => DscpRewrite::NotIp,
-    }
-}
-
-/// Mark the IP header described by `view` (which must come from parsing `frame`) Congestion
-/// Experienced (RFC 3168), if its transport is ECN capable; a Not-ECT frame is left alone
-/// (`NotIp`), as a router must not make one look capable.
-pub fn set_ce(frame: &mut [u8], view: &FrameView) -> DscpRewrite {
-    const CE: u8 = 0b11;
-    let off = usize::from(view.l3_offset);
-    match view.l3 {
-        L3::Ipv4 => {
-            let Some(h) = frame.get_mut(off..off + 20) else {
-                return DscpRewrite::NotIp;
-            };
-            match h[1] & CE {
-                0 => return DscpRewrite::NotIp,
-                CE => return DscpRewrite::Unchanged,
-                _ => {}
-            }
-            let old_word = u16::from_be_bytes([h[0], h[1]]);
-            h[1] |= CE;
-            let new_word = u16::from_be_bytes([h[0], h[1]]);
-            let old_sum = u16::from_be_bytes([h[10], h[11]]);
-            let new_sum = checksum_update(old_sum, old_word, new_word);
-            h[10..12].copy_from_slice(&new_sum.to_be_bytes());
-            DscpRewrite::Rewritten
-        }
-        L3::Ipv6 => {
-            // ECN is the low two bits of the traffic class: bits 4-5 of byte 1.
-            let Some(h) = frame.get_mut(off..off + 2) else {
-                return DscpRewrite::NotIp;
-            };
-            match (h[1] >> 4) & CE {
-                0 => DscpRewrite::NotIp,
-                CE => DscpRewrite::Unchanged,
-                _ => {
-                    h[1] |= CE << 4;
-                    DscpRewrite::Rewritten
-                }
-            }
         }
         L3::Arp | L3::Other => DscpRewrite::NotIp,
     }

@@ -42,20 +42,6 @@ pub enum Fairness {
     Fifo,
 }
 
-impl Fairness {
-    /// The name used in configs and tables.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Fairness::Flow => "flow",
-            Fairness::Host => "host",
-            Fairness::SrcHost => "src_host",
-            Fairness::DstHost => "dst_host",
-            Fairness::Triple => "triple",
-            Fairness::Fifo => "none",
-        }
-    }
-}
-
 /// A class's rule, in match order.
 #[derive(Debug)]
 pub struct MatchEntry {

@@ -689,11 +689,19 @@ impl ClassQueue {
     }
 
     fn refund(&mut self, f: u32, wire_bytes: u32) {
-        let w = wire(wire_bytes);
-        let flow = &mut self.flows[f as usize];
-        flow.link.deficit = flow.link.deficit.saturating_add(w);
-        let h = flow.host as usize;
-        self.hosts[h].link.deficit = self.hosts[h].link.deficit.saturating_add(w);
+        let h = self.flows[f as usize].host;
+        self.charge(f, h, -wire(wire_bytes));
+    }
+
+    /// Take `w` wire bytes from the deficits of queue `f` and, under host isolation (the only
+    /// case that has a host round), of its host `h`; a negative `w` gives them back.
+    fn charge(&mut self, f: u32, h: u32, w: i32) {
+        let deficit = &mut self.flows[f as usize].link.deficit;
+        *deficit = deficit.saturating_sub(w);
+        if self.hosts.len() > 1 {
+            let deficit = &mut self.hosts[h as usize].link.deficit;
+            *deficit = deficit.saturating_sub(w);
+        }
     }
 
     /// xorshift64*: BLUE's coin; seeded the same for every class, so replay is repeatable.
@@ -749,13 +757,7 @@ impl ClassQueue {
                 continue;
             }
             let d = self.unlink_head(arena, f)?;
-            let w = wire(d.wire_bytes);
-            let deficit = &mut self.flows[f as usize].link.deficit;
-            *deficit = deficit.saturating_sub(w);
-            if isolated {
-                let deficit = &mut self.hosts[h as usize].link.deficit;
-                *deficit = deficit.saturating_sub(w);
-            }
+            self.charge(f, h, wire(d.wire_bytes));
             return Some((f, d));
         }
     }
@@ -861,14 +863,6 @@ impl ClassQueue {
         while let Some((_, d)) = self.pop_drr(arena, 0) {
             f(d);
         }
-    }
-
-    /// BLUE's highest drop probability over the queues (for tests and status).
-    pub fn max_blue_probability(&self) -> f64 {
-        self.aqm_state
-            .iter()
-            .map(Cobalt::drop_probability)
-            .fold(0.0, f64::max)
     }
 }
 

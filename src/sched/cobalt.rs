@@ -98,6 +98,7 @@ impl Cobalt {
     }
 
     /// BLUE's drop probability, 0 to 1.
+    #[cfg(test)]
     pub fn drop_probability(&self) -> f64 {
         f64::from(self.p_drop) / f64::from(u32::MAX)
     }

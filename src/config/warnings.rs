@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 /// A port whose queue limits reserve more than this before any traffic is warned about. A fixed
 /// figure rather than a share of this machine's memory: `weir check` often runs elsewhere than
 /// `weir run` (a laptop, CI), and its verdict should not depend on where. The defaults reserve
-/// about 2 KiB per queued frame and 344 KB per class for its flow queues, 10 MiB per port for
+/// about 2 KiB per queued frame and 328 KB per class for its flow queues, 10 MiB per port for
 /// four classes of 1000 packets; this is 25 times that, and for both ports half of a small
 /// router's memory.
 pub const RESERVED_BYTES_WARNING: u64 = 256 << 20;

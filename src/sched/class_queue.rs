@@ -44,8 +44,8 @@ const GROUP: usize = 64;
 /// Flow queues of a class that shares itself. A sparse flow keeps its own queue only while
 /// the busy ones leave ways free in its set: a thousand flows at once fill a table of 1024
 /// (CAKE's and fq_codel's size) so that a returning sparse flow shares a flood's queue and its
-/// drops (measured: 44% of a sparse ping lost, none with 4096). 4096 cost 84 bytes each
-/// (344 KB per class; 147 KB more for host slots with `triple`), allocated once.
+/// drops (measured: 44% of a sparse ping lost, none with 4096). 4096 cost 80 bytes each
+/// (328 KB per class; 131 KB more for host slots with `triple`), allocated once.
 pub const DEFAULT_QUEUES: u32 = 4096;
 
 #[derive(Clone, Copy, Debug)]
@@ -165,6 +165,7 @@ impl Lists {
     }
 
     /// The member to serve: the new list's head, else the old list's.
+    #[inline]
     fn head(&self) -> Option<(u32, Member)> {
         match self.heads {
             [NIL, NIL] => None,
@@ -174,6 +175,7 @@ impl Lists {
     }
 
     /// Append `i` (not on any list) to list `m`.
+    #[inline]
     fn push<L: LinkTable + ?Sized>(&mut self, links: &mut L, i: u32, m: Member) {
         let l = Self::at(m);
         let link = links.link(i);
@@ -187,6 +189,7 @@ impl Lists {
     }
 
     /// Take the head of list `m` off it; it becomes idle.
+    #[inline]
     fn pop_head<L: LinkTable + ?Sized>(&mut self, links: &mut L, m: Member) -> u32 {
         let l = Self::at(m);
         let i = self.heads[l];
@@ -201,6 +204,7 @@ impl Lists {
     }
 
     /// Move the head of list `m` to the old list's tail with `quantum` more deficit.
+    #[inline]
     fn rotate<L: LinkTable + ?Sized>(&mut self, links: &mut L, m: Member, quantum: i32) {
         let i = self.pop_head(links, m);
         links.link(i).deficit += quantum;
@@ -212,7 +216,8 @@ trait LinkTable {
     fn link(&mut self, i: u32) -> &mut Link;
 }
 
-/// What DRR++ touches on every frame (24 bytes); the AQM state is kept apart, in `aqm_state`.
+/// What DRR++ touches on every frame (28 bytes, so that with 100,000 flows a frame misses the
+/// cache once here, not once per array); the AQM state is kept apart, in `aqm_state`.
 #[derive(Clone, Copy, Debug)]
 struct FlowQueue {
     head: u32,
@@ -220,6 +225,8 @@ struct FlowQueue {
     link: Link,
     /// The host whose lists hold this queue while it is busy.
     host: u32,
+    /// Bytes queued.
+    backlog: u32,
 }
 
 impl LinkTable for [FlowQueue] {
@@ -245,15 +252,19 @@ fn wire(bytes: u32) -> i32 {
     i32::try_from(bytes).unwrap_or(i32::MAX)
 }
 
-/// A set-associative table of tags: which way a hash owns.
+/// A set-associative table of tags: which way a hash owns. The set comes from a hash's low
+/// bits, the tag from both its halves folded into 32 bits (two flows of one set share a tag
+/// once in 2^32).
 #[derive(Debug)]
 struct Tags {
-    tags: Vec<u64>,
+    tags: Vec<u32>,
     /// Per set, a bit per way whose queue holds no frame: a set with none is found full in
     /// one byte, the usual case when flows outnumber queues.
     empty: Vec<u8>,
     set_mask: usize,
+    /// Ways per set, a power of two, and its log2 (no division per frame).
     ways: usize,
+    ways_log2: u32,
 }
 
 enum Found {
@@ -275,12 +286,15 @@ impl Tags {
             empty: vec![all; n / ways],
             set_mask: n / ways - 1,
             ways,
+            ways_log2: ways.trailing_zeros(),
         }
     }
 
     /// Way `i`'s queue has become empty (`true`) or received its first frame.
+    #[inline]
     fn set_empty(&mut self, i: u32, empty: bool) {
-        let (set, bit) = (i as usize / self.ways, 1u8 << (i as usize % self.ways));
+        let i = i as usize;
+        let (set, bit) = (i >> self.ways_log2, 1u8 << (i & (self.ways - 1)));
         if empty {
             self.empty[set] |= bit;
         } else {
@@ -295,35 +309,41 @@ impl Tags {
     /// The way for `hash`: its own, else an idle way of its set, else one whose queue is
     /// empty (`Claimed`: the caller rebinds it), else a busy one, shared. With `reuse_empty`
     /// false only idle ways are taken (the emptiness bits are then not kept).
+    #[inline]
     fn find(&mut self, hash: u64, idle: impl Fn(u32) -> bool, reuse_empty: bool) -> Found {
         if self.tags.len() == 1 {
             return Found::Hit(0);
         }
-        // The set from the low bits, the tag compared whole.
-        let set = hash as usize & self.set_mask;
-        let base = set * self.ways;
+        // The set from the low bits; the tag folds in the high ones.
+        let (set, tag) = (hash as usize & self.set_mask, (hash ^ hash >> 32) as u32);
+        let base = set << self.ways_log2;
         if let Some(k) = self.tags[base..base + self.ways]
             .iter()
-            .position(|&t| t == hash)
+            .position(|&t| t == tag)
         {
             return Found::Hit((base + k) as u32);
         }
-        let empty = if reuse_empty {
-            self.empty[set]
+        let mut empty = if reuse_empty {
+            u32::from(self.empty[set])
         } else {
-            u8::try_from((1u32 << self.ways) - 1).unwrap_or(u8::MAX)
+            (1u32 << self.ways) - 1
         };
         // Idle ways first (off every list), then any empty one.
-        let ways = (0..self.ways).filter(|k| empty & (1 << k) != 0);
-        let pick = ways
-            .clone()
-            .find(|&k| idle((base + k) as u32))
-            .or_else(|| ways.clone().next().filter(|_| reuse_empty));
-        if let Some(k) = pick {
-            self.tags[base + k] = hash;
-            return Found::Claimed((base + k) as u32);
+        let first_empty = empty.trailing_zeros();
+        while empty != 0 {
+            let k = empty.trailing_zeros() as usize;
+            if idle((base + k) as u32) {
+                self.tags[base + k] = tag;
+                return Found::Claimed((base + k) as u32);
+            }
+            empty &= empty - 1;
         }
-        Found::Collision((base + (hash >> 32) as usize % self.ways) as u32)
+        if reuse_empty && first_empty < 32 {
+            let k = base + first_empty as usize;
+            self.tags[k] = tag;
+            return Found::Claimed(k as u32);
+        }
+        Found::Collision((base + ((hash >> 32) as usize & (self.ways - 1))) as u32)
     }
 }
 
@@ -370,8 +390,6 @@ pub struct QueueCounters {
 pub struct ClassQueue {
     flows: Vec<FlowQueue>,
     aqm_state: Vec<Cobalt>,
-    /// Bytes queued per flow queue, apart, so the fattest is found in one pass over them.
-    backlog: Vec<u32>,
     /// Per group of `GROUP` queues, at least the most bytes any of them holds (raised on
     /// enqueue, made exact when an overflow looks there): the fattest queue is found by
     /// looking at a few groups, not at every queue.
@@ -396,6 +414,7 @@ fn flow_table(n: usize) -> Vec<FlowQueue> {
         tail: NIL,
         link: IDLE,
         host: 0,
+        backlog: 0,
     };
     vec![idle; n]
 }
@@ -425,7 +444,6 @@ impl ClassQueue {
         ClassQueue {
             flows: flow_table(flow_tags.len()),
             aqm_state: vec![Cobalt::default(); flow_tags.len()],
-            backlog: vec![0; flow_tags.len()],
             group_max: vec![0; flow_tags.len().div_ceil(GROUP)],
             hosts: host_table(host_tags.len()),
             flow_tags,
@@ -450,11 +468,10 @@ impl ClassQueue {
         // Rounded as `Tags::new` rounds.
         let flows = sharing.queues.max(1).next_power_of_two() as usize;
         let hosts = if sharing.host_isolation { flows } else { 1 };
-        // The queue, its AQM state, its backlog and its tag; a bound per group of queues.
-        let per_flow =
-            size_of::<FlowQueue>() + size_of::<Cobalt>() + size_of::<u32>() + size_of::<u64>();
+        // The queue, its AQM state and its tag; a bound per group of queues.
+        let per_flow = size_of::<FlowQueue>() + size_of::<Cobalt>() + size_of::<u32>();
         let groups = flows.div_ceil(GROUP) * size_of::<u32>();
-        let per_host = size_of::<Host>() + size_of::<u64>();
+        let per_host = size_of::<Host>() + size_of::<u32>();
         // A byte of emptiness bits per set, in both tables.
         let sets = |n: usize| n / n.min(WAYS);
         (flows * per_flow + groups + hosts * per_host + sets(flows) + sets(hosts)) as u64
@@ -487,6 +504,7 @@ impl ClassQueue {
     /// larger than the class's byte limit, or (which the port's sizing rules out) no
     /// descriptor left.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn enqueue<T: Copy>(
         &mut self,
         arena: &mut Arena<T>,
@@ -517,6 +535,7 @@ impl ClassQueue {
     }
 
     /// The flow queue for a hash, bound to its host's lists if it is idle.
+    #[inline]
     fn flow_for(&mut self, flow_hash: u64, host_hash: u64) -> u32 {
         let flows = &self.flows;
         let f = match self.flow_tags.find(
@@ -526,7 +545,10 @@ impl ClassQueue {
         ) {
             Found::Hit(f) => f,
             Found::Claimed(f) => {
-                self.aqm_state[f as usize].forget_flow();
+                // (Without AQM its state is never read: not worth a cache miss.)
+                if self.aqm.is_some() {
+                    self.aqm_state[f as usize].forget_flow();
+                }
                 f
             }
             Found::Collision(f) => {
@@ -549,7 +571,7 @@ impl ClassQueue {
         }
         let h = self.host_for(host_hash);
         let ways = self.flow_tags.ways as u32;
-        let base = f - f % ways;
+        let base = f & !(ways - 1);
         (base..base + ways)
             .find(|&i| self.flows[i as usize].host == h)
             .unwrap_or(f)
@@ -573,6 +595,7 @@ impl ClassQueue {
     }
 
     /// Append arena slot `idx` to flow queue `f`, making the queue (and its host) busy.
+    #[inline]
     fn link<T: Copy>(&mut self, arena: &mut Arena<T>, idx: u32, f: u32, bytes: u32, now: Nanos) {
         let flow = &mut self.flows[f as usize];
         match flow.tail {
@@ -583,8 +606,8 @@ impl ClassQueue {
             t => arena.slots[t as usize].next = idx,
         }
         flow.tail = idx;
-        let b = self.backlog[f as usize].saturating_add(bytes);
-        self.backlog[f as usize] = b;
+        let b = flow.backlog.saturating_add(bytes);
+        flow.backlog = b;
         let g = &mut self.group_max[f as usize / GROUP];
         *g = (*g).max(b);
         self.packets += 1;
@@ -625,8 +648,12 @@ impl ClassQueue {
                 // the packet limit: then any queue holding one.
                 break self.flows.iter().position(|q| q.head != NIL)?;
             }
-            let group = &self.backlog[g * GROUP..((g + 1) * GROUP).min(self.backlog.len())];
-            let (k, &most) = group.iter().enumerate().max_by_key(|&(_, b)| *b)?;
+            let group = &self.flows[g * GROUP..((g + 1) * GROUP).min(self.flows.len())];
+            let (k, most) = group
+                .iter()
+                .map(|q| q.backlog)
+                .enumerate()
+                .max_by_key(|&(_, b)| b)?;
             self.group_max[g] = most;
             if most >= bound / 2 {
                 break g * GROUP + k;
@@ -641,6 +668,7 @@ impl ClassQueue {
 
     /// Take the head frame of flow queue `f` (its lists are left as they are: DRR++ finds it
     /// empty in its turn).
+    #[inline]
     fn unlink_head<T: Copy>(&mut self, arena: &mut Arena<T>, f: u32) -> Option<Dequeued<T>> {
         let flow = &mut self.flows[f as usize];
         if flow.head == NIL {
@@ -652,7 +680,7 @@ impl ClassQueue {
             flow.tail = NIL;
             self.flow_tags.set_empty(f, true);
         }
-        self.backlog[f as usize] = self.backlog[f as usize].saturating_sub(slot.bytes);
+        flow.backlog = flow.backlog.saturating_sub(slot.bytes);
         self.packets -= 1;
         self.bytes -= u64::from(slot.bytes);
         Some(Dequeued {
@@ -665,6 +693,7 @@ impl ClassQueue {
     }
 
     /// Take the next frame by DRR++ and run its queue's AQM on it.
+    #[inline]
     pub fn pop<T: Copy>(&mut self, arena: &mut Arena<T>, now: Nanos) -> Option<Popped<T>> {
         let (f, d) = self.pop_drr(arena, now)?;
         let Some(p) = self.aqm else {
@@ -695,6 +724,7 @@ impl ClassQueue {
 
     /// Take `w` wire bytes from the deficits of queue `f` and, under host isolation (the only
     /// case that has a host round), of its host `h`; a negative `w` gives them back.
+    #[inline]
     fn charge(&mut self, f: u32, h: u32, w: i32) {
         let deficit = &mut self.flows[f as usize].link.deficit;
         *deficit = deficit.saturating_sub(w);
@@ -714,6 +744,7 @@ impl ClassQueue {
 
     /// DRR++ over hosts, then over the chosen host's flow queues. Returns the frame with the
     /// queue it came from, its wire bytes charged to both deficits.
+    #[inline]
     fn pop_drr<T: Copy>(&mut self, arena: &mut Arena<T>, now: Nanos) -> Option<(u32, Dequeued<T>)> {
         if self.packets == 0 {
             self.forget_lists(now);

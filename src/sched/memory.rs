@@ -5,7 +5,7 @@
 //! port's classes, so the limits decide this memory, not the traffic. `weir check` warns from
 //! these figures (with what the caller's frame store holds per queued frame added).
 //! Counted: the descriptor arena, each class's state and its queue's tables of flow (and host)
-//! queues, about 344 KB a class that shares itself (147 KB more with host isolation), whatever
+//! queues, about 328 KB a class that shares itself (131 KB more with host isolation), whatever
 //! its limits.
 
 use super::class_queue::{ClassQueue, Slot};
@@ -106,7 +106,7 @@ mod tests {
             ..shared.clone()
         };
         let table = class_reserved_bytes(&shared) - class_reserved_bytes(&fifo);
-        // 4096 queues at 84 bytes (class_queue.rs): about 344 KB.
+        // 4096 queues at 80 bytes (class_queue.rs): about 328 KB.
         assert!((250_000..500_000).contains(&table), "{table}");
         assert!(class_reserved_bytes(&isolated) > class_reserved_bytes(&shared));
     }

@@ -313,10 +313,18 @@ fn a_queue_costs_what_the_docs_say() {
     // DEFAULT_QUEUES's comment and docs/config.md quote these sizes.
     let per_queue = std::mem::size_of::<FlowQueue>()
         + std::mem::size_of::<Cobalt>()
-        + std::mem::size_of::<u64>()
         + std::mem::size_of::<u32>();
-    assert_eq!(per_queue, 84);
-    assert_eq!(std::mem::size_of::<Host>() + std::mem::size_of::<u64>(), 36);
+    assert_eq!(per_queue, 80);
+    assert_eq!(std::mem::size_of::<Host>() + std::mem::size_of::<u32>(), 32);
+    let sharing = |host_isolation| Sharing {
+        queues: DEFAULT_QUEUES,
+        host_isolation,
+    };
+    // 4096 queues with their group bounds and emptiness bits: about 328 KB, 131 KB more for
+    // hosts.
+    let shared = ClassQueue::table_bytes(sharing(false));
+    assert_eq!(shared / 1000, 328);
+    assert_eq!((ClassQueue::table_bytes(sharing(true)) - shared) / 1000, 131);
 }
 
 #[test]

@@ -13,6 +13,7 @@
 pub mod flow;
 pub mod flow_table;
 pub mod fragments;
+pub mod payload;
 pub mod rule;
 
 use crate::port::ClassId;

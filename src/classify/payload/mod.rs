@@ -1,0 +1,166 @@
+//! Server names from the first payload of a flow: the TLS ClientHello's SNI, the HTTP/1 `Host`
+//! header, the DNS question. On any port: each parser checks the bytes for its protocol's
+//! structure (record and handshake types, lengths that agree, a method and a header line, a DNS
+//! header with one question) instead of trusting the port.
+//!
+//! Guarantees: pure functions over a byte slice; never panic, never allocate, whatever the bytes
+//! (property-tested); a name is only returned when the whole name was read, and it is lower
+//! case, without a trailing dot, at most 253 bytes of letters, digits, `-`, `_`, `.` and `*`
+//! (anything else and the parser says nothing: a name with spaces or control bytes is not a
+//! host name, and rules must not be steered by it).
+//! Not (yet) read: a ClientHello split over several TCP segments (only its first segment is
+//! seen, so a name past it is missed), QUIC Initials, DNS answers.
+
+pub mod dns;
+pub mod http;
+pub mod tls;
+
+/// Where a flow's server name came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NameSource {
+    /// TLS ClientHello, server_name extension.
+    Sni,
+    /// HTTP/1 request, `Host` header (or the target of a CONNECT).
+    HttpHost,
+    /// DNS question.
+    Dns,
+}
+
+impl NameSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameSource::Sni => "sni",
+            NameSource::HttpHost => "http",
+            NameSource::Dns => "dns",
+        }
+    }
+}
+
+/// Longest DNS name in text form, without the trailing dot (RFC 1035: 255 octets on the wire).
+pub const MAX_NAME: usize = 253;
+
+/// A host name, stored inline (no allocation).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Name {
+    buf: [u8; MAX_NAME],
+    len: u8,
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Name({:?})", self.as_str())
+    }
+}
+
+impl Default for Name {
+    fn default() -> Name {
+        Name {
+            buf: [0; MAX_NAME],
+            len: 0,
+        }
+    }
+}
+
+impl Name {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    /// Only name bytes are ever stored, all ASCII.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `bytes` as a host name (see the module header), else `None`.
+    pub fn from_host(bytes: &[u8]) -> Option<Name> {
+        let mut n = Name::default();
+        for &b in bytes {
+            n.push(b)?;
+        }
+        n.finish()
+    }
+
+    /// Append one byte, lower-cased; `None` if it cannot be part of a host name or the name is
+    /// full.
+    fn push(&mut self, b: u8) -> Option<()> {
+        let b = b.to_ascii_lowercase();
+        if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*')) {
+            return None;
+        }
+        let slot = self.buf.get_mut(usize::from(self.len))?;
+        *slot = b;
+        self.len += 1;
+        Some(())
+    }
+
+    /// Drop one trailing dot; an empty name is no name.
+    fn finish(mut self) -> Option<Name> {
+        if self.as_bytes().last() == Some(&b'.') {
+            self.len -= 1;
+        }
+        (self.len > 0).then_some(self)
+    }
+}
+
+/// The server name a flow's payload announces, for a frame of transport protocol `proto`
+/// (6 TCP, 17 UDP) carrying `payload`. Tries each parser that fits the protocol; the first to
+/// recognise its structure answers.
+pub fn server_name(proto: u8, payload: &[u8]) -> Option<(NameSource, Name)> {
+    match proto {
+        6 => tls::client_hello_sni(payload)
+            .map(|n| (NameSource::Sni, n))
+            .or_else(|| http::request_host(payload).map(|n| (NameSource::HttpHost, n)))
+            .or_else(|| dns::tcp_question(payload).map(|n| (NameSource::Dns, n))),
+        17 => dns::question(payload).map(|n| (NameSource::Dns, n)),
+        _ => None,
+    }
+}
+
+/// A glob over host names: `*` stands for any run of characters (dots too), the rest matches
+/// itself, case-insensitively (`*.example.com` matches `a.b.example.com`, not `example.com`).
+pub fn glob_matches(pattern: &[u8], name: &[u8]) -> bool {
+    // Iterative, with one backtrack point: linear for one `*`, O(n*m) at worst, never recursive.
+    let (mut p, mut n) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c.eq_ignore_ascii_case(&name[n]) => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
+}
+
+/// Big-endian reads that say `None` past the end.
+pub(crate) fn be16(b: &[u8], at: usize) -> Option<usize> {
+    Some(usize::from(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?])))
+}
+
+pub(crate) fn be24(b: &[u8], at: usize) -> Option<usize> {
+    Some(
+        usize::from(*b.get(at)?) << 16
+            | usize::from(*b.get(at + 1)?) << 8
+            | usize::from(*b.get(at + 2)?),
+    )
+}
+
+#[cfg(test)]
+mod tests;

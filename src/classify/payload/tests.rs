@@ -1,0 +1,170 @@
+use super::*;
+use proptest::prelude::*;
+
+/// A TLS 1.3-style ClientHello record with `sni` (if any) after an unrelated extension.
+fn client_hello(sni: Option<&[u8]>) -> Vec<u8> {
+    let mut ext = Vec::new();
+    // supported_versions, then server_name.
+    ext.extend_from_slice(&[0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]);
+    if let Some(name) = sni {
+        let entry_len = 3 + name.len();
+        ext.extend_from_slice(&0u16.to_be_bytes());
+        ext.extend_from_slice(&((entry_len + 2) as u16).to_be_bytes());
+        ext.extend_from_slice(&(entry_len as u16).to_be_bytes());
+        ext.push(0);
+        ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        ext.extend_from_slice(name);
+    }
+    let mut hello = vec![0x03, 0x03];
+    hello.extend_from_slice(&[7; 32]);
+    hello.push(32);
+    hello.extend_from_slice(&[9; 32]);
+    hello.extend_from_slice(&[0x00, 0x04, 0x13, 0x01, 0x13, 0x02]);
+    hello.extend_from_slice(&[0x01, 0x00]);
+    hello.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    hello.extend_from_slice(&ext);
+    let mut hs = vec![1];
+    hs.extend_from_slice(&(hello.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&hello);
+    let mut rec = vec![22, 3, 1];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+fn dns_query(name: &str, class: u16) -> Vec<u8> {
+    let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.push(0);
+    m.extend_from_slice(&[0, 1]);
+    m.extend_from_slice(&class.to_be_bytes());
+    m
+}
+
+fn name(s: &str) -> Option<Name> {
+    Name::from_host(s.as_bytes())
+}
+
+#[test]
+fn the_sni_of_a_client_hello_is_read() {
+    let rec = client_hello(Some(b"Zoom.US"));
+    assert_eq!(tls::client_hello_sni(&rec), name("zoom.us"));
+    assert_eq!(
+        server_name(6, &rec),
+        Some((NameSource::Sni, name("zoom.us").unwrap()))
+    );
+    assert_eq!(tls::client_hello_sni(&client_hello(None)), None);
+}
+
+#[test]
+fn a_client_hello_cut_before_its_name_says_nothing() {
+    let rec = client_hello(Some(b"www.example.com"));
+    for cut in 0..rec.len() {
+        let got = tls::client_hello_sni(&rec[..cut]);
+        assert!(got.is_none(), "cut at {cut} of {}: {got:?}", rec.len());
+    }
+    assert!(tls::client_hello_sni(&rec).is_some());
+}
+
+#[test]
+fn a_name_with_spaces_or_control_bytes_is_not_a_name() {
+    assert_eq!(tls::client_hello_sni(&client_hello(Some(b"a b.com"))), None);
+    assert_eq!(tls::client_hello_sni(&client_hello(Some(b"a\0.com"))), None);
+    assert_eq!(tls::client_hello_sni(&client_hello(Some(b""))), None);
+    assert_eq!(Name::from_host(&[b'a'; 254]), None);
+    assert!(Name::from_host(&[b'a'; 253]).is_some());
+}
+
+#[test]
+fn http_hosts_are_read_with_the_port_dropped() {
+    let req = b"GET /index.html HTTP/1.1\r\nUser-Agent: x\r\nhOsT:  Example.COM:8080 \r\n\r\n";
+    assert_eq!(http::request_host(req), name("example.com"));
+    assert_eq!(
+        server_name(6, req),
+        Some((NameSource::HttpHost, name("example.com").unwrap()))
+    );
+    let connect = b"CONNECT proxy.example.net:443 HTTP/1.1\r\nHost: other\r\n\r\n";
+    assert_eq!(http::request_host(connect), name("proxy.example.net"));
+    // Not a request, no Host before the blank line, an IPv6 literal.
+    assert_eq!(http::request_host(b"HTTP/1.1 200 OK\r\nHost: a\r\n\r\n"), None);
+    assert_eq!(http::request_host(b"GET / HTTP/1.1\r\n\r\nHost: a\r\n"), None);
+    assert_eq!(http::request_host(b"GET / HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n"), None);
+    assert_eq!(http::request_host(b"GETX / HTTP/1.1\r\nHost: a\r\n"), None);
+}
+
+#[test]
+fn dns_questions_are_read_over_udp_and_tcp() {
+    let q = dns_query("Mail.Example.org", 1);
+    assert_eq!(dns::question(&q), name("mail.example.org"));
+    assert_eq!(
+        server_name(17, &q),
+        Some((NameSource::Dns, name("mail.example.org").unwrap()))
+    );
+    // mDNS asks with the unicast-response bit in the class.
+    assert_eq!(dns::question(&dns_query("printer.local", 0x8001)), name("printer.local"));
+    let mut tcp = (q.len() as u16).to_be_bytes().to_vec();
+    tcp.extend_from_slice(&q);
+    assert_eq!(dns::tcp_question(&tcp), name("mail.example.org"));
+    assert_eq!(server_name(6, &tcp).map(|(s, _)| s), Some(NameSource::Dns));
+    // A class no DNS uses, two questions, a pointer in the question, cut short.
+    assert_eq!(dns::question(&dns_query("a.org", 77)), None);
+    let mut two = q.clone();
+    two[5] = 2;
+    assert_eq!(dns::question(&two), None);
+    let mut ptr = q.clone();
+    ptr[12] = 0xc0;
+    assert_eq!(dns::question(&ptr), None);
+    for cut in 0..q.len() {
+        assert_eq!(dns::question(&q[..cut]), None, "cut at {cut}");
+    }
+}
+
+#[test]
+fn globs_match_as_documented() {
+    let m = |p: &str, n: &str| glob_matches(p.as_bytes(), n.as_bytes());
+    assert!(m("*.zoom.us", "a.b.zoom.us"));
+    assert!(m("*.zoom.us", "x.zoom.us"));
+    assert!(!m("*.zoom.us", "zoom.us"));
+    assert!(!m("*.zoom.us", "zoom.us.evil.com"));
+    assert!(m("zoom.us", "ZOOM.us"));
+    assert!(m("*", "anything"));
+    assert!(m("*cdn*", "a.cdn.b"));
+    assert!(m("a*b*c", "aXbYc"));
+    assert!(!m("a*b*c", "aXbY"));
+    assert!(m("**", ""));
+    assert!(!m("", "a"));
+}
+
+proptest! {
+    #[test]
+    fn no_bytes_make_a_parser_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = tls::client_hello_sni(&bytes);
+        let _ = http::request_host(&bytes);
+        let _ = dns::question(&bytes);
+        let _ = dns::tcp_question(&bytes);
+        let _ = server_name(6, &bytes);
+        let _ = server_name(17, &bytes);
+        let _ = glob_matches(&bytes[..bytes.len() / 2], &bytes[bytes.len() / 2..]);
+    }
+
+    #[test]
+    fn any_corruption_of_a_client_hello_gives_its_name_or_none(
+        pos in 0usize..200,
+        byte in any::<u8>(),
+        cut in 0usize..300,
+    ) {
+        let mut rec = client_hello(Some(b"video.example.com"));
+        if pos < rec.len() {
+            rec[pos] = byte;
+        }
+        rec.truncate(cut.max(1));
+        if let Some(n) = tls::client_hello_sni(&rec) {
+            // A corrupted length may shift where the name is read from, but what comes out is
+            // always a well-formed name.
+            prop_assert!(n.as_bytes().iter().all(|b| b.is_ascii_graphic()));
+        }
+    }
+}

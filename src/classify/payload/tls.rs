@@ -1,0 +1,62 @@
+//! The server name (SNI, RFC 6066) of a TLS ClientHello (RFC 8446 4.1.2; the same layout since
+//! SSL 3.0) at the start of a TCP payload.
+//!
+//! Checks, in order: a handshake record (type 22, major version 3), a ClientHello (type 1),
+//! then walks the hello's fields by their lengths, each bounded by the record and by the bytes
+//! present. A ClientHello longer than this segment is read as far as it goes: the name is
+//! found if it lies in the segment (it usually does: SNI comes early, and most hellos fit one
+//! segment), and missed otherwise.
+
+use super::{be16, be24, Name};
+
+const HANDSHAKE: u8 = 22;
+const CLIENT_HELLO: u8 = 1;
+const EXT_SERVER_NAME: usize = 0;
+const HOST_NAME: u8 = 0;
+
+/// The host name of the ClientHello that `payload` starts with.
+pub fn client_hello_sni(payload: &[u8]) -> Option<Name> {
+    if payload.first() != Some(&HANDSHAKE) || payload.get(1) != Some(&3) {
+        return None;
+    }
+    let record_len = be16(payload, 3)?;
+    let record = payload.get(5..)?;
+    let record = &record[..record_len.min(record.len())];
+    if record.first() != Some(&CLIENT_HELLO) {
+        return None;
+    }
+    let hello_len = be24(record, 1)?;
+    let hello = &record[4.min(record.len())..];
+    let hello = &hello[..hello_len.min(hello.len())];
+    // version (2), random (32), then three length-prefixed fields.
+    let mut at = 34;
+    at += 1 + usize::from(*hello.get(at)?); // session id
+    at += 2 + be16(hello, at)?; // cipher suites
+    at += 1 + usize::from(*hello.get(at)?); // compression methods
+    let ext_end = (at + 2 + be16(hello, at)?).min(hello.len());
+    at += 2;
+    while at + 4 <= ext_end {
+        let (kind, len) = (be16(hello, at)?, be16(hello, at + 2)?);
+        let data = hello.get(at + 4..(at + 4 + len).min(ext_end))?;
+        if kind == EXT_SERVER_NAME {
+            return server_name_list(data);
+        }
+        at += 4 + len;
+    }
+    None
+}
+
+/// The first host_name entry of a server_name extension (there is only ever one).
+fn server_name_list(data: &[u8]) -> Option<Name> {
+    let list = data.get(2..2 + be16(data, 0)?)?;
+    let mut at = 0;
+    while at + 3 <= list.len() {
+        let len = be16(list, at + 1)?;
+        let name = list.get(at + 3..at + 3 + len)?;
+        if list[at] == HOST_NAME {
+            return Name::from_host(name);
+        }
+        at += 3 + len;
+    }
+    None
+}

@@ -5,6 +5,11 @@
 //!   `etherparse::LaxSlicedPacket::from_ethernet` on the same frames.
 //! - `classify/home.ron`: parse + classify on a warmed flow table (configs/home.ron), cycling
 //!   through 256 flows of mixed applications.
+//! - `classify/mixed-services/names_{off,on}`: parse + classify of every frame of
+//!   captures/mixed-services.pcap (263 frames, 38 flows: SSH, HTTP, DNS, FTP, mDNS, ...) into a
+//!   fresh classifier (configs/home.ron), with the frame's bytes; `names_on` keeps and learns
+//!   every flow's server name (`Classifier::keep_names`), as a config with a `domain` rule
+//!   does. Throughput is per frame; the fresh table is made outside the timed part.
 
 use criterion::{criterion_group, Criterion, Throughput};
 use etherparse::{PacketBuilder, VlanId};
@@ -126,6 +131,41 @@ fn classify(c: &mut Criterion) {
     g.finish();
 }
 
+fn classify_capture(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let plan = weir::config::load(&root.join("configs/home.ron")).expect("configs/home.ron");
+    let mut reader = weir::capture::CaptureReader::open(&root.join("captures/mixed-services.pcap"))
+        .expect("captures/mixed-services.pcap");
+    let mut frames = Vec::new();
+    while let Some(f) = reader.next_frame().expect("a readable capture") {
+        frames.push((f.ts_ns, f.data.to_vec()));
+    }
+    let mut g = c.benchmark_group("classify");
+    g.throughput(Throughput::Elements(frames.len() as u64));
+    for names in [false, true] {
+        let id = format!("mixed-services/names_{}", if names { "on" } else { "off" });
+        g.bench_function(id, |b| {
+            b.iter_batched_ref(
+                || {
+                    let mut c = plan.classifier();
+                    if names {
+                        c.keep_names();
+                    }
+                    c
+                },
+                |classifier| {
+                    for (t, f) in &frames {
+                        let v = weir::wire::parse(black_box(f));
+                        black_box(classifier.classify_frame(&v, f, Side::Wan, *t));
+                    }
+                },
+                criterion::BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
 fn criterion() -> Criterion {
     Criterion::default()
         .measurement_time(Duration::from_secs(3))
@@ -136,7 +176,7 @@ fn criterion() -> Criterion {
 criterion_group! {
     name = benches;
     config = criterion();
-    targets = parse, classify
+    targets = parse, classify, classify_capture
 }
 
 fn main() {

@@ -20,6 +20,7 @@ use crate::capture::{CaptureError, CaptureReader, CaptureWriter};
 use crate::classify::flow::mac_u128;
 use crate::classify::ClassifierStats;
 use crate::config::Plan;
+use crate::control::protocol::FlowStatus;
 use crate::pipeline::report::{ClassReport, Totals};
 use crate::pipeline::{
     FrameStore, GsoSplit, Offload, Pipeline, RxInfo, DEFAULT_MTU, MAX_CUT_SEGMENTS,
@@ -28,7 +29,8 @@ use crate::port::Side;
 use crate::time::Nanos;
 use crate::wire::{self, Segmenter, VnetHdr, L3};
 use serde::Serialize;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Which way frames go when forced.
@@ -57,6 +59,8 @@ pub struct ReplayOptions {
     /// The MTU of the link the capture was taken on: a TCP frame whose IP packet is longer is
     /// a super-frame of segments this size.
     pub mtu: u32,
+    /// Keep what a flow list needs (server names, frames per flow): [`Replay::flows`].
+    pub flows: bool,
 }
 
 impl Default for ReplayOptions {
@@ -64,6 +68,7 @@ impl Default for ReplayOptions {
         ReplayOptions {
             direction: None,
             mtu: DEFAULT_MTU,
+            flows: false,
         }
     }
 }
@@ -72,6 +77,11 @@ impl Default for ReplayOptions {
 pub enum ReplayError {
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    #[error("cannot write the flow list to {path}: {source}")]
+    Flows {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The capture broke off part way: `report` covers the frames read before the damage
     /// (their queues drained as usual).
     #[error("{source}")]
@@ -213,6 +223,18 @@ pub struct ReplayReport {
     /// TCP super-frames (longer than the MTU) cut into segments for classes under 1 Gbit/s;
     /// each segment counts as a frame received, so `totals.received` can exceed `frames_read`.
     pub gso_split: GsoSplit,
+    /// Server names learnt from payloads (when a rule reads names, or with `--flows`).
+    pub names: NamesReport,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct NamesReport {
+    /// Flows whose server name was read from their payload.
+    pub learnt: u64,
+    /// Flows that showed no name in their first payload frames.
+    pub not_found: u64,
+    /// Frames of the named flows classified before their name was known.
+    pub frames_before: u64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -224,6 +246,17 @@ pub struct FlowTableReport {
     pub fragments_matched: u64,
     pub fragments_unmatched: u64,
     pub control_frames: u64,
+}
+
+/// One flow of a replay, as `weir replay --flows` writes it (one JSON object per line; schema:
+/// docs/replay-json.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowLine {
+    #[serde(flatten)]
+    pub flow: FlowStatus,
+    /// Capture time of its first and last frame, in seconds since the Unix epoch.
+    pub first_ts: f64,
+    pub last_ts: f64,
 }
 
 /// Progress callback, given the number of frames read so far.
@@ -243,6 +276,7 @@ pub struct Replay<'p> {
     now: Nanos,
     last_departure: Nanos,
     reordered: u64,
+    keep_flows: bool,
 }
 
 impl<'p> Replay<'p> {
@@ -256,6 +290,7 @@ impl<'p> Replay<'p> {
         Replay {
             plan,
             mtu: opts.mtu,
+            keep_flows: opts.flows,
             pipeline: None,
             // Every queue slot, and the segments of a super-frame being cut.
             store: ReplayFrames::new(slots.saturating_add(MAX_CUT_SEGMENTS as u32), keep_frames),
@@ -326,7 +361,11 @@ impl<'p> Replay<'p> {
         if self.first_ts.is_none() {
             self.first_ts = Some(ts);
             self.now = ts;
-            self.pipeline = Some(Pipeline::new(Arc::clone(self.plan), self.mtu, ts));
+            let mut pipeline = Pipeline::new(Arc::clone(self.plan), self.mtu, ts);
+            if self.keep_flows {
+                pipeline.keep_flow_names();
+            }
+            self.pipeline = Some(pipeline);
         }
         if ts < self.now {
             self.reordered += 1;
@@ -387,6 +426,37 @@ impl<'p> Replay<'p> {
         self.report()
     }
 
+    /// The flows the flow table still holds, in order of their first frame (flows pushed out
+    /// of a full table are not listed: `flow_table.evicted` counts them). Server names and
+    /// frame counts only with [`ReplayOptions::flows`].
+    pub fn flows(&self) -> Vec<FlowLine> {
+        let Some(p) = &self.pipeline else {
+            return Vec::new();
+        };
+        let names = |side: Side| -> Vec<String> {
+            self.plan.ports[side.index()]
+                .classes
+                .iter()
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        let (lan, wan) = (names(Side::Lan), names(Side::Wan));
+        let mut out = Vec::new();
+        p.classifier().for_each_held_flow(self.now, |info| {
+            let class = [
+                info.class[0].and_then(|c| lan.get(usize::from(c)).cloned()),
+                info.class[1].and_then(|c| wan.get(usize::from(c)).cloned()),
+            ];
+            out.push(FlowLine {
+                flow: FlowStatus::new(&info, &class, self.now),
+                first_ts: info.first_seen as f64 / 1e9,
+                last_ts: info.last_seen as f64 / 1e9,
+            });
+        });
+        out.sort_by(|a, b| a.first_ts.total_cmp(&b.first_ts));
+        out
+    }
+
     /// Results so far (after [`finish`](Self::finish), nothing is queued).
     pub fn report(&self) -> ReplayReport {
         let start = self.first_ts.unwrap_or(0);
@@ -423,20 +493,37 @@ impl<'p> Replay<'p> {
                 .as_ref()
                 .map(Pipeline::gso_split)
                 .unwrap_or_default(),
+            names: NamesReport {
+                learnt: cs.names.learnt,
+                not_found: cs.names.not_found,
+                frames_before: cs.names.frames_before,
+            },
         }
     }
 }
 
-/// Replay a capture file through `plan`, writing the shaped capture to `out_path` if given.
+/// Replay a capture file through `plan`, writing the shaped capture to `out_path` if given,
+/// and its flows to `flows_path` (JSON lines; with `opts.flows`, names and frame counts too).
 /// `progress` is called every 65536 frames with the number read so far.
 pub fn replay_file(
     plan: &Arc<Plan>,
     capture: &Path,
     out_path: Option<&Path>,
+    flows_path: Option<&Path>,
     opts: &ReplayOptions,
     progress: Progress<'_>,
 ) -> Result<ReplayReport, ReplayError> {
     let mut reader = CaptureReader::open(capture)?;
+    // Created first, so that a path that cannot be written fails before the work.
+    let mut flows_file = match flows_path {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+            |e| ReplayError::Flows {
+                path: p.to_path_buf(),
+                source: e,
+            },
+        )?)),
+        None => None,
+    };
     let mut writer = match out_path {
         Some(p) => Some(CaptureWriter::create(p)?),
         None => None,
@@ -464,6 +551,17 @@ pub fn replay_file(
             Err(e) => break Some(e),
         }
     };
+    if let (Some(f), Some(p)) = (flows_file.as_mut(), flows_path) {
+        let flows_err = |e: std::io::Error| ReplayError::Flows {
+            path: p.to_path_buf(),
+            source: e,
+        };
+        for line in replay.flows() {
+            serde_json::to_writer(&mut *f, &line).map_err(|e| flows_err(e.into()))?;
+            f.write_all(b"\n").map_err(flows_err)?;
+        }
+        f.flush().map_err(flows_err)?;
+    }
     let report = replay.finish(&mut out);
     if let Some(e) = write_error {
         return Err(e.into());

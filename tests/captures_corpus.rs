@@ -350,6 +350,22 @@ fn committed_captures() {
             matching: 5,
         },
         Expect {
+            file: "tls-sni.pcap",
+            link: 1,
+            frames: 24,
+            damaged_at: None,
+            check: |v: &FrameView| v.l3 == L3::Ipv4 && (v.src_port == 443 || v.dst_port == 443),
+            matching: 24,
+        },
+        Expect {
+            file: "http-split-request.pcap",
+            link: 1,
+            frames: 20,
+            damaged_at: None,
+            check: |v: &FrameView| v.l3 == L3::Ipv4 && (v.src_port == 80 || v.dst_port == 80),
+            matching: 20,
+        },
+        Expect {
             file: "truncated.pcap",
             link: 1,
             frames: 1,

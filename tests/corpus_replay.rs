@@ -55,7 +55,12 @@ fn replay_all(dir: &Path) -> (usize, usize, u64, Vec<String>) {
     let mut failures = Vec::new();
     for p in &paths {
         let result = std::panic::catch_unwind(|| {
-            replay_file(&plan, p, None, &Default::default(), &mut |_| {})
+            // Names kept: every payload parser reads every flow's first payloads.
+            let opts = weir::replay::ReplayOptions {
+                flows: true,
+                ..Default::default()
+            };
+            replay_file(&plan, p, None, None, &opts, &mut |_| {})
         });
         let report = match &result {
             Err(_) => {

@@ -113,6 +113,7 @@ fn replay_matches_the_hand_worked_result() {
         &plan,
         &root().join("captures/shaping-check.pcap"),
         Some(&out),
+        None,
         &weir::replay::ReplayOptions::default(),
         &mut |_| {},
     )

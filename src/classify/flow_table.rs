@@ -10,8 +10,12 @@
 //! frame, when, the bytes each way, the class of its last frame each way, and the bytes of the
 //! current and the last whole second (a rate without a timer: the window moves on the next
 //! frame). About 120 bytes per slot (`size_of::<Entry>()`, tested).
+//! When the rules read server names, a second array beside the slots keeps each flow's name,
+//! where it came from and the rules' name tests on it (about 270 bytes per slot, allocated only
+//! then: 17 MB for the default 65,536 flows).
 
 use super::flow::FlowKey;
+use super::payload::{Name, NameSource, Pending};
 use crate::time::Nanos;
 
 /// Slots examined per lookup; bounds the cost of a miss and of an insert.
@@ -66,6 +70,28 @@ const EMPTY: Entry = Entry {
     generation: 0,
 };
 
+/// What a flow's payload said of its server, kept beside its slot when the rules read names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowName {
+    pub name: Name,
+    /// Where `name` came from; `None` while it is not known.
+    pub source: Option<NameSource>,
+    /// The classifier's name tests on `name`, a bit per test.
+    pub tests: u64,
+    /// Payload frames looked at without a name; [`NAME_DECIDED`] once the name is known or
+    /// the flow has given up on one.
+    pub looked: u8,
+    /// Frames of the flow classified before its name was known.
+    pub frames_before: u32,
+    /// Frames per egress port (lan, wan).
+    pub frames: [u32; 2],
+    /// What its last payload left to read in the next.
+    pub pending: Pending,
+}
+
+/// [`FlowName::looked`] once nothing more is to be learnt.
+pub const NAME_DECIDED: u8 = u8::MAX;
+
 /// One flow as `weir flows` lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowInfo {
@@ -81,6 +107,12 @@ pub struct FlowInfo {
     /// Bytes per second, both ways: the last whole second's, or 0 when the flow was silent
     /// through it.
     pub bytes_per_s: u64,
+    /// Its server name and where it came from, when names are kept and it is known.
+    pub server: Option<(NameSource, Name)>,
+    /// Frames per egress port and frames classified before the name was known, when names are
+    /// kept (else 0).
+    pub frames: [u32; 2],
+    pub frames_before_name: u32,
 }
 
 /// Counters of the flow table.
@@ -100,6 +132,8 @@ pub struct FlowTableStats {
 #[derive(Debug)]
 pub struct FlowTable {
     slots: Vec<Entry>,
+    /// Beside `slots` when names are kept, else empty.
+    names: Vec<FlowName>,
     mask: usize,
     idle_timeout: Nanos,
     stats: FlowTableStats,
@@ -115,6 +149,7 @@ impl FlowTable {
         let n = (max_flows.max(PROBE as u32)).next_power_of_two() as usize;
         FlowTable {
             slots: vec![EMPTY; n],
+            names: Vec::new(),
             mask: n - 1,
             idle_timeout,
             stats: FlowTableStats::default(),
@@ -124,6 +159,25 @@ impl FlowTable {
 
     pub fn capacity(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Keep each flow's server name (allocates the names array), or stop (frees it).
+    pub fn keep_names(&mut self, keep: bool) {
+        if keep && self.names.is_empty() {
+            self.names = vec![FlowName::default(); self.slots.len()];
+        } else if !keep {
+            self.names = Vec::new();
+        }
+    }
+
+    /// The name kept for `slot`, when names are kept.
+    pub fn name_mut(&mut self, slot: usize) -> Option<&mut FlowName> {
+        self.names.get_mut(slot)
+    }
+
+    /// Every kept name (for a reload's new tests).
+    pub fn names_mut(&mut self) -> impl Iterator<Item = &mut FlowName> {
+        self.names.iter_mut()
     }
 
     pub fn stats(&self) -> FlowTableStats {
@@ -191,6 +245,9 @@ impl FlowTable {
             generation: self.generation,
             ..EMPTY
         };
+        if let Some(n) = self.names.get_mut(idx) {
+            *n = FlowName::default();
+        }
         (idx, false)
     }
 
@@ -237,17 +294,31 @@ impl FlowTable {
 
     /// [`for_each_live`](Self::for_each_live) over the slots `start..start + len` only
     /// (clipped to the table), for walking a large table a slice at a time.
-    pub fn for_each_live_in(
+    pub fn for_each_live_in(&self, start: usize, len: usize, now: Nanos, f: impl FnMut(FlowInfo)) {
+        self.each_in(start, len, now, true, f);
+    }
+
+    /// Every flow the table still holds, idle ones too (the end of a replay: flows pushed
+    /// out by others are not there, see [`FlowTableStats::evicted`]).
+    pub fn for_each_held(&self, now: Nanos, f: impl FnMut(FlowInfo)) {
+        self.each_in(0, self.slots.len(), now, false, f);
+    }
+
+    fn each_in(
         &self,
         start: usize,
         len: usize,
         now: Nanos,
+        live_only: bool,
         mut f: impl FnMut(FlowInfo),
     ) {
         let second = (now / 1_000_000_000) as u32;
         let end = start.saturating_add(len).min(self.slots.len());
         let slice = self.slots.get(start..end).unwrap_or(&[]);
-        for e in slice.iter().filter(|e| self.is_live(e, now)) {
+        let held = |e: &Entry| e.hash != 0 && (!live_only || self.is_live(e, now));
+        for (i, e) in slice.iter().enumerate().filter(|(_, e)| held(e)) {
+            let name = self.names.get(start + i);
+            let server = name.and_then(|n| Some((n.source?, n.name)));
             let bytes_per_s = if e.window == second {
                 e.last_window_bytes
             } else if e.window.wrapping_add(1) == second {
@@ -267,6 +338,9 @@ impl FlowTable {
                     [None; 2]
                 },
                 bytes_per_s: u64::from(bytes_per_s),
+                server,
+                frames: name.map_or([0; 2], |n| n.frames),
+                frames_before_name: name.map_or(0, |n| n.frames_before),
             });
         }
     }

@@ -8,6 +8,12 @@
 //!   [`flow_table::FlowTable`]; rules that read per-frame fields (length, TCP flags, DSCP, ...)
 //!   are evaluated on every frame, but only those listed before the cached verdict;
 //! - fragments of one IP datagram get the flow, and so the class, of its first fragment;
+//! - server names (`domain`, `sni`, `http_host`, `dns` in rules): when a port's rules read
+//!   them, the first [`NAME_PAYLOAD_FRAMES`] TCP or UDP frames of a flow that carry a payload
+//!   are read for one (sni, HTTP Host, DNS question: `payload`); until it is known, the flow's
+//!   frames get the class the other rules give (a name test is false); when it is learnt, the
+//!   flow's verdicts are made again, once, and its frames from then on go to the new class. The
+//!   frames classified before are counted;
 //! - no allocation per frame; no panic whatever the frame.
 
 pub mod flow;
@@ -21,9 +27,13 @@ use crate::port::Side;
 use crate::time::Nanos;
 use crate::wire::FrameView;
 use flow::{host_hash, mac_u128, FlowKey};
+use flow_table::NAME_DECIDED;
 use flow_table::{FlowTable, FlowTableStats, NO_VERDICT};
 use fragments::{FragmentStats, FragmentTable};
-use rule::Rule;
+use rule::{NameTests, Rule};
+
+/// Payload frames of a flow read for its server name before giving up on one.
+pub const NAME_PAYLOAD_FRAMES: u8 = 4;
 
 /// How a class shares itself among its users (CAKE's isolation modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,10 +83,10 @@ impl PortRules {
     }
 
     /// First flow-invariant rule that matches, as a position in `matches`, or `len()` if none.
-    fn first_flow_match(&self, v: &FrameView) -> u16 {
+    fn first_flow_match(&self, v: &FrameView, names: u64) -> u16 {
         self.matches
             .iter()
-            .position(|m| !m.rule.depends_on_packet() && m.rule.matches(v))
+            .position(|m| !m.rule.depends_on_packet() && m.rule.matches_with(v, names))
             .unwrap_or(self.matches.len()) as u16
     }
 }
@@ -97,10 +107,27 @@ pub struct ClassifierStats {
     pub flows: FlowTableStats,
     pub fragments: FragmentStats,
     pub control_frames: u64,
+    pub names: NameStats,
+}
+
+/// Server names learnt from payloads (only when the rules read names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NameStats {
+    /// Flows whose name was learnt.
+    pub learnt: u64,
+    /// Flows that gave up after [`NAME_PAYLOAD_FRAMES`] payload frames without one.
+    pub not_found: u64,
+    /// Frames of the named flows classified before their name was known.
+    pub frames_before: u64,
 }
 
 pub struct Classifier {
     ports: [PortRules; 2],
+    /// The rules' name tests, numbered; empty when no rule reads names.
+    name_tests: NameTests,
+    /// Keep names even when no rule reads them (a replay's flow list).
+    names_wanted: bool,
+    names: NameStats,
     per_frame: [Vec<u16>; 2],
     flows: FlowTable,
     fragments: FragmentTable,
@@ -109,15 +136,21 @@ pub struct Classifier {
 
 impl Classifier {
     /// `ports` is indexed by egress side: `[lan, wan]`.
-    pub fn new(ports: [PortRules; 2], max_flows: u32, idle_timeout: Nanos) -> Classifier {
+    pub fn new(mut ports: [PortRules; 2], max_flows: u32, idle_timeout: Nanos) -> Classifier {
         let per_frame = [
             ports[0].per_frame_positions(),
             ports[1].per_frame_positions(),
         ];
+        let name_tests = bind_names(&mut ports);
+        let mut flows = FlowTable::new(max_flows, idle_timeout);
+        flows.keep_names(!name_tests.is_empty());
         Classifier {
             ports,
+            name_tests,
+            names_wanted: false,
+            names: NameStats::default(),
             per_frame,
-            flows: FlowTable::new(max_flows, idle_timeout),
+            flows,
             fragments: FragmentTable::new(4096),
             control_frames: 0,
         }
@@ -128,11 +161,24 @@ impl Classifier {
             flows: self.flows.stats(),
             fragments: self.fragments.stats(),
             control_frames: self.control_frames,
+            names: self.names,
         }
     }
 
     pub fn port_rules(&self, egress: Side) -> &PortRules {
         &self.ports[egress.index()]
+    }
+
+    /// Learn and keep every flow's server name and frame counts, even when no rule reads
+    /// names (allocates the names array; see `flow_table`).
+    pub fn keep_names(&mut self) {
+        self.names_wanted = true;
+        self.flows.keep_names(true);
+    }
+
+    /// Every flow the table still holds, idle ones too (see [`FlowTable::for_each_held`]).
+    pub fn for_each_held_flow(&self, now: Nanos, f: impl FnMut(flow_table::FlowInfo)) {
+        self.flows.for_each_held(now, f);
     }
 
     /// The flows seen within the idle timeout before `now` (see [`FlowTable::for_each_live`]).
@@ -158,29 +204,106 @@ impl Classifier {
 
     /// New rules (a reload): every flow is classified again on its next frame (and shows no
     /// class until then); its counters stay.
-    pub fn replace_rules(&mut self, ports: [PortRules; 2]) {
+    /// Names already learnt stay, and the new rules' name tests are run on them.
+    pub fn replace_rules(&mut self, mut ports: [PortRules; 2]) {
         self.per_frame = [
             ports[0].per_frame_positions(),
             ports[1].per_frame_positions(),
         ];
+        self.name_tests = bind_names(&mut ports);
         self.ports = ports;
+        self.flows
+            .keep_names(self.names_wanted || !self.name_tests.is_empty());
+        for n in self.flows.names_mut() {
+            n.tests = n
+                .source
+                .map_or(0, |s| self.name_tests.eval(s, n.name.as_bytes()));
+        }
         self.flows.clear_verdicts();
     }
 
-    /// Classify a frame that will leave on `egress`, and count it in its flow.
+    /// Classify a frame that will leave on `egress`, and count it in its flow, without its
+    /// bytes (no server name can be learnt from it).
     pub fn classify(&mut self, view: &FrameView, egress: Side, now: Nanos) -> Verdict {
-        self.classify_and(view, egress, now, true)
+        self.classify_and(view, None, egress, now, true)
+    }
+
+    /// Classify frame `frame` (parsed as `view`) that will leave on `egress`, and count it in
+    /// its flow; its payload may tell the flow's server name.
+    pub fn classify_frame(
+        &mut self,
+        view: &FrameView,
+        frame: &[u8],
+        egress: Side,
+        now: Nanos,
+    ) -> Verdict {
+        self.classify_and(view, Some(frame), egress, now, true)
     }
 
     /// Classify a frame already counted (queued when a reload changed the rules), without
     /// counting it again in its flow.
     pub fn classify_again(&mut self, view: &FrameView, egress: Side, now: Nanos) -> Verdict {
-        self.classify_and(view, egress, now, false)
+        self.classify_and(view, None, egress, now, false)
+    }
+
+    /// The name tests of the flow in `slot`, learning its name from `frame` if it is due.
+    fn learn_name(
+        &mut self,
+        slot: usize,
+        v: &FrameView,
+        frame: Option<&[u8]>,
+        egress: Side,
+        account: bool,
+    ) -> u64 {
+        let Some(n) = self.flows.name_mut(slot) else {
+            return 0;
+        };
+        if account {
+            let frames = &mut n.frames[egress.index()];
+            *frames = frames.saturating_add(1);
+        }
+        if n.looked == NAME_DECIDED {
+            return n.tests;
+        }
+        if !v.is_ip() || !matches!(v.ip_proto, 6 | 17) {
+            // Nothing to read in this flow: the rules' verdict without a name is final. (A
+            // TCP or UDP frame whose payload was not reached, a later fragment or a cut
+            // header, only does not count.)
+            n.looked = NAME_DECIDED;
+            return 0;
+        }
+        if let Some(payload) = frame.and_then(|f| payload_of(v, f)) {
+            if let Some((source, name)) = payload::server_name(v.ip_proto, payload, &mut n.pending)
+            {
+                n.name = name;
+                n.source = Some(source);
+                n.tests = self.name_tests.eval(source, name.as_bytes());
+                n.looked = NAME_DECIDED;
+                self.names.learnt += 1;
+                self.names.frames_before += u64::from(n.frames_before);
+                let tests = n.tests;
+                // The verdicts cached so far were made without the name.
+                self.flows.set_verdict(slot, 0, NO_VERDICT);
+                self.flows.set_verdict(slot, 1, NO_VERDICT);
+                return tests;
+            }
+            n.looked += 1;
+            if n.looked >= NAME_PAYLOAD_FRAMES {
+                n.looked = NAME_DECIDED;
+                self.names.not_found += 1;
+                return 0;
+            }
+        }
+        if account {
+            n.frames_before = n.frames_before.saturating_add(1);
+        }
+        0
     }
 
     fn classify_and(
         &mut self,
         view: &FrameView,
+        frame: Option<&[u8]>,
         egress: Side,
         now: Nanos,
         account: bool,
@@ -200,15 +323,17 @@ impl Classifier {
         let key = FlowKey::of(&v);
         let flow_hash = key.hash64();
         let (slot, _) = self.flows.lookup_or_insert(&key, flow_hash, now);
+        let names = self.learn_name(slot, &v, frame, egress, account);
+        let port = &self.ports[egress.index()];
         let mut first = self.flows.verdict(slot, egress.index());
         if first == NO_VERDICT {
-            first = port.first_flow_match(&v);
+            first = port.first_flow_match(&v, names);
             self.flows.set_verdict(slot, egress.index(), first);
         }
         let pos = self.per_frame[egress.index()]
             .iter()
             .take_while(|&&p| p < first)
-            .find(|&&p| port.matches[usize::from(p)].rule.matches(&v))
+            .find(|&&p| port.matches[usize::from(p)].rule.matches_with(&v, names))
             .copied()
             .unwrap_or(first);
         let class = port
@@ -239,6 +364,47 @@ impl Classifier {
             host_hash,
         }
     }
+}
+
+/// Number the name tests of every rule of both ports. More than [`rule::MAX_NAME_TESTS`]
+/// distinct ones is refused when the config is loaded; were it not, the extra tests would
+/// never match (`bind_names` leaves them unbound).
+fn bind_names(ports: &mut [PortRules; 2]) -> NameTests {
+    let mut tests = NameTests::default();
+    for m in ports.iter_mut().flat_map(|p| p.matches.iter_mut()) {
+        let _ = m.rule.bind_names(&mut tests);
+    }
+    tests
+}
+
+/// The transport payload of a TCP or UDP frame, without Ethernet padding (bounded by the IP
+/// length); `None` when empty or not reached.
+fn payload_of<'a>(v: &FrameView, frame: &'a [u8]) -> Option<&'a [u8]> {
+    let (l3, l4) = (usize::from(v.l3_offset), usize::from(v.l4_offset));
+    if l4 == 0 || v.truncated {
+        return None;
+    }
+    let start = match v.ip_proto {
+        6 => l4 + 4 * usize::from(*frame.get(l4 + 12)? >> 4),
+        17 => l4 + 8,
+        _ => return None,
+    };
+    let be16 = |at: usize| {
+        Some(usize::from(u16::from_be_bytes([
+            *frame.get(at)?,
+            *frame.get(at + 1)?,
+        ])))
+    };
+    let ip_end = match v.l3 {
+        crate::wire::L3::Ipv4 => l3 + be16(l3 + 2)?,
+        crate::wire::L3::Ipv6 => match be16(l3 + 4)? {
+            0 => frame.len(),
+            len => l3 + 40 + len,
+        },
+        _ => return None,
+    };
+    let p = frame.get(start..ip_end.min(frame.len()))?;
+    (!p.is_empty()).then_some(p)
 }
 
 /// The LAN-side host of a frame: its source when going out on wan, its destination otherwise.

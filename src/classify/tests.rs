@@ -189,3 +189,122 @@ fn vlan_ipv6_and_control_frames() {
     // Truncated garbage still gets a class.
     assert_eq!(c.classify(&parse(&[1, 2, 3]), Side::Lan, 0).class, 2);
 }
+
+fn tcp4_with(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(A4, B4, 64)
+        .tcp(sport, dport, 1, 1000)
+        .write(&mut f, payload)
+        .unwrap();
+    f
+}
+
+fn udp4_with(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(A4, B4, 64)
+        .udp(sport, dport)
+        .write(&mut f, payload)
+        .unwrap();
+    f
+}
+
+fn classify_bytes(c: &mut Classifier, f: &[u8], now: Nanos) -> ClassId {
+    c.classify_frame(&parse(f), f, Side::Wan, now).class
+}
+
+#[test]
+fn a_flow_moves_once_when_its_server_name_is_learnt() {
+    use crate::classify::payload::tests::client_hello;
+    let mut c = classifier(&[
+        ("video", "domain '*.video.example'"),
+        ("web", "tcp port 443"),
+        ("rest", "default"),
+    ]);
+    // Handshake frames without payload: the other rules decide, and the flow keeps looking.
+    assert_eq!(classify_bytes(&mut c, &tcp4_with(40000, 443, &[]), 0), 2);
+    assert_eq!(classify_bytes(&mut c, &tcp4_with(40000, 443, &[]), 1), 2);
+    let hello = client_hello(Some(b"cdn7.video.example"));
+    assert_eq!(classify_bytes(&mut c, &tcp4_with(40000, 443, &hello), 2), 1);
+    // From then on the flow is in its named class, both ways.
+    assert_eq!(
+        classify_bytes(&mut c, &tcp4_with(40000, 443, &[0; 100]), 3),
+        1
+    );
+    let back = tcp4(B4, A4, 443, 40000, 100);
+    assert_eq!(
+        c.classify_frame(&parse(&back), &back, Side::Lan, 4).class,
+        1
+    );
+    let s = c.stats().names;
+    assert_eq!((s.learnt, s.not_found, s.frames_before), (1, 0, 2));
+    // Another name does not match; the flow stays where the port rule put it.
+    let other = client_hello(Some(b"www.example.org"));
+    assert_eq!(classify_bytes(&mut c, &tcp4_with(40001, 443, &other), 5), 2);
+    let mut names = Vec::new();
+    c.for_each_flow(6, |f| {
+        names.extend(f.server.map(|(s, n)| (s, n.as_str().to_string())))
+    });
+    names.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        names,
+        [
+            (payload::NameSource::Sni, "cdn7.video.example".to_string()),
+            (payload::NameSource::Sni, "www.example.org".to_string())
+        ]
+    );
+}
+
+#[test]
+fn a_flow_without_a_name_gives_up_after_a_few_payload_frames() {
+    let mut c = classifier(&[("named", "domain example.com"), ("rest", "default")]);
+    for i in 0..10 {
+        assert_eq!(
+            classify_bytes(&mut c, &tcp4_with(40000, 80, b"\x00binary"), i),
+            2
+        );
+    }
+    let s = c.stats().names;
+    assert_eq!((s.learnt, s.not_found), (0, 1));
+    // A Host header after the flow gave up is not read.
+    let late = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    assert_eq!(classify_bytes(&mut c, &tcp4_with(40000, 80, late), 11), 2);
+    // In a new flow it is, on its first payload frame.
+    assert_eq!(classify_bytes(&mut c, &tcp4_with(40001, 80, late), 12), 1);
+}
+
+#[test]
+fn name_sources_are_told_apart_and_dns_names_count() {
+    use crate::classify::payload::tests::dns_query;
+    let mut c = classifier(&[
+        ("sni", "sni example.com"),
+        ("dns", "dns example.com"),
+        ("rest", "default"),
+    ]);
+    let q = dns_query("example.com", 1);
+    assert_eq!(classify_bytes(&mut c, &udp4_with(5353, 53, &q), 0), 2);
+    // Per-frame rules read the flow's name too.
+    let mut c = classifier(&[
+        ("small-dns", "dns *.example.com and len < 200"),
+        ("rest", "default"),
+    ]);
+    let q = dns_query("a.example.com", 1);
+    assert_eq!(classify_bytes(&mut c, &udp4_with(5353, 53, &q), 0), 1);
+    let big = [q.clone(), vec![0; 300]].concat();
+    assert_eq!(classify_bytes(&mut c, &udp4_with(5353, 53, &big), 1), 2);
+}
+
+#[test]
+fn a_reload_runs_the_new_name_tests_on_names_already_learnt() {
+    use crate::classify::payload::tests::client_hello;
+    let mut c = classifier(&[("a", "domain a.example"), ("rest", "default")]);
+    let hello = client_hello(Some(b"b.example"));
+    assert_eq!(classify_bytes(&mut c, &tcp4_with(40000, 443, &hello), 0), 2);
+    let reloaded = classifier(&[("x", "udp"), ("b", "sni b.example"), ("rest", "default")]);
+    c.replace_rules(reloaded.ports);
+    assert_eq!(
+        classify_bytes(&mut c, &tcp4_with(40000, 443, &[1; 10]), 1),
+        2
+    );
+}

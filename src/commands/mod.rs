@@ -206,6 +206,10 @@ enum Command {
         #[arg(long, value_name = "BYTES", default_value_t = weir::pipeline::DEFAULT_MTU,
               value_parser = clap::value_parser!(u32).range(576..=65_535))]
         mtu: u32,
+        /// Write one JSON line per flow here: addresses, times, frames and bytes each way,
+        /// classes, server name and its source (schema: docs/replay-json.md).
+        #[arg(long, value_name = "FILE")]
+        flows: Option<PathBuf>,
     },
 }
 
@@ -373,17 +377,20 @@ pub fn run() -> anyhow::Result<ExitCode> {
             json,
             direction,
             mtu,
+            flows,
         } => replay::run(replay::Settings {
             capture,
             config: config_path(config),
             out,
             json,
+            opts_flows: flows.clone(),
             opts: weir::replay::ReplayOptions {
                 direction: direction.map(|d| match d {
                     DirectionArg::Upload => weir::replay::Direction::Upload,
                     DirectionArg::Download => weir::replay::Direction::Download,
                 }),
                 mtu,
+                flows: flows.is_some(),
             },
         }),
     }

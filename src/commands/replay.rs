@@ -12,6 +12,8 @@ pub struct Settings {
     pub config: PathBuf,
     pub out: Option<PathBuf>,
     pub json: bool,
+    /// `--flows FILE`.
+    pub opts_flows: Option<PathBuf>,
     pub opts: ReplayOptions,
 }
 
@@ -31,7 +33,14 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             );
         }
     };
-    let result = replay_file(&plan, &s.capture, s.out.as_deref(), &s.opts, &mut progress);
+    let result = replay_file(
+        &plan,
+        &s.capture,
+        s.out.as_deref(),
+        s.opts_flows.as_deref(),
+        &s.opts,
+        &mut progress,
+    );
     if show_progress {
         eprint!("\r\x1b[K");
     }
@@ -123,8 +132,22 @@ fn write_table(out: &mut impl Write, s: &Settings, r: &ReplayReport) -> std::io:
     if r.timestamps_reordered > 0 {
         writeln!(out, "{} frames had a timestamp earlier than the one before (taken as arriving at that earlier frame's time)", r.timestamps_reordered)?;
     }
+    let n = r.names;
+    if n.learnt + n.not_found > 0 {
+        writeln!(
+            out,
+            "server names: {} flows named (sni, HTTP Host or DNS), {} without one after {} payload frames; {} frames of named flows classified before their name",
+            n.learnt,
+            n.not_found,
+            weir::classify::NAME_PAYLOAD_FRAMES,
+            n.frames_before
+        )?;
+    }
     if let Some(p) = &s.out {
         writeln!(out, "shaped capture written to {}", p.display())?;
+    }
+    if let Some(p) = &s.opts_flows {
+        writeln!(out, "flows written to {}", p.display())?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::units::{self, BitRate, UnitError};
 use super::{AqmFile, ClassFile, ConfigError, ConfigFile, DscpFile, FairnessFile, PerPort};
-use crate::classify::rule::Rule;
+use crate::classify::rule::{NameTests, Rule, MAX_NAME_TESTS};
 use crate::classify::{Classifier, Fairness, MatchEntry, PortRules};
 use crate::port::ClassId;
 use crate::port::Side;
@@ -183,12 +183,37 @@ pub(super) fn build(file: ConfigFile, at: &ErrAt) -> Result<Plan, ConfigError> {
     };
     let lan = build_port(Side::Lan, &file, at)?;
     let wan = build_port(Side::Wan, &file, at)?;
+    check_name_tests(&[&lan, &wan], at)?;
     Ok(Plan {
         lan_networks,
         max_flows,
         idle_timeout,
         ports: [lan, wan],
     })
+}
+
+/// The classifier keeps a bit per distinct name test (`domain`, `sni`, ...) in each flow.
+fn check_name_tests(ports: &[&PortPlan], at: &ErrAt) -> Result<(), ConfigError> {
+    let mut tests = NameTests::default();
+    for port in ports {
+        // The port's plan starts with its control class, which is not in the file.
+        for (i, c) in port.classes.iter().enumerate().skip(1) {
+            let Some(rule) = &c.rule else { continue };
+            if rule.clone().bind_names(&mut tests).is_err() {
+                return Err(at(
+                    &port.source.path(port.side, i - 1, "match"),
+                    0,
+                    format!(
+                        "class `{}`: more than {MAX_NAME_TESTS} different name tests \
+                         (domain, sni, http_host, dns) in one config",
+                        c.name
+                    ),
+                    Some("merge names into globs (`*.example.com`) or fewer classes".into()),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn default_burst(rate: BitRate) -> u64 {

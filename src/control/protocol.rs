@@ -264,6 +264,20 @@ pub struct FlowStatus {
     pub rate_bps: u64,
     pub age_s: f64,
     pub idle_s: f64,
+    /// Its server name, read from its payload, and where from (`sni`, `http`, `dns`); only
+    /// when weir keeps names (a rule reads them, or `weir replay --flows`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_source: Option<String>,
+    /// Frames each way, and frames classified before its name was known; only when weir keeps
+    /// names (else 0).
+    #[serde(default)]
+    pub frames_up: u64,
+    #[serde(default)]
+    pub frames_down: u64,
+    #[serde(default)]
+    pub frames_before_name: u64,
 }
 
 impl FlowStatus {
@@ -320,6 +334,14 @@ impl FlowStatus {
             rate_bps: info.bytes_per_s * 8,
             age_s: secs(now.saturating_sub(info.first_seen)),
             idle_s: secs(now.saturating_sub(info.last_seen)),
+            server_name: info.server.map(|(_, n)| n.as_str().to_string()),
+            name_source: info.server.map(|(s, _)| s.as_str().to_string()),
+            frames_up: u64::from(info.frames[Side::Wan.index()]),
+            frames_down: u64::from(info.frames[Side::Lan.index()]),
+            // Meaningful only for a flow that got a name.
+            frames_before_name: info
+                .server
+                .map_or(0, |_| u64::from(info.frames_before_name)),
         }
     }
 }

@@ -163,6 +163,11 @@ impl<T: Copy> Pipeline<T> {
         &self.classifier
     }
 
+    /// Keep every flow's server name and frame counts (see [`Classifier::keep_names`]).
+    pub fn keep_flow_names(&mut self) {
+        self.classifier.keep_names();
+    }
+
     pub fn classifier_stats(&self) -> ClassifierStats {
         self.classifier.stats()
     }
@@ -208,9 +213,11 @@ impl<T: Copy> Pipeline<T> {
     ) {
         let egress = ingress.other();
         let e = egress.index();
-        let verdict = self.classifier.classify(view, egress, now);
-        let class = verdict.class;
         let len = info.len.min(rx.as_ref().len());
+        let verdict = self
+            .classifier
+            .classify_frame(view, &rx.as_ref()[..len], egress, now);
+        let class = verdict.class;
         let bytes = info.wire_len.max(len as u32);
         let vnet = match info.offload {
             Offload::Truncated => None,

@@ -392,6 +392,9 @@ mod tests {
                 bytes: [down, up],
                 class: [None, None],
                 bytes_per_s: up + down,
+                server: None,
+                frames: [0; 2],
+                frames_before_name: 0,
             },
             class: class.map(|c| c.map(str::to_string)),
         }

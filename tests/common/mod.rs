@@ -37,6 +37,28 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// Whether the test may go on: true when `tool` runs (`tool -v`). When it does not, prints a
+/// loud SKIPPED line and returns false, unless `CI=true`, where it panics: scripts/deps
+/// installs it there.
+pub fn require_tool(test: &str, tool: &str) -> bool {
+    let runs = std::process::Command::new(tool)
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if runs {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs {tool}, and CI=true: scripts/deps installs it");
+    }
+    let bar = "=".repeat(70);
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{bar}\nSKIPPED {test}: {tool} is not installed (scripts/deps installs it)\n{bar}"
+    );
+    false
+}
+
 /// The external capture corpus: `WEIR_CAPTURE_CORPUS`, else `../shared/captures` beside the
 /// repository. `None` when there is none: then a SKIPPED banner goes straight to the process's
 /// stderr (visible without `--nocapture`), and under CI (`CI=true`) the test fails instead,

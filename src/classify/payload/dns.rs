@@ -1,10 +1,11 @@
 //! The question name of a DNS message (RFC 1035 4.1), over UDP or over TCP (with its 2-byte
 //! length prefix).
 //!
-//! Checks a header that a DNS message would have: opcode QUERY, exactly one question, counts a
-//! message could hold, and a question name of labels that ends within the message, followed by
-//! its type and class. Queries and responses both carry the question. A compression pointer in
-//! the question is not followed (no client sends one there).
+//! Checks a header that a DNS message would have: opcode QUERY, NOTIFY or UPDATE (whose zone
+//! section is laid out as a question), 1 to 16 questions, counts a message could hold, and a
+//! first question name of labels that ends within the message, followed by its type and a
+//! class DNS uses. Queries and responses both carry the question; the first one is the name.
+//! A compression pointer in the first question is not followed (nothing can precede it).
 
 use super::{be16, Name, MAX_NAME};
 
@@ -19,8 +20,12 @@ pub fn question(payload: &[u8]) -> Option<Name> {
         be16(payload, 8)?,
         be16(payload, 10)?,
     );
-    // Opcode (bits 11-14) 0; one question; no message of this size holds more records.
-    if (flags >> 11) & 0xf != 0 || qd != 1 || an + ns + ar > payload.len() / 11 + 1 {
+    // Opcode (bits 11-14) QUERY, NOTIFY or UPDATE; a few questions; no message of this size
+    // holds more records (each takes at least 11 bytes).
+    if !matches!((flags >> 11) & 0xf, 0 | 4 | 5)
+        || !(1..=16).contains(&qd)
+        || qd + an + ns + ar > payload.len() / 5
+    {
         return None;
     }
     let mut name = Name::default();

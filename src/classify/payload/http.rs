@@ -1,42 +1,83 @@
 //! The `Host` of an HTTP/1.x request at the start of a TCP payload (RFC 9112 3.2).
 //!
-//! Checks that the payload starts with a known method and a space, then looks for the `Host`
-//! header among the header lines present (case-insensitive name, optional whitespace, the port
-//! dropped). A CONNECT request names its host in its target. Headers past this segment are not
-//! seen.
+//! Checks that the payload starts with a request line: a method (1 to 16 capital letters or
+//! `-`), a space, and `HTTP/` on the line; then looks for the `Host` header among the header
+//! lines present (case-insensitive name, optional whitespace, the port dropped). A CONNECT
+//! request names its host in its target. A request whose headers go on in the next segment
+//! (some clients send the request line alone) says so, and the next segment is read as header
+//! lines.
 
 use super::Name;
 
-const METHODS: [&[u8]; 9] = [
-    b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"TRACE ",
-    b"CONNECT ",
-];
+/// What a segment said. (The name is inline: boxing it would allocate per frame.)
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    Found(Name),
+    /// A request whose header lines went on past this segment without a `Host`.
+    MoreHeaders,
+    /// Not a request, or its headers ended without a `Host`.
+    None,
+}
 
 /// The host an HTTP/1 request in `payload` is for.
 pub fn request_host(payload: &[u8]) -> Option<Name> {
-    let method = METHODS.iter().find(|m| payload.starts_with(m))?;
-    let mut lines = payload.split(|&b| b == b'\n');
-    let request_line = trim(lines.next()?);
-    if !request_line.ends_with(b"HTTP/1.1") && !request_line.ends_with(b"HTTP/1.0") {
-        return None;
+    match request(payload) {
+        Host::Found(n) => Some(n),
+        _ => None,
     }
-    if *method == b"CONNECT " {
-        let target = request_line[method.len()..].split(|&b| b == b' ').next()?;
-        return Name::from_host(strip_port(target));
+}
+
+/// The request at the start of `payload`.
+pub fn request(payload: &[u8]) -> Host {
+    let method_len = payload
+        .iter()
+        .take(17)
+        .position(|&b| !(b.is_ascii_uppercase() || b == b'-'))
+        .unwrap_or(17);
+    if !(1..=16).contains(&method_len) || payload.get(method_len) != Some(&b' ') {
+        return Host::None;
     }
-    for line in lines {
-        let line = trim(line);
+    let line_end = payload
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(payload.len());
+    let request_line = trim(&payload[..line_end]);
+    if !request_line.windows(5).any(|w| w == b"HTTP/") {
+        return Host::None;
+    }
+    if &payload[..method_len] == b"CONNECT" {
+        let target = request_line[method_len + 1..]
+            .split(|&b| b == b' ')
+            .next()
+            .unwrap_or(&[]);
+        return Name::from_host(strip_port(target)).map_or(Host::None, Host::Found);
+    }
+    headers(payload.get(line_end + 1..).unwrap_or(&[]))
+}
+
+/// Header lines (the rest of a request whose request line came before).
+pub fn headers(payload: &[u8]) -> Host {
+    let mut lines = payload.split(|&b| b == b'\n').peekable();
+    while let Some(raw) = lines.next() {
+        let line = trim(raw);
         if line.is_empty() {
-            break;
+            // The blank line ends the headers; an empty last piece is only the segment's end.
+            return if lines.peek().is_none() && raw.is_empty() {
+                Host::MoreHeaders
+            } else {
+                Host::None
+            };
         }
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
         if line[..colon].eq_ignore_ascii_case(b"host") {
-            return Name::from_host(strip_port(trim(&line[colon + 1..])));
+            return Name::from_host(strip_port(trim(&line[colon + 1..])))
+                .map_or(Host::None, Host::Found);
         }
     }
-    None
+    Host::MoreHeaders
 }
 
 /// Without surrounding spaces, tabs and the line's `\r`.

@@ -5,9 +5,9 @@
 //!
 //! Guarantees: pure functions over a byte slice; never panic, never allocate, whatever the bytes
 //! (property-tested); a name is only returned when the whole name was read, and it is lower
-//! case, without a trailing dot, at most 253 bytes of letters, digits, `-`, `_`, `.` and `*`
-//! (anything else and the parser says nothing: a name with spaces or control bytes is not a
-//! host name, and rules must not be steered by it).
+//! case, without a trailing dot, at most 253 bytes of letters, digits, `-`, `_`, `.` and `*`,
+//! and not an IPv4 address (anything else and the parser says nothing: a name with spaces or
+//! control bytes is not a host name, and rules must not be steered by it).
 //! Not (yet) read: a ClientHello split over several TCP segments (only its first segment is
 //! seen, so a name past it is missed), QUIC Initials, DNS answers.
 
@@ -75,11 +75,15 @@ impl Name {
         self.len == 0
     }
 
-    /// `bytes` as a host name (see the module header), else `None`.
+    /// `bytes` as a host name (see the module header), else `None`. An IPv4 address written
+    /// where a name goes (`Host: 192.0.2.1`) is not a name: rules match addresses with `host`.
     pub fn from_host(bytes: &[u8]) -> Option<Name> {
         let mut n = Name::default();
         for &b in bytes {
             n.push(b)?;
+        }
+        if bytes.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
+            return None;
         }
         n.finish()
     }
@@ -106,14 +110,35 @@ impl Name {
     }
 }
 
+/// What a flow's earlier payload left to read in the next one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pending {
+    #[default]
+    Nothing,
+    /// An HTTP request line came without its `Host`: the next payload holds header lines.
+    HttpHeaders,
+}
+
 /// The server name a flow's payload announces, for a frame of transport protocol `proto`
-/// (6 TCP, 17 UDP) carrying `payload`. Tries each parser that fits the protocol; the first to
-/// recognise its structure answers.
-pub fn server_name(proto: u8, payload: &[u8]) -> Option<(NameSource, Name)> {
+/// (6 TCP, 17 UDP) carrying `payload`; `pending` is what the flow's earlier payloads left to
+/// read, and is updated. Tries each parser that fits the protocol; the first to recognise its
+/// structure answers.
+pub fn server_name(proto: u8, payload: &[u8], pending: &mut Pending) -> Option<(NameSource, Name)> {
+    let http = |host: http::Host, pending: &mut Pending| match host {
+        http::Host::Found(n) => Some((NameSource::HttpHost, n)),
+        http::Host::MoreHeaders => {
+            *pending = Pending::HttpHeaders;
+            None
+        }
+        http::Host::None => None,
+    };
+    if std::mem::take(pending) == Pending::HttpHeaders {
+        return http(http::headers(payload), pending);
+    }
     match proto {
         6 => tls::client_hello_sni(payload)
             .map(|n| (NameSource::Sni, n))
-            .or_else(|| http::request_host(payload).map(|n| (NameSource::HttpHost, n)))
+            .or_else(|| http(http::request(payload), pending))
             .or_else(|| dns::tcp_question(payload).map(|n| (NameSource::Dns, n))),
         17 => dns::question(payload).map(|n| (NameSource::Dns, n)),
         _ => None,
@@ -151,7 +176,10 @@ pub fn glob_matches(pattern: &[u8], name: &[u8]) -> bool {
 
 /// Big-endian reads that say `None` past the end.
 pub(crate) fn be16(b: &[u8], at: usize) -> Option<usize> {
-    Some(usize::from(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?])))
+    Some(usize::from(u16::from_be_bytes([
+        *b.get(at)?,
+        *b.get(at + 1)?,
+    ])))
 }
 
 pub(crate) fn be24(b: &[u8], at: usize) -> Option<usize> {
@@ -163,4 +191,4 @@ pub(crate) fn be24(b: &[u8], at: usize) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

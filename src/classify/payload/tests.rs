@@ -2,7 +2,7 @@ use super::*;
 use proptest::prelude::*;
 
 /// A TLS 1.3-style ClientHello record with `sni` (if any) after an unrelated extension.
-fn client_hello(sni: Option<&[u8]>) -> Vec<u8> {
+pub(crate) fn client_hello(sni: Option<&[u8]>) -> Vec<u8> {
     let mut ext = Vec::new();
     // supported_versions, then server_name.
     ext.extend_from_slice(&[0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]);
@@ -32,7 +32,7 @@ fn client_hello(sni: Option<&[u8]>) -> Vec<u8> {
     rec
 }
 
-fn dns_query(name: &str, class: u16) -> Vec<u8> {
+pub(crate) fn dns_query(name: &str, class: u16) -> Vec<u8> {
     let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     for label in name.split('.') {
         m.push(label.len() as u8);
@@ -53,7 +53,7 @@ fn the_sni_of_a_client_hello_is_read() {
     let rec = client_hello(Some(b"Zoom.US"));
     assert_eq!(tls::client_hello_sni(&rec), name("zoom.us"));
     assert_eq!(
-        server_name(6, &rec),
+        server_name(6, &rec, &mut Pending::default()),
         Some((NameSource::Sni, name("zoom.us").unwrap()))
     );
     assert_eq!(tls::client_hello_sni(&client_hello(None)), None);
@@ -76,6 +76,12 @@ fn a_name_with_spaces_or_control_bytes_is_not_a_name() {
     assert_eq!(tls::client_hello_sni(&client_hello(Some(b""))), None);
     assert_eq!(Name::from_host(&[b'a'; 254]), None);
     assert!(Name::from_host(&[b'a'; 253]).is_some());
+    assert_eq!(
+        Name::from_host(b"192.0.2.1"),
+        None,
+        "an address is not a name"
+    );
+    assert!(Name::from_host(b"1.2.3.4.in-addr.arpa").is_some());
 }
 
 #[test]
@@ -83,16 +89,46 @@ fn http_hosts_are_read_with_the_port_dropped() {
     let req = b"GET /index.html HTTP/1.1\r\nUser-Agent: x\r\nhOsT:  Example.COM:8080 \r\n\r\n";
     assert_eq!(http::request_host(req), name("example.com"));
     assert_eq!(
-        server_name(6, req),
+        server_name(6, req, &mut Pending::default()),
         Some((NameSource::HttpHost, name("example.com").unwrap()))
     );
+    // Any method; a request line without a target (clients send such things).
+    let options = b"OPTIONS HTTP/1.1\r\nHost: www.example.com\r\n\r\n";
+    assert_eq!(http::request_host(options), name("www.example.com"));
     let connect = b"CONNECT proxy.example.net:443 HTTP/1.1\r\nHost: other\r\n\r\n";
     assert_eq!(http::request_host(connect), name("proxy.example.net"));
     // Not a request, no Host before the blank line, an IPv6 literal.
-    assert_eq!(http::request_host(b"HTTP/1.1 200 OK\r\nHost: a\r\n\r\n"), None);
-    assert_eq!(http::request_host(b"GET / HTTP/1.1\r\n\r\nHost: a\r\n"), None);
-    assert_eq!(http::request_host(b"GET / HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n"), None);
-    assert_eq!(http::request_host(b"GETX / HTTP/1.1\r\nHost: a\r\n"), None);
+    assert_eq!(
+        http::request_host(b"HTTP/1.1 200 OK\r\nHost: a\r\n\r\n"),
+        None
+    );
+    assert_eq!(
+        http::request_host(b"GET / HTTP/1.1\r\n\r\nHost: a\r\n"),
+        None
+    );
+    assert_eq!(
+        http::request_host(b"GET / HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n"),
+        None
+    );
+    assert_eq!(http::request_host(b"get / HTTP/1.1\r\nHost: a\r\n"), None);
+    assert_eq!(http::request_host(b"GET /\r\nHost: a\r\n"), None);
+}
+
+#[test]
+fn a_request_line_sent_alone_is_followed_by_its_headers() {
+    let mut pending = Pending::default();
+    assert_eq!(server_name(6, b"POST / HTTP/1.1\n", &mut pending), None);
+    assert_eq!(pending, Pending::HttpHeaders);
+    assert_eq!(
+        server_name(6, b"Host: interleave.me\n", &mut pending),
+        Some((NameSource::HttpHost, name("interleave.me").unwrap()))
+    );
+    assert_eq!(pending, Pending::Nothing);
+    // Headers that end without a Host end the wait.
+    let mut pending = Pending::default();
+    assert_eq!(server_name(6, b"GET / HTTP/1.1\r\n", &mut pending), None);
+    assert_eq!(server_name(6, b"Accept: */*\r\n\r\n", &mut pending), None);
+    assert_eq!(pending, Pending::Nothing);
 }
 
 #[test]
@@ -100,20 +136,32 @@ fn dns_questions_are_read_over_udp_and_tcp() {
     let q = dns_query("Mail.Example.org", 1);
     assert_eq!(dns::question(&q), name("mail.example.org"));
     assert_eq!(
-        server_name(17, &q),
+        server_name(17, &q, &mut Pending::default()),
         Some((NameSource::Dns, name("mail.example.org").unwrap()))
     );
     // mDNS asks with the unicast-response bit in the class.
-    assert_eq!(dns::question(&dns_query("printer.local", 0x8001)), name("printer.local"));
+    assert_eq!(
+        dns::question(&dns_query("printer.local", 0x8001)),
+        name("printer.local")
+    );
     let mut tcp = (q.len() as u16).to_be_bytes().to_vec();
     tcp.extend_from_slice(&q);
     assert_eq!(dns::tcp_question(&tcp), name("mail.example.org"));
-    assert_eq!(server_name(6, &tcp).map(|(s, _)| s), Some(NameSource::Dns));
+    assert_eq!(
+        server_name(6, &tcp, &mut Pending::default()).map(|(s, _)| s),
+        Some(NameSource::Dns)
+    );
     // A class no DNS uses, two questions, a pointer in the question, cut short.
     assert_eq!(dns::question(&dns_query("a.org", 77)), None);
-    let mut two = q.clone();
-    two[5] = 2;
-    assert_eq!(dns::question(&two), None);
+    let mut many = q.clone();
+    many[5] = 17;
+    assert_eq!(dns::question(&many), None);
+    // NOTIFY and UPDATE name their zone where a query has its question; IQUERY is refused.
+    let mut notify = q.clone();
+    notify[2] = 4 << 3;
+    assert_eq!(dns::question(&notify), name("mail.example.org"));
+    notify[2] = 1 << 3;
+    assert_eq!(dns::question(&notify), None);
     let mut ptr = q.clone();
     ptr[12] = 0xc0;
     assert_eq!(dns::question(&ptr), None);
@@ -145,8 +193,9 @@ proptest! {
         let _ = http::request_host(&bytes);
         let _ = dns::question(&bytes);
         let _ = dns::tcp_question(&bytes);
-        let _ = server_name(6, &bytes);
-        let _ = server_name(17, &bytes);
+        let _ = server_name(6, &bytes, &mut Pending::default());
+        let _ = server_name(6, &bytes, &mut Pending::HttpHeaders);
+        let _ = server_name(17, &bytes, &mut Pending::default());
         let _ = glob_matches(&bytes[..bytes.len() / 2], &bytes[bytes.len() / 2..]);
     }
 

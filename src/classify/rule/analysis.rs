@@ -382,6 +382,8 @@ impl Summary {
                 }
             }
             Atom::Fragment => self.frag == Some(pos),
+            // Opaque: implied only by itself (above).
+            Atom::Name { .. } => false,
         }
     }
 }

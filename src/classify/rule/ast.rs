@@ -6,6 +6,7 @@
 //! static analysis can rely on "this atom is true implies this precondition" for any view, not only
 //! for views built by the wire parser.
 
+use crate::classify::payload::NameSource;
 use crate::wire::{FrameView, L3};
 
 /// Sorted, disjoint, non-adjacent inclusive ranges of `u32`: port sets, length ranges, and the
@@ -200,6 +201,14 @@ pub(crate) enum Atom {
     IcmpType(u8),
     /// Any fragment of a fragmented datagram.
     Fragment,
+    /// The flow's server name, from `source` (any source when `None`), matches the glob
+    /// `pattern` (lower case). Its result is computed once per flow, when the name is learnt,
+    /// and read here as bit `bit` of the flow's name tests (given by [`super::Rule::bind_names`]).
+    Name {
+        source: Option<NameSource>,
+        pattern: String,
+        bit: u8,
+    },
 }
 
 #[inline]
@@ -213,8 +222,9 @@ fn family_ok(v: &FrameView, v6: bool) -> bool {
 }
 
 impl Atom {
+    /// `names`: the flow's name test results, a bit per test (see `Atom::Name`).
     #[inline]
-    pub fn eval(&self, v: &FrameView) -> bool {
+    pub fn eval(&self, v: &FrameView, names: u64) -> bool {
         match self {
             Atom::Family(f) => v.l3 == *f,
             Atom::Proto(p) => is_ip(v) && v.ip_proto == *p,
@@ -251,6 +261,7 @@ impl Atom {
             Atom::TcpFlags(m) => v.tcp_flags & m == *m,
             Atom::IcmpType(t) => v.has_icmp && v.icmp_type == *t,
             Atom::Fragment => v.is_fragment,
+            Atom::Name { bit, .. } => *bit < 64 && names >> bit & 1 != 0,
         }
     }
 

@@ -2,8 +2,10 @@
 //!
 //! Guarantees: never panics; every token carries the column and length (in characters, not bytes)
 //! of its text, so errors can point precisely even after non-ASCII input. Words are runs of
-//! letters, digits and `. : / , - _` so addresses (`fe80::1/64`), port lists (`80,8000-8010`) and
-//! names (`echo-request`) stay whole; the parser splits them further.
+//! letters, digits and `. : / , - _ *` so addresses (`fe80::1/64`), port lists (`80,8000-8010`),
+//! names (`echo-request`) and host-name globs (`*.example.com`) stay whole; the parser splits
+//! them further. A string in double or single quotes is one word too (`'*.example.com'`: the
+//! single quotes spare escaping inside a config's double-quoted `match`).
 
 use super::RuleError;
 
@@ -11,6 +13,8 @@ use super::RuleError;
 pub(crate) enum Tok {
     /// A keyword, number, address or list; kept as written (case folded by the parser).
     Word(String),
+    /// A quoted string, without its quotes.
+    Str(String),
     LParen,
     RParen,
     /// `&&`
@@ -47,6 +51,7 @@ impl Token {
     pub fn text(&self) -> String {
         match &self.tok {
             Tok::Word(w) => w.clone(),
+            Tok::Str(s) => format!("\"{s}\""),
             Tok::LParen => "(".into(),
             Tok::RParen => ")".into(),
             Tok::AndAnd => "&&".into(),
@@ -66,7 +71,7 @@ impl Token {
 }
 
 fn is_word_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '/' | ',' | '-' | '_')
+    c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '/' | ',' | '-' | '_' | '*')
 }
 
 pub(crate) fn lex(src: &str) -> Result<Vec<Token>, RuleError> {
@@ -110,6 +115,18 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token>, RuleError> {
             '>' => (Tok::Cmp(Cmp::Gt), 1),
             '=' if next == Some('=') => (Tok::Cmp(Cmp::Eq), 2),
             '=' => (Tok::Cmp(Cmp::Eq), 1),
+            '"' | '\'' => {
+                let Some(close) = chars[i + 1..].iter().position(|&q| q == c) else {
+                    return Err(RuleError::new(
+                        col,
+                        chars.len() - i,
+                        format!("unterminated string: no closing `{c}`"),
+                        Some("close the quote"),
+                    ));
+                };
+                let s: String = chars[i + 1..i + 1 + close].iter().collect();
+                (Tok::Str(s), close + 2)
+            }
             c if is_word_char(c) => {
                 let start = i;
                 let mut j = i;
@@ -120,16 +137,11 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token>, RuleError> {
                 (Tok::Word(w), j - start)
             }
             c => {
-                let hint = if c == '"' || c == '\'' {
-                    Some("rules take no quotes; write the words bare")
-                } else {
-                    None
-                };
                 return Err(RuleError::new(
                     col,
                     1,
                     format!("unexpected character `{c}`"),
-                    hint,
+                    None,
                 ));
             }
         };

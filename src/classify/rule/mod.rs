@@ -24,6 +24,7 @@ mod tests;
 
 pub use app_table::{app_table, AppEntry, AppProto};
 
+use crate::classify::payload::{glob_matches, NameSource};
 use crate::wire::FrameView;
 use analysis::{conj_implies, Conj, Summary};
 use ast::{Atom, Expr};
@@ -71,6 +72,56 @@ impl std::fmt::Display for RuleError {
 }
 
 impl std::error::Error for RuleError {}
+
+/// Distinct name tests one classifier can hold: their results are a bit each in a flow's entry.
+pub const MAX_NAME_TESTS: usize = 64;
+
+/// More than [`MAX_NAME_TESTS`] distinct name tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyNameTests;
+
+/// The distinct name tests of a classifier's rules, numbered.
+#[derive(Clone, Debug, Default)]
+pub struct NameTests {
+    tests: Vec<(Option<NameSource>, String)>,
+}
+
+impl NameTests {
+    fn number(
+        &mut self,
+        source: Option<NameSource>,
+        pattern: &str,
+    ) -> Result<u8, TooManyNameTests> {
+        let i = match self
+            .tests
+            .iter()
+            .position(|(s, p)| *s == source && p == pattern)
+        {
+            Some(i) => i,
+            None if self.tests.len() < MAX_NAME_TESTS => {
+                self.tests.push((source, pattern.to_string()));
+                self.tests.len() - 1
+            }
+            None => return Err(TooManyNameTests),
+        };
+        Ok(i as u8)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tests.is_empty()
+    }
+
+    /// The results of every test on a name learnt from `source`, a bit per test.
+    pub fn eval(&self, source: NameSource, name: &[u8]) -> u64 {
+        self.tests
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, p))| {
+                (s.is_none() || *s == Some(source)) && glob_matches(p.as_bytes(), name)
+            })
+            .fold(0, |bits, (i, _)| bits | 1 << i)
+    }
+}
 
 /// Jump targets past the program end: the verdicts.
 const ACCEPT: u32 = u32::MAX;
@@ -146,9 +197,16 @@ impl Rule {
         }
     }
 
-    /// Does this frame match?
+    /// Does this frame match, in a flow whose server name is not known?
     #[inline]
     pub fn matches(&self, v: &FrameView) -> bool {
+        self.matches_with(v, 0)
+    }
+
+    /// Does this frame match, in a flow whose name tests gave `names` (a bit per test, as
+    /// [`Rule::bind_names`] numbered them)?
+    #[inline]
+    pub fn matches_with(&self, v: &FrameView, names: u64) -> bool {
         let mut pc = self.entry;
         // Jumps strictly decrease `pc`, so this bound is never reached; it only makes
         // termination obvious.
@@ -161,9 +219,41 @@ impl Rule {
             let Some(insn) = self.prog.get(pc as usize) else {
                 return false;
             };
-            pc = if insn.atom.eval(v) { insn.jt } else { insn.jf };
+            pc = if insn.atom.eval(v, names) {
+                insn.jt
+            } else {
+                insn.jf
+            };
         }
         pc == ACCEPT
+    }
+
+    /// Number this rule's name tests (`domain`, `sni`, ...) in `tests`, shared by every rule of
+    /// a classifier: a test written twice gets one number. Fails when `tests` would pass
+    /// [`MAX_NAME_TESTS`]; a test left without a number then never matches.
+    pub fn bind_names(&mut self, tests: &mut NameTests) -> Result<(), TooManyNameTests> {
+        let mut result = Ok(());
+        for insn in &mut self.prog {
+            if let Atom::Name {
+                source,
+                pattern,
+                bit,
+            } = &mut insn.atom
+            {
+                *bit = tests.number(*source, pattern).unwrap_or_else(|e| {
+                    result = Err(e);
+                    u8::MAX
+                });
+            }
+        }
+        result
+    }
+
+    /// The rule reads the flow's server name.
+    pub fn reads_names(&self) -> bool {
+        self.prog
+            .iter()
+            .any(|i| matches!(i.atom, Atom::Name { .. }))
     }
 
     /// The rule is exactly `default` (the catch-all class).

@@ -13,6 +13,7 @@ use super::app_table::{app_table, find_app, AppProto};
 use super::ast::{Atom, Dir, Expr, Net, RangeSet};
 use super::lexer::{Cmp, Tok, Token};
 use super::RuleError;
+use crate::classify::payload::{NameSource, MAX_NAME};
 use crate::wire::{ipproto, L3};
 
 /// Deepest nesting of parentheses and `not` accepted.
@@ -45,6 +46,10 @@ const KEYWORDS: &[&str] = &[
     "greater",
     "app",
     "frag",
+    "domain",
+    "sni",
+    "http_host",
+    "dns",
     "default",
 ];
 
@@ -434,6 +439,56 @@ impl Parser {
         }
     }
 
+    /// A host-name glob after `domain`, `sni`, `http_host` or `dns`, bare or quoted.
+    fn name_test(&mut self, t: &Token, source: Option<NameSource>) -> Result<Expr, RuleError> {
+        let expected = "a host name or a glob such as `*.example.com`";
+        let Some(o) = self.next() else {
+            return Err(self.end_err(
+                format!(
+                    "expected {expected} after `{}`, found end of rule",
+                    t.text()
+                ),
+                None,
+            ));
+        };
+        let pattern = match &o.tok {
+            Tok::Word(w) | Tok::Str(w) => w.to_ascii_lowercase(),
+            _ => {
+                return Err(err(
+                    o.col,
+                    o.len,
+                    format!(
+                        "expected {expected} after `{}`, found `{}`",
+                        t.text(),
+                        o.text()
+                    ),
+                    None,
+                ))
+            }
+        };
+        let bad = pattern
+            .chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*')));
+        if pattern.is_empty() || pattern.len() > MAX_NAME || bad.is_some() {
+            let what = match bad {
+                Some(c) => format!("`{c}` cannot be part of a host name"),
+                None if pattern.is_empty() => "the name is empty".to_string(),
+                None => format!("the name is longer than {MAX_NAME} characters"),
+            };
+            return Err(err(
+                o.col,
+                o.len,
+                format!("`{}` is not a host-name glob: {what}", o.text()),
+                Some("letters, digits, `-`, `_`, `.` and `*` (any run of characters)".into()),
+            ));
+        }
+        Ok(atom(Atom::Name {
+            source,
+            pattern,
+            bit: 0,
+        }))
+    }
+
     fn primitive(&mut self, t: &Token, kw: &str) -> Result<Expr, RuleError> {
         match kw {
             "tcp" | "udp" | "sctp" => {
@@ -526,6 +581,15 @@ impl Parser {
             "src" | "dst" | "port" | "portrange" | "host" | "net" => {
                 self.pos -= 1;
                 self.qualified()
+            }
+            "domain" | "sni" | "http_host" | "dns" => {
+                let source = match kw {
+                    "sni" => Some(NameSource::Sni),
+                    "http_host" => Some(NameSource::HttpHost),
+                    "dns" => Some(NameSource::Dns),
+                    _ => None,
+                };
+                self.name_test(t, source)
             }
             "dscp" => {
                 let (o, k) = self.operand(t, "a DSCP value (0-63) or name")?;

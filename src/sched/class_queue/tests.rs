@@ -324,7 +324,10 @@ fn a_queue_costs_what_the_docs_say() {
     // hosts.
     let shared = ClassQueue::table_bytes(sharing(false));
     assert_eq!(shared / 1000, 328);
-    assert_eq!((ClassQueue::table_bytes(sharing(true)) - shared) / 1000, 131);
+    assert_eq!(
+        (ClassQueue::table_bytes(sharing(true)) - shared) / 1000,
+        131
+    );
 }
 
 #[test]

@@ -1,0 +1,141 @@
+//! Server names on real captures: rules over them move a flow once its name is read, and the
+//! names weir reads agree with tshark's (an independent dissector) on every flow of the
+//! committed captures where tshark finds one.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use weir::replay::{replay_file, ReplayOptions};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Both ports: `named` for the name test, `web` for ports 80 and 443, `rest` for the others.
+fn plan(name_test: &str) -> Arc<weir::config::Plan> {
+    let classes = format!(
+        r#"classes: [
+            (name: "named", match: "{name_test}", priority: 0, rate: "1 Mbit"),
+            (name: "web", match: "tcp port 80 or tcp port 443", priority: 1, rate: "1 Mbit"),
+            (name: "rest", match: "default", priority: 2, rate: "1 Mbit"),
+        ]"#
+    );
+    let src = format!(
+        r#"(
+            lan_networks: ["192.168.0.0/16"],
+            ports: (wan: (rate: "100 Mbit"), lan: (rate: "100 Mbit")),
+            {classes}
+        )"#
+    );
+    Arc::new(weir::config::parse(&src, Path::new("names-test.ron")).expect("test config"))
+}
+
+/// Frames received by class `name`, both ports.
+fn received(report: &weir::replay::ReplayReport, name: &str) -> u64 {
+    report
+        .classes
+        .iter()
+        .filter(|c| c.name == name)
+        .map(|c| c.received_frames)
+        .sum()
+}
+
+#[test]
+fn a_tls_flow_moves_to_its_named_class_at_its_client_hello() {
+    let capture = root().join("captures/tls-sni.pcap");
+    let flows_path = std::env::temp_dir().join(format!("weir-names-{}.jsonl", std::process::id()));
+    let run = |test: &str| {
+        replay_file(
+            &plan(test),
+            &capture,
+            None,
+            Some(&flows_path),
+            &ReplayOptions {
+                flows: true,
+                ..Default::default()
+            },
+            &mut |_| {},
+        )
+        .expect("replay")
+    };
+    let r = run("domain *.mozilla.org");
+    // tshark: two connections to port 443, each opening with a 3-frame handshake and then a
+    // ClientHello naming tls13.crypto.mozilla.org; 24 frames in all.
+    assert_eq!(r.frames_read, 24);
+    assert_eq!(r.names.learnt, 2, "{:?}", r.names);
+    assert_eq!(r.names.frames_before, 6, "each handshake's 3 frames");
+    assert_eq!(received(&r, "web"), 6, "the handshakes, before the names");
+    assert_eq!(received(&r, "named"), 18);
+    let lines = std::fs::read_to_string(&flows_path).unwrap();
+    let flows: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(flows.len(), 2, "{lines}");
+    for f in &flows {
+        assert_eq!(f["server_name"], "tls13.crypto.mozilla.org", "{f}");
+        assert_eq!(f["name_source"], "sni");
+        assert_eq!(f["frames_before_name"], 3);
+        assert_eq!(f["class_up"], "named");
+        let frames = f["frames_up"].as_u64().unwrap() + f["frames_down"].as_u64().unwrap();
+        assert_eq!(frames, 12, "{f}");
+    }
+    // A test on another source, or another name, leaves the flows where the ports put them.
+    for test in [
+        "http_host *.mozilla.org",
+        "sni mozilla.org",
+        "dns *.mozilla.org",
+    ] {
+        let r = run(test);
+        assert_eq!(received(&r, "named"), 0, "{test}");
+        assert_eq!(received(&r, "web"), 24, "{test}");
+    }
+    let _ = std::fs::remove_file(&flows_path);
+}
+
+#[test]
+fn an_http_request_split_over_segments_is_named_from_its_second() {
+    let r = replay_file(
+        &plan("http_host zeek.org"),
+        &root().join("captures/http-split-request.pcap"),
+        None,
+        None,
+        &ReplayOptions::default(),
+        &mut |_| {},
+    )
+    .expect("replay");
+    assert_eq!(r.names.learnt, 1, "{:?}", r.names);
+    assert!(received(&r, "named") > 0);
+}
+
+#[test]
+fn names_agree_with_tshark_on_the_committed_captures() {
+    if !common::require_tool(
+        "names_agree_with_tshark_on_the_committed_captures",
+        "tshark",
+    ) {
+        return;
+    }
+    let out = std::process::Command::new("python3")
+        .arg(root().join("benches/names_oracle.py"))
+        .args([
+            "--weir",
+            env!("CARGO_BIN_EXE_weir"),
+            "--min-agreement",
+            "100",
+        ])
+        .arg(root().join("captures"))
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "weir's names differ from tshark's:\n{text}"
+    );
+    // The committed captures hold names of each source.
+    for source in ["dns:", "http:", "sni:"] {
+        assert!(text.contains(source), "no {source} flow in:\n{text}");
+    }
+}

@@ -90,7 +90,10 @@ def tshark_names(path):
             name = v.get(field, "")
             # tshark's own notes ("<name contains a pointer that loops>") are not names.
             if name and not name.startswith("<"):
-                layers = [p for p in v.get("frame.protocols", "").split(":") if p in TUNNELS]
+                protocols = v.get("frame.protocols", "").split(":")
+                layers = [p for p in protocols if p in TUNNELS]
+                if source == "sni" and "quic" in protocols:
+                    source = "quic"
                 flows[key] = (source, norm(name, source), ":".join(layers))
                 break
     return flows

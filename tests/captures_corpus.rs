@@ -366,6 +366,22 @@ fn committed_captures() {
             matching: 20,
         },
         Expect {
+            file: "quic-v1.pcap",
+            link: 1,
+            frames: 19,
+            damaged_at: None,
+            check: |v: &FrameView| v.l3 == L3::Ipv4 && v.ip_proto == 17,
+            matching: 19,
+        },
+        Expect {
+            file: "quic-v2.pcap",
+            link: 1,
+            frames: 12,
+            damaged_at: None,
+            check: |v: &FrameView| v.l3 == L3::Ipv4 && v.ip_proto == 17,
+            matching: 12,
+        },
+        Expect {
             file: "truncated.pcap",
             link: 1,
             frames: 1,

@@ -110,6 +110,47 @@ fn an_http_request_split_over_segments_is_named_from_its_second() {
 }
 
 #[test]
+fn quic_v1_and_v2_initials_are_decrypted_for_their_name() {
+    for (file, test, name) in [
+        ("quic-v1.pcap", "sni *.cirrus-ci.com", "api.cirrus-ci.com"),
+        ("quic-v2.pcap", "domain localhost", "localhost"),
+    ] {
+        let r = replay_file(
+            &plan(test),
+            &root().join("captures").join(file),
+            None,
+            None,
+            &ReplayOptions::default(),
+            &mut |_| {},
+        )
+        .expect("replay");
+        // The first datagram is the client's Initial: the flow is named from it on.
+        assert_eq!((r.names.learnt, r.names.frames_before), (1, 0), "{file}");
+        assert_eq!(received(&r, "named"), r.frames_read, "{file}");
+        // The same datagram with one byte of its protected payload changed fails the AEAD
+        // tag: no name, rather than a wrong one.
+        let mut reader = weir::capture::CaptureReader::open(&root().join("captures").join(file))
+            .expect("capture");
+        let frame = reader.next_frame().unwrap().unwrap().data.to_vec();
+        let v = weir::wire::parse(&frame);
+        let udp = &frame[usize::from(v.l4_offset) + 8..];
+        assert_eq!(
+            weir::classify::payload::quic::initial_sni(udp).map(|n| n.as_str().to_string()),
+            Some(name.to_string()),
+            "{file}"
+        );
+        let mut bad = udp.to_vec();
+        let at = bad.len() - 40;
+        bad[at] ^= 1;
+        assert_eq!(
+            weir::classify::payload::quic::initial_sni(&bad),
+            None,
+            "{file}"
+        );
+    }
+}
+
+#[test]
 fn names_agree_with_tshark_on_the_committed_captures() {
     if !common::require_tool(
         "names_agree_with_tshark_on_the_committed_captures",
@@ -135,7 +176,7 @@ fn names_agree_with_tshark_on_the_committed_captures() {
         "weir's names differ from tshark's:\n{text}"
     );
     // The committed captures hold names of each source.
-    for source in ["dns:", "http:", "sni:"] {
+    for source in ["dns:", "http:", "sni:", "quic:"] {
         assert!(text.contains(source), "no {source} flow in:\n{text}");
     }
 }

@@ -136,7 +136,7 @@ fn write_table(out: &mut impl Write, s: &Settings, r: &ReplayReport) -> std::io:
     if n.learnt + n.not_found > 0 {
         writeln!(
             out,
-            "server names: {} flows named (sni, HTTP Host or DNS), {} without one after {} payload frames; {} frames of named flows classified before their name",
+            "server names: {} flows named (TLS or QUIC SNI, HTTP Host, DNS), {} without one after {} payload frames; {} frames of named flows classified before their name",
             n.learnt,
             n.not_found,
             weir::classify::NAME_PAYLOAD_FRAMES,

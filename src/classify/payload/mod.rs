@@ -8,11 +8,13 @@
 //! case, without a trailing dot, at most 253 bytes of letters, digits, `-`, `_`, `.` and `*`,
 //! and not an IPv4 address (anything else and the parser says nothing: a name with spaces or
 //! control bytes is not a host name, and rules must not be steered by it).
-//! Not (yet) read: a ClientHello split over several TCP segments (only its first segment is
-//! seen, so a name past it is missed), QUIC Initials, DNS answers.
+//! QUIC Initials are decrypted for their ClientHello (`quic`: RFC 9001's public keys).
+//! Not (yet) read: a ClientHello split over several TCP segments or QUIC packets (only the
+//! first is seen, so a name past it is missed), DNS answers.
 
 pub mod dns;
 pub mod http;
+pub mod quic;
 pub mod tls;
 
 /// Where a flow's server name came from.
@@ -22,15 +24,24 @@ pub enum NameSource {
     Sni,
     /// HTTP/1 request, `Host` header (or the target of a CONNECT).
     HttpHost,
+    /// TLS ClientHello in a QUIC Initial, server_name extension.
+    Quic,
     /// DNS question.
     Dns,
 }
 
 impl NameSource {
+    /// Does a rule on this source (`sni`, `http_host`, `dns`) take a name learnt from
+    /// `learnt`? `sni` takes the ClientHello of TLS and of QUIC alike.
+    pub fn covers(self, learnt: NameSource) -> bool {
+        self == learnt || (self == NameSource::Sni && learnt == NameSource::Quic)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             NameSource::Sni => "sni",
             NameSource::HttpHost => "http",
+            NameSource::Quic => "quic",
             NameSource::Dns => "dns",
         }
     }
@@ -140,7 +151,9 @@ pub fn server_name(proto: u8, payload: &[u8], pending: &mut Pending) -> Option<(
             .map(|n| (NameSource::Sni, n))
             .or_else(|| http(http::request(payload), pending))
             .or_else(|| dns::tcp_question(payload).map(|n| (NameSource::Dns, n))),
-        17 => dns::question(payload).map(|n| (NameSource::Dns, n)),
+        17 => quic::initial_sni(payload)
+            .map(|n| (NameSource::Quic, n))
+            .or_else(|| dns::question(payload).map(|n| (NameSource::Dns, n))),
         _ => None,
     }
 }

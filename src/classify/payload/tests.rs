@@ -217,3 +217,42 @@ proptest! {
         }
     }
 }
+
+/// The first UDP payload of a committed capture (classic pcap, Ethernet, IPv4 without
+/// options): a real QUIC client Initial.
+fn first_initial(pcap: &[u8]) -> Vec<u8> {
+    let caplen = u32::from_le_bytes(pcap[32..36].try_into().unwrap()) as usize;
+    pcap[40 + 42..40 + caplen].to_vec()
+}
+
+#[test]
+fn real_quic_initials_give_their_names() {
+    let v1 = first_initial(include_bytes!("../../../captures/quic-v1.pcap"));
+    let v2 = first_initial(include_bytes!("../../../captures/quic-v2.pcap"));
+    let name_of = |d: &[u8]| quic::initial_sni(d).map(|n| n.as_str().to_string());
+    assert_eq!(name_of(&v1).as_deref(), Some("api.cirrus-ci.com"));
+    assert_eq!(name_of(&v2).as_deref(), Some("localhost"));
+    // v1 bytes labelled as v2 (and the reverse) derive other keys: the tag fails.
+    let mut swapped = v1.clone();
+    swapped[1..5].copy_from_slice(&0x6b33_43cfu32.to_be_bytes());
+    swapped[0] = (swapped[0] & 0xcf) | 0x10;
+    assert_eq!(name_of(&swapped), None);
+}
+
+proptest! {
+    #[test]
+    fn a_damaged_quic_initial_gives_its_name_or_none(
+        pos in 0usize..1400,
+        byte in any::<u8>(),
+        cut in 0usize..1400,
+    ) {
+        let mut d = first_initial(include_bytes!("../../../captures/quic-v1.pcap"));
+        if pos < d.len() {
+            d[pos] = byte;
+        }
+        d.truncate(cut.max(1));
+        if let Some(n) = quic::initial_sni(&d) {
+            prop_assert_eq!(n.as_str(), "api.cirrus-ci.com");
+        }
+    }
+}

@@ -22,11 +22,17 @@ pub fn client_hello_sni(payload: &[u8]) -> Option<Name> {
     let record_len = be16(payload, 3)?;
     let record = payload.get(5..)?;
     let record = &record[..record_len.min(record.len())];
-    if record.first() != Some(&CLIENT_HELLO) {
+    handshake_sni(record)
+}
+
+/// The host name of the ClientHello handshake message that `hs` starts with (no record
+/// header: as QUIC carries it in CRYPTO frames).
+pub fn handshake_sni(hs: &[u8]) -> Option<Name> {
+    if hs.first() != Some(&CLIENT_HELLO) {
         return None;
     }
-    let hello_len = be24(record, 1)?;
-    let hello = &record[4.min(record.len())..];
+    let hello_len = be24(hs, 1)?;
+    let hello = &hs[4.min(hs.len())..];
     let hello = &hello[..hello_len.min(hello.len())];
     // version (2), random (32), then three length-prefixed fields.
     let mut at = 34;

@@ -117,7 +117,7 @@ impl NameTests {
             .iter()
             .enumerate()
             .filter(|(_, (s, p))| {
-                (s.is_none() || *s == Some(source)) && glob_matches(p.as_bytes(), name)
+                s.map_or(true, |s| s.covers(source)) && glob_matches(p.as_bytes(), name)
             })
             .fold(0, |bits, (i, _)| bits | 1 << i)
     }

@@ -235,6 +235,11 @@ pub struct NamesReport {
     pub not_found: u64,
     /// Frames of the named flows classified before their name was known.
     pub frames_before: u64,
+    /// New flows named from the DNS cache (an answer seen earlier gave their address).
+    pub from_dns_cache: u64,
+    /// Addresses stored from DNS answers, and live ones pushed out of the full cache.
+    pub dns_answers_stored: u64,
+    pub dns_cache_evicted: u64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -497,6 +502,9 @@ impl<'p> Replay<'p> {
                 learnt: cs.names.learnt,
                 not_found: cs.names.not_found,
                 frames_before: cs.names.frames_before,
+                from_dns_cache: cs.names.from_dns_cache,
+                dns_answers_stored: cs.names.dns_cache.stored,
+                dns_cache_evicted: cs.names.dns_cache.evicted,
             },
         }
     }

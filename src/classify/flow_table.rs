@@ -11,8 +11,8 @@
 //! current and the last whole second (a rate without a timer: the window moves on the next
 //! frame). About 120 bytes per slot (`size_of::<Entry>()`, tested).
 //! When the rules read server names, a second array beside the slots keeps each flow's name,
-//! where it came from and the rules' name tests on it (about 270 bytes per slot, allocated only
-//! then: 17 MB for the default 65,536 flows).
+//! where it came from and the rules' name tests on it (280 bytes per slot, allocated only
+//! then: 18 MB for the default 65,536 flows).
 
 use super::flow::FlowKey;
 use super::payload::{Name, NameSource, Pending};
@@ -422,6 +422,12 @@ mod tests {
             "{}",
             std::mem::size_of::<Entry>()
         );
+    }
+
+    #[test]
+    fn a_kept_name_costs_what_the_docs_say() {
+        // flow_table.rs's header and docs/rules.md quote this size.
+        assert_eq!(std::mem::size_of::<FlowName>(), 280);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //!   frames classified before are counted;
 //! - no allocation per frame; no panic whatever the frame.
 
+pub mod dns_cache;
 pub mod flow;
 pub mod flow_table;
 pub mod fragments;
@@ -26,10 +27,12 @@ use crate::port::ClassId;
 use crate::port::Side;
 use crate::time::Nanos;
 use crate::wire::FrameView;
+use dns_cache::{DnsCache, DnsCacheStats, DNS_CACHE_ENTRIES};
 use flow::{host_hash, mac_u128, FlowKey};
 use flow_table::NAME_DECIDED;
 use flow_table::{FlowTable, FlowTableStats, NO_VERDICT};
 use fragments::{FragmentStats, FragmentTable};
+use payload::NameSource;
 use rule::{NameTests, Rule};
 
 /// Payload frames of a flow read for its server name before giving up on one.
@@ -119,6 +122,9 @@ pub struct NameStats {
     pub not_found: u64,
     /// Frames of the named flows classified before their name was known.
     pub frames_before: u64,
+    /// New flows named from the DNS cache, and the cache's counters.
+    pub from_dns_cache: u64,
+    pub dns_cache: DnsCacheStats,
 }
 
 pub struct Classifier {
@@ -127,6 +133,8 @@ pub struct Classifier {
     name_tests: NameTests,
     /// Keep names even when no rule reads them (a replay's flow list).
     names_wanted: bool,
+    /// Names from DNS answers; allocated when names are kept.
+    dns_cache: Option<DnsCache>,
     names: NameStats,
     per_frame: [Vec<u16>; 2],
     flows: FlowTable,
@@ -146,6 +154,7 @@ impl Classifier {
         flows.keep_names(!name_tests.is_empty());
         Classifier {
             ports,
+            dns_cache: (!name_tests.is_empty()).then(|| DnsCache::new(DNS_CACHE_ENTRIES)),
             name_tests,
             names_wanted: false,
             names: NameStats::default(),
@@ -161,7 +170,14 @@ impl Classifier {
             flows: self.flows.stats(),
             fragments: self.fragments.stats(),
             control_frames: self.control_frames,
-            names: self.names,
+            names: NameStats {
+                dns_cache: self
+                    .dns_cache
+                    .as_ref()
+                    .map(DnsCache::stats)
+                    .unwrap_or_default(),
+                ..self.names
+            },
         }
     }
 
@@ -174,6 +190,9 @@ impl Classifier {
     pub fn keep_names(&mut self) {
         self.names_wanted = true;
         self.flows.keep_names(true);
+        if self.dns_cache.is_none() {
+            self.dns_cache = Some(DnsCache::new(DNS_CACHE_ENTRIES));
+        }
     }
 
     /// Every flow the table still holds, idle ones too (see [`FlowTable::for_each_held`]).
@@ -212,8 +231,13 @@ impl Classifier {
         ];
         self.name_tests = bind_names(&mut ports);
         self.ports = ports;
-        self.flows
-            .keep_names(self.names_wanted || !self.name_tests.is_empty());
+        let keep = self.names_wanted || !self.name_tests.is_empty();
+        self.flows.keep_names(keep);
+        if !keep {
+            self.dns_cache = None;
+        } else if self.dns_cache.is_none() {
+            self.dns_cache = Some(DnsCache::new(DNS_CACHE_ENTRIES));
+        }
         for n in self.flows.names_mut() {
             n.tests = n
                 .source
@@ -270,34 +294,75 @@ impl Classifier {
             // TCP or UDP frame whose payload was not reached, a later fragment or a cut
             // header, only does not count.)
             n.looked = NAME_DECIDED;
-            return 0;
+            return n.tests;
         }
         if let Some(payload) = frame.and_then(|f| payload_of(v, f)) {
             if let Some((source, name)) = payload::server_name(v.ip_proto, payload, &mut n.pending)
             {
+                let tests = self.name_tests.eval(source, name.as_bytes());
+                let moved = tests != n.tests;
                 n.name = name;
                 n.source = Some(source);
-                n.tests = self.name_tests.eval(source, name.as_bytes());
+                n.tests = tests;
                 n.looked = NAME_DECIDED;
                 self.names.learnt += 1;
                 self.names.frames_before += u64::from(n.frames_before);
-                let tests = n.tests;
-                // The verdicts cached so far were made without the name.
-                self.flows.set_verdict(slot, 0, NO_VERDICT);
-                self.flows.set_verdict(slot, 1, NO_VERDICT);
+                if moved {
+                    // The verdicts cached so far were made without this name.
+                    self.flows.set_verdict(slot, 0, NO_VERDICT);
+                    self.flows.set_verdict(slot, 1, NO_VERDICT);
+                }
                 return tests;
             }
             n.looked += 1;
             if n.looked >= NAME_PAYLOAD_FRAMES {
                 n.looked = NAME_DECIDED;
                 self.names.not_found += 1;
-                return 0;
+                return n.tests;
             }
         }
         if account {
             n.frames_before = n.frames_before.saturating_add(1);
         }
-        0
+        n.tests
+    }
+
+    /// Names from DNS: store the answers of a response from port 53, and name a new TCP or
+    /// UDP flow whose remote address (this frame's destination, else its source) was resolved.
+    fn use_dns_cache(
+        &mut self,
+        slot: usize,
+        new_flow: bool,
+        v: &FrameView,
+        frame: Option<&[u8]>,
+        now: Nanos,
+    ) {
+        let Some(cache) = self.dns_cache.as_mut() else {
+            return;
+        };
+        if !v.has_ports || !matches!(v.ip_proto, 6 | 17) {
+            return;
+        }
+        if v.ip_proto == 17 && v.src_port == 53 {
+            if let Some(payload) = frame.and_then(|f| payload_of(v, f)) {
+                payload::dns::answers(payload, |name, a| {
+                    cache.store(a.addr, a.v6, name, a.ttl, now)
+                });
+            }
+        }
+        if !new_flow {
+            return;
+        }
+        let v6 = v.l3 == crate::wire::L3::Ipv6;
+        let found = cache
+            .lookup(v.dst_ip, v6, now)
+            .or_else(|| cache.lookup(v.src_ip, v6, now));
+        if let (Some(name), Some(n)) = (found, self.flows.name_mut(slot)) {
+            n.name = name;
+            n.source = Some(NameSource::DnsCache);
+            n.tests = self.name_tests.eval(NameSource::DnsCache, name.as_bytes());
+            self.names.from_dns_cache += 1;
+        }
     }
 
     fn classify_and(
@@ -322,7 +387,8 @@ impl Classifier {
         self.fragments.resolve(&mut v, now);
         let key = FlowKey::of(&v);
         let flow_hash = key.hash64();
-        let (slot, _) = self.flows.lookup_or_insert(&key, flow_hash, now);
+        let (slot, hit) = self.flows.lookup_or_insert(&key, flow_hash, now);
+        self.use_dns_cache(slot, !hit, &v, frame, now);
         let names = self.learn_name(slot, &v, frame, egress, account);
         let port = &self.ports[egress.index()];
         let mut first = self.flows.verdict(slot, egress.index());

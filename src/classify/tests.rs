@@ -295,6 +295,74 @@ fn name_sources_are_told_apart_and_dns_names_count() {
     assert_eq!(classify_bytes(&mut c, &udp4_with(5353, 53, &big), 1), 2);
 }
 
+/// A DNS response from B4's resolver (port 53) to A4 saying `name` is at `addr`.
+fn dns_answer(name: &str, addr: [u8; 4]) -> Vec<u8> {
+    use crate::classify::payload::tests::dns_query;
+    let mut m = dns_query(name, 1);
+    m[2] |= 0x80; // QR: a response
+    m[7] = 1; // one answer
+              // The answer: a pointer to the question's name, A, IN, TTL 60, 4 bytes.
+    m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+    m.extend_from_slice(&addr);
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(MAC_B, MAC_A)
+        .ipv4(B4, A4, 64)
+        .udp(53, 40053)
+        .write(&mut f, &m)
+        .unwrap();
+    f
+}
+
+#[test]
+fn a_flow_to_an_address_a_dns_answer_gave_is_named_from_its_first_frame() {
+    use crate::classify::payload::tests::client_hello;
+    let mut c = classifier(&[
+        ("video", "domain *.video.example"),
+        ("resolved", "dns cdn.example"),
+        ("rest", "default"),
+    ]);
+    let server = [198, 19, 9, 9];
+    let answer = dns_answer("edge.video.example", server);
+    // The response's own flow is named by its question, which `domain` takes too.
+    assert_eq!(
+        c.classify_frame(&parse(&answer), &answer, Side::Lan, 0)
+            .class,
+        1
+    );
+    // A TCP flow to that address: named from its SYN, before any payload.
+    let syn = {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(A4, server, 64)
+            .tcp(40000, 443, 1, 1000)
+            .write(&mut f, &[])
+            .unwrap();
+        f
+    };
+    assert_eq!(classify_bytes(&mut c, &syn, 1), 1);
+    let s = c.stats().names;
+    assert_eq!((s.from_dns_cache, s.dns_cache.stored), (1, 1));
+    // Its own SNI, when it comes, is the name; here it names another service: the flow
+    // moves, once.
+    let hello = client_hello(Some(b"cdn.example"));
+    let with_hello = {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(A4, server, 64)
+            .tcp(40000, 443, 1, 1000)
+            .write(&mut f, &hello)
+            .unwrap();
+        f
+    };
+    assert_eq!(
+        classify_bytes(&mut c, &with_hello, 2),
+        3,
+        "sni cdn.example is not `dns`"
+    );
+    // Another address is not named.
+    assert_eq!(classify_bytes(&mut c, &tcp4_with(40001, 443, &[]), 3), 3);
+}
+
 #[test]
 fn a_reload_runs_the_new_name_tests_on_names_already_learnt() {
     use crate::classify::payload::tests::client_hello;

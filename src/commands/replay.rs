@@ -133,6 +133,13 @@ fn write_table(out: &mut impl Write, s: &Settings, r: &ReplayReport) -> std::io:
         writeln!(out, "{} frames had a timestamp earlier than the one before (taken as arriving at that earlier frame's time)", r.timestamps_reordered)?;
     }
     let n = r.names;
+    if n.from_dns_cache + n.dns_answers_stored > 0 {
+        writeln!(
+            out,
+            "DNS cache: {} addresses stored from answers ({} pushed out), {} new flows named from it",
+            n.dns_answers_stored, n.dns_cache_evicted, n.from_dns_cache
+        )?;
+    }
     if n.learnt + n.not_found > 0 {
         writeln!(
             out,

@@ -13,6 +13,87 @@ const HEADER: usize = 12;
 
 /// The question of the DNS message in a UDP payload.
 pub fn question(payload: &[u8]) -> Option<Name> {
+    first_question(payload).map(|(name, _)| name)
+}
+
+/// Answers at most read from one response.
+const MAX_ANSWERS: usize = 64;
+
+/// An address a DNS response gave for its question's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// As in `FrameView` (IPv4 in the low 32 bits).
+    pub addr: u128,
+    pub v6: bool,
+    pub ttl: u32,
+}
+
+/// The question of a successful DNS response in a UDP payload, calling `each` with every
+/// A and AAAA record among its answers (those of a CNAME chain's end too: the client asked
+/// for the question's name, so that is the name of every address it got). `None` for a query,
+/// an error, or a message that is not DNS.
+pub fn answers(payload: &[u8], mut each: impl FnMut(&Name, Answer)) -> Option<Name> {
+    let flags = be16(payload, 2)?;
+    // QR set, opcode QUERY, RCODE NOERROR.
+    if flags & 0x8000 == 0 || (flags >> 11) & 0xf != 0 || flags & 0xf != 0 {
+        return None;
+    }
+    let (name, mut at) = first_question(payload)?;
+    let (qd, an) = (be16(payload, 4)?, be16(payload, 6)?);
+    // Further questions (rare): their names and type and class.
+    for _ in 1..qd {
+        at = skip_name(payload, at)? + 4;
+    }
+    for _ in 0..an.min(MAX_ANSWERS) {
+        at = skip_name(payload, at)?;
+        let (kind, ttl_hi, ttl_lo, len) = (
+            be16(payload, at)?,
+            be16(payload, at + 4)?,
+            be16(payload, at + 6)?,
+            be16(payload, at + 8)?,
+        );
+        let data = payload.get(at + 10..at + 10 + len)?;
+        let ttl = (ttl_hi as u32) << 16 | ttl_lo as u32;
+        match (kind, data.len()) {
+            (1, 4) => each(
+                &name,
+                Answer {
+                    addr: u128::from(u32::from_be_bytes(data.try_into().ok()?)),
+                    v6: false,
+                    ttl,
+                },
+            ),
+            (28, 16) => each(
+                &name,
+                Answer {
+                    addr: u128::from_be_bytes(data.try_into().ok()?),
+                    v6: true,
+                    ttl,
+                },
+            ),
+            _ => {}
+        }
+        at += 10 + len;
+    }
+    Some(name)
+}
+
+/// Past a name at `at`: labels up to the root, or up to a compression pointer.
+fn skip_name(payload: &[u8], mut at: usize) -> Option<usize> {
+    for _ in 0..128 {
+        let len = *payload.get(at)?;
+        match len {
+            0 => return Some(at + 1),
+            l if l & 0xc0 == 0xc0 => return Some(at + 2),
+            l if l > 63 => return None,
+            l => at += 1 + usize::from(l),
+        }
+    }
+    None
+}
+
+/// The first question's name, and where the record after it starts.
+fn first_question(payload: &[u8]) -> Option<(Name, usize)> {
     let flags = be16(payload, 2)?;
     let (qd, an, ns, ar) = (
         be16(payload, 4)?,
@@ -53,7 +134,7 @@ pub fn question(payload: &[u8]) -> Option<Name> {
     if !matches!(class, 1 | 3 | 4 | 254 | 255) {
         return None;
     }
-    name.finish()
+    Some((name.finish()?, at + 4))
 }
 
 /// The question of the DNS message at the start of a TCP payload (length-prefixed).

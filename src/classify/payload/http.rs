@@ -1,9 +1,10 @@
 //! The `Host` of an HTTP/1.x request at the start of a TCP payload (RFC 9112 3.2).
 //!
-//! Checks that the payload starts with a request line: a method (1 to 16 capital letters or
-//! `-`), a space, and `HTTP/` on the line; then looks for the `Host` header among the header
-//! lines present (case-insensitive name, optional whitespace, the port dropped). A CONNECT
-//! request names its host in its target. A request whose headers go on in the next segment
+//! Checks that the payload starts with a request line: a method (1 to 16 capital letters,
+//! digits, `-` or `_`, as `CCM_POST`), a space, and `HTTP/` on the line; then looks for the
+//! `Host` header among the header lines present (case-insensitive name, optional whitespace,
+//! the port dropped). A CONNECT request names its host in its target (else in its `Host`).
+//! A request whose headers go on in the next segment
 //! (some clients send the request line alone) says so, and the next segment is read as header
 //! lines.
 
@@ -33,7 +34,7 @@ pub fn request(payload: &[u8]) -> Host {
     let method_len = payload
         .iter()
         .take(17)
-        .position(|&b| !(b.is_ascii_uppercase() || b == b'-'))
+        .position(|&b| !(b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_'))
         .unwrap_or(17);
     if !(1..=16).contains(&method_len) || payload.get(method_len) != Some(&b' ') {
         return Host::None;
@@ -51,7 +52,9 @@ pub fn request(payload: &[u8]) -> Host {
             .split(|&b| b == b' ')
             .next()
             .unwrap_or(&[]);
-        return Name::from_host(strip_port(target)).map_or(Host::None, Host::Found);
+        if let Some(name) = Name::from_host(strip_port(target)) {
+            return Host::Found(name);
+        }
     }
     headers(payload.get(line_end + 1..).unwrap_or(&[]))
 }

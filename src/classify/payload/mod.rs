@@ -26,15 +26,22 @@ pub enum NameSource {
     HttpHost,
     /// TLS ClientHello in a QUIC Initial, server_name extension.
     Quic,
+    /// A DNS answer seen earlier that gave the flow's remote address for this name.
+    DnsCache,
     /// DNS question.
     Dns,
 }
 
 impl NameSource {
     /// Does a rule on this source (`sni`, `http_host`, `dns`) take a name learnt from
-    /// `learnt`? `sni` takes the ClientHello of TLS and of QUIC alike.
+    /// `learnt`? `sni` takes the ClientHello of TLS and of QUIC alike; `dns` the flow's own
+    /// question and the answers seen before it alike.
     pub fn covers(self, learnt: NameSource) -> bool {
-        self == learnt || (self == NameSource::Sni && learnt == NameSource::Quic)
+        self == learnt
+            || matches!(
+                (self, learnt),
+                (NameSource::Sni, NameSource::Quic) | (NameSource::Dns, NameSource::DnsCache)
+            )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +49,7 @@ impl NameSource {
             NameSource::Sni => "sni",
             NameSource::HttpHost => "http",
             NameSource::Quic => "quic",
+            NameSource::DnsCache => "dns-cache",
             NameSource::Dns => "dns",
         }
     }

@@ -97,6 +97,11 @@ fn http_hosts_are_read_with_the_port_dropped() {
     assert_eq!(http::request_host(options), name("www.example.com"));
     let connect = b"CONNECT proxy.example.net:443 HTTP/1.1\r\nHost: other\r\n\r\n";
     assert_eq!(http::request_host(connect), name("proxy.example.net"));
+    // A CONNECT whose target is no name, and a method with an underscore.
+    let connect = b"CONNECT / HTTP/1.1\r\nHost: www.example.com\r\n\r\n";
+    assert_eq!(http::request_host(connect), name("www.example.com"));
+    let ccm = b"CCM_POST / HTTP/1.1\r\nHost: www.example.com\r\n\r\n";
+    assert_eq!(http::request_host(ccm), name("www.example.com"));
     // Not a request, no Host before the blank line, an IPv6 literal.
     assert_eq!(
         http::request_host(b"HTTP/1.1 200 OK\r\nHost: a\r\n\r\n"),

@@ -186,3 +186,45 @@ fn replay_without_output_does_not_allocate() {
         "heap allocations in 100,203 warmed-up replayed frames"
     );
 }
+
+#[test]
+fn learning_server_names_does_not_allocate() {
+    // TLS, QUIC (v1 and v2), HTTP and DNS (answers filling the DNS cache) from the committed
+    // captures; each repetition comes 1000 s after the last, past the idle timeout, so every
+    // flow is new again and its name is read again.
+    let mut base = Vec::new();
+    for file in [
+        "mixed-services.pcap",
+        "tls-sni.pcap",
+        "quic-v1.pcap",
+        "quic-v2.pcap",
+        "http-split-request.pcap",
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures").join(file);
+        let mut r = CaptureReader::open(&path).expect("a committed capture");
+        while let Some(f) = r.next_frame().expect("readable") {
+            base.push(f.data.to_vec());
+        }
+    }
+    let mut classifier = home().classifier();
+    classifier.keep_names();
+    let mut rep = 0u64;
+    let mut run = |reps: u64, classifier: &mut Classifier| {
+        for _ in 0..reps {
+            rep += 1;
+            for (k, f) in base.iter().enumerate() {
+                let now = rep * 1_000_000_000_000 + k as u64;
+                let v = weir::wire::parse(f);
+                std::hint::black_box(classifier.classify_frame(&v, f, Side::Wan, now));
+            }
+        }
+    };
+    run(2, &mut classifier);
+    let before = classifier.stats().names;
+    let allocs = allocations_in(|| run(20, &mut classifier));
+    let after = classifier.stats().names;
+    // Names were learnt in the measured window: TLS, QUIC, HTTP and DNS alike.
+    assert!(after.learnt - before.learnt >= 20 * 35, "{before:?} {after:?}");
+    assert!(after.dns_cache.stored > before.dns_cache.stored);
+    assert_eq!(allocs, 0, "heap allocations while learning names");
+}

@@ -200,7 +200,9 @@ fn learning_server_names_does_not_allocate() {
         "quic-v2.pcap",
         "http-split-request.pcap",
     ] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures").join(file);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("captures")
+            .join(file);
         let mut r = CaptureReader::open(&path).expect("a committed capture");
         while let Some(f) = r.next_frame().expect("readable") {
             base.push(f.data.to_vec());
@@ -224,7 +226,10 @@ fn learning_server_names_does_not_allocate() {
     let allocs = allocations_in(|| run(20, &mut classifier));
     let after = classifier.stats().names;
     // Names were learnt in the measured window: TLS, QUIC, HTTP and DNS alike.
-    assert!(after.learnt - before.learnt >= 20 * 35, "{before:?} {after:?}");
+    assert!(
+        after.learnt - before.learnt >= 20 * 35,
+        "{before:?} {after:?}"
+    );
     assert!(after.dns_cache.stored > before.dns_cache.stored);
     assert_eq!(allocs, 0, "heap allocations while learning names");
 }

@@ -106,6 +106,10 @@ impl DnsCache {
 
     /// The name `addr` was last resolved as, if that is still remembered.
     pub fn lookup(&mut self, addr: u128, v6: bool, now: Nanos) -> Option<Name> {
+        if self.stats.stored == 0 {
+            self.stats.misses += 1;
+            return None;
+        }
         let found = self.window(addr, v6).find_map(|i| {
             let e = &self.slots[i];
             (e.expires > now && e.addr == addr && e.v6 == v6).then_some(e.name)

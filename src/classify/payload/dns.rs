@@ -124,9 +124,7 @@ fn first_question(payload: &[u8]) -> Option<(Name, usize)> {
         if !name.is_empty() {
             name.push(b'.')?;
         }
-        for &b in payload.get(at..at + len)? {
-            name.push(b)?;
-        }
+        name.push_slice(payload.get(at..at + len)?)?;
         at += len;
     }
     // Type and class follow the name: class IN, CH, HS, NONE or ANY (mDNS sets the top bit).

@@ -58,6 +58,20 @@ impl NameSource {
 /// Longest DNS name in text form, without the trailing dot (RFC 1035: 255 octets on the wire).
 pub const MAX_NAME: usize = 253;
 
+/// Each byte as it goes into a name (lower case), or 0 when no host name holds it.
+const NAME_BYTE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = (i as u8).to_ascii_lowercase();
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b'*' {
+            t[i] = b;
+        }
+        i += 1;
+    }
+    t
+};
+
 /// A host name, stored inline (no allocation).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Name {
@@ -98,9 +112,7 @@ impl Name {
     /// where a name goes (`Host: 192.0.2.1`) is not a name: rules match addresses with `host`.
     pub fn from_host(bytes: &[u8]) -> Option<Name> {
         let mut n = Name::default();
-        for &b in bytes {
-            n.push(b)?;
-        }
+        n.push_slice(bytes)?;
         if bytes.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
             return None;
         }
@@ -110,13 +122,22 @@ impl Name {
     /// Append one byte, lower-cased; `None` if it cannot be part of a host name or the name is
     /// full.
     fn push(&mut self, b: u8) -> Option<()> {
-        let b = b.to_ascii_lowercase();
-        if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*')) {
-            return None;
+        self.push_slice(&[b])
+    }
+
+    /// Append bytes, lower-cased; `None` if one cannot be part of a host name or they do not
+    /// fit.
+    fn push_slice(&mut self, bytes: &[u8]) -> Option<()> {
+        let start = usize::from(self.len);
+        let dst = self.buf.get_mut(start..start + bytes.len())?;
+        for (d, &b) in dst.iter_mut().zip(bytes) {
+            *d = NAME_BYTE[usize::from(b)];
+            if *d == 0 {
+                return None;
+            }
         }
-        let slot = self.buf.get_mut(usize::from(self.len))?;
-        *slot = b;
-        self.len += 1;
+        // At most MAX_NAME (253).
+        self.len = (start + bytes.len()) as u8;
         Some(())
     }
 

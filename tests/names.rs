@@ -14,6 +14,11 @@ fn root() -> PathBuf {
 
 /// Both ports: `named` for the name test, `web` for ports 80 and 443, `rest` for the others.
 fn plan(name_test: &str) -> Arc<weir::config::Plan> {
+    plan_with_sets(name_test, "")
+}
+
+/// [`plan`] with the config's `sets` (the map's entries, as RON).
+fn plan_with_sets(name_test: &str, sets: &str) -> Arc<weir::config::Plan> {
     let classes = format!(
         r#"classes: [
             (name: "named", match: "{name_test}", priority: 0, rate: "1 Mbit"),
@@ -24,6 +29,7 @@ fn plan(name_test: &str) -> Arc<weir::config::Plan> {
     let src = format!(
         r#"(
             lan_networks: ["192.168.0.0/16"],
+            sets: {{ {sets} }},
             ports: (wan: (rate: "100 Mbit"), lan: (rate: "100 Mbit")),
             {classes}
         )"#
@@ -81,6 +87,20 @@ fn a_tls_flow_moves_to_its_named_class_at_its_client_hello() {
         let frames = f["frames_up"].as_u64().unwrap() + f["frames_down"].as_u64().unwrap();
         assert_eq!(frames, 12, "{f}");
     }
+    // A set of globs from the config names them as well.
+    let r = replay_file(
+        &plan_with_sets(
+            "sni @mozilla",
+            r#""mozilla": ["*.mozilla.com", "*.mozilla.org"]"#,
+        ),
+        &capture,
+        None,
+        None,
+        &ReplayOptions::default(),
+        &mut |_| {},
+    )
+    .expect("replay");
+    assert_eq!(received(&r, "named"), 18);
     // A test on another source, or another name, leaves the flows where the ports put them.
     for test in [
         "http_host *.mozilla.org",

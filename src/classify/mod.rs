@@ -72,6 +72,8 @@ pub struct PortRules {
     pub control_class: ClassId,
     /// Fairness of each class, indexed by class id.
     pub fairness: Vec<Fairness>,
+    /// The config's named sets of host-name globs (`domain @name`); the same for both ports.
+    pub name_sets: rule::NameSets,
 }
 
 impl PortRules {
@@ -436,7 +438,7 @@ impl Classifier {
 /// distinct ones is refused when the config is loaded; were it not, the extra tests would
 /// never match (`bind_names` leaves them unbound).
 fn bind_names(ports: &mut [PortRules; 2]) -> NameTests {
-    let mut tests = NameTests::default();
+    let mut tests = NameTests::new(ports[0].name_sets.clone());
     for m in ports.iter_mut().flat_map(|p| p.matches.iter_mut()) {
         let _ = m.rule.bind_names(&mut tests);
     }

@@ -86,6 +86,10 @@ fn classifier(rules: &[(&str, &str)]) -> Classifier {
             default_class,
             control_class: 0,
             fairness: vec![Fairness::Flow; rules.len() + 1],
+            name_sets: vec![(
+                "video".into(),
+                vec!["*.video.example".into(), "vod.example".into()],
+            )],
         }
     };
     Classifier::new([port(), port()], 1024, 60_000_000_000)
@@ -254,6 +258,21 @@ fn a_flow_moves_once_when_its_server_name_is_learnt() {
             (payload::NameSource::Sni, "www.example.org".to_string())
         ]
     );
+}
+
+#[test]
+fn a_set_of_globs_matches_any_of_its_names() {
+    use crate::classify::payload::tests::client_hello;
+    // The test classifier's config has `video: ["*.video.example", "vod.example"]`.
+    let mut c = classifier(&[("video", "sni @video"), ("rest", "default")]);
+    for (port, name, class) in [
+        (40000, &b"a.video.example"[..], 1),
+        (40001, b"vod.example", 1),
+        (40002, b"video.example", 2),
+    ] {
+        let f = tcp4_with(port, 443, &client_hello(Some(name)));
+        assert_eq!(classify_bytes(&mut c, &f, 0), class, "{name:?}");
+    }
 }
 
 #[test]

@@ -37,6 +37,10 @@ pub struct ConfigFile {
     /// Classes written once for both ports (then no port lists its own); a value that differs
     /// between the ports is written as a pair, `rate: (wan: "2 Mbit", lan: "5 Mbit")`.
     pub classes: Option<Vec<ClassFile>>,
+    /// Named lists of host-name globs, used in rules as `domain @NAME` (or `sni`,
+    /// `http_host`, `dns`): `sets: { "video": ["*.netflix.com", "*.nflxvideo.net"] }`.
+    #[serde(default)]
+    pub sets: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,7 +2,7 @@
 
 use super::units::{self, BitRate, UnitError};
 use super::{AqmFile, ClassFile, ConfigError, ConfigFile, DscpFile, FairnessFile, PerPort};
-use crate::classify::rule::{NameTests, Rule, MAX_NAME_TESTS};
+use crate::classify::rule::{check_glob, NameSets, NameTests, Rule, MAX_NAME_TESTS};
 use crate::classify::{Classifier, Fairness, MatchEntry, PortRules};
 use crate::port::ClassId;
 use crate::port::Side;
@@ -101,6 +101,8 @@ pub struct Plan {
     pub idle_timeout: Nanos,
     /// Indexed by [`Side::index`]: `[lan, wan]`.
     pub ports: [PortPlan; 2],
+    /// The config's `sets`, for the rules' `domain @NAME` tests.
+    pub name_sets: NameSets,
 }
 
 impl Plan {
@@ -135,6 +137,7 @@ impl Plan {
                 .unwrap_or(0) as ClassId,
             control_class: 0,
             fairness: p.classes.iter().map(|c| c.fairness).collect(),
+            name_sets: self.name_sets.clone(),
         };
         [rules(&self.ports[0]), rules(&self.ports[1])]
     }
@@ -181,20 +184,75 @@ pub(super) fn build(file: ConfigFile, at: &ErrAt) -> Result<Plan, ConfigError> {
             .map_err(|e| unit_err(at, "flow_table.idle_timeout", "idle_timeout", e))?,
         None => DEFAULT_IDLE_TIMEOUT,
     };
+    let name_sets = build_sets(&file, at)?;
     let lan = build_port(Side::Lan, &file, at)?;
     let wan = build_port(Side::Wan, &file, at)?;
-    check_name_tests(&[&lan, &wan], at)?;
+    check_name_tests(&[&lan, &wan], &name_sets, at)?;
     Ok(Plan {
         lan_networks,
         max_flows,
         idle_timeout,
         ports: [lan, wan],
+        name_sets,
     })
 }
 
+/// Globs per set at most: a name is tested against each glob of a set once per flow.
+const MAX_SET_GLOBS: usize = 4096;
+
+/// The config's `sets`, checked: names of letters, digits, `-` and `_`; globs as rules take
+/// them, in lower case.
+fn build_sets(file: &ConfigFile, at: &ErrAt) -> Result<NameSets, ConfigError> {
+    let mut sets = Vec::new();
+    for (name, globs) in &file.sets {
+        let bad_name = name.is_empty()
+            || name.len() > 32
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if bad_name {
+            return Err(at(
+                "sets",
+                0,
+                format!("set name `{name}` is not usable in a rule"),
+                Some("1 to 32 letters, digits, `-` or `_`".into()),
+            ));
+        }
+        if globs.len() > MAX_SET_GLOBS {
+            return Err(at(
+                "sets",
+                0,
+                format!(
+                    "set `{name}` has {} globs, more than {MAX_SET_GLOBS}",
+                    globs.len()
+                ),
+                Some("merge names into globs (`*.example.com`)".into()),
+            ));
+        }
+        let mut lower = Vec::with_capacity(globs.len());
+        for (i, g) in globs.iter().enumerate() {
+            let g = g.to_ascii_lowercase();
+            if let Err(what) = check_glob(&g) {
+                return Err(at(
+                    "sets",
+                    0,
+                    format!(
+                        "set `{name}`, entry {} (`{g}`): not a host-name glob: {what}",
+                        i + 1
+                    ),
+                    Some("letters, digits, `-`, `_`, `.` and `*` (any run of characters)".into()),
+                ));
+            }
+            lower.push(g);
+        }
+        sets.push((name.to_ascii_lowercase(), lower));
+    }
+    Ok(sets)
+}
+
 /// The classifier keeps a bit per distinct name test (`domain`, `sni`, ...) in each flow.
-fn check_name_tests(ports: &[&PortPlan], at: &ErrAt) -> Result<(), ConfigError> {
-    let mut tests = NameTests::default();
+fn check_name_tests(ports: &[&PortPlan], sets: &NameSets, at: &ErrAt) -> Result<(), ConfigError> {
+    let mut tests = NameTests::new(sets.clone());
     for port in ports {
         // The port's plan starts with its control class, which is not in the file.
         for (i, c) in port.classes.iter().enumerate().skip(1) {
@@ -474,7 +532,9 @@ fn build_port(side: Side, file: &ConfigFile, at: &ErrAt) -> Result<PortPlan, Con
                 }
             }
             Some(src) => {
-                let rule = Rule::parse(src).map_err(|e| {
+                let set_names: Vec<String> =
+                    file.sets.keys().map(|k| k.to_ascii_lowercase()).collect();
+                let rule = Rule::parse_with_sets(src, &set_names).map_err(|e| {
                     let lead = c.rule.map_or(0, |r| r.len() - r.trim_start().len());
                     at(
                         &cf("match"),

@@ -519,3 +519,36 @@ fn hundreds_of_classes_reserve_memory_in_their_flow_tables() {
     );
     assert_eq!(w[0].position.map(|p| p.line), Some(3), "at the class list");
 }
+
+#[test]
+fn named_sets_of_globs_are_checked_and_used_by_name_tests() {
+    let with_sets = |sets: &str, rule: &str| {
+        GOOD.replace(
+            r#"lan_networks: ["198.18.0.0/24"],"#,
+            &format!(r#"lan_networks: ["198.18.0.0/24"], sets: {{ {sets} }},"#),
+        )
+        .replace("udp port 5060", rule)
+    };
+    let good = with_sets(
+        r#""Video": ["*.Video.example", "vod.example"]"#,
+        "domain @video",
+    );
+    let plan = parse(&good, Path::new("t.ron")).unwrap();
+    assert_eq!(
+        plan.name_sets,
+        vec![(
+            "video".to_string(),
+            vec!["*.video.example".to_string(), "vod.example".to_string()]
+        )]
+    );
+    // An unknown set points at the rule's column, with the likely one.
+    let e = err(&with_sets(r#""video": ["a.example"]"#, "sni @vdeo"));
+    assert!(e.message.contains("unknown set `@vdeo`"), "{e}");
+    assert!(e.hint.as_deref().unwrap_or("").contains("video"), "{e}");
+    assert_eq!(e.position.map(|p| p.line), Some(7));
+    // A set entry that is no glob, and a set name no rule could write.
+    let e = err(&with_sets(r#""video": ["a b.example"]"#, "domain @video"));
+    assert!(e.message.contains("entry 1"), "{e}");
+    let e = err(&with_sets(r#""vi deo": ["a.example"]"#, "default"));
+    assert!(e.message.contains("not usable in a rule"), "{e}");
+}

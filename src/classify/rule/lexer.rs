@@ -3,7 +3,8 @@
 //! Guarantees: never panics; every token carries the column and length (in characters, not bytes)
 //! of its text, so errors can point precisely even after non-ASCII input. Words are runs of
 //! letters, digits and `. : / , - _ *` so addresses (`fe80::1/64`), port lists (`80,8000-8010`),
-//! names (`echo-request`) and host-name globs (`*.example.com`) stay whole; the parser splits
+//! names (`echo-request`), host-name globs (`*.example.com`) and set names (`@video`) stay
+//! whole; the parser splits
 //! them further. A string in double or single quotes is one word too (`'*.example.com'`: the
 //! single quotes spare escaping inside a config's double-quoted `match`).
 
@@ -71,7 +72,7 @@ impl Token {
 }
 
 fn is_word_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '/' | ',' | '-' | '_' | '*')
+    c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '/' | ',' | '-' | '_' | '*' | '@')
 }
 
 pub(crate) fn lex(src: &str) -> Result<Vec<Token>, RuleError> {

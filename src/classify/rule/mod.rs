@@ -23,6 +23,7 @@ mod parser;
 mod tests;
 
 pub use app_table::{app_table, AppEntry, AppProto};
+pub use parser::check_glob;
 
 use crate::classify::payload::{glob_matches, NameSource};
 use crate::wire::FrameView;
@@ -80,13 +81,38 @@ pub const MAX_NAME_TESTS: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TooManyNameTests;
 
+/// The config's named sets of globs: `(name, globs)`, used as `domain @name`.
+pub type NameSets = Vec<(String, Vec<String>)>;
+
 /// The distinct name tests of a classifier's rules, numbered.
 #[derive(Clone, Debug, Default)]
 pub struct NameTests {
     tests: Vec<(Option<NameSource>, String)>,
+    sets: NameSets,
 }
 
 impl NameTests {
+    /// No tests yet; `@name` patterns resolve in `sets` (an unknown set matches nothing: the
+    /// config's check refuses it first).
+    pub fn new(sets: NameSets) -> NameTests {
+        NameTests {
+            tests: Vec::new(),
+            sets,
+        }
+    }
+
+    /// Does `pattern` (a glob, or `@set`) match `name`?
+    fn pattern_matches(&self, pattern: &str, name: &[u8]) -> bool {
+        match pattern.strip_prefix('@') {
+            Some(set) => self
+                .sets
+                .iter()
+                .find(|(n, _)| n == set)
+                .is_some_and(|(_, globs)| globs.iter().any(|g| glob_matches(g.as_bytes(), name))),
+            None => glob_matches(pattern.as_bytes(), name),
+        }
+    }
+
     fn number(
         &mut self,
         source: Option<NameSource>,
@@ -117,7 +143,7 @@ impl NameTests {
             .iter()
             .enumerate()
             .filter(|(_, (s, p))| {
-                s.map_or(true, |s| s.covers(source)) && glob_matches(p.as_bytes(), name)
+                s.map_or(true, |s| s.covers(source)) && self.pattern_matches(p, name)
             })
             .fold(0, |bits, (i, _)| bits | 1 << i)
     }
@@ -148,8 +174,18 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// Parse and compile. Errors point at a column of `src`.
+    /// Parse and compile. Errors point at a column of `src`. A set named in a name test
+    /// (`domain @video`) is not checked: see [`Rule::parse_with_sets`].
     pub fn parse(src: &str) -> Result<Rule, RuleError> {
+        Self::parse_in(src, None)
+    }
+
+    /// [`Rule::parse`], where a name test's set (`domain @video`) must be one of `sets`.
+    pub fn parse_with_sets(src: &str, sets: &[String]) -> Result<Rule, RuleError> {
+        Self::parse_in(src, Some(sets.to_vec()))
+    }
+
+    fn parse_in(src: &str, sets: Option<Vec<String>>) -> Result<Rule, RuleError> {
         let n = src.chars().count();
         if n > MAX_RULE_LEN {
             return Err(RuleError::new(
@@ -180,7 +216,7 @@ impl Rule {
                 });
             }
         }
-        let expr = parser::Parser::new(toks, n).parse_rule()?;
+        let expr = parser::Parser::new(toks, n, sets).parse_rule()?;
         Ok(Rule::from_expr(src, &expr))
     }
 

@@ -59,6 +59,8 @@ pub(crate) struct Parser {
     depth: usize,
     /// Column just past the end of the text, for "found end of rule" errors.
     end_col: usize,
+    /// The config's named sets of globs (`domain @NAME`); `None`: not checked here.
+    sets: Option<Vec<String>>,
 }
 
 fn err(col: usize, len: usize, msg: impl Into<String>, hint: Option<String>) -> RuleError {
@@ -225,17 +227,34 @@ fn fmt_ip(v6: bool, addr: u128) -> String {
     }
 }
 
+/// A host-name glob as rules and sets take it (lower case already): letters, digits, `-`,
+/// `_`, `.` and `*`, at most [`MAX_NAME`] characters. The error says what is wrong.
+pub fn check_glob(pattern: &str) -> Result<(), String> {
+    let bad = pattern
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*')));
+    match bad {
+        Some(c) => Err(format!("`{c}` cannot be part of a host name")),
+        None if pattern.is_empty() => Err("the name is empty".to_string()),
+        None if pattern.len() > MAX_NAME => {
+            Err(format!("the name is longer than {MAX_NAME} characters"))
+        }
+        None => Ok(()),
+    }
+}
+
 fn atom(a: Atom) -> Expr {
     Expr::Atom(a)
 }
 
 impl Parser {
-    pub fn new(toks: Vec<Token>, text_chars: usize) -> Parser {
+    pub fn new(toks: Vec<Token>, text_chars: usize, sets: Option<Vec<String>>) -> Parser {
         Parser {
             toks,
             pos: 0,
             depth: 0,
             end_col: text_chars + 1,
+            sets,
         }
     }
 
@@ -466,15 +485,29 @@ impl Parser {
                 ))
             }
         };
-        let bad = pattern
-            .chars()
-            .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*')));
-        if pattern.is_empty() || pattern.len() > MAX_NAME || bad.is_some() {
-            let what = match bad {
-                Some(c) => format!("`{c}` cannot be part of a host name"),
-                None if pattern.is_empty() => "the name is empty".to_string(),
-                None => format!("the name is longer than {MAX_NAME} characters"),
-            };
+        if let Some(set) = pattern.strip_prefix('@') {
+            if let Some(sets) = &self.sets {
+                if !sets.iter().any(|s| s == set) {
+                    let near = nearest(set, sets.iter().map(String::as_str), 3);
+                    return Err(err(
+                        o.col,
+                        o.len,
+                        format!("unknown set `{}`", o.text()),
+                        did_you_mean(&near).or_else(|| {
+                            Some(
+                                "define it in the config: sets: (NAME: [\"*.example.com\"])".into(),
+                            )
+                        }),
+                    ));
+                }
+            }
+            return Ok(atom(Atom::Name {
+                source,
+                pattern,
+                bit: 0,
+            }));
+        }
+        if let Err(what) = check_glob(&pattern) {
             return Err(err(
                 o.col,
                 o.len,

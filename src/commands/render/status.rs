@@ -161,7 +161,7 @@ pub fn write_status(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
 pub fn write_flows(out: &mut impl Write, flows: &[FlowStatus]) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<9} {:<45} {:<45} {:<10} {:<18} {:>10} {:>10} {:>11} {:>8}",
+        "{:<9} {:<45} {:<45} {:<10} {:<18} {:>10} {:>10} {:>11} {:>8}  server",
         "proto", "from", "to", "app", "class (up/down)", "up", "down", "rate", "age"
     )?;
     for f in flows {
@@ -170,9 +170,14 @@ pub fn write_flows(out: &mut impl Write, flows: &[FlowStatus]) -> std::io::Resul
             f.class_up.as_deref().unwrap_or("-"),
             f.class_down.as_deref().unwrap_or("-")
         );
+        // Known only when weir keeps names (a rule reads them).
+        let server = match (&f.server_name, &f.name_source) {
+            (Some(n), Some(s)) => format!("{n} ({s})"),
+            _ => "-".to_string(),
+        };
         writeln!(
             out,
-            "{:<9} {:<45} {:<45} {:<10} {:<18} {:>10} {:>10} {:>11} {:>8}",
+            "{:<9} {:<45} {:<45} {:<10} {:<18} {:>10} {:>10} {:>11} {:>8}  {server}",
             f.proto,
             f.src,
             f.dst,

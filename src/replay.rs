@@ -18,7 +18,7 @@
 
 use crate::capture::{CaptureError, CaptureReader, CaptureWriter};
 use crate::classify::flow::mac_u128;
-use crate::classify::ClassifierStats;
+use crate::classify::{ClassifierStats, Explanation};
 use crate::config::Plan;
 use crate::control::protocol::FlowStatus;
 use crate::pipeline::report::{ClassReport, Totals};
@@ -282,6 +282,8 @@ pub struct Replay<'p> {
     last_departure: Nanos,
     reordered: u64,
     keep_flows: bool,
+    /// The port the last frame pushed came in on.
+    last_ingress: Option<Side>,
 }
 
 impl<'p> Replay<'p> {
@@ -296,6 +298,7 @@ impl<'p> Replay<'p> {
             plan,
             mtu: opts.mtu,
             keep_flows: opts.flows,
+            last_ingress: None,
             pipeline: None,
             // Every queue slot, and the segments of a super-frame being cut.
             store: ReplayFrames::new(slots.saturating_add(MAX_CUT_SEGMENTS as u32), keep_frames),
@@ -380,6 +383,7 @@ impl<'p> Replay<'p> {
         self.depart_until(now, false, out);
         let view = wire::parse(data);
         let ingress = self.ingress_of(&view);
+        self.last_ingress = Some(ingress);
         match ingress {
             Side::Lan => self.directions.upload += 1,
             Side::Wan => self.directions.download += 1,
@@ -429,6 +433,14 @@ impl<'p> Replay<'p> {
     pub fn finish(mut self, out: &mut impl FnMut(Nanos, &[u8], u32)) -> ReplayReport {
         self.depart_until(Nanos::MAX, true, out);
         self.report()
+    }
+
+    /// Why the last frame pushed (`data`, as pushed) got its class, and the port it left by
+    /// (`weir explain`). `None` before any frame.
+    pub fn explain_last(&self, data: &[u8]) -> Option<(Side, Explanation)> {
+        let egress = self.last_ingress?.other();
+        let p = self.pipeline.as_ref()?;
+        Some((egress, p.classifier().explain(&wire::parse(data), egress)))
     }
 
     /// The flows the flow table still holds, in order of their first frame (flows pushed out

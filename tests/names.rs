@@ -200,3 +200,62 @@ fn names_agree_with_tshark_on_the_committed_captures() {
         assert!(text.contains(source), "no {source} flow in:\n{text}");
     }
 }
+
+#[test]
+fn explain_shows_why_a_frame_gets_its_class() {
+    let dir = std::env::temp_dir().join(format!("weir-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.ron");
+    std::fs::write(
+        &config,
+        r#"(
+            lan_networks: ["192.168.0.0/16"],
+            ports: (wan: (rate: "100 Mbit"), lan: (rate: "100 Mbit")),
+            classes: [
+                (name: "named", match: "domain *.mozilla.org and len > 100", rate: "1 Mbit"),
+                (name: "web", match: "tcp port 443", rate: "1 Mbit"),
+                (name: "rest", match: "default", rate: "1 Mbit"),
+            ],
+        )"#,
+    )
+    .unwrap();
+    let explain = |frame: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["explain", "--json", "--frame", frame, "-c"])
+            .arg(&config)
+            .arg(root().join("captures/tls-sni.pcap"))
+            .output()
+            .expect("weir explain");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    // Frame 2, the SYN-ACK: no name yet, the port rule takes it.
+    let e = explain("2");
+    assert_eq!(e["class_name"], "web", "{e}");
+    assert_eq!(e["explanation"]["server_name"], serde_json::Value::Null);
+    // Frame 4, the ClientHello: named; the first rule's two tests both hold.
+    let e = explain("4");
+    assert_eq!(e["class_name"], "named", "{e}");
+    assert_eq!(e["egress"], "wan");
+    let x = &e["explanation"];
+    assert_eq!(x["server_name"], "tls13.crypto.mozilla.org");
+    assert_eq!(x["name_source"], "sni");
+    let tests = x["rules"][0]["tests"].as_array().unwrap();
+    assert_eq!(tests[0]["test"], "domain *.mozilla.org");
+    assert_eq!(tests[0]["value"], "tls13.crypto.mozilla.org (sni)");
+    assert_eq!(tests[1]["value"], "len 583");
+    // A frame past the end is a clear error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["explain", "--frame", "99", "-c"])
+        .arg(&config)
+        .arg(root().join("captures/tls-sni.pcap"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has 24 frames, there is no frame 99"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

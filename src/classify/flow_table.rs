@@ -251,6 +251,19 @@ impl FlowTable {
         (idx, false)
     }
 
+    /// The slot holding `key`, if any (changes nothing).
+    pub fn find(&self, key: &FlowKey, hash: u64) -> Option<usize> {
+        let start = (hash as usize) & self.mask;
+        (0..PROBE)
+            .map(|i| (start + i) & self.mask)
+            .find(|&idx| self.slots[idx].hash == hash && self.slots[idx].key == *key)
+    }
+
+    /// The name kept for `slot`, when names are kept.
+    pub fn name(&self, slot: usize) -> Option<&FlowName> {
+        self.names.get(slot)
+    }
+
     /// Record a frame of `bytes` in `slot` leaving on `egress` in `class`; `from_lo` says it
     /// came from the key's `lo` endpoint (kept only for the flow's first frame).
     pub fn account(

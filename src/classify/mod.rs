@@ -115,6 +115,33 @@ pub struct ClassifierStats {
     pub names: NameStats,
 }
 
+/// Why a frame got its class (`weir explain`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Explanation {
+    /// Link control traffic: the control class, before any rule.
+    pub control: bool,
+    /// The flow's server name and its source, when weir keeps names and knows it.
+    pub server_name: Option<String>,
+    pub name_source: Option<&'static str>,
+    /// Frames of the flow classified before its name was known.
+    pub frames_before_name: u32,
+    /// Each class's rule on this port, in order, up to and including the one that matched.
+    pub rules: Vec<ExplainedRule>,
+    pub class: ClassId,
+    /// The class is the default one: no rule matched.
+    pub default: bool,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ExplainedRule {
+    pub class: ClassId,
+    pub rule: String,
+    /// The rule reads per-frame fields, so it is evaluated on every frame.
+    pub per_frame: bool,
+    pub tests: Vec<rule::ExplainedTest>,
+    pub matched: bool,
+}
+
 /// Server names learnt from payloads (only when the rules read names).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NameStats {
@@ -185,6 +212,57 @@ impl Classifier {
 
     pub fn port_rules(&self, egress: Side) -> &PortRules {
         &self.ports[egress.index()]
+    }
+
+    /// Why frame `view`, leaving on `egress`, gets its class now: each rule of the port in
+    /// order with its tests, and the flow's server name. Reads the flow table as the frame's
+    /// classification left it; changes nothing.
+    pub fn explain(&self, view: &FrameView, egress: Side) -> Explanation {
+        let port = &self.ports[egress.index()];
+        let mut e = Explanation {
+            control: view.is_link_control(),
+            server_name: None,
+            name_source: None,
+            frames_before_name: 0,
+            rules: Vec::new(),
+            class: port.control_class,
+            default: false,
+        };
+        if e.control {
+            return e;
+        }
+        let key = FlowKey::of(view);
+        let kept = self
+            .flows
+            .find(&key, key.hash64())
+            .and_then(|slot| self.flows.name(slot));
+        let (tests, name) = match kept {
+            Some(n) => (n.tests, n.source.map(|s| (s, n.name))),
+            None => (0, None),
+        };
+        if let Some((s, n)) = name {
+            e.server_name = Some(n.as_str().to_string());
+            e.name_source = Some(s.as_str());
+            e.frames_before_name = kept.map_or(0, |n| n.frames_before);
+        }
+        let name_ref = name.as_ref().map(|(s, n)| (*s, n.as_str()));
+        for m in &port.matches {
+            let (steps, matched) = m.rule.explain(view, tests, name_ref);
+            e.rules.push(ExplainedRule {
+                class: m.class,
+                rule: m.rule.source().to_string(),
+                per_frame: m.rule.depends_on_packet(),
+                tests: steps,
+                matched,
+            });
+            if matched {
+                e.class = m.class;
+                return e;
+            }
+        }
+        e.class = port.default_class;
+        e.default = true;
+        e
     }
 
     /// Learn and keep every flow's server name and frame counts, even when no rule reads

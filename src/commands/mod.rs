@@ -2,6 +2,7 @@
 
 mod bypass;
 mod check;
+mod explain;
 mod flows;
 mod lab;
 mod reload;
@@ -184,6 +185,20 @@ enum Command {
     Lab {
         #[arg(value_enum)]
         action: LabAction,
+    },
+    /// Why frame N of a capture gets its class: its flow, server name, and each rule's tests.
+    Explain {
+        /// A pcap or pcapng file.
+        capture: PathBuf,
+        /// The RON config file (default: $WEIR_CONFIG, else /etc/weir/weir.ron).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The frame to explain, counted from 1 as tshark and tcpdump number them.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        frame: u64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a capture through the policy in virtual time and report what each class got.
     Replay {
@@ -370,6 +385,17 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Explain {
+            capture,
+            config,
+            frame,
+            json,
+        } => explain::run(explain::Settings {
+            capture,
+            config: config_path(config),
+            frame,
+            json,
+        }),
         Command::Replay {
             capture,
             config,

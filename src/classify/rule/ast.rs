@@ -329,3 +329,116 @@ impl Expr {
         }
     }
 }
+
+fn fmt_ip(v6: bool, addr: u128) -> String {
+    if v6 {
+        std::net::Ipv6Addr::from(addr).to_string()
+    } else {
+        std::net::Ipv4Addr::from(addr as u32).to_string()
+    }
+}
+
+fn fmt_ranges(set: &RangeSet) -> String {
+    set.ranges()
+        .iter()
+        .map(|&(lo, hi)| {
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn dir_word(d: Dir) -> &'static str {
+    match d {
+        Dir::Src => "src ",
+        Dir::Dst => "dst ",
+        Dir::Either => "",
+    }
+}
+
+impl Atom {
+    /// The test in the rule language's words (`dst port 443`, `domain *.example.com`), for
+    /// `weir explain`.
+    pub fn describe(&self) -> String {
+        match self {
+            Atom::Family(L3::Ipv4) => "ip".into(),
+            Atom::Family(L3::Ipv6) => "ip6".into(),
+            Atom::Family(L3::Arp) => "arp".into(),
+            Atom::Family(L3::Other) => "not ip, ip6 or arp".into(),
+            Atom::Proto(p) => format!("proto {p}"),
+            Atom::Ports { dir, set } => format!("{}port {}", dir_word(*dir), fmt_ranges(set)),
+            Atom::Net { dir, net } => {
+                format!(
+                    "{}net {}/{}",
+                    dir_word(*dir),
+                    fmt_ip(net.v6, net.addr),
+                    net.prefix
+                )
+            }
+            Atom::Dscp(d) => format!("dscp {d}"),
+            Atom::Vlan(None) => "vlan".into(),
+            Atom::Vlan(Some(id)) => format!("vlan {id}"),
+            Atom::Pcp(p) => format!("pcp {p}"),
+            Atom::Len(lo, hi) => format!("len {lo}-{hi}"),
+            Atom::TcpFlags(m) => format!("tcp flags 0x{m:02x}"),
+            Atom::IcmpType(t) => format!("icmp type {t}"),
+            Atom::Fragment => "frag".into(),
+            Atom::Name {
+                source, pattern, ..
+            } => {
+                let kw = match source {
+                    None => "domain",
+                    Some(NameSource::Sni | NameSource::Quic) => "sni",
+                    Some(NameSource::HttpHost) => "http_host",
+                    Some(NameSource::Dns | NameSource::DnsCache) => "dns",
+                };
+                format!("{kw} {pattern}")
+            }
+        }
+    }
+
+    /// What the frame (or its flow) has for this test: its ports, addresses, length, ...;
+    /// `name` is the flow's server name and source, when known.
+    pub fn value(&self, v: &FrameView, name: Option<(NameSource, &str)>) -> String {
+        let ip = |a: u128| fmt_ip(v.l3 == L3::Ipv6, a);
+        match self {
+            Atom::Family(_) => format!("{:?}", v.l3).to_lowercase(),
+            Atom::Proto(_) if is_ip(v) => format!("proto {}", v.ip_proto),
+            Atom::Ports { .. } if is_ip(v) && v.has_ports => {
+                format!("src {} dst {}", v.src_port, v.dst_port)
+            }
+            Atom::Net { .. } if is_ip(v) => format!("src {} dst {}", ip(v.src_ip), ip(v.dst_ip)),
+            Atom::Dscp(_) if is_ip(v) => format!("dscp {}", v.dscp),
+            Atom::Vlan(_) | Atom::Pcp(_) => {
+                let n = usize::from(v.vlan_count).min(v.vlan.len());
+                let tags: Vec<String> = v.vlan[..n]
+                    .iter()
+                    .map(|t| format!("{} pcp {}", t.id, t.pcp))
+                    .collect();
+                if tags.is_empty() {
+                    "untagged".into()
+                } else {
+                    format!("vlan {}", tags.join(", "))
+                }
+            }
+            Atom::Len(..) => format!("len {}", v.len),
+            Atom::TcpFlags(_) => format!("flags 0x{:02x}", v.tcp_flags),
+            Atom::IcmpType(_) if v.has_icmp => format!("type {}", v.icmp_type),
+            Atom::Fragment => if v.is_fragment {
+                "a fragment"
+            } else {
+                "not a fragment"
+            }
+            .into(),
+            Atom::Name { .. } => match name {
+                Some((s, n)) => format!("{n} ({})", s.as_str()),
+                None => "no name known".into(),
+            },
+            _ => "not present".into(),
+        }
+    }
+}

@@ -74,6 +74,16 @@ impl std::fmt::Display for RuleError {
 
 impl std::error::Error for RuleError {}
 
+/// One test of a rule as `weir explain` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ExplainedTest {
+    /// The test, in the rule language (`dst port 443`).
+    pub test: String,
+    /// What the frame or its flow has for it (`src 40000 dst 443`).
+    pub value: String,
+    pub result: bool,
+}
+
 /// Distinct name tests one classifier can hold: their results are a bit each in a flow's entry.
 pub const MAX_NAME_TESTS: usize = 64;
 
@@ -290,6 +300,32 @@ impl Rule {
         self.prog
             .iter()
             .any(|i| matches!(i.atom, Atom::Name { .. }))
+    }
+
+    /// How the rule decides for frame `v` of a flow whose name tests gave `names` (its name
+    /// being `name`): each test evaluated, in the order evaluation reaches them, with the
+    /// frame's value and the result; and the rule's verdict. For `weir explain`.
+    pub fn explain(
+        &self,
+        v: &FrameView,
+        names: u64,
+        name: Option<(NameSource, &str)>,
+    ) -> (Vec<ExplainedTest>, bool) {
+        let mut steps = Vec::new();
+        let mut pc = self.entry;
+        for _ in 0..=self.prog.len() {
+            let Some(insn) = self.prog.get(pc as usize) else {
+                break;
+            };
+            let result = insn.atom.eval(v, names);
+            steps.push(ExplainedTest {
+                test: insn.atom.describe(),
+                value: insn.atom.value(v, name),
+                result,
+            });
+            pc = if result { insn.jt } else { insn.jf };
+        }
+        (steps, self.default || pc == ACCEPT)
     }
 
     /// The rule is exactly `default` (the catch-all class).

@@ -20,7 +20,7 @@ use crate::capture::{CaptureError, CaptureReader, CaptureWriter};
 use crate::classify::flow::mac_u128;
 use crate::classify::{ClassifierStats, Explanation};
 use crate::config::Plan;
-use crate::control::protocol::FlowStatus;
+use crate::pipeline::report::FlowStatus;
 use crate::pipeline::report::{ClassReport, Totals};
 use crate::pipeline::{
     FrameStore, GsoSplit, Offload, Pipeline, RxInfo, DEFAULT_MTU, MAX_CUT_SEGMENTS,

@@ -1,9 +1,12 @@
 //! Per-class results, shared by `weir replay` and `weir run`: what each class received,
-//! forwarded and dropped (by reason), and how long its frames waited.
+//! forwarded and dropped (by reason), and how long its frames waited; and one flow as both
+//! show it (`FlowStatus`: `weir flows`, `weir replay --flows`).
 
+use crate::classify::flow_table::FlowInfo;
 use crate::port::Side;
 use crate::sched::stats::{ClassStats, DropReason};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 
 /// Per-class results of one port.
 #[derive(Clone, Debug, Serialize)]
@@ -150,6 +153,108 @@ impl ClassReport {
                 p999: us(st.sojourn_quantile_ns(0.999)),
                 max: us(st.sojourn_max_ns()),
             },
+        }
+    }
+}
+
+/// One flow, as `weir flows` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowStatus {
+    /// `tcp`, `udp`, `icmp`, `ipv6-icmp`, a protocol number, or an ethertype for non-IP.
+    pub proto: String,
+    /// The endpoint that sent the first frame weir saw, and the other.
+    pub src: String,
+    pub dst: String,
+    /// The port-table name of its ports (`app NAME` rules), when one matches.
+    pub app: Option<String>,
+    /// Class of its last frame leaving by wan (upload) and by lan (download).
+    pub class_up: Option<String>,
+    pub class_down: Option<String>,
+    /// Frame bytes each way.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// Both ways, over its last whole second.
+    pub rate_bps: u64,
+    pub age_s: f64,
+    pub idle_s: f64,
+    /// Its server name, read from its payload, and where from (`sni`, `http`, `dns`); only
+    /// when weir keeps names (a rule reads them, or `weir replay --flows`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_source: Option<String>,
+    /// Frames each way, and frames classified before its name was known; only when weir keeps
+    /// names (else 0).
+    #[serde(default)]
+    pub frames_up: u64,
+    #[serde(default)]
+    pub frames_down: u64,
+    #[serde(default)]
+    pub frames_before_name: u64,
+}
+
+impl FlowStatus {
+    /// `info` at `now` (the clock the flow table's times are on), with its classes named.
+    pub fn new(info: &FlowInfo, class: &[Option<String>; 2], now: u64) -> FlowStatus {
+        let k = &info.key;
+        let is_ip = matches!(k.l3, crate::wire::L3::Ipv4 | crate::wire::L3::Ipv6);
+        let endpoint = |addr: u128, port: u16| {
+            if !is_ip {
+                let b = addr.to_be_bytes();
+                return format!(
+                    "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    b[10], b[11], b[12], b[13], b[14], b[15]
+                );
+            }
+            let ip = if k.l3 == crate::wire::L3::Ipv4 {
+                IpAddr::from(std::net::Ipv4Addr::from(addr as u32))
+            } else {
+                IpAddr::from(std::net::Ipv6Addr::from(addr))
+            };
+            match (ip, port) {
+                (_, 0) => ip.to_string(),
+                (IpAddr::V6(_), p) => format!("[{ip}]:{p}"),
+                (IpAddr::V4(_), p) => format!("{ip}:{p}"),
+            }
+        };
+        let lo = endpoint(k.lo_addr, k.lo_port);
+        let hi = endpoint(k.hi_addr, k.hi_port);
+        let (src, dst) = if info.lo_first { (lo, hi) } else { (hi, lo) };
+        let proto = if !is_ip {
+            format!("ether 0x{:04x}", k.ethertype)
+        } else {
+            match k.proto {
+                6 => "tcp".into(),
+                17 => "udp".into(),
+                1 => "icmp".into(),
+                58 => "ipv6-icmp".into(),
+                132 => "sctp".into(),
+                n => n.to_string(),
+            }
+        };
+        let app = crate::classify::rule::app_table::app_of(k.proto, k.lo_port, k.hi_port)
+            .map(str::to_string);
+        let secs = |ns: u64| ns as f64 / 1e9;
+        FlowStatus {
+            proto,
+            src,
+            dst,
+            app,
+            class_up: class[Side::Wan.index()].clone(),
+            class_down: class[Side::Lan.index()].clone(),
+            bytes_up: info.bytes[Side::Wan.index()],
+            bytes_down: info.bytes[Side::Lan.index()],
+            rate_bps: info.bytes_per_s * 8,
+            age_s: secs(now.saturating_sub(info.first_seen)),
+            idle_s: secs(now.saturating_sub(info.last_seen)),
+            server_name: info.server.map(|(_, n)| n.as_str().to_string()),
+            name_source: info.server.map(|(s, _)| s.as_str().to_string()),
+            frames_up: u64::from(info.frames[Side::Wan.index()]),
+            frames_down: u64::from(info.frames[Side::Lan.index()]),
+            // Meaningful only for a flow that got a name.
+            frames_before_name: info
+                .server
+                .map_or(0, |_| u64::from(info.frames_before_name)),
         }
     }
 }

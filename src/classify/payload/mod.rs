@@ -1,7 +1,9 @@
-//! Server names from the first payload of a flow: the TLS ClientHello's SNI, the HTTP/1 `Host`
-//! header, the DNS question. On any port: each parser checks the bytes for its protocol's
-//! structure (record and handshake types, lengths that agree, a method and a header line, a DNS
-//! header with one question) instead of trusting the port.
+//! Server names from the first payloads of a flow: the TLS ClientHello's SNI (over TCP, or in
+//! a QUIC Initial), the HTTP/1 `Host` header, the DNS question; and the addresses in DNS
+//! answers (`dns::answers`, for the classifier's DNS cache). On any port: each parser checks
+//! the bytes for its protocol's structure (record and handshake types, lengths that agree, a
+//! method and `HTTP/` on the request line, a DNS header with a few questions and a class DNS
+//! uses, an AEAD tag) instead of trusting the port.
 //!
 //! Guarantees: pure functions over a byte slice; never panic, never allocate, whatever the bytes
 //! (property-tested); a name is only returned when the whole name was read, and it is lower
@@ -10,7 +12,7 @@
 //! control bytes is not a host name, and rules must not be steered by it).
 //! QUIC Initials are decrypted for their ClientHello (`quic`: RFC 9001's public keys).
 //! Not (yet) read: a ClientHello split over several TCP segments or QUIC packets (only the
-//! first is seen, so a name past it is missed), DNS answers.
+//! first is seen, so a name past it is missed).
 
 pub mod dns;
 pub mod http;

@@ -21,14 +21,6 @@ pub enum Host {
     None,
 }
 
-/// The host an HTTP/1 request in `payload` is for.
-pub fn request_host(payload: &[u8]) -> Option<Name> {
-    match request(payload) {
-        Host::Found(n) => Some(n),
-        _ => None,
-    }
-}
-
 /// The request at the start of `payload`.
 pub fn request(payload: &[u8]) -> Host {
     let method_len = payload

@@ -330,7 +330,8 @@ impl Expr {
     }
 }
 
-fn fmt_ip(v6: bool, addr: u128) -> String {
+/// An address as written in rules (IPv4 lives in the low 32 bits).
+pub(crate) fn fmt_ip(v6: bool, addr: u128) -> String {
     if v6 {
         std::net::Ipv6Addr::from(addr).to_string()
     } else {

@@ -295,13 +295,6 @@ impl Rule {
         result
     }
 
-    /// The rule reads the flow's server name.
-    pub fn reads_names(&self) -> bool {
-        self.prog
-            .iter()
-            .any(|i| matches!(i.atom, Atom::Name { .. }))
-    }
-
     /// How the rule decides for frame `v` of a flow whose name tests gave `names` (its name
     /// being `name`): each test evaluated, in the order evaluation reaches them, with the
     /// frame's value and the result; and the rule's verdict. For `weir explain`.

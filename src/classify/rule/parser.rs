@@ -10,7 +10,7 @@
 //! `not tcp port 80` is `not (tcp and port 80)`, which is what tcpdump users mean.
 
 use super::app_table::{app_table, find_app, AppProto};
-use super::ast::{Atom, Dir, Expr, Net, RangeSet};
+use super::ast::{fmt_ip, Atom, Dir, Expr, Net, RangeSet};
 use super::lexer::{Cmp, Tok, Token};
 use super::RuleError;
 use crate::classify::payload::{NameSource, MAX_NAME};
@@ -217,14 +217,6 @@ fn parse_ip(s: &str) -> Option<(bool, u128)> {
     s.parse::<std::net::Ipv6Addr>()
         .ok()
         .map(|a| (true, u128::from(a)))
-}
-
-fn fmt_ip(v6: bool, addr: u128) -> String {
-    if v6 {
-        std::net::Ipv6Addr::from(addr).to_string()
-    } else {
-        std::net::Ipv4Addr::from(addr as u32).to_string()
-    }
 }
 
 /// A host-name glob as rules and sets take it (lower case already): letters, digits, `-`,

@@ -240,6 +240,13 @@ pub struct NamesReport {
     /// Addresses stored from DNS answers, and live ones pushed out of the full cache.
     pub dns_answers_stored: u64,
     pub dns_cache_evicted: u64,
+    /// Flows whose protocol was told from their payload, flows whose payload showed none
+    /// (or was cut off), and frames of the first kind classified before it was told.
+    pub apps_found: u64,
+    pub apps_unknown: u64,
+    pub frames_before_app: u64,
+    /// Payload frames read per flow for names and protocols (`flow_table.payload_frames`).
+    pub payload_frames: u8,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -517,6 +524,10 @@ impl<'p> Replay<'p> {
                 from_dns_cache: cs.names.from_dns_cache,
                 dns_answers_stored: cs.names.dns_cache.stored,
                 dns_cache_evicted: cs.names.dns_cache.evicted,
+                apps_found: cs.names.apps_found,
+                apps_unknown: cs.names.apps_unknown,
+                frames_before_app: cs.names.frames_before_app,
+                payload_frames: self.plan.payload_frames,
             },
         }
     }

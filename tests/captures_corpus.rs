@@ -382,6 +382,38 @@ fn committed_captures() {
             matching: 12,
         },
         Expect {
+            file: "webrtc-stun.pcap",
+            link: 1,
+            frames: 14,
+            damaged_at: None,
+            check: |v: &FrameView| v.ip_proto == 17 && v.src_port > 40000 && v.dst_port > 40000,
+            matching: 14,
+        },
+        Expect {
+            file: "radius-localhost.pcap",
+            link: 0,
+            frames: 19,
+            damaged_at: None,
+            check: |v: &FrameView| v.ip_proto == 17 && (v.src_port == 1812 || v.dst_port == 1812),
+            matching: 19,
+        },
+        Expect {
+            file: "dns-high-port.pcap",
+            link: 1,
+            frames: 1,
+            damaged_at: None,
+            check: |v: &FrameView| v.ip_proto == 17 && v.src_port == 63374 && v.dst_port == 53,
+            matching: 1,
+        },
+        Expect {
+            file: "rtp-and-high-ports.pcap",
+            link: 1,
+            frames: 64,
+            damaged_at: None,
+            check: |v: &FrameView| v.ip_proto == 17 && v.src_port >= 1024 && v.dst_port >= 1024,
+            matching: 63, // all but the DNS query to port 53
+        },
+        Expect {
             file: "truncated.pcap",
             link: 1,
             frames: 1,

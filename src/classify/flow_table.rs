@@ -10,12 +10,15 @@
 //! frame, when, the bytes each way, the class of its last frame each way, and the bytes of the
 //! current and the last whole second (a rate without a timer: the window moves on the next
 //! frame). About 120 bytes per slot (`size_of::<Entry>()`, tested).
-//! When the rules read server names, a second array beside the slots keeps each flow's name,
-//! where it came from and the rules' name tests on it (280 bytes per slot, allocated only
-//! then: 18 MB for the default 65,536 flows).
+//! When the rules read server names or payload protocols (`app` told from payload), a second
+//! array beside the slots keeps each flow's name, where it came from, its protocol and the
+//! rules' tests on them (312 bytes per slot, allocated only then: 20 MB for the default
+//! 65,536 flows).
 
 use super::flow::FlowKey;
+use super::payload::detect::{DetectState, Protocol};
 use super::payload::{Name, NameSource, Pending};
+use super::rule::AppSeen;
 use crate::time::Nanos;
 
 /// Slots examined per lookup; bounds the cost of a miss and of an insert.
@@ -87,6 +90,14 @@ pub struct FlowName {
     pub frames: [u32; 2],
     /// What its last payload left to read in the next.
     pub pending: Pending,
+    /// What its payload showed of its protocol, and the classifier's protocol tests on it.
+    pub app: AppSeen,
+    pub app_tests: u64,
+    /// Payload frames read while the protocol was undecided.
+    pub app_looked: u8,
+    /// Frames of the flow classified before its protocol was decided.
+    pub frames_before_app: u32,
+    pub detect: DetectState,
 }
 
 /// [`FlowName::looked`] once nothing more is to be learnt.
@@ -113,6 +124,10 @@ pub struct FlowInfo {
     /// kept (else 0).
     pub frames: [u32; 2],
     pub frames_before_name: u32,
+    /// The protocol its payload showed, when names are kept and it is known; and the frames
+    /// classified before that was decided.
+    pub protocol: Option<Protocol>,
+    pub frames_before_app: u32,
 }
 
 /// Counters of the flow table.
@@ -354,6 +369,11 @@ impl FlowTable {
                 server,
                 frames: name.map_or([0; 2], |n| n.frames),
                 frames_before_name: name.map_or(0, |n| n.frames_before),
+                protocol: name.and_then(|n| match n.app {
+                    AppSeen::Found(p) => Some(p),
+                    _ => None,
+                }),
+                frames_before_app: name.map_or(0, |n| n.frames_before_app),
             });
         }
     }
@@ -440,7 +460,7 @@ mod tests {
     #[test]
     fn a_kept_name_costs_what_the_docs_say() {
         // flow_table.rs's header and docs/rules.md quote this size.
-        assert_eq!(std::mem::size_of::<FlowName>(), 280);
+        assert_eq!(std::mem::size_of::<FlowName>(), 312);
     }
 
     #[test]

@@ -32,11 +32,15 @@ use flow::{host_hash, mac_u128, FlowKey};
 use flow_table::NAME_DECIDED;
 use flow_table::{FlowTable, FlowTableStats, NO_VERDICT};
 use fragments::{FragmentStats, FragmentTable};
-use payload::NameSource;
-use rule::{NameTests, Rule};
+use payload::{detect, NameSource};
+use rule::{AppSeen, NameTests, Rule};
 
-/// Payload frames of a flow read for its server name before giving up on one.
+/// Payload frames of a flow read for its server name and its protocol before giving up on
+/// them, unless the config says otherwise (`flow_table.payload_frames`).
 pub const NAME_PAYLOAD_FRAMES: u8 = 4;
+
+/// The most payload frames a config may ask to read per flow.
+pub const MAX_PAYLOAD_FRAMES: u8 = 32;
 
 /// How a class shares itself among its users (CAKE's isolation modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +129,9 @@ pub struct Explanation {
     pub name_source: Option<&'static str>,
     /// Frames of the flow classified before its name was known.
     pub frames_before_name: u32,
+    /// The protocol its payload showed, when known; frames classified before it was decided.
+    pub protocol: Option<&'static str>,
+    pub frames_before_app: u32,
     /// Each class's rule on this port, in order, up to and including the one that matched.
     pub rules: Vec<ExplainedRule>,
     pub class: ClassId,
@@ -147,10 +154,16 @@ pub struct ExplainedRule {
 pub struct NameStats {
     /// Flows whose name was learnt.
     pub learnt: u64,
-    /// Flows that gave up after [`NAME_PAYLOAD_FRAMES`] payload frames without one.
+    /// Flows that gave up after the payload frames allowed (`payload_frames`) without one.
     pub not_found: u64,
     /// Frames of the named flows classified before their name was known.
     pub frames_before: u64,
+    /// Flows whose protocol was told from payload, and those whose payloads showed none (or
+    /// could not be read: a capture's snap length).
+    pub apps_found: u64,
+    pub apps_unknown: u64,
+    /// Frames of the flows whose protocol was found, classified before it was.
+    pub frames_before_app: u64,
     /// New flows named from the DNS cache, and the cache's counters.
     pub from_dns_cache: u64,
     pub dns_cache: DnsCacheStats,
@@ -165,6 +178,10 @@ pub struct Classifier {
     /// Names from DNS answers; allocated when names are kept.
     dns_cache: Option<DnsCache>,
     names: NameStats,
+    /// Payload frames read per flow for its name and protocol.
+    payload_frames: u8,
+    /// The protocol tests of a flow whose protocol is not decided yet.
+    undecided_app_tests: u64,
     per_frame: [Vec<u16>; 2],
     flows: FlowTable,
     fragments: FragmentTable,
@@ -179,6 +196,7 @@ impl Classifier {
             ports[1].per_frame_positions(),
         ];
         let name_tests = bind_names(&mut ports);
+        let undecided_app_tests = name_tests.eval_app(AppSeen::Undecided);
         let mut flows = FlowTable::new(max_flows, idle_timeout);
         flows.keep_names(!name_tests.is_empty());
         Classifier {
@@ -187,6 +205,8 @@ impl Classifier {
             name_tests,
             names_wanted: false,
             names: NameStats::default(),
+            payload_frames: NAME_PAYLOAD_FRAMES,
+            undecided_app_tests,
             per_frame,
             flows,
             fragments: FragmentTable::new(4096),
@@ -224,6 +244,8 @@ impl Classifier {
             server_name: None,
             name_source: None,
             frames_before_name: 0,
+            protocol: None,
+            frames_before_app: 0,
             rules: Vec::new(),
             class: port.control_class,
             default: false,
@@ -237,9 +259,20 @@ impl Classifier {
             .find(&key, key.hash64())
             .and_then(|slot| self.flows.name(slot));
         let (tests, name) = match kept {
-            Some(n) => (n.tests, n.source.map(|s| (s, n.name))),
+            Some(n) => (n.tests | n.app_tests, n.source.map(|s| (s, n.name))),
             None => (0, None),
         };
+        let app = match kept.map(|n| n.app) {
+            Some(AppSeen::Found(p)) => format!("{} (from payload)", p.as_str()),
+            Some(AppSeen::Unknown) => "no protocol found in its payload (ports decide)".into(),
+            Some(AppSeen::Undecided) => "not decided yet (ports decide)".into(),
+            None => "not read (no rule tests names or protocols)".into(),
+        };
+        e.protocol = match kept.map(|n| n.app) {
+            Some(AppSeen::Found(p)) => Some(p.as_str()),
+            _ => None,
+        };
+        e.frames_before_app = kept.map_or(0, |n| n.frames_before_app);
         if let Some((s, n)) = name {
             e.server_name = Some(n.as_str().to_string());
             e.name_source = Some(s.as_str());
@@ -247,7 +280,7 @@ impl Classifier {
         }
         let name_ref = name.as_ref().map(|(s, n)| (*s, n.as_str()));
         for m in &port.matches {
-            let (steps, matched) = m.rule.explain(view, tests, name_ref);
+            let (steps, matched) = m.rule.explain(view, tests, name_ref, &app);
             e.rules.push(ExplainedRule {
                 class: m.class,
                 rule: m.rule.source().to_string(),
@@ -263,6 +296,12 @@ impl Classifier {
         e.class = port.default_class;
         e.default = true;
         e
+    }
+
+    /// Read up to `n` payload frames of each flow (1 to [`MAX_PAYLOAD_FRAMES`]) for its name
+    /// and protocol.
+    pub fn set_payload_frames(&mut self, n: u8) {
+        self.payload_frames = n.clamp(1, MAX_PAYLOAD_FRAMES);
     }
 
     /// Learn and keep every flow's server name and frame counts, even when no rule reads
@@ -310,6 +349,7 @@ impl Classifier {
             ports[1].per_frame_positions(),
         ];
         self.name_tests = bind_names(&mut ports);
+        self.undecided_app_tests = self.name_tests.eval_app(AppSeen::Undecided);
         self.ports = ports;
         let keep = self.names_wanted || !self.name_tests.is_empty();
         self.flows.keep_names(keep);
@@ -322,6 +362,7 @@ impl Classifier {
             n.tests = n
                 .source
                 .map_or(0, |s| self.name_tests.eval(s, n.name.as_bytes()));
+            n.app_tests = self.name_tests.eval_app(n.app);
         }
         self.flows.clear_verdicts();
     }
@@ -350,15 +391,19 @@ impl Classifier {
         self.classify_and(view, None, egress, now, false)
     }
 
-    /// The name tests of the flow in `slot`, learning its name from `frame` if it is due.
-    fn learn_name(
+    /// The flow tests (names and protocol) of the flow in `slot`, learning its server name and
+    /// its protocol from `frame` while they are due; `dir` is the frame's direction in the
+    /// flow (1: from the key's `lo` end).
+    fn learn_payload(
         &mut self,
         slot: usize,
         v: &FrameView,
         frame: Option<&[u8]>,
         egress: Side,
+        dir: usize,
         account: bool,
     ) -> u64 {
+        let limit = self.payload_frames;
         let Some(n) = self.flows.name_mut(slot) else {
             return 0;
         };
@@ -366,45 +411,83 @@ impl Classifier {
             let frames = &mut n.frames[egress.index()];
             *frames = frames.saturating_add(1);
         }
-        if n.looked == NAME_DECIDED {
-            return n.tests;
+        let name_open = n.looked != NAME_DECIDED;
+        let app_open = n.app == AppSeen::Undecided;
+        if !name_open && !app_open {
+            return n.tests | n.app_tests;
         }
-        if !v.is_ip() || !matches!(v.ip_proto, 6 | 17) {
-            // Nothing to read in this flow: the rules' verdict without a name is final. (A
-            // TCP or UDP frame whose payload was not reached, a later fragment or a cut
-            // header, only does not count.)
-            n.looked = NAME_DECIDED;
-            return n.tests;
-        }
-        if let Some(payload) = frame.and_then(|f| payload_of(v, f)) {
-            if let Some((source, name)) = payload::server_name(v.ip_proto, payload, &mut n.pending)
-            {
-                let tests = self.name_tests.eval(source, name.as_bytes());
-                let moved = tests != n.tests;
-                n.name = name;
-                n.source = Some(source);
-                n.tests = tests;
+        let (tests_before, app_tests_before) = (n.tests, n.app_tests);
+        if !v.is_ip() || !matches!(v.ip_proto, 6 | 17) || v.truncated {
+            // Nothing to read in this flow (or this capture cut its payloads): the verdict
+            // without a name and protocol is final. (A TCP or UDP frame whose payload was not
+            // reached, a later fragment, only does not count.)
+            if v.truncated {
+                n.app = AppSeen::Unknown;
+            } else {
                 n.looked = NAME_DECIDED;
-                self.names.learnt += 1;
-                self.names.frames_before += u64::from(n.frames_before);
-                if moved {
-                    // The verdicts cached so far were made without this name.
-                    self.flows.set_verdict(slot, 0, NO_VERDICT);
-                    self.flows.set_verdict(slot, 1, NO_VERDICT);
+                n.app = AppSeen::Unknown;
+            }
+        } else if let Some(payload) = frame.and_then(|f| payload_of(v, f)) {
+            if app_open {
+                match detect::protocol(v.ip_proto, payload, dir, &mut n.detect) {
+                    Some(p) => n.app = AppSeen::Found(p),
+                    None => {
+                        n.app_looked += 1;
+                        if n.app_looked >= limit {
+                            n.app = AppSeen::Unknown;
+                        }
+                    }
                 }
-                return tests;
+                if n.app != AppSeen::Undecided {
+                    if matches!(n.app, AppSeen::Found(_)) {
+                        self.names.apps_found += 1;
+                        self.names.frames_before_app += u64::from(n.frames_before_app);
+                    } else {
+                        self.names.apps_unknown += 1;
+                    }
+                }
             }
-            n.looked += 1;
-            if n.looked >= NAME_PAYLOAD_FRAMES {
-                n.looked = NAME_DECIDED;
-                self.names.not_found += 1;
-                return n.tests;
+            if name_open {
+                if let Some((source, name)) =
+                    payload::server_name(v.ip_proto, payload, &mut n.pending)
+                {
+                    n.name = name;
+                    n.source = Some(source);
+                    n.tests = self.name_tests.eval(source, name.as_bytes());
+                    n.looked = NAME_DECIDED;
+                    self.names.learnt += 1;
+                    self.names.frames_before += u64::from(n.frames_before);
+                } else {
+                    n.looked += 1;
+                    if n.looked >= limit {
+                        n.looked = NAME_DECIDED;
+                        self.names.not_found += 1;
+                    }
+                }
             }
+        }
+        if app_open {
+            n.app_tests = if n.app == AppSeen::Undecided {
+                self.undecided_app_tests
+            } else {
+                self.name_tests.eval_app(n.app)
+            };
         }
         if account {
-            n.frames_before = n.frames_before.saturating_add(1);
+            if n.looked != NAME_DECIDED {
+                n.frames_before = n.frames_before.saturating_add(1);
+            }
+            if n.app == AppSeen::Undecided {
+                n.frames_before_app = n.frames_before_app.saturating_add(1);
+            }
         }
-        n.tests
+        let tests = n.tests | n.app_tests;
+        if (n.tests, n.app_tests) != (tests_before, app_tests_before) {
+            // The verdicts cached so far were made without this name or protocol.
+            self.flows.set_verdict(slot, 0, NO_VERDICT);
+            self.flows.set_verdict(slot, 1, NO_VERDICT);
+        }
+        tests
     }
 
     /// Names from DNS: store the answers of a response from port 53, and name a new TCP or
@@ -469,7 +552,12 @@ impl Classifier {
         let flow_hash = key.hash64();
         let (slot, hit) = self.flows.lookup_or_insert(&key, flow_hash, now);
         self.use_dns_cache(slot, !hit, &v, frame, now);
-        let names = self.learn_name(slot, &v, frame, egress, account);
+        let from_lo = if v.is_ip() {
+            (v.src_ip, if v.has_ports { v.src_port } else { 0 }) == (key.lo_addr, key.lo_port)
+        } else {
+            mac_u128(&v.src_mac) == key.lo_addr
+        };
+        let names = self.learn_payload(slot, &v, frame, egress, usize::from(from_lo), account);
         let port = &self.ports[egress.index()];
         let mut first = self.flows.verdict(slot, egress.index());
         if first == NO_VERDICT {
@@ -486,11 +574,6 @@ impl Classifier {
             .matches
             .get(usize::from(pos))
             .map_or(port.default_class, |m| m.class);
-        let from_lo = if v.is_ip() {
-            (v.src_ip, if v.has_ports { v.src_port } else { 0 }) == (key.lo_addr, key.lo_port)
-        } else {
-            mac_u128(&v.src_mac) == key.lo_addr
-        };
         if account {
             self.flows
                 .account(slot, egress.index(), class, view.len, from_lo, now);

@@ -146,8 +146,15 @@ fn write_table(out: &mut impl Write, s: &Settings, r: &ReplayReport) -> std::io:
             "server names: {} flows named (TLS or QUIC SNI, HTTP Host, DNS), {} without one after {} payload frames; {} frames of named flows classified before their name",
             n.learnt,
             n.not_found,
-            weir::classify::NAME_PAYLOAD_FRAMES,
+            n.payload_frames,
             n.frames_before
+        )?;
+    }
+    if n.apps_found + n.apps_unknown > 0 {
+        writeln!(
+            out,
+            "protocols: {} flows told from payload, {} with none in their first {} payload frames (ports decide); {} frames of told flows classified before",
+            n.apps_found, n.apps_unknown, n.payload_frames, n.frames_before_app
         )?;
     }
     if let Some(p) = &s.out {

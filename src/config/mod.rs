@@ -50,6 +50,9 @@ pub struct FlowTableFile {
     pub max_flows: Option<u32>,
     /// A flow idle this long is forgotten (default "120 s").
     pub idle_timeout: Option<String>,
+    /// Payload frames of each flow read for its server name and protocol before weir gives
+    /// up on them (default 4, at most 32), when rules read them.
+    pub payload_frames: Option<u8>,
 }
 
 #[derive(Debug, Deserialize)]

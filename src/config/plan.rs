@@ -99,6 +99,8 @@ pub struct Plan {
     pub lan_networks: Vec<(u128, u8, bool)>,
     pub max_flows: u32,
     pub idle_timeout: Nanos,
+    /// Payload frames read per flow for its name and protocol.
+    pub payload_frames: u8,
     /// Indexed by [`Side::index`]: `[lan, wan]`.
     pub ports: [PortPlan; 2],
     /// The config's `sets`, for the rules' `domain @NAME` tests.
@@ -112,7 +114,9 @@ impl Plan {
 
     /// A classifier for this plan (rules are cloned; the plan stays usable).
     pub fn classifier(&self) -> Classifier {
-        Classifier::new(self.port_rules(), self.max_flows, self.idle_timeout)
+        let mut c = Classifier::new(self.port_rules(), self.max_flows, self.idle_timeout);
+        c.set_payload_frames(self.payload_frames);
+        c
     }
 
     /// The classification rules of both egress ports, `[lan, wan]`.
@@ -184,6 +188,22 @@ pub(super) fn build(file: ConfigFile, at: &ErrAt) -> Result<Plan, ConfigError> {
             .map_err(|e| unit_err(at, "flow_table.idle_timeout", "idle_timeout", e))?,
         None => DEFAULT_IDLE_TIMEOUT,
     };
+    let payload_frames = file
+        .flow_table
+        .payload_frames
+        .unwrap_or(crate::classify::NAME_PAYLOAD_FRAMES);
+    if !(1..=crate::classify::MAX_PAYLOAD_FRAMES).contains(&payload_frames) {
+        return Err(at(
+            "flow_table.payload_frames",
+            0,
+            format!("payload_frames {payload_frames} is out of range"),
+            Some(format!(
+                "use 1 to {} (each is a frame of a new flow that may go to another class before \
+                 its name and protocol are known)",
+                crate::classify::MAX_PAYLOAD_FRAMES
+            )),
+        ));
+    }
     let name_sets = build_sets(&file, at)?;
     let lan = build_port(Side::Lan, &file, at)?;
     let wan = build_port(Side::Wan, &file, at)?;
@@ -192,6 +212,7 @@ pub(super) fn build(file: ConfigFile, at: &ErrAt) -> Result<Plan, ConfigError> {
         lan_networks,
         max_flows,
         idle_timeout,
+        payload_frames,
         ports: [lan, wan],
         name_sets,
     })

@@ -222,13 +222,14 @@ fn order_warnings(file: &File, port: &PortPlan) -> Vec<ConfigWarning> {
         ClassSource::Shared => format!("class `{}`", port.classes[class].name),
         ClassSource::Port => format!("port {}, class `{}`", side.name(), port.classes[class].name),
     };
+    // The ports a term tests, unless its text already says just that.
     let quoted = |t: &Term| match &t.ports {
-        Some(ports) => format!("`{}` ({ports})", t.text),
-        None => format!("`{}`", t.text),
+        Some(ports) if *ports != t.text => format!("`{}` ({ports})", t.text),
+        _ => format!("`{}`", t.text),
     };
     let inside = |t: &Term| match &t.ports {
-        Some(ports) => format!("`{}`: {ports}", t.text),
-        None => format!("`{}`", t.text),
+        Some(ports) if *ports != t.text => format!("`{}`: {ports}", t.text),
+        _ => format!("`{}`", t.text),
     };
     overlap::order_findings(&rules)
         .into_iter()

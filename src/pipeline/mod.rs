@@ -409,6 +409,7 @@ impl<T: Copy> Pipeline<T> {
             ..ReloadCounts::default()
         };
         self.classifier.replace_rules(plan.port_rules());
+        self.classifier.set_payload_frames(plan.payload_frames);
         self.plan = plan;
         for side in Side::BOTH {
             let default_class = self.classifier.port_rules(side).default_class;

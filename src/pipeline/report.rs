@@ -165,8 +165,11 @@ pub struct FlowStatus {
     /// The endpoint that sent the first frame weir saw, and the other.
     pub src: String,
     pub dst: String,
-    /// The port-table name of its ports (`app NAME` rules), when one matches.
+    /// Its application: from its payload's protocol when weir read it (`app_source`
+    /// `payload`), else the port table's name for its ports (`ports`), when one fits.
     pub app: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_source: Option<String>,
     /// Class of its last frame leaving by wan (upload) and by lan (download).
     pub class_up: Option<String>,
     pub class_down: Option<String>,
@@ -191,6 +194,10 @@ pub struct FlowStatus {
     pub frames_down: u64,
     #[serde(default)]
     pub frames_before_name: u64,
+    /// Frames classified before its protocol was told from payload; only for a flow whose
+    /// protocol was.
+    #[serde(default)]
+    pub frames_before_app: u64,
 }
 
 impl FlowStatus {
@@ -232,14 +239,24 @@ impl FlowStatus {
                 n => n.to_string(),
             }
         };
-        let app = crate::classify::rule::app_table::app_of(k.proto, k.lo_port, k.hi_port)
-            .map(str::to_string);
+        let app =
+            crate::classify::rule::app_table::app_of(k.proto, k.lo_port, k.hi_port, info.protocol)
+                .map(str::to_string);
+        let app_source = app.as_ref().map(|_| {
+            if info.protocol.is_some() {
+                "payload"
+            } else {
+                "ports"
+            }
+            .to_string()
+        });
         let secs = |ns: u64| ns as f64 / 1e9;
         FlowStatus {
             proto,
             src,
             dst,
             app,
+            app_source,
             class_up: class[Side::Wan.index()].clone(),
             class_down: class[Side::Lan.index()].clone(),
             bytes_up: info.bytes[Side::Wan.index()],
@@ -255,6 +272,9 @@ impl FlowStatus {
             frames_before_name: info
                 .server
                 .map_or(0, |_| u64::from(info.frames_before_name)),
+            frames_before_app: info
+                .protocol
+                .map_or(0, |_| u64::from(info.frames_before_app)),
         }
     }
 }

@@ -395,6 +395,8 @@ mod tests {
                 server: None,
                 frames: [0; 2],
                 frames_before_name: 0,
+                protocol: None,
+                frames_before_app: 0,
             },
             class: class.map(|c| c.map(str::to_string)),
         }

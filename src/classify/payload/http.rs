@@ -21,24 +21,37 @@ pub enum Host {
     None,
 }
 
-/// The request at the start of `payload`.
-pub fn request(payload: &[u8]) -> Host {
+/// An HTTP/1 request line or status line starts `payload`.
+pub fn is_message(payload: &[u8]) -> bool {
+    payload.starts_with(b"HTTP/1.") || request_line(payload).is_some()
+}
+
+/// The length of the method and the end of the request line `payload` starts with.
+fn request_line(payload: &[u8]) -> Option<(usize, usize)> {
     let method_len = payload
         .iter()
         .take(17)
         .position(|&b| !(b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_'))
         .unwrap_or(17);
     if !(1..=16).contains(&method_len) || payload.get(method_len) != Some(&b' ') {
-        return Host::None;
+        return None;
     }
     let line_end = payload
         .iter()
         .position(|&b| b == b'\n')
         .unwrap_or(payload.len());
-    let request_line = trim(&payload[..line_end]);
-    if !request_line.windows(5).any(|w| w == b"HTTP/") {
+    trim(&payload[..line_end])
+        .windows(5)
+        .any(|w| w == b"HTTP/")
+        .then_some((method_len, line_end))
+}
+
+/// The request at the start of `payload`.
+pub fn request(payload: &[u8]) -> Host {
+    let Some((method_len, line_end)) = request_line(payload) else {
         return Host::None;
-    }
+    };
+    let request_line = trim(&payload[..line_end]);
     if &payload[..method_len] == b"CONNECT" {
         let target = request_line[method_len + 1..]
             .split(|&b| b == b' ')

@@ -14,6 +14,7 @@
 //! Not (yet) read: a ClientHello split over several TCP segments or QUIC packets (only the
 //! first is seen, so a name past it is missed).
 
+pub mod detect;
 pub mod dns;
 pub mod http;
 pub mod quic;

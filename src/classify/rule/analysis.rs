@@ -7,6 +7,7 @@
 //! so the atom count is too, and the DNF is cut off at [`MAX_CONJUNCTS`].
 
 use super::ast::{Atom, Dir, Expr, Net, RangeSet};
+use crate::classify::payload::detect::Protocol;
 use crate::wire::L3;
 
 /// Larger DNFs are not built: the analysis then gives up (conservatively).
@@ -147,7 +148,19 @@ pub(crate) struct Summary {
     nets_neg: Vec<(Dir, Net)>,
     vlan_pos: Vec<u16>,
     vlan_neg: Vec<u16>,
+    /// The protocol a positive `App` test says the flow's payload showed.
+    app: Option<Option<Protocol>>,
     pub unsat: bool,
+}
+
+/// Can one flow pass both `App` tests? Each flow has one protocol; `None` (no application
+/// named) also holds for TLS.
+fn apps_compatible(a: Option<Protocol>, b: Option<Protocol>) -> bool {
+    a == b
+        || matches!(
+            (a, b),
+            (Some(Protocol::Tls), None) | (None, Some(Protocol::Tls))
+        )
 }
 
 fn set_tri(slot: &mut Option<bool>, v: bool, unsat: &mut bool) {
@@ -181,6 +194,7 @@ impl Summary {
             nets_neg: Vec::new(),
             vlan_pos: Vec::new(),
             vlan_neg: Vec::new(),
+            app: None,
             unsat: false,
         };
         // Pass 1: family and guards.
@@ -199,6 +213,17 @@ impl Summary {
                 Atom::Vlan(_) | Atom::Pcp(_) if pos => set_tri(&mut s.tagged, true, &mut s.unsat),
                 Atom::Vlan(None) => set_tri(&mut s.tagged, false, &mut s.unsat),
                 Atom::Fragment => set_tri(&mut s.frag, pos, &mut s.unsat),
+                Atom::App { proto, .. } if pos => {
+                    if proto.is_some() {
+                        // Only TCP and UDP payloads are told apart.
+                        s.fam &= IP;
+                    }
+                    match s.app {
+                        Some(have) if !apps_compatible(have, *proto) => s.unsat = true,
+                        Some(Some(_)) => {}
+                        _ => s.app = Some(*proto),
+                    }
+                }
                 _ => {}
             }
         }
@@ -243,6 +268,15 @@ impl Summary {
                 Atom::Net { dir, net } => s.nets_neg.push((*dir, *net)),
                 Atom::Vlan(Some(id)) if pos => s.vlan_pos.push(*id),
                 Atom::Vlan(Some(id)) => s.vlan_neg.push(*id),
+                Atom::App { proto: Some(p), .. } if pos => {
+                    let carriers = RangeSet::from_ranges(
+                        p.transports()
+                            .iter()
+                            .map(|&t| (u32::from(t), u32::from(t)))
+                            .collect(),
+                    );
+                    narrow(&mut s.proto, &carriers, true);
+                }
                 _ => {}
             }
         }
@@ -384,6 +418,13 @@ impl Summary {
             Atom::Fragment => self.frag == Some(pos),
             // Opaque: implied only by itself (above).
             Atom::Name { .. } => false,
+            Atom::App { proto, .. } => match self.app {
+                Some(have) if pos => {
+                    have == *proto || (proto.is_none() && have == Some(Protocol::Tls))
+                }
+                Some(have) => !apps_compatible(have, *proto),
+                None => false,
+            },
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The application table behind `app NAME`.
 //!
 //! Guarantees: names are lower-case, unique, and sorted; every entry has at least one port range
-//! and every range is `lo <= hi`. Matching is by port and transport only (no payload inspection):
-//! an application is "this transport, and either port in one of these ranges". The table is
-//! static, so `app` costs nothing at run time beyond a port-set test.
+//! and every range is `lo <= hi`.
+//! An application is "this transport, and either port in one of these ranges", unless weir can
+//! tell its protocol from payload (`payload::detect`): then its [`Detect`] says how the
+//! protocol found in a flow's first payloads and the ports combine. A flow whose protocol is
+//! not known yet (no payload seen) matches no application that can be detected.
 
 /// Which transport(s) an application runs over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +26,41 @@ impl AppProto {
     }
 }
 
+/// How `app NAME` combines the protocol told from a flow's payload with the ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detect {
+    /// Ports only: weir does not tell this application from payload.
+    Ports,
+    /// This protocol on any port; a flow whose payload showed no known protocol, or only TLS
+    /// (which carries any application), falls back to the ports.
+    Anywhere(Protocol),
+    /// This protocol on the application's ports (TLS on 443 is `https`, TLS on 993 is not); a
+    /// flow whose payload showed no known protocol (or only TLS) falls back to the ports.
+    OnPorts(Protocol),
+    /// This protocol on any port, and nothing else: the port range is too common to mean it
+    /// (RTP's 10000-32767 is any client's source port).
+    Only(Protocol),
+}
+
+impl Detect {
+    /// For the docs' table.
+    pub fn describe(self) -> String {
+        match self {
+            Detect::Ports => "no: ports".into(),
+            Detect::Anywhere(p) => format!("{}, any port; else ports", p.as_str()),
+            Detect::OnPorts(p) => format!("{} on these ports; else ports", p.as_str()),
+            Detect::Only(p) => format!("{}, any port; never by port", p.as_str()),
+        }
+    }
+
+    pub fn protocol(self) -> Option<Protocol> {
+        match self {
+            Detect::Ports => None,
+            Detect::Anywhere(p) | Detect::OnPorts(p) | Detect::Only(p) => Some(p),
+        }
+    }
+}
+
 /// One row of the application table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppEntry {
@@ -32,6 +69,7 @@ pub struct AppEntry {
     /// Inclusive port ranges; a frame matches when its source or destination port is in one.
     pub ports: &'static [(u16, u16)],
     pub description: &'static str,
+    pub detect: Detect,
 }
 
 const fn e(
@@ -45,28 +83,67 @@ const fn e(
         proto,
         ports,
         description,
+        detect: Detect::Ports,
     }
 }
 
+/// An entry whose protocol weir tells from payload.
+const fn d(
+    name: &'static str,
+    proto: AppProto,
+    ports: &'static [(u16, u16)],
+    description: &'static str,
+    detect: Detect,
+) -> AppEntry {
+    AppEntry {
+        name,
+        proto,
+        ports,
+        description,
+        detect,
+    }
+}
+
+use crate::classify::payload::detect::Protocol;
 use AppProto::{Both, Tcp, Udp};
+use Detect::{Anywhere, OnPorts, Only};
 
 /// Sorted by name (checked by a test), so docs and `weir` listings are stable.
 static APPS: &[AppEntry] = &[
     e("bgp", Tcp, &[(179, 179)], "Border Gateway Protocol"),
-    e(
+    d(
         "bittorrent",
         Both,
         &[(6881, 6889), (51413, 51413)],
         "BitTorrent peers (classic range and Transmission's default)",
+        Anywhere(Protocol::BitTorrent),
     ),
     e("dhcp", Udp, &[(67, 68)], "DHCP / BOOTP (IPv4)"),
     e("dhcpv6", Udp, &[(546, 547)], "DHCPv6"),
-    e("dns", Both, &[(53, 53)], "Domain Name System"),
+    d(
+        "dns",
+        Both,
+        &[(53, 53)],
+        "Domain Name System",
+        Anywhere(Protocol::Dns),
+    ),
     e("dot", Tcp, &[(853, 853)], "DNS over TLS"),
     e("ftp", Tcp, &[(20, 21)], "FTP control and active-mode data"),
     e("git", Tcp, &[(9418, 9418)], "git:// protocol"),
-    e("http", Tcp, &[(80, 80), (8000, 8000), (8080, 8080)], "HTTP"),
-    e("https", Tcp, &[(443, 443), (8443, 8443)], "HTTP over TLS"),
+    d(
+        "http",
+        Tcp,
+        &[(80, 80), (8000, 8000), (8080, 8080)],
+        "HTTP",
+        Anywhere(Protocol::Http),
+    ),
+    d(
+        "https",
+        Tcp,
+        &[(443, 443), (8443, 8443)],
+        "HTTP over TLS",
+        OnPorts(Protocol::Tls),
+    ),
     e(
         "ike",
         Udp,
@@ -95,20 +172,28 @@ static APPS: &[AppEntry] = &[
     e("openvpn", Both, &[(1194, 1194)], "OpenVPN"),
     e("pop3", Tcp, &[(110, 110), (995, 995)], "POP3 and POP3S"),
     e("postgres", Tcp, &[(5432, 5432)], "PostgreSQL"),
-    e("quic", Udp, &[(443, 443)], "QUIC (HTTP/3)"),
+    d(
+        "quic",
+        Udp,
+        &[(443, 443)],
+        "QUIC (HTTP/3)",
+        Anywhere(Protocol::Quic),
+    ),
     e("rdp", Both, &[(3389, 3389)], "Remote Desktop Protocol"),
     e("rsync", Tcp, &[(873, 873)], "rsync daemon"),
-    e(
+    d(
         "rtp",
         Udp,
         &[(10000, 20000), (16384, 32767)],
-        "RTP media: Asterisk and many phones (10000-20000) and the classic range (16384-32767)",
+        "RTP and RTCP media (the ports are where phones put it, and any client's source ports)",
+        Only(Protocol::Rtp),
     ),
-    e(
+    d(
         "sip",
         Both,
         &[(5060, 5061)],
         "SIP signalling (plain and TLS)",
+        Anywhere(Protocol::Sip),
     ),
     e("smb", Tcp, &[(445, 445)], "SMB / CIFS"),
     e(
@@ -118,9 +203,21 @@ static APPS: &[AppEntry] = &[
         "SMTP, SMTPS and submission",
     ),
     e("snmp", Udp, &[(161, 162)], "SNMP and SNMP traps"),
-    e("ssh", Tcp, &[(22, 22)], "Secure Shell"),
+    d(
+        "ssh",
+        Tcp,
+        &[(22, 22)],
+        "Secure Shell",
+        Anywhere(Protocol::Ssh),
+    ),
     e("steam", Udp, &[(27000, 27031)], "Steam game traffic"),
-    e("stun", Both, &[(3478, 3479)], "STUN"),
+    d(
+        "stun",
+        Both,
+        &[(3478, 3479)],
+        "STUN",
+        Anywhere(Protocol::Stun),
+    ),
     e("syslog", Udp, &[(514, 514)], "syslog"),
     e(
         "teams",
@@ -129,14 +226,21 @@ static APPS: &[AppEntry] = &[
         "Microsoft Teams media (overlaps STUN)",
     ),
     e("telnet", Tcp, &[(23, 23)], "Telnet"),
-    e(
+    d(
         "turn",
         Both,
         &[(3478, 3479)],
         "TURN relays (same ports as STUN)",
+        OnPorts(Protocol::Stun),
     ),
     e("vnc", Tcp, &[(5900, 5901)], "VNC remote framebuffer"),
-    e("wireguard", Udp, &[(51820, 51820)], "WireGuard"),
+    d(
+        "wireguard",
+        Udp,
+        &[(51820, 51820)],
+        "WireGuard",
+        Anywhere(Protocol::WireGuard),
+    ),
     e("xbox", Both, &[(3074, 3074)], "Xbox Live"),
     e("xmpp", Tcp, &[(5222, 5223)], "XMPP client connections"),
     e("zoom", Udp, &[(8801, 8810)], "Zoom media"),
@@ -147,22 +251,43 @@ pub fn app_table() -> &'static [AppEntry] {
     APPS
 }
 
-/// The application whose ports a flow of IP protocol `proto` between ports `a` and `b` uses,
-/// as `app NAME` would match it (the lower port, usually the server's, is tried first); for
-/// display, not per frame.
-pub fn app_of(proto: u8, a: u16, b: u16) -> Option<&'static str> {
+/// The application of a flow of IP protocol `proto` between ports `a` and `b` whose payload
+/// showed `detected` (`None`: not known), as `weir flows` and the flow list name it: the
+/// protocol's entry in the table (an `https` for TLS on 443, the protocol's own name where no
+/// entry fits), else the entry whose ports it uses (the lower port, usually the server's,
+/// first; never an entry told from payload only). For display, not per frame.
+pub fn app_of(proto: u8, a: u16, b: u16, detected: Option<Protocol>) -> Option<&'static str> {
     let transport_ok = |p: AppProto| match proto {
         6 => matches!(p, AppProto::Tcp | AppProto::Both),
         17 => matches!(p, AppProto::Udp | AppProto::Both),
         _ => false,
     };
-    [a.min(b), a.max(b)].into_iter().find_map(|port| {
+    let on_ports = |e: &AppEntry| {
+        [a, b]
+            .iter()
+            .any(|&port| e.ports.iter().any(|&(lo, hi)| (lo..=hi).contains(&port)))
+    };
+    if let Some(p) = detected.filter(|&p| p != Protocol::Tls) {
+        let entry = APPS.iter().find(|e| match e.detect {
+            Detect::Anywhere(q) | Detect::Only(q) => q == p,
+            Detect::OnPorts(q) => q == p && on_ports(e),
+            Detect::Ports => false,
+        });
+        return Some(entry.map_or(p.as_str(), |e| e.name));
+    }
+    let by_port = [a.min(b), a.max(b)].into_iter().find_map(|port| {
         APPS.iter()
             .find(|e| {
-                transport_ok(e.proto) && e.ports.iter().any(|&(lo, hi)| (lo..=hi).contains(&port))
+                transport_ok(e.proto)
+                    && !matches!(e.detect, Detect::Only(_))
+                    && e.ports.iter().any(|&(lo, hi)| (lo..=hi).contains(&port))
             })
             .map(|e| e.name)
-    })
+    });
+    match detected {
+        Some(Protocol::Tls) => by_port.or(Some("tls")),
+        _ => by_port,
+    }
 }
 
 /// Look up an application by (lower-case) name.

@@ -6,6 +6,7 @@
 //! static analysis can rely on "this atom is true implies this precondition" for any view, not only
 //! for views built by the wire parser.
 
+use crate::classify::payload::detect::Protocol;
 use crate::classify::payload::NameSource;
 use crate::wire::{FrameView, L3};
 
@@ -209,6 +210,10 @@ pub(crate) enum Atom {
         pattern: String,
         bit: u8,
     },
+    /// The protocol told from the flow's first payloads is `proto`; with `None`, its payload
+    /// has named no application (not decided yet, no protocol found, or only TLS, which
+    /// carries any). Read as bit `bit` of the flow's tests, like `Name`.
+    App { proto: Option<Protocol>, bit: u8 },
 }
 
 #[inline]
@@ -261,7 +266,7 @@ impl Atom {
             Atom::TcpFlags(m) => v.tcp_flags & m == *m,
             Atom::IcmpType(t) => v.has_icmp && v.icmp_type == *t,
             Atom::Fragment => v.is_fragment,
-            Atom::Name { bit, .. } => *bit < 64 && names >> bit & 1 != 0,
+            Atom::Name { bit, .. } | Atom::App { bit, .. } => *bit < 64 && names >> bit & 1 != 0,
         }
     }
 
@@ -399,12 +404,14 @@ impl Atom {
                 };
                 format!("{kw} {pattern}")
             }
+            Atom::App { proto: Some(p), .. } => format!("payload is {}", p.as_str()),
+            Atom::App { proto: None, .. } => "payload names no application (ports decide)".into(),
         }
     }
 
     /// What the frame (or its flow) has for this test: its ports, addresses, length, ...;
-    /// `name` is the flow's server name and source, when known.
-    pub fn value(&self, v: &FrameView, name: Option<(NameSource, &str)>) -> String {
+    /// `name` is the flow's server name and source, when known; `app` what its payload showed.
+    pub fn value(&self, v: &FrameView, name: Option<(NameSource, &str)>, app: &str) -> String {
         let ip = |a: u128| fmt_ip(v.l3 == L3::Ipv6, a);
         match self {
             Atom::Family(_) => format!("{:?}", v.l3).to_lowercase(),
@@ -439,6 +446,7 @@ impl Atom {
                 Some((s, n)) => format!("{n} ({})", s.as_str()),
                 None => "no name known".into(),
             },
+            Atom::App { .. } => app.into(),
             _ => "not present".into(),
         }
     }

@@ -25,6 +25,7 @@ mod tests;
 pub use app_table::{app_table, AppEntry, AppProto};
 pub use parser::check_glob;
 
+use crate::classify::payload::detect::Protocol;
 use crate::classify::payload::{glob_matches, NameSource};
 use crate::wire::FrameView;
 use analysis::{conj_implies, Conj, Summary};
@@ -84,20 +85,40 @@ pub struct ExplainedTest {
     pub result: bool,
 }
 
-/// Distinct name tests one classifier can hold: their results are a bit each in a flow's entry.
+/// Distinct flow tests (name tests and payload-protocol tests) one classifier can hold: their
+/// results are a bit each in a flow's entry.
 pub const MAX_NAME_TESTS: usize = 64;
 
-/// More than [`MAX_NAME_TESTS`] distinct name tests.
+/// More than [`MAX_NAME_TESTS`] distinct flow tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TooManyNameTests;
 
 /// The config's named sets of globs: `(name, globs)`, used as `domain @name`.
 pub type NameSets = Vec<(String, Vec<String>)>;
 
-/// The distinct name tests of a classifier's rules, numbered.
+/// What a flow's payload showed of its protocol (`payload::detect`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AppSeen {
+    /// Not decided yet (no payload read, or RTP's first packet): `app` goes by ports, as for
+    /// `Unknown`, and no protocol test holds.
+    #[default]
+    Undecided,
+    /// Payloads read, no protocol found (or none could be read).
+    Unknown,
+    Found(Protocol),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum FlowTest {
+    Name(Option<NameSource>, String),
+    App(Option<Protocol>),
+}
+
+/// The distinct tests of a classifier's rules that are decided once per flow from its payload
+/// (server names, protocols), numbered.
 #[derive(Clone, Debug, Default)]
 pub struct NameTests {
-    tests: Vec<(Option<NameSource>, String)>,
+    tests: Vec<FlowTest>,
     sets: NameSets,
 }
 
@@ -123,19 +144,11 @@ impl NameTests {
         }
     }
 
-    fn number(
-        &mut self,
-        source: Option<NameSource>,
-        pattern: &str,
-    ) -> Result<u8, TooManyNameTests> {
-        let i = match self
-            .tests
-            .iter()
-            .position(|(s, p)| *s == source && p == pattern)
-        {
+    fn number(&mut self, test: FlowTest) -> Result<u8, TooManyNameTests> {
+        let i = match self.tests.iter().position(|t| *t == test) {
             Some(i) => i,
             None if self.tests.len() < MAX_NAME_TESTS => {
-                self.tests.push((source, pattern.to_string()));
+                self.tests.push(test);
                 self.tests.len() - 1
             }
             None => return Err(TooManyNameTests),
@@ -147,14 +160,38 @@ impl NameTests {
         self.tests.is_empty()
     }
 
-    /// The results of every test on a name learnt from `source`, a bit per test.
+    /// The results of every name test on a name learnt from `source`, a bit per test.
     pub fn eval(&self, source: NameSource, name: &[u8]) -> u64 {
+        self.bits(|t| match t {
+            FlowTest::Name(s, p) => {
+                s.map_or(true, |s| s.covers(source)) && self.pattern_matches(p, name)
+            }
+            FlowTest::App(_) => false,
+        })
+    }
+
+    /// The results of every protocol test on what a flow's payload showed, a bit per test.
+    pub fn eval_app(&self, seen: AppSeen) -> u64 {
+        self.bits(|t| match (t, seen) {
+            (FlowTest::Name(..), _) => false,
+            // No application named (yet): `app` falls back to ports.
+            (FlowTest::App(None), AppSeen::Undecided | AppSeen::Unknown) => true,
+            (FlowTest::App(None), AppSeen::Found(p)) => p == Protocol::Tls,
+            (FlowTest::App(Some(want)), AppSeen::Found(p)) => *want == p,
+            (FlowTest::App(Some(_)), AppSeen::Undecided | AppSeen::Unknown) => false,
+        })
+    }
+
+    /// Some rule tests the payload's protocol.
+    pub fn reads_apps(&self) -> bool {
+        self.tests.iter().any(|t| matches!(t, FlowTest::App(_)))
+    }
+
+    fn bits(&self, holds: impl Fn(&FlowTest) -> bool) -> u64 {
         self.tests
             .iter()
             .enumerate()
-            .filter(|(_, (s, p))| {
-                s.map_or(true, |s| s.covers(source)) && self.pattern_matches(p, name)
-            })
+            .filter(|(_, t)| holds(t))
             .fold(0, |bits, (i, _)| bits | 1 << i)
     }
 }
@@ -253,6 +290,21 @@ impl Rule {
     /// [`Rule::bind_names`] numbered them)?
     #[inline]
     pub fn matches_with(&self, v: &FrameView, names: u64) -> bool {
+        self.run(|a| a.eval(v, names))
+    }
+
+    /// Does this frame match, in a flow whose payload named no application and no server
+    /// (what the port table alone would say: `weir check`'s overlap search)?
+    pub(crate) fn matches_by_ports(&self, v: &FrameView) -> bool {
+        self.run(|a| match a {
+            Atom::App { proto, .. } => proto.is_none(),
+            Atom::Name { .. } => false,
+            a => a.eval(v, 0),
+        })
+    }
+
+    #[inline]
+    fn run(&self, eval: impl Fn(&Atom) -> bool) -> bool {
         let mut pc = self.entry;
         // Jumps strictly decrease `pc`, so this bound is never reached; it only makes
         // termination obvious.
@@ -265,11 +317,7 @@ impl Rule {
             let Some(insn) = self.prog.get(pc as usize) else {
                 return false;
             };
-            pc = if insn.atom.eval(v, names) {
-                insn.jt
-            } else {
-                insn.jf
-            };
+            pc = if eval(&insn.atom) { insn.jt } else { insn.jf };
         }
         pc == ACCEPT
     }
@@ -280,29 +328,33 @@ impl Rule {
     pub fn bind_names(&mut self, tests: &mut NameTests) -> Result<(), TooManyNameTests> {
         let mut result = Ok(());
         for insn in &mut self.prog {
-            if let Atom::Name {
-                source,
-                pattern,
-                bit,
-            } = &mut insn.atom
-            {
-                *bit = tests.number(*source, pattern).unwrap_or_else(|e| {
-                    result = Err(e);
-                    u8::MAX
-                });
-            }
+            let (test, bit) = match &mut insn.atom {
+                Atom::Name {
+                    source,
+                    pattern,
+                    bit,
+                } => (FlowTest::Name(*source, pattern.clone()), bit),
+                Atom::App { proto, bit } => (FlowTest::App(*proto), bit),
+                _ => continue,
+            };
+            *bit = tests.number(test).unwrap_or_else(|e| {
+                result = Err(e);
+                u8::MAX
+            });
         }
         result
     }
 
     /// How the rule decides for frame `v` of a flow whose name tests gave `names` (its name
-    /// being `name`): each test evaluated, in the order evaluation reaches them, with the
-    /// frame's value and the result; and the rule's verdict. For `weir explain`.
+    /// being `name`, its payload's protocol `app`): each test evaluated, in the order
+    /// evaluation reaches them, with the frame's value and the result; and the rule's verdict.
+    /// For `weir explain`.
     pub fn explain(
         &self,
         v: &FrameView,
         names: u64,
         name: Option<(NameSource, &str)>,
+        app: &str,
     ) -> (Vec<ExplainedTest>, bool) {
         let mut steps = Vec::new();
         let mut pc = self.entry;
@@ -313,7 +365,7 @@ impl Rule {
             let result = insn.atom.eval(v, names);
             steps.push(ExplainedTest {
                 test: insn.atom.describe(),
-                value: insn.atom.value(v, name),
+                value: insn.atom.value(v, name, app),
                 result,
             });
             pc = if result { insn.jt } else { insn.jf };

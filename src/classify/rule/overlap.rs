@@ -146,21 +146,23 @@ pub fn order_findings(rules: &[Option<&Rule>]) -> Vec<Finding> {
                         &mut budget,
                         2 + before.len(),
                         |f| {
-                            t.rule.matches(f)
-                                && e.rule.matches(f)
-                                && !before.iter().any(|r| r.matches(f))
+                            t.rule.matches_by_ports(f)
+                                && e.rule.matches_by_ports(f)
+                                && !before.iter().any(|r| r.matches_by_ports(f))
                         },
                     );
                     let Some(example) = taken else { continue };
-                    let broader = Space::of(both.iter().copied())
-                        .find(&mut budget, 2, |f| e.rule.matches(f) && !t.rule.matches(f));
+                    let broader = Space::of(both.iter().copied()).find(&mut budget, 2, |f| {
+                        e.rule.matches_by_ports(f) && !t.rule.matches_by_ports(f)
+                    });
                     if broader.is_none() {
                         continue;
                     }
                     let keeps = *keeps.get_or_insert_with(|| {
                         Space::of(std::iter::once(&t.rule).chain(earlier_rules.iter().copied()))
                             .find(&mut budget, 1 + earlier_rules.len(), |f| {
-                                t.rule.matches(f) && !earlier_rules.iter().any(|r| r.matches(f))
+                                t.rule.matches_by_ports(f)
+                                    && !earlier_rules.iter().any(|r| r.matches_by_ports(f))
                             })
                             .is_some()
                     });
@@ -226,7 +228,12 @@ fn terms_of(rule: &Rule) -> Vec<Term> {
             return Vec::new();
         };
         terms.push(Term {
-            ports: rule.dnf.as_deref().and_then(describe),
+            ports: rule
+                .dnf
+                .as_deref()
+                .map(by_ports)
+                .as_deref()
+                .and_then(describe),
             text,
             column: from,
             rule,
@@ -238,9 +245,12 @@ fn terms_of(rule: &Rule) -> Vec<Term> {
 /// How many port numbers a term's port tests name, when it tests only family, protocol and
 /// ports, and every alternative tests a port. `None` for any other term.
 fn port_width(rule: &Rule) -> Option<u64> {
-    let dnf = rule.dnf.as_deref().filter(|d| !d.is_empty())?;
+    let dnf = by_ports(rule.dnf.as_deref()?);
+    if dnf.is_empty() {
+        return None;
+    }
     let mut ranges = Vec::new();
-    for conj in dnf {
+    for conj in &dnf {
         let mut has_port = false;
         for (atom, pos) in conj {
             match atom {
@@ -265,6 +275,25 @@ fn port_width(rule: &Rule) -> Option<u64> {
             .map(|&(lo, hi)| u64::from(hi - lo) + 1)
             .sum(),
     )
+}
+
+/// `dnf` as the port table sees it, for a flow whose payload named no application (`app`
+/// falls back to ports): the tests of a payload's protocol decided that way, the alternatives
+/// they make false dropped.
+fn by_ports(dnf: &[Conj]) -> Vec<Conj> {
+    dnf.iter()
+        .filter_map(|conj| {
+            let mut kept = Vec::with_capacity(conj.len());
+            for (atom, pos) in conj {
+                match atom {
+                    Atom::App { proto, .. } if proto.is_none() == *pos => {}
+                    Atom::App { .. } => return None,
+                    _ => kept.push((atom.clone(), *pos)),
+                }
+            }
+            Some(kept)
+        })
+        .collect()
 }
 
 /// "tcp+udp port 53", "udp port 10000-32767", when each alternative is one protocol (or none)
@@ -481,7 +510,7 @@ mod tests {
     #[test]
     fn a_broad_port_rule_partly_takes_a_narrower_one() {
         let f = findings(&[
-            "app sip or app rtp",
+            "app sip or udp port 10000-32767",
             "app ssh or app dns or app ntp or icmp or app steam",
         ]);
         let partly: Vec<(&str, &str, String)> = f
@@ -504,17 +533,17 @@ mod tests {
             [
                 (
                     "app dns",
-                    "app rtp",
+                    "udp port 10000-32767",
                     "udp from port 53 to port 10000".to_string()
                 ),
                 (
                     "app ntp",
-                    "app rtp",
+                    "udp port 10000-32767",
                     "udp from port 123 to port 10000".to_string()
                 ),
             ]
         );
-        // Steam's ports are all inside RTP's range: it can never get a frame.
+        // Steam's ports are all inside that range: it can never get a frame.
         let steam = f.iter().find(|f| f.term.text == "app steam").unwrap();
         assert!(matches!(steam.taken, Taken::Entirely { by: Some(0) }));
         // SSH is TCP, ICMP has no ports: untouched.
@@ -556,10 +585,13 @@ mod tests {
             // The example goes to class `by`: it matches there and nowhere before.
             let frame = example.frame();
             assert!(
-                r[f.class].matches(&frame) && r[*by].matches(&frame),
+                r[f.class].matches_by_ports(&frame) && r[*by].matches_by_ports(&frame),
                 "{example}"
             );
-            assert!(r[..*by].iter().all(|e| !e.matches(&frame)), "{example}");
+            assert!(
+                r[..*by].iter().all(|e| !e.matches_by_ports(&frame)),
+                "{example}"
+            );
             by_seen.push(*by);
         }
         assert_eq!(by_seen, [0, 1]);

@@ -9,7 +9,7 @@
 //! `udp src portrange 1-9`, `ip host 10.0.0.1`, `tcp flags syn`, `icmp type 8`. So
 //! `not tcp port 80` is `not (tcp and port 80)`, which is what tcpdump users mean.
 
-use super::app_table::{app_table, find_app, AppProto};
+use super::app_table::{app_table, find_app, AppProto, Detect};
 use super::ast::{fmt_ip, Atom, Dir, Expr, Net, RangeSet};
 use super::lexer::{Cmp, Tok, Token};
 use super::RuleError;
@@ -750,7 +750,7 @@ impl Parser {
                         }),
                     ])
                 };
-                Ok(match app.proto {
+                let by_ports = match app.proto {
                     AppProto::Tcp => on(ipproto::TCP),
                     AppProto::Udp => on(ipproto::UDP),
                     AppProto::Both => Expr::and(vec![
@@ -763,6 +763,18 @@ impl Parser {
                             set,
                         }),
                     ]),
+                };
+                // Bits are given when the classifier binds its flow tests.
+                let seen = |proto| atom(Atom::App { proto, bit: u8::MAX });
+                Ok(match app.detect {
+                    Detect::Ports => by_ports,
+                    Detect::Anywhere(p) => {
+                        Expr::or(vec![seen(Some(p)), Expr::and(vec![seen(None), by_ports])])
+                    }
+                    Detect::OnPorts(p) => {
+                        Expr::and(vec![Expr::or(vec![seen(Some(p)), seen(None)]), by_ports])
+                    }
+                    Detect::Only(p) => seen(Some(p)),
                 })
             }
             "frag" | "fragment" => Ok(atom(Atom::Fragment)),

@@ -1,4 +1,5 @@
 //! Tests for the rule language: parsing, error positions, matching on real frames, analysis.
+use super::app_table::Detect;
 use super::*;
 use crate::wire::{self, VlanTag, L3};
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder, VlanId};
@@ -11,6 +12,14 @@ fn rule(s: &str) -> Rule {
         Ok(r) => r,
         Err(e) => panic!("`{s}` should parse: {e}"),
     }
+}
+
+/// Does rule `src` match `v` in a flow whose payload showed `seen`?
+fn matches_seen(src: &str, v: &FrameView, seen: AppSeen) -> bool {
+    let mut r = rule(src);
+    let mut tests = NameTests::new(Vec::new());
+    r.bind_names(&mut tests).unwrap();
+    r.matches_with(v, tests.eval_app(seen))
 }
 
 fn bad(s: &str) -> RuleError {
@@ -457,13 +466,26 @@ fn matches_protocols() {
         "src portrange 4000-40000",
         [true, true, true, false, false, false, false],
     );
-    expect(
+    // A flow whose payload named no protocol: the port table.
+    let by_ports = |r: &str, want: [bool; 7]| {
+        let got: Vec<bool> = all
+            .iter()
+            .map(|v| matches_seen(r, v, AppSeen::Unknown))
+            .collect();
+        assert_eq!(got, want.to_vec(), "rule `{r}`, payload unknown");
+        let undecided: Vec<bool> = all
+            .iter()
+            .map(|v| matches_seen(r, v, AppSeen::Undecided))
+            .collect();
+        assert_eq!(undecided, want.to_vec(), "rule `{r}` before any payload");
+    };
+    by_ports(
         "app https",
         [true, false, false, false, false, false, false],
     );
-    expect("app quic", [false, false, true, false, false, false, false]);
-    expect("app dns", [false, true, false, false, false, false, false]);
-    expect("app ssh", [false, false, false, true, false, false, false]);
+    by_ports("app quic", [false, false, true, false, false, false, false]);
+    by_ports("app dns", [false, true, false, false, false, false, false]);
+    by_ports("app ssh", [false, false, false, true, false, false, false]);
     expect(
         "host 10.0.0.2",
         [true, true, false, false, true, false, false],
@@ -603,9 +625,60 @@ fn every_app_entry_matches_its_ports() {
                     AppProto::Udp => (false, true),
                     AppProto::Both => (true, true),
                 };
-                assert_eq!(r.matches(&t), want_t, "app {} tcp {}", a.name, p);
-                assert_eq!(r.matches(&u), want_u, "app {} udp {}", a.name, p);
+                // Payload that named no application: the ports decide, unless the entry
+                // is told from payload only.
+                let only = matches!(a.detect, Detect::Only(_));
+                for seen in [AppSeen::Unknown, AppSeen::Undecided] {
+                    let by_port = |v: &FrameView| matches_seen(&r.source, v, seen);
+                    assert_eq!(by_port(&t), want_t && !only, "app {} tcp {}", a.name, p);
+                    assert_eq!(by_port(&u), want_u && !only, "app {} udp {}", a.name, p);
+                }
+                if a.detect == Detect::Ports {
+                    assert_eq!(r.matches(&t), want_t, "app {} tcp {}", a.name, p);
+                }
             }
+        }
+        // Its protocol found in payload: on any port unless the entry is bound to its ports;
+        // another protocol: never.
+        let Some(proto) = a.detect.protocol() else {
+            continue;
+        };
+        let other = if proto == Protocol::Dns {
+            Protocol::Ssh
+        } else {
+            Protocol::Dns
+        };
+        let (lo, _) = a.ports[0];
+        for v in [
+            tcp4([1; 4], [2; 4], 50000, lo),
+            udp4([1; 4], [2; 4], lo, 50000, 0),
+            tcp4([1; 4], [2; 4], 50000, 1),
+            udp4([1; 4], [2; 4], 1, 50000, 0),
+        ] {
+            let on_ports = v.src_port == lo || v.dst_port == lo;
+            let transport_ok = proto.transports().contains(&v.ip_proto)
+                && match a.proto {
+                    AppProto::Tcp => v.ip_proto == 6,
+                    AppProto::Udp => v.ip_proto == 17,
+                    AppProto::Both => true,
+                };
+            let want = match a.detect {
+                Detect::OnPorts(_) => on_ports && transport_ok,
+                _ => true,
+            };
+            assert_eq!(
+                matches_seen(&r.source, &v, AppSeen::Found(proto)),
+                want,
+                "app {} found {proto:?} ports {} {}",
+                a.name,
+                v.src_port,
+                v.dst_port
+            );
+            assert!(
+                !matches_seen(&r.source, &v, AppSeen::Found(other)),
+                "app {} when {other:?} was found",
+                a.name
+            );
         }
     }
     for required in [
@@ -717,6 +790,9 @@ fn never_matches() {
         "len < 0",
         "(tcp or udp) and icmp",
         "app http and app quic",
+        "app rtp and app dns",
+        "app rtp and tcp",
+        "app ssh and not tcp",
         "frag and not frag",
         "not (tcp or not tcp)",
     ] {
@@ -735,8 +811,10 @@ fn never_matches() {
         "len > 10 and len < 12",
         "not port 80",
         "icmp and not host 10.0.0.1",
-        // Port 80 to port 53 over TCP is both.
+        // Port 80 to port 53 over TCP is both, when its payload names no protocol.
         "app http and app dns",
+        // TLS on 443 is https, and names no application for the fallback of `app http`.
+        "app https and app http",
     ] {
         assert!(!rule(s).never_matches(), "`{s}` can match");
     }
@@ -758,22 +836,24 @@ fn shadowing() {
         ("host 10.1.2.3", &["net 10.0.0.0/8"][..]),
         ("src host 10.1.2.3", &["src net 10.0.0.0/8"][..]),
         ("src net 10.1.0.0/16", &["net 10.0.0.0/8"][..]),
-        ("app dns", &["port 53"][..]),
+        ("app ntp", &["port 123"][..]),
         ("app https", &["tcp"][..]),
-        ("app dns", &["tcp", "udp"][..]),
+        ("app ntp", &["tcp", "udp"][..]),
+        // QUIC is only told on UDP.
+        ("app quic", &["udp"][..]),
         ("tcp or udp", &["udp", "tcp"][..]),
         ("icmp", &["ip"][..]),
         ("icmp6", &["not ip"][..]),
         ("len < 100", &["len <= 200"][..]),
         ("tcp flags syn,ack", &["tcp flags syn"][..]),
-        ("tcp and port 80", &["app http"][..]),
+        ("tcp and port 3306", &["app mysql"][..]),
         ("dscp ef and udp", &["dscp 46"][..]),
         ("tcp and udp", &["arp"][..]),
         ("tcp", &["proto 6"][..]),
         ("vlan 5", &["vlan"][..]),
         ("pcp 3", &["vlan"][..]),
-        ("port 22 and tcp", &["app ssh"][..]),
-        ("dst port 443 and tcp", &["app https", "default"][..]),
+        ("port 22 and tcp", &["app telnet or port 22"][..]),
+        ("app http", &["app http or app dns"][..]),
         (
             "not ip and not ip6 and not arp",
             &["not ip and not ip6"][..],
@@ -790,6 +870,11 @@ fn shadowing() {
         ("port 80", &["src port 80"][..]),
         ("net 10.0.0.0/8", &["host 10.1.2.3"][..]),
         ("app dns", &["udp port 53"][..]),
+        // DNS is DNS on any port, and port 53 may carry something else.
+        ("app dns", &["port 53"][..]),
+        ("tcp and port 80", &["app http"][..]),
+        ("dst port 443 and tcp", &["app https", "default"][..]),
+        ("app dns", &["tcp", "udp"][..]),
         ("tcp", &["default"][..]),
         ("default", &["tcp", "not tcp"][..]),
         ("tcp", &[][..]),
@@ -1065,7 +1150,7 @@ mod props {
             let pairs: &[(&str, &str)] = &[
                 ("tcp port 80", "tcp"),
                 ("host 10.1.2.3", "net 10.0.0.0/8"),
-                ("app dns", "port 53"),
+                ("app ntp", "port 123"),
                 ("tcp flags syn,ack", "tcp flags syn"),
                 ("pcp 3", "vlan"),
                 ("len < 100", "len <= 200"),
@@ -1139,10 +1224,11 @@ fn docs_list_the_app_table() {
             .collect::<Vec<_>>()
             .join(", ");
         let row = format!(
-            "| `{}` | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} |",
             a.name,
             a.proto.as_str(),
             ports,
+            a.detect.describe(),
             a.description
         );
         assert!(doc.contains(&row), "docs/rules.md lacks the row: {row}");

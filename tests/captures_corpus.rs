@@ -414,6 +414,38 @@ fn committed_captures() {
             matching: 63, // all but the DNS query to port 53
         },
         Expect {
+            file: "pppoe-qinq-tls.pcap",
+            link: 1,
+            frames: 86,
+            damaged_at: None,
+            check: |v: &FrameView| v.vlan_count == 2 && v.l3 == L3::Ipv4 && v.has_ports,
+            matching: 86,
+        },
+        Expect {
+            file: "pppoe-ipv6.pcap",
+            link: 1,
+            frames: 65,
+            damaged_at: None,
+            check: |v: &FrameView| v.l3 == L3::Ipv6,
+            matching: 25, // ICMPv6 and DHCPv6; the rest is discovery and PPP control
+        },
+        Expect {
+            file: "ppp-quic.pcap",
+            link: 9,
+            frames: 13,
+            damaged_at: None,
+            check: |v: &FrameView| v.is_ip() && !v.truncated,
+            matching: 13,
+        },
+        Expect {
+            file: "chdlc-icmp.pcap",
+            link: 104,
+            frames: 38,
+            damaged_at: None,
+            check: |v: &FrameView| v.l3 == L3::Ipv4 && v.has_icmp,
+            matching: 10, // the rest is SLARP and CDP
+        },
+        Expect {
             file: "truncated.pcap",
             link: 1,
             frames: 1,

@@ -22,6 +22,16 @@ pub enum Conversion {
     /// (DLT_NULL, 0) or in network order (DLT_LOOP, 108). Both orders are accepted for both: the
     /// family values are small, so the two readings cannot be confused.
     Loopback,
+    /// PPP (DLT_PPP, 9; DLT_PPP_SERIAL, 50; with a leading direction byte, DLT_PPP_WITH_DIR,
+    /// 204): the HDLC address and control bytes `ff 03` when present, then the protocol, one
+    /// byte when compressed (RFC 1661 6.5). A DLT_PPP_SERIAL frame that starts with a Cisco
+    /// HDLC address is read as Cisco HDLC, as libpcap does.
+    Ppp { direction_byte: bool },
+    /// Cisco HDLC (DLT_C_HDLC, 104): address, control, then an ethertype.
+    CiscoHdlc,
+    /// PPPoE without its Ethernet header (DLT_PPP_ETHER, 51): the 6-byte session header and
+    /// the PPP protocol.
+    PppEther,
 }
 
 impl Conversion {
@@ -33,6 +43,10 @@ impl Conversion {
             Conversion::LinuxSll2 => 20,
             Conversion::RawIp { .. } => 0,
             Conversion::Loopback => 4,
+            // The longest form; a frame may use a shorter one (`to_ethernet` says).
+            Conversion::Ppp { direction_byte } => 4 + usize::from(direction_byte),
+            Conversion::CiscoHdlc => 4,
+            Conversion::PppEther => 8,
         }
     }
 }
@@ -41,6 +55,11 @@ impl Conversion {
 pub mod dlt {
     pub const NULL: i32 = 0;
     pub const EN10MB: i32 = 1;
+    pub const PPP: i32 = 9;
+    pub const PPP_SERIAL: i32 = 50;
+    pub const PPP_ETHER: i32 = 51;
+    pub const C_HDLC: i32 = 104;
+    pub const PPP_WITH_DIR: i32 = 204;
     /// DLT_RAW on everything but OpenBSD; libpcap maps LINKTYPE_RAW (101) in files to it.
     pub const RAW: i32 = 12;
     /// LINKTYPE_RAW as stored in files; libpcap maps it to [`RAW`], accepted in case it does not.
@@ -95,6 +114,14 @@ pub fn conversion_for(dlt_value: i32) -> Option<Conversion> {
             fallback: ethertype::IPV6,
         },
         dlt::NULL | dlt::LOOP => Conversion::Loopback,
+        dlt::PPP | dlt::PPP_SERIAL => Conversion::Ppp {
+            direction_byte: false,
+        },
+        dlt::PPP_WITH_DIR => Conversion::Ppp {
+            direction_byte: true,
+        },
+        dlt::C_HDLC => Conversion::CiscoHdlc,
+        dlt::PPP_ETHER => Conversion::PppEther,
         _ => return None,
     })
 }
@@ -152,6 +179,14 @@ pub fn to_ethernet(conv: Conversion, frame: &[u8], out: &mut Vec<u8>) -> usize {
             };
             (ethertype, frame)
         }
+        Conversion::Ppp { direction_byte } => {
+            ppp(&frame[usize::from(direction_byte).min(frame.len())..])
+        }
+        Conversion::CiscoHdlc => cisco_hdlc(frame),
+        Conversion::PppEther => match frame.get(..8) {
+            Some(h) => (ppp_ethertype(be16(h, 6)), &frame[8..]),
+            None => (0, &frame[frame.len()..]),
+        },
         Conversion::Loopback => match frame.get(..4) {
             Some(h) => {
                 let b = [h[0], h[1], h[2], h[3]];
@@ -172,7 +207,42 @@ pub fn to_ethernet(conv: Conversion, frame: &[u8], out: &mut Vec<u8>) -> usize {
     out.extend_from_slice(&src_mac);
     out.extend_from_slice(&ethertype.to_be_bytes());
     out.extend_from_slice(payload);
-    conv.header_len().min(frame.len())
+    frame.len() - payload.len()
+}
+
+/// Cisco HDLC addresses (unicast, broadcast).
+const CHDLC_ADDRESSES: [u8; 2] = [0x0f, 0x8f];
+
+/// The ethertype and payload of a PPP frame (see [`Conversion::Ppp`]).
+fn ppp(frame: &[u8]) -> (u16, &[u8]) {
+    if frame.first().is_some_and(|b| CHDLC_ADDRESSES.contains(b)) {
+        return cisco_hdlc(frame);
+    }
+    let f = frame.strip_prefix(&[0xff, 0x03]).unwrap_or(frame);
+    let (protocol, payload) = match f {
+        // An odd first byte is a whole, compressed protocol number.
+        [p, rest @ ..] if p & 1 == 1 => (u16::from(*p), rest),
+        [hi, lo, rest @ ..] => (u16::from_be_bytes([*hi, *lo]), rest),
+        _ => return (0, &frame[frame.len()..]),
+    };
+    (ppp_ethertype(protocol), payload)
+}
+
+/// Cisco HDLC: address, control, ethertype.
+fn cisco_hdlc(frame: &[u8]) -> (u16, &[u8]) {
+    match frame.get(..4) {
+        Some(h) => (be16(h, 2), &frame[4..]),
+        None => (0, &frame[frame.len()..]),
+    }
+}
+
+/// The ethertype of IP inside PPP; 0 (not IP) for the rest (LCP, NCPs, ...).
+fn ppp_ethertype(protocol: u16) -> u16 {
+    match protocol {
+        crate::wire::ppp::IPV4 => crate::wire::ethertype::IPV4,
+        crate::wire::ppp::IPV6 => crate::wire::ethertype::IPV6,
+        _ => 0,
+    }
 }
 
 /// The Ethernet II type/length field for a Linux cooked protocol value.

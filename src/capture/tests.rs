@@ -142,12 +142,77 @@ fn loopback_families_in_both_byte_orders() {
 }
 
 #[test]
+fn ppp_and_hdlc_frames_become_ethernet() {
+    let ppp = Conversion::Ppp {
+        direction_byte: false,
+    };
+    let with_dir = Conversion::Ppp {
+        direction_byte: true,
+    };
+    let cases: [(Conversion, &[u8], u16, usize); 9] = [
+        // Address and control, then the protocol (what DLT_PPP usually holds).
+        (ppp, &[0xff, 0x03, 0x00, 0x21], ethertype::IPV4, 4),
+        // Without address and control (quic-go's interop captures).
+        (ppp, &[0x00, 0x57], ethertype::IPV6, 2),
+        // Protocol field compressed to one byte.
+        (ppp, &[0xff, 0x03, 0x21], ethertype::IPV4, 3),
+        // LCP: not IP.
+        (ppp, &[0xff, 0x03, 0xc0, 0x21], 0, 4),
+        // Cisco HDLC framing inside DLT_PPP_SERIAL, as libpcap reads it.
+        (ppp, &[0x0f, 0x00, 0x08, 0x00], ethertype::IPV4, 4),
+        (
+            Conversion::CiscoHdlc,
+            &[0x8f, 0x00, 0x86, 0xdd],
+            ethertype::IPV6,
+            4,
+        ),
+        (Conversion::CiscoHdlc, &[0x0f, 0x00, 0x80, 0x35], 0x8035, 4),
+        (
+            with_dir,
+            &[0x01, 0xff, 0x03, 0x00, 0x21],
+            ethertype::IPV4,
+            5,
+        ),
+        // PPPoE session header without Ethernet: version/type, code, session, length, protocol.
+        (
+            Conversion::PppEther,
+            &[0x11, 0x00, 0x00, 0x07, 0x00, 0x22, 0x00, 0x21],
+            ethertype::IPV4,
+            8,
+        ),
+    ];
+    for (conv, header, et, len) in cases {
+        let ip = if et == ethertype::IPV6 {
+            ipv6_udp()
+        } else {
+            ipv4_udp()
+        };
+        let mut f = header.to_vec();
+        f.extend_from_slice(&ip);
+        let (out, removed) = convert(conv, &f);
+        assert_eq!(removed, len, "{conv:?} {header:02x?}");
+        assert_eq!(
+            out[..14],
+            eth_header([0; 6], et)[..],
+            "{conv:?} {header:02x?}"
+        );
+        assert_eq!(&out[14..], &ip[..]);
+        if et == ethertype::IPV4 || et == ethertype::IPV6 {
+            let v = wire::parse(&out);
+            assert!(v.is_ip() && v.has_ports && !v.truncated, "{conv:?}");
+        }
+    }
+}
+
+#[test]
 fn frames_shorter_than_their_link_header_become_bare_non_ip_headers() {
     for conv in [
         Conversion::LinuxSll,
         Conversion::LinuxSll2,
         Conversion::Loopback,
         Conversion::RawIp { fallback: 0 },
+        Conversion::CiscoHdlc,
+        Conversion::PppEther,
     ] {
         for len in 0..conv.header_len().max(1) {
             let f = vec![0x08; len];
@@ -174,6 +239,20 @@ fn link_type_classification() {
         (108, Some(Conversion::Loopback)),
         (105, None), // 802.11
         (127, None), // radiotap
+        (
+            9,
+            Some(Conversion::Ppp {
+                direction_byte: false,
+            }),
+        ),
+        (
+            204,
+            Some(Conversion::Ppp {
+                direction_byte: true,
+            }),
+        ),
+        (104, Some(Conversion::CiscoHdlc)),
+        (51, Some(Conversion::PppEther)),
         (-1, None),
     ] {
         assert_eq!(conversion_for(v), want, "{v}");
@@ -475,13 +554,17 @@ mod prop {
         /// Any bytes, any accepted link type: conversion never panics, always yields at least
         /// an Ethernet header, and keeps everything after the link header.
         #[test]
-        fn conversion_total(bytes in proptest::collection::vec(any::<u8>(), 0..64), which in 0usize..5) {
+        fn conversion_total(bytes in proptest::collection::vec(any::<u8>(), 0..64), which in 0usize..9) {
             let conv = [
                 Conversion::LinuxSll,
                 Conversion::LinuxSll2,
                 Conversion::Loopback,
                 Conversion::RawIp { fallback: 0 },
                 Conversion::Ethernet,
+                Conversion::Ppp { direction_byte: false },
+                Conversion::Ppp { direction_byte: true },
+                Conversion::CiscoHdlc,
+                Conversion::PppEther,
             ][which];
             let mut out = Vec::new();
             let removed = to_ethernet(conv, &bytes, &mut out);

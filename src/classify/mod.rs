@@ -1,19 +1,21 @@
 //! Classification: which class of which egress port a frame belongs to.
 //!
 //! Guarantees:
-//! - every frame gets a class: link control traffic (ARP, IPv6 ND, LLDP, STP, LACP) goes to the
-//!   port's control class, ahead of everything; other frames to the first class whose rule
-//!   matches, in config order, else to the port's default class;
+//! - every frame gets a class: link control traffic (ARP, IPv6 ND, LLDP, STP, LACP, PPPoE
+//!   discovery and PPP control) goes to the port's control class, ahead of everything; other
+//!   frames to the first class whose rule matches, in config order, else to the port's default
+//!   class;
 //! - rules are evaluated once per flow and direction, and the verdict is cached in the bounded
 //!   [`flow_table::FlowTable`]; rules that read per-frame fields (length, TCP flags, DSCP, ...)
 //!   are evaluated on every frame, but only those listed before the cached verdict;
 //! - fragments of one IP datagram get the flow, and so the class, of its first fragment;
-//! - server names (`domain`, `sni`, `http_host`, `dns` in rules): when a port's rules read
-//!   them, the first [`NAME_PAYLOAD_FRAMES`] TCP or UDP frames of a flow that carry a payload
-//!   are read for one (sni, HTTP Host, DNS question: `payload`); until it is known, the flow's
-//!   frames get the class the other rules give (a name test is false); when it is learnt, the
-//!   flow's verdicts are made again, once, and its frames from then on go to the new class. The
-//!   frames classified before are counted;
+//! - server names (`domain`, `sni`, `http_host`, `dns` in rules) and protocols (`app` told from
+//!   payload): when a port's rules read them, the first `payload_frames` ([`NAME_PAYLOAD_FRAMES`]
+//!   by default) TCP or UDP frames of a flow that carry a payload are read for them (sni, HTTP
+//!   Host, DNS question; the signatures of `payload::detect`); until a name is known its tests
+//!   are false, and until the protocol is decided `app` goes by ports; when either is learnt,
+//!   the flow's verdicts are made again, once, and its frames from then on go to the new
+//!   class. The frames classified before are counted;
 //! - no allocation per frame; no panic whatever the frame.
 
 pub mod dns_cache;

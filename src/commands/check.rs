@@ -63,7 +63,8 @@ pub fn write_tree(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
                 .map_or("-".to_string(), |p| p.to_string());
             let what = match &class.kind {
                 ClassKind::Control => {
-                    "ARP, IPv6 ND, LLDP, STP, LACP (implicit, served first)".to_string()
+                    "ARP, IPv6 ND, LLDP, STP, LACP, PPPoE control (implicit, served first)"
+                        .to_string()
                 }
                 ClassKind::Matched(rule) => format!("match: {rule}"),
                 ClassKind::Default => "default: what no rule matches".to_string(),

@@ -101,7 +101,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     if e.control {
         writeln!(
             out,
-            "link control traffic (ARP, IPv6 ND, LLDP, STP, LACP): class `control`, before any rule"
+            "link control traffic (ARP, IPv6 ND, LLDP, STP, LACP, PPPoE discovery, PPP control): class `control`, before any rule"
         )?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -31,7 +31,7 @@ pub const CONTROL_CLASS: &str = "control";
 /// Where a class comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClassKind {
-    /// Implicit, first on every port: ARP, IPv6 ND, LLDP, STP, LACP.
+    /// Implicit, first on every port: ARP, IPv6 ND, LLDP, STP, LACP, PPPoE discovery and PPP control.
     Control,
     /// Takes the frames its rule matches.
     Matched(String),

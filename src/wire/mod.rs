@@ -5,8 +5,10 @@
 //!   bounds-checked slice access; a frame that ends early yields a view with what could be read
 //!   and `truncated = true`, never an error: weir forwards what it cannot fully parse.
 //! - One pass, front to back, reading only the headers classification needs: Ethernet, up to
-//!   [`MAX_VLAN_TAGS`] 802.1Q / 802.1ad tags, ARP, IPv4 (options skipped), IPv6 (extension headers
-//!   walked, fragment header read), and the first bytes of TCP, UDP, SCTP, ICMP and ICMPv6.
+//!   [`MAX_VLAN_TAGS`] 802.1Q / 802.1ad tags, a PPPoE session header (RFC 2516: IPv4 or IPv6
+//!   inside PPP; `ethertype` stays 0x8864 and `l3_offset` points past it), ARP, IPv4 (options
+//!   skipped), IPv6 (extension headers walked, fragment header read), and the first bytes of
+//!   TCP, UDP, SCTP, ICMP and ICMPv6.
 //! - [`gso`] cuts a TCP GSO super-frame into the segments Linux would make, into caller-owned
 //!   buffers, with the same never-panic guarantee.
 //!
@@ -37,7 +39,20 @@ pub mod ethertype {
     pub const IPV6: u16 = 0x86dd;
     pub const LLDP: u16 = 0x88cc;
     pub const SLOW_PROTOCOLS: u16 = 0x8809;
+    /// PPPoE discovery and session stages (RFC 2516): PPP frames, IP among them, in Ethernet.
+    pub const PPPOE_DISCOVERY: u16 = 0x8863;
+    pub const PPPOE_SESSION: u16 = 0x8864;
 }
+
+/// PPP protocol numbers of IPv4 and IPv6 (RFC 1332, RFC 5072).
+pub mod ppp {
+    pub const IPV4: u16 = 0x0021;
+    pub const IPV6: u16 = 0x0057;
+}
+
+/// Bytes of a PPPoE session header (version/type, code, session id, length) and the PPP
+/// protocol number after it.
+pub const PPPOE_HEADER: usize = 8;
 
 /// IP protocol numbers weir reads further into.
 pub mod ipproto {
@@ -120,6 +135,9 @@ pub struct FrameView {
     /// ARP sender and target protocol addresses (IPv4), when `l3 == Arp`.
     pub arp_spa: u32,
     pub arp_tpa: u32,
+    /// PPPoE discovery, or a PPP control protocol (LCP, whose echoes keep the session up,
+    /// an NCP, authentication: protocol numbers 0x8000 and up) inside a PPPoE session.
+    pub ppp_control: bool,
     /// The frame ended before the headers it announced.
     pub truncated: bool,
 }
@@ -142,13 +160,15 @@ impl FrameView {
             && (133..=137).contains(&self.icmp_type)
     }
 
-    /// Link control traffic that must never wait behind data: ARP, IPv6 ND, and frames to the
+    /// Link control traffic that must never wait behind data: ARP, IPv6 ND, PPPoE discovery
+    /// and PPP control (a PPPoE session dies when its LCP echoes are lost), and frames to the
     /// IEEE 802.1 link-local group 01:80:C2:00:00:0x (STP, LACP, LLDP, 802.1X, pause).
     pub fn is_link_control(&self) -> bool {
         self.l3 == L3::Arp
             || self.is_neighbor_discovery()
             || self.ethertype == ethertype::LLDP
             || self.ethertype == ethertype::SLOW_PROTOCOLS
+            || self.ppp_control
             || (self.dst_mac[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && self.dst_mac[5] <= 0x0f)
     }
 }
@@ -199,6 +219,20 @@ pub fn parse(frame: &[u8]) -> FrameView {
         ethertype::IPV4 => parse_ipv4(&mut v, rest, off),
         ethertype::IPV6 => parse_ipv6(&mut v, rest, off),
         ethertype::ARP => parse_arp(&mut v, rest),
+        ethertype::PPPOE_DISCOVERY => v.ppp_control = true,
+        ethertype::PPPOE_SESSION => match rest.get(..PPPOE_HEADER) {
+            // Version 1, type 1, code 0 (session data).
+            Some(h) if h[0] == 0x11 && h[1] == 0 => {
+                let (ip, at) = (&rest[PPPOE_HEADER..], off + PPPOE_HEADER);
+                match be16(h, 6) {
+                    ppp::IPV4 => parse_ipv4(&mut v, ip, at),
+                    ppp::IPV6 => parse_ipv6(&mut v, ip, at),
+                    p => v.ppp_control = p >= 0x8000,
+                }
+            }
+            Some(_) => {}
+            None => v.truncated = true,
+        },
         _ => {}
     }
     v

@@ -1139,3 +1139,85 @@ mod differential {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// PPPoE sessions.
+
+/// A PPPoE session header for `protocol` carrying `len` bytes of PPP payload.
+fn pppoe(protocol: u16, len: usize) -> Vec<u8> {
+    let mut h = vec![0x11, 0x00, 0x12, 0x34];
+    h.extend_from_slice(&((len + 2) as u16).to_be_bytes());
+    h.extend_from_slice(&protocol.to_be_bytes());
+    h
+}
+
+#[test]
+fn ip_inside_a_pppoe_session_is_parsed() {
+    let ip = cat(&[
+        &ipv4(17, 0xb8, 1, 0, &[], 8 + 4),
+        &udp(5060, 5060, 4),
+        &[0; 4],
+    ]);
+    let f = cat(&[
+        &eth(MAC_B, ethertype::PPPOE_SESSION),
+        &pppoe(ppp::IPV4, ip.len()),
+        &ip,
+    ]);
+    let v = parse(&f);
+    assert_eq!(v.l3, L3::Ipv4);
+    assert_eq!(v.ethertype, ethertype::PPPOE_SESSION);
+    assert_eq!(usize::from(v.l3_offset), 14 + PPPOE_HEADER);
+    assert_eq!((v.src_port, v.dst_port, v.dscp), (5060, 5060, 46));
+    assert!(v.has_ports && !v.truncated && !v.is_link_control());
+
+    let ip6 = cat(&[&ipv6(6, 0, 20), &tcp(40000, 443, 0x02)]);
+    let f6 = cat(&[
+        &eth_tagged(
+            &[(0x88a8, 0, 10), (0x8100, 0, 20)],
+            ethertype::PPPOE_SESSION,
+        ),
+        &pppoe(ppp::IPV6, ip6.len()),
+        &ip6,
+    ]);
+    let v = parse(&f6);
+    assert_eq!((v.l3, v.vlan_count, v.dst_port), (L3::Ipv6, 2, 443));
+    // Cut anywhere in the session header: truncated, never a panic.
+    for cut in 14 + 8..14 + 8 + PPPOE_HEADER {
+        assert!(parse(&f6[..cut]).truncated, "{cut}");
+    }
+}
+
+#[test]
+fn ppp_control_and_pppoe_discovery_are_link_control() {
+    // LCP echo-request (0xc021), IPCP (0x8021): the session dies if they are lost.
+    for protocol in [0xc021, 0x8021, 0x8057, 0xc023] {
+        let f = cat(&[
+            &eth(MAC_B, ethertype::PPPOE_SESSION),
+            &pppoe(protocol, 8),
+            &[9, 1, 0, 8, 0, 0, 0, 0],
+        ]);
+        let v = parse(&f);
+        assert!(v.is_link_control() && v.l3 == L3::Other, "{protocol:04x}");
+    }
+    let padi = cat(&[
+        &eth([0xff; 6], ethertype::PPPOE_DISCOVERY),
+        &[0x11, 0x09, 0, 0, 0, 0],
+    ]);
+    assert!(parse(&padi).is_link_control());
+    // A data protocol that is not IP (MPLS, 0x0281): neither IP nor control.
+    let mpls = cat(&[
+        &eth(MAC_B, ethertype::PPPOE_SESSION),
+        &pppoe(0x0281, 4),
+        &[0; 4],
+    ]);
+    let v = parse(&mpls);
+    assert!(!v.is_link_control() && v.l3 == L3::Other);
+    // A session header of another version or code is not read.
+    let mut bad = cat(&[
+        &eth(MAC_B, ethertype::PPPOE_SESSION),
+        &pppoe(ppp::IPV4, 20),
+        &ipv4(6, 0, 0, 0, &[], 0),
+    ]);
+    bad[14] = 0x21;
+    assert_eq!(parse(&bad).l3, L3::Other);
+}

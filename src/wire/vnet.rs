@@ -146,7 +146,12 @@ impl VnetHdr {
             L3::Ipv6 => GSO_TCPV6,
             _ => return VnetHdr::NONE,
         };
+        // Linux segments TCP over Ethernet (and VLANs), never inside PPPoE.
         if view.ip_proto != ipproto::TCP
+            || !matches!(
+                view.ethertype,
+                crate::wire::ethertype::IPV4 | crate::wire::ethertype::IPV6
+            )
             || view.is_fragment
             || l4 <= l3
             || wire_len.saturating_sub(l3) <= mtu as usize

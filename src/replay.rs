@@ -247,6 +247,10 @@ pub struct NamesReport {
     pub frames_before_app: u64,
     /// Payload frames read per flow for names and protocols (`flow_table.payload_frames`).
     pub payload_frames: u8,
+    /// Names read from a ClientHello gathered over several TCP segments or QUIC packets;
+    /// gatherings pushed out of the full pool of hello buffers.
+    pub hellos_gathered: u64,
+    pub hello_pool_taken_over: u64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -528,6 +532,8 @@ impl<'p> Replay<'p> {
                 apps_unknown: cs.names.apps_unknown,
                 frames_before_app: cs.names.frames_before_app,
                 payload_frames: self.plan.payload_frames,
+                hellos_gathered: cs.names.hellos_gathered,
+                hello_pool_taken_over: cs.names.hello_pool.taken_over,
             },
         }
     }

@@ -190,8 +190,9 @@ fn replay_without_output_does_not_allocate() {
 #[test]
 fn learning_server_names_does_not_allocate() {
     // TLS, QUIC (v1 and v2), HTTP and DNS (answers filling the DNS cache) from the committed
-    // captures; each repetition comes 1000 s after the last, past the idle timeout, so every
-    // flow is new again and its name is read again.
+    // captures, ClientHellos gathered over TCP segments and QUIC packets, and payload
+    // protocols (RTP, STUN, WireGuard, ...); each repetition comes 1000 s after the last, past
+    // the idle timeout, so every flow is new again and its name is read again.
     let mut base = Vec::new();
     for file in [
         "mixed-services.pcap",
@@ -199,6 +200,10 @@ fn learning_server_names_does_not_allocate() {
         "quic-v1.pcap",
         "quic-v2.pcap",
         "http-split-request.pcap",
+        "tls-split-hello.pcap",
+        "quic-split-hello.pcap",
+        "quic-split-hello-rand.pcap",
+        "rtp-and-high-ports.pcap",
     ] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("captures")
@@ -231,5 +236,7 @@ fn learning_server_names_does_not_allocate() {
         "{before:?} {after:?}"
     );
     assert!(after.dns_cache.stored > before.dns_cache.stored);
+    assert_eq!(after.hellos_gathered - before.hellos_gathered, 20 * 3);
+    assert!(after.apps_found - before.apps_found >= 20 * 40, "{after:?}");
     assert_eq!(allocs, 0, "heap allocations while learning names");
 }

@@ -446,6 +446,30 @@ fn committed_captures() {
             matching: 10, // the rest is SLARP and CDP
         },
         Expect {
+            file: "tls-split-hello.pcap",
+            link: 1,
+            frames: 97,
+            damaged_at: None,
+            check: |v: &FrameView| v.l3 == L3::Ipv4 && (v.src_port == 443 || v.dst_port == 443),
+            matching: 97,
+        },
+        Expect {
+            file: "quic-split-hello.pcap",
+            link: 1,
+            frames: 3,
+            damaged_at: None,
+            check: |v: &FrameView| v.l3 == L3::Ipv6 && v.dst_port == 443,
+            matching: 3,
+        },
+        Expect {
+            file: "quic-split-hello-rand.pcap",
+            link: 1,
+            frames: 19,
+            damaged_at: None,
+            check: |v: &FrameView| v.ip_proto == 17 && (v.src_port == 443 || v.dst_port == 443),
+            matching: 19,
+        },
+        Expect {
             file: "truncated.pcap",
             link: 1,
             frames: 1,

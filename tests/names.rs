@@ -171,6 +171,51 @@ fn quic_v1_and_v2_initials_are_decrypted_for_their_name() {
 }
 
 #[test]
+fn client_hellos_longer_than_a_segment_or_packet_are_gathered() {
+    // tshark -r FILE -Y "tls.handshake.type==1" -e tls.handshake.extensions_server_name: the
+    // frame where tshark has the whole hello, and its name.
+    for (file, name, complete_at) in [
+        // curl 7.88 (OpenSSL 3.0) over a veth of MTU 160: a 512-byte ClientHello in 5
+        // segments, the SNI in the second.
+        ("tls-split-hello.pcap", "split.example.test", 12),
+        // Chrome's post-quantum ClientHellos (2.2 and 2.5 KB) over 2 and 3 Initial packets,
+        // their CRYPTO frames shuffled.
+        ("quic-split-hello.pcap", "googleads.g.doubleclick.net", 3),
+        ("quic-split-hello-rand.pcap", "tr6.snapchat.com", 3),
+    ] {
+        let r = replay_file(
+            &plan(&format!("domain {name}")),
+            &root().join("captures").join(file),
+            None,
+            None,
+            &ReplayOptions::default(),
+            &mut |_| {},
+        )
+        .expect("replay");
+        assert_eq!(r.names.learnt, 1, "{file}: {:?}", r.names);
+        assert_eq!(r.names.hellos_gathered, 1, "{file}: {:?}", r.names);
+        assert!(r.names.frames_before < complete_at, "{file}: {:?}", r.names);
+        assert_eq!(
+            received(&r, "named"),
+            r.frames_read - r.names.frames_before,
+            "{file}"
+        );
+        // One payload alone does not hold the name.
+        let mut reader = weir::capture::CaptureReader::open(&root().join("captures").join(file))
+            .expect("capture");
+        while let Some(f) = reader.next_frame().unwrap() {
+            let v = weir::wire::parse(f.data);
+            let Some(payload) = f.data.get(usize::from(v.l4_offset) + 8..) else {
+                continue;
+            };
+            if v.ip_proto == 17 {
+                assert_eq!(weir::classify::payload::quic::initial_sni(payload), None);
+            }
+        }
+    }
+}
+
+#[test]
 fn names_agree_with_tshark_on_the_committed_captures() {
     if !common::require_tool(
         "names_agree_with_tshark_on_the_committed_captures",

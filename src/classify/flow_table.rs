@@ -12,7 +12,7 @@
 //! frame). About 120 bytes per slot (`size_of::<Entry>()`, tested).
 //! When the rules read server names or payload protocols (`app` told from payload), a second
 //! array beside the slots keeps each flow's name, where it came from, its protocol and the
-//! rules' tests on them (312 bytes per slot, allocated only then: 20 MB for the default
+//! rules' tests on them (320 bytes per slot, allocated only then: 21 MB for the default
 //! 65,536 flows).
 
 use super::flow::FlowKey;
@@ -98,6 +98,8 @@ pub struct FlowName {
     /// Frames of the flow classified before its protocol was decided.
     pub frames_before_app: u32,
     pub detect: DetectState,
+    /// Its slot in the classifier's ClientHello pool (1-based), while it gathers one.
+    pub hello: u16,
 }
 
 /// [`FlowName::looked`] once nothing more is to be learnt.
@@ -460,7 +462,7 @@ mod tests {
     #[test]
     fn a_kept_name_costs_what_the_docs_say() {
         // flow_table.rs's header and docs/rules.md quote this size.
-        assert_eq!(std::mem::size_of::<FlowName>(), 312);
+        assert_eq!(std::mem::size_of::<FlowName>(), 320);
     }
 
     #[test]

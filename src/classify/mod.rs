@@ -22,6 +22,7 @@ pub mod dns_cache;
 pub mod flow;
 pub mod flow_table;
 pub mod fragments;
+pub mod hello_pool;
 pub mod payload;
 pub mod rule;
 
@@ -34,7 +35,8 @@ use flow::{host_hash, mac_u128, FlowKey};
 use flow_table::NAME_DECIDED;
 use flow_table::{FlowTable, FlowTableStats, NO_VERDICT};
 use fragments::{FragmentStats, FragmentTable};
-use payload::{detect, NameSource};
+use hello_pool::{HelloPool, HelloPoolStats};
+use payload::{detect, At, NameSource, Pending};
 use rule::{AppSeen, NameTests, Rule};
 
 /// Payload frames of a flow read for its server name and its protocol before giving up on
@@ -166,6 +168,10 @@ pub struct NameStats {
     pub apps_unknown: u64,
     /// Frames of the flows whose protocol was found, classified before it was.
     pub frames_before_app: u64,
+    /// Names read from a ClientHello gathered over several TCP segments or QUIC packets, and
+    /// the pool's counters.
+    pub hellos_gathered: u64,
+    pub hello_pool: HelloPoolStats,
     /// New flows named from the DNS cache, and the cache's counters.
     pub from_dns_cache: u64,
     pub dns_cache: DnsCacheStats,
@@ -182,6 +188,8 @@ pub struct Classifier {
     names: NameStats,
     /// Payload frames read per flow for its name and protocol.
     payload_frames: u8,
+    /// ClientHellos gathered over several payloads; allocated when names are kept.
+    hellos: Option<Box<HelloPool>>,
     /// The protocol tests of a flow whose protocol is not decided yet.
     undecided_app_tests: u64,
     per_frame: [Vec<u16>; 2],
@@ -199,6 +207,7 @@ impl Classifier {
         ];
         let name_tests = bind_names(&mut ports);
         let undecided_app_tests = name_tests.eval_app(AppSeen::Undecided);
+        let keep = !name_tests.is_empty();
         let mut flows = FlowTable::new(max_flows, idle_timeout);
         flows.keep_names(!name_tests.is_empty());
         Classifier {
@@ -208,6 +217,7 @@ impl Classifier {
             names_wanted: false,
             names: NameStats::default(),
             payload_frames: NAME_PAYLOAD_FRAMES,
+            hellos: keep.then(Box::default),
             undecided_app_tests,
             per_frame,
             flows,
@@ -227,6 +237,7 @@ impl Classifier {
                     .as_ref()
                     .map(DnsCache::stats)
                     .unwrap_or_default(),
+                hello_pool: self.hellos.as_ref().map(|h| h.stats()).unwrap_or_default(),
                 ..self.names
             },
         }
@@ -314,6 +325,7 @@ impl Classifier {
         if self.dns_cache.is_none() {
             self.dns_cache = Some(DnsCache::new(DNS_CACHE_ENTRIES));
         }
+        self.hellos.get_or_insert_with(Box::default);
     }
 
     /// Every flow the table still holds, idle ones too (see [`FlowTable::for_each_held`]).
@@ -357,8 +369,11 @@ impl Classifier {
         self.flows.keep_names(keep);
         if !keep {
             self.dns_cache = None;
-        } else if self.dns_cache.is_none() {
-            self.dns_cache = Some(DnsCache::new(DNS_CACHE_ENTRIES));
+            self.hellos = None;
+        } else {
+            self.dns_cache
+                .get_or_insert_with(|| DnsCache::new(DNS_CACHE_ENTRIES));
+            self.hellos.get_or_insert_with(Box::default);
         }
         for n in self.flows.names_mut() {
             n.tests = n
@@ -396,14 +411,17 @@ impl Classifier {
     /// The flow tests (names and protocol) of the flow in `slot`, learning its server name and
     /// its protocol from `frame` while they are due; `dir` is the frame's direction in the
     /// flow (1: from the key's `lo` end).
+    #[allow(clippy::too_many_arguments)]
     fn learn_payload(
         &mut self,
         slot: usize,
+        flow_hash: u64,
         v: &FrameView,
         frame: Option<&[u8]>,
         egress: Side,
         dir: usize,
         account: bool,
+        now: Nanos,
     ) -> u64 {
         let limit = self.payload_frames;
         let Some(n) = self.flows.name_mut(slot) else {
@@ -450,20 +468,44 @@ impl Classifier {
                 }
             }
             if name_open {
-                if let Some((source, name)) =
-                    payload::server_name(v.ip_proto, payload, &mut n.pending)
-                {
+                // A ClientHello that goes on past its first payload is gathered in a slot
+                // of the pool; the others are read in the scratch buffer.
+                let at = At {
+                    dir: dir as u8,
+                    seq: tcp_seq(v, frame.unwrap_or(&[])),
+                };
+                let found = match self.hellos.as_deref_mut() {
+                    Some(hellos) => {
+                        let found = read_name(hellos, n, v.ip_proto, payload, at, flow_hash, now);
+                        if found.is_some() && n.hello != 0 {
+                            self.names.hellos_gathered += 1;
+                        }
+                        if !n.pending.gathering() {
+                            hellos.release(n.hello, flow_hash);
+                            n.hello = 0;
+                        }
+                        found
+                    }
+                    None => payload::server_name(v.ip_proto, payload, &mut n.pending),
+                };
+                if let Some((source, name)) = found {
                     n.name = name;
                     n.source = Some(source);
                     n.tests = self.name_tests.eval(source, name.as_bytes());
                     n.looked = NAME_DECIDED;
                     self.names.learnt += 1;
                     self.names.frames_before += u64::from(n.frames_before);
-                } else {
+                } else if !n.pending.gathering() {
+                    // The pieces of a ClientHello being gathered count as one look (they are
+                    // bounded by `MAX_HELLO_PIECES`).
                     n.looked += 1;
                     if n.looked >= limit {
                         n.looked = NAME_DECIDED;
                         self.names.not_found += 1;
+                        if let Some(h) = self.hellos.as_deref_mut() {
+                            h.release(n.hello, flow_hash);
+                        }
+                        n.hello = 0;
                     }
                 }
             }
@@ -559,7 +601,16 @@ impl Classifier {
         } else {
             mac_u128(&v.src_mac) == key.lo_addr
         };
-        let names = self.learn_payload(slot, &v, frame, egress, usize::from(from_lo), account);
+        let names = self.learn_payload(
+            slot,
+            flow_hash,
+            &v,
+            frame,
+            egress,
+            usize::from(from_lo),
+            account,
+            now,
+        );
         let port = &self.ports[egress.index()];
         let mut first = self.flows.verdict(slot, egress.index());
         if first == NO_VERDICT {
@@ -636,6 +687,50 @@ fn payload_of<'a>(v: &FrameView, frame: &'a [u8]) -> Option<&'a [u8]> {
     };
     let p = frame.get(start..ip_end.min(frame.len()))?;
     (!p.is_empty()).then_some(p)
+}
+
+/// The server name in `payload` (at `at` in its flow), for flow `n` (hash `owner`): its
+/// ClientHello so far is in its pool slot while it holds one; a hello that goes on past this
+/// payload gets one.
+fn read_name(
+    hellos: &mut HelloPool,
+    n: &mut flow_table::FlowName,
+    proto: u8,
+    payload: &[u8],
+    at: At,
+    owner: u64,
+    now: Nanos,
+) -> Option<(NameSource, payload::Name)> {
+    let pooled = n.pending.gathering();
+    let held = if pooled {
+        hellos.held(n.hello, owner)
+    } else {
+        None
+    };
+    if pooled && held.is_none() {
+        // Its slot was taken over: what it gathered is gone.
+        n.pending = Pending::Nothing;
+        n.hello = 0;
+    }
+    let gather = match held {
+        Some(i) => hellos.slot_mut(i, now),
+        None => hellos.scratch(),
+    };
+    let found = payload::server_name_at(proto, payload, at, &mut n.pending, gather);
+    let gathering = n.pending.gathering();
+    if gathering && held.is_none() {
+        n.hello = hellos.adopt(owner, now);
+    }
+    found
+}
+
+/// The TCP sequence number of a frame (0 when it is not TCP or the header is cut).
+fn tcp_seq(v: &FrameView, frame: &[u8]) -> u32 {
+    let l4 = usize::from(v.l4_offset);
+    match frame.get(l4 + 4..l4 + 8) {
+        Some(b) if v.ip_proto == 6 && l4 > 0 => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        _ => 0,
+    }
 }
 
 /// The LAN-side host of a frame: its source when going out on wan, its destination otherwise.

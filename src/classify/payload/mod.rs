@@ -11,8 +11,9 @@
 //! and not an IPv4 address (anything else and the parser says nothing: a name with spaces or
 //! control bytes is not a host name, and rules must not be steered by it).
 //! QUIC Initials are decrypted for their ClientHello (`quic`: RFC 9001's public keys).
-//! Not (yet) read: a ClientHello split over several TCP segments or QUIC packets (only the
-//! first is seen, so a name past it is missed).
+//! A ClientHello longer than its first TCP segment or QUIC packet is gathered, by sequence
+//! number or CRYPTO offset, over the flow's next payloads ([`server_name_at`], [`Gather`]: up
+//! to [`MAX_HELLO`] bytes; the classifier keeps a bounded pool of them).
 
 pub mod detect;
 pub mod dns;
@@ -153,6 +154,57 @@ impl Name {
     }
 }
 
+/// Longest ClientHello gathered across TCP segments or QUIC packets (a post-quantum key share
+/// makes one of 1.8-2.6 KB; an Encrypted ClientHello more).
+pub const MAX_HELLO: usize = 4096;
+
+/// Bytes of a stream gathered by offset, in any order, with the bytes present marked: the
+/// start of a ClientHello spread over TCP segments (offset: sequence number from its first) or
+/// over the CRYPTO frames of QUIC packets. Bytes past [`MAX_HELLO`] are not kept.
+#[derive(Clone)]
+pub struct Gather {
+    bytes: [u8; MAX_HELLO],
+    filled: [u64; MAX_HELLO / 64],
+}
+
+impl Default for Gather {
+    fn default() -> Gather {
+        Gather {
+            bytes: [0; MAX_HELLO],
+            filled: [0; MAX_HELLO / 64],
+        }
+    }
+}
+
+impl Gather {
+    /// Forget everything (only the marks: unmarked bytes are never read).
+    pub fn clear(&mut self) {
+        self.filled = [0; MAX_HELLO / 64];
+    }
+
+    /// Keep `data` at `offset`; what lies past [`MAX_HELLO`] is dropped.
+    pub fn put(&mut self, offset: usize, data: &[u8]) {
+        if offset >= MAX_HELLO {
+            return;
+        }
+        let n = data.len().min(MAX_HELLO - offset);
+        self.bytes[offset..offset + n].copy_from_slice(&data[..n]);
+        for i in offset..offset + n {
+            self.filled[i / 64] |= 1 << (i % 64);
+        }
+    }
+
+    /// The bytes present from offset 0 without a gap.
+    pub fn prefix(&self) -> &[u8] {
+        let words = self.filled.iter().take_while(|&&w| w == u64::MAX).count();
+        let len = match self.filled.get(words) {
+            Some(w) => words * 64 + w.trailing_ones() as usize,
+            None => MAX_HELLO,
+        };
+        &self.bytes[..len]
+    }
+}
+
 /// What a flow's earlier payload left to read in the next one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Pending {
@@ -160,13 +212,58 @@ pub enum Pending {
     Nothing,
     /// An HTTP request line came without its `Host`: the next payload holds header lines.
     HttpHeaders,
+    /// A TLS ClientHello longer than its first segment, which began at TCP sequence number
+    /// `start` going direction `dir` of the flow: the flow's [`Gather`] holds what came so far,
+    /// from `pieces` payloads.
+    TlsHello { start: u32, dir: u8, pieces: u8 },
+    /// A QUIC client Initial whose ClientHello goes on in another Initial: the flow's
+    /// [`Gather`] holds the CRYPTO data so far, from `pieces` datagrams.
+    QuicHello { pieces: u8 },
+}
+
+/// Payloads a ClientHello is gathered from at most (a hello of [`MAX_HELLO`] bytes in
+/// 64-byte segments); past that the flow's name is given up.
+pub const MAX_HELLO_PIECES: u8 = 64;
+
+impl Pending {
+    /// A ClientHello is being gathered.
+    pub fn gathering(self) -> bool {
+        matches!(self, Pending::TlsHello { .. } | Pending::QuicHello { .. })
+    }
+}
+
+/// Where a payload sits in its flow: its direction (0 or 1) and, for TCP, its sequence number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct At {
+    pub dir: u8,
+    pub seq: u32,
 }
 
 /// The server name a flow's payload announces, for a frame of transport protocol `proto`
 /// (6 TCP, 17 UDP) carrying `payload`; `pending` is what the flow's earlier payloads left to
 /// read, and is updated. Tries each parser that fits the protocol; the first to recognise its
-/// structure answers.
+/// structure answers. A ClientHello spread over several payloads is not read (see
+/// [`server_name_at`]).
 pub fn server_name(proto: u8, payload: &[u8], pending: &mut Pending) -> Option<(NameSource, Name)> {
+    let mut gather = Gather::default();
+    let found = server_name_at(proto, payload, At::default(), pending, &mut gather);
+    if pending.gathering() {
+        *pending = Pending::Nothing;
+    }
+    found
+}
+
+/// [`server_name`], gathering a ClientHello that goes on past this payload in `gather`: when
+/// `pending` is `TlsHello` or `QuicHello` on entry, `gather` must hold what the flow's earlier
+/// payloads gathered (else anything: it is cleared before use), and when it is on return,
+/// `gather` holds the flow's hello so far, for its next payload.
+pub fn server_name_at(
+    proto: u8,
+    payload: &[u8],
+    at: At,
+    pending: &mut Pending,
+    gather: &mut Gather,
+) -> Option<(NameSource, Name)> {
     let http = |host: http::Host, pending: &mut Pending| match host {
         http::Host::Found(n) => Some((NameSource::HttpHost, n)),
         http::Host::MoreHeaders => {
@@ -175,19 +272,81 @@ pub fn server_name(proto: u8, payload: &[u8], pending: &mut Pending) -> Option<(
         }
         http::Host::None => None,
     };
-    if std::mem::take(pending) == Pending::HttpHeaders {
-        return http(http::headers(payload), pending);
+    match (std::mem::take(pending), proto) {
+        (Pending::HttpHeaders, _) => return http(http::headers(payload), pending),
+        (Pending::TlsHello { start, dir, pieces }, 6) if pieces < MAX_HELLO_PIECES => {
+            if at.dir == dir {
+                // A retransmission lands where it was; a later segment, past what came.
+                gather.put(at.seq.wrapping_sub(start) as usize, payload);
+            }
+            return tls_gathered(gather, start, dir, pieces + 1, pending);
+        }
+        (Pending::QuicHello { pieces }, 17) if pieces < MAX_HELLO_PIECES => {
+            // Any datagram of the flow may come first: only a client Initial of its
+            // connection decrypts.
+            quic::initial_crypto(payload, gather);
+            return quic_gathered(gather, pieces + 1, pending);
+        }
+        // Too many pieces: given up, not begun again with this payload.
+        (Pending::TlsHello { .. } | Pending::QuicHello { .. }, _) => return None,
+        _ => {}
     }
     match proto {
-        6 => tls::client_hello_sni(payload)
-            .map(|n| (NameSource::Sni, n))
-            .or_else(|| http(http::request(payload), pending))
-            .or_else(|| dns::tcp_question(payload).map(|n| (NameSource::Dns, n))),
-        17 => quic::initial_sni(payload)
-            .map(|n| (NameSource::Quic, n))
-            .or_else(|| dns::question(payload).map(|n| (NameSource::Dns, n))),
+        6 => match tls::client_hello(payload) {
+            tls::Hello::Found(n) => Some((NameSource::Sni, n)),
+            tls::Hello::Incomplete => {
+                gather.clear();
+                gather.put(0, payload);
+                tls_gathered(gather, at.seq, at.dir, 1, pending)
+            }
+            tls::Hello::None => http(http::request(payload), pending)
+                .or_else(|| dns::tcp_question(payload).map(|n| (NameSource::Dns, n))),
+        },
+        17 => {
+            gather.clear();
+            if quic::initial_crypto(payload, gather) {
+                return quic_gathered(gather, 1, pending);
+            }
+            dns::question(payload).map(|n| (NameSource::Dns, n))
+        }
         _ => None,
     }
+}
+
+/// The name of the ClientHello gathered so far over TCP; `TlsHello` pending while it may still
+/// come.
+fn tls_gathered(
+    gather: &Gather,
+    start: u32,
+    dir: u8,
+    pieces: u8,
+    pending: &mut Pending,
+) -> Option<(NameSource, Name)> {
+    match tls::client_hello(gather.prefix()) {
+        tls::Hello::Found(n) => Some((NameSource::Sni, n)),
+        tls::Hello::Incomplete => {
+            *pending = Pending::TlsHello { start, dir, pieces };
+            None
+        }
+        tls::Hello::None => None,
+    }
+}
+
+/// The name of the ClientHello in the CRYPTO data gathered so far; `QuicHello` pending while
+/// it may still come.
+fn quic_gathered(gather: &Gather, pieces: u8, pending: &mut Pending) -> Option<(NameSource, Name)> {
+    let hs = gather.prefix();
+    if let Some(n) = tls::handshake_sni(hs) {
+        return Some((NameSource::Quic, n));
+    }
+    // A ClientHello (type 1) whose declared length is not all here yet.
+    let declared = be24(hs, 1).map(|n| 4 + n);
+    let more = hs.first().map_or(true, |&t| t == 1)
+        && declared.map_or(true, |n| n > hs.len() && n <= MAX_HELLO);
+    if more {
+        *pending = Pending::QuicHello { pieces };
+    }
+    None
 }
 
 /// A glob over host names: `*` stands for any run of characters (dots too), the rest matches

@@ -4,17 +4,15 @@
 //! An Initial is encrypted with keys anyone can derive from its Destination Connection ID
 //! (RFC 9001 5.2): HKDF-SHA256 with the version's salt, then AES-128 for header protection and
 //! AES-128-GCM for the payload. This module derives them, removes the header protection,
-//! decrypts the packet in a buffer on the stack (no allocation), and reads its CRYPTO frames
-//! into a second one, which holds the start of the TLS ClientHello; the name is read from there
-//! (`tls::handshake_sni`). The crypto is RustCrypto's (`aes-gcm`, `aes`, `hkdf`, `sha2`), never
+//! decrypts the packet in a buffer on the stack (no allocation), and puts its CRYPTO frames in
+//! a [`Gather`], which holds the start of the TLS ClientHello, over several packets when it
+//! is longer than one; the name is read from there (`tls::handshake_sni`). The crypto is RustCrypto's (`aes-gcm`, `aes`, `hkdf`, `sha2`), never
 //! written here.
 //! Checks, in order: a long header with the fixed bit, version 1 or 2, the Initial type of that
 //! version, connection IDs of at most 20 bytes, lengths within the datagram, and the AEAD tag
 //! (a packet that does not decrypt says nothing). Only the first packet of a datagram is read.
-//! Not read: a ClientHello whose name lies past the CRYPTO data of this one packet (a long
-//! ClientHello spread over two Initials, as recent browsers send with large key shares).
 
-use super::{tls, Name};
+use super::{tls, Gather, Name};
 use aes::cipher::{BlockEncrypt, KeyInit};
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::Aes128Gcm;
@@ -33,12 +31,23 @@ const SALT_V2: [u8; 20] = [
 ];
 /// Largest Initial decrypted (a datagram of a 1500-byte MTU, with room to spare).
 const MAX_PACKET: usize = 2048;
-/// ClientHello bytes gathered from the CRYPTO frames of one packet.
-const MAX_HELLO: usize = 2048;
 const TAG: usize = 16;
 
-/// The server name in the client Initial that `datagram` starts with.
+/// The server name in the client Initial that `datagram` starts with, when its ClientHello is
+/// all in that packet.
 pub fn initial_sni(datagram: &[u8]) -> Option<Name> {
+    let mut gather = Gather::default();
+    initial_crypto(datagram, &mut gather).then_some(())?;
+    tls::handshake_sni(gather.prefix())
+}
+
+/// Decrypt the client Initial that `datagram` starts with and put its CRYPTO frames' data in
+/// `gather`, by offset; false when it is not one (or does not decrypt).
+pub fn initial_crypto(datagram: &[u8], gather: &mut Gather) -> bool {
+    decrypt_into(datagram, gather).is_some()
+}
+
+fn decrypt_into(datagram: &[u8], gather: &mut Gather) -> Option<()> {
     let first = *datagram.first()?;
     // Long header (0x80) with the fixed bit (0x40).
     if first & 0xc0 != 0xc0 {
@@ -101,17 +110,13 @@ pub fn initial_sni(datagram: &[u8]) -> Option<Name> {
     let aead = Aes128Gcm::new((&keys.key).into());
     aead.decrypt_in_place_detached((&nonce).into(), header, ciphertext, (&*tag).into())
         .ok()?;
-    let mut hello = [0u8; MAX_HELLO];
-    let have = crypto_frames(ciphertext, &mut hello)?;
-    tls::handshake_sni(&hello[..have])
+    crypto_frames(ciphertext, gather)
 }
 
-/// Gather the CRYPTO frames' data by offset into `hello`; returns how many bytes from offset
-/// 0 are there without a gap. Frames a client Initial holds: PADDING, PING, ACK, CRYPTO,
+/// Put the CRYPTO frames' data in `gather` by offset (they may come in any order, and in
+/// several packets). Frames a client Initial holds: PADDING, PING, ACK, CRYPTO,
 /// CONNECTION_CLOSE; anything else ends the walk.
-fn crypto_frames(mut frames: &[u8], hello: &mut [u8]) -> Option<usize> {
-    // Coverage of `hello` in runs: the CRYPTO frames of one packet may come in any order.
-    let mut filled = [false; MAX_HELLO];
+fn crypto_frames(mut frames: &[u8], gather: &mut Gather) -> Option<()> {
     while let Some(&kind) = frames.first() {
         match kind {
             0x00 | 0x01 => frames = &frames[1..],
@@ -141,18 +146,14 @@ fn crypto_frames(mut frames: &[u8], hello: &mut [u8]) -> Option<usize> {
                 let len = usize::try_from(len).ok()?;
                 let data = rest.get(n1 + n2..n1 + n2 + len)?;
                 if let Ok(offset) = usize::try_from(offset) {
-                    if offset < hello.len() {
-                        let take = data.len().min(hello.len() - offset);
-                        hello[offset..offset + take].copy_from_slice(&data[..take]);
-                        filled[offset..offset + take].fill(true);
-                    }
+                    gather.put(offset, data);
                 }
                 frames = &rest[n1 + n2 + len..];
             }
             _ => break,
         }
     }
-    Some(filled.iter().position(|&f| !f).unwrap_or(filled.len()))
+    Some(())
 }
 
 /// A QUIC variable-length integer (RFC 9000 16) and its length in bytes.

@@ -263,3 +263,71 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn gather_keeps_bytes_by_offset_and_knows_its_prefix() {
+    let mut g = Gather::default();
+    g.put(5, b"fgh");
+    assert_eq!(g.prefix(), b"");
+    g.put(0, b"abcde");
+    assert_eq!(g.prefix(), b"abcdefgh");
+    g.put(MAX_HELLO - 2, b"xyz");
+    g.put(usize::MAX, b"z");
+    assert_eq!(g.prefix().len(), 8, "a gap stays a gap");
+    g.clear();
+    assert_eq!(g.prefix(), b"");
+    let all = vec![1u8; MAX_HELLO + 10];
+    g.put(0, &all);
+    assert_eq!(g.prefix().len(), MAX_HELLO);
+}
+
+#[test]
+fn a_client_hello_split_over_segments_is_gathered() {
+    let rec = client_hello(Some(b"split.example.com"));
+    assert!(rec.len() > 100);
+    let (a, rest) = rec.split_at(40);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    // Sequence numbers that wrap around in the middle of the hello.
+    let start = u32::MAX - 50;
+    let at = |off: usize| At {
+        dir: 1,
+        seq: start.wrapping_add(off as u32),
+    };
+    let mut g = Gather::default();
+    let mut p = Pending::default();
+    assert_eq!(tls::client_hello(a), tls::Hello::Incomplete);
+    assert_eq!(server_name_at(6, a, at(0), &mut p, &mut g), None);
+    assert!(p.gathering(), "{p:?}");
+    // The last piece first, the other direction's bytes, a retransmission of the first.
+    assert_eq!(server_name_at(6, c, at(40 + b.len()), &mut p, &mut g), None);
+    let other = At {
+        dir: 0,
+        seq: at(40).seq,
+    };
+    assert_eq!(server_name_at(6, &[0xee; 30], other, &mut p, &mut g), None);
+    assert_eq!(server_name_at(6, a, at(0), &mut p, &mut g), None);
+    assert_eq!(
+        server_name_at(6, b, at(40), &mut p, &mut g),
+        Some((NameSource::Sni, name("split.example.com").unwrap()))
+    );
+    assert_eq!(p, Pending::Nothing);
+    // Without a name, the gathering ends when the hello is whole.
+    let nameless = client_hello(None);
+    let (a, b) = nameless.split_at(30);
+    let mut p = Pending::default();
+    assert_eq!(server_name_at(6, a, at(0), &mut p, &mut g), None);
+    assert!(p.gathering());
+    assert_eq!(server_name_at(6, b, at(30), &mut p, &mut g), None);
+    assert_eq!(p, Pending::Nothing);
+    // A hello that never completes is given up after MAX_HELLO_PIECES payloads.
+    let mut p = Pending::default();
+    server_name_at(6, &rec[..40], at(0), &mut p, &mut g);
+    for _ in 0..MAX_HELLO_PIECES {
+        server_name_at(6, &rec[..40], at(0), &mut p, &mut g);
+    }
+    assert_eq!(p, Pending::Nothing);
+    // The one-payload form never leaves a gathering behind.
+    let mut p = Pending::default();
+    assert_eq!(server_name(6, &rec[..40], &mut p), None);
+    assert_eq!(p, Pending::Nothing);
+}

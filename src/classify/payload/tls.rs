@@ -3,11 +3,39 @@
 //!
 //! Checks, in order: a handshake record (type 22, major version 3), a ClientHello (type 1),
 //! then walks the hello's fields by their lengths, each bounded by the record and by the bytes
-//! present. A ClientHello longer than this segment is read as far as it goes: the name is
-//! found if it lies in the segment (it usually does: SNI comes early, and most hellos fit one
-//! segment), and missed otherwise.
+//! present. A ClientHello longer than the bytes given is read as far as it goes: the name is
+//! found if it lies there (SNI usually comes early), and otherwise the caller is told the hello
+//! goes on ([`Hello::Incomplete`]), so that it can gather the next segments.
 
-use super::{be16, be24, Name};
+use super::{be16, be24, Name, MAX_HELLO};
+
+/// What the bytes at the start of a TCP stream say of its ClientHello.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hello {
+    Found(Name),
+    /// A ClientHello record that goes on past these bytes (and fits [`MAX_HELLO`]), without
+    /// its name so far.
+    Incomplete,
+    /// No ClientHello, or one without a name.
+    None,
+}
+
+/// The ClientHello that `payload` starts with.
+pub fn client_hello(payload: &[u8]) -> Hello {
+    if let Some(n) = client_hello_sni(payload) {
+        return Hello::Found(n);
+    }
+    let is_hello = payload.first() == Some(&HANDSHAKE)
+        && payload.get(1) == Some(&3)
+        && payload.get(5).map_or(true, |&t| t == CLIENT_HELLO);
+    match be16(payload, 3) {
+        Some(len) if is_hello && payload.len() < 5 + len && 5 + len <= MAX_HELLO => {
+            Hello::Incomplete
+        }
+        _ => Hello::None,
+    }
+}
 
 const HANDSHAKE: u8 = 22;
 const CLIENT_HELLO: u8 = 1;

@@ -470,6 +470,14 @@ fn committed_captures() {
             matching: 19,
         },
         Expect {
+            file: "quic-dcid-change.pcap",
+            link: 1,
+            frames: 36,
+            damaged_at: None,
+            check: |v: &FrameView| v.l3 == L3::Ipv6 && (v.src_port == 443 || v.dst_port == 443),
+            matching: 36,
+        },
+        Expect {
             file: "truncated.pcap",
             link: 1,
             frames: 1,

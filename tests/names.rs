@@ -182,6 +182,9 @@ fn client_hellos_longer_than_a_segment_or_packet_are_gathered() {
         // their CRYPTO frames shuffled.
         ("quic-split-hello.pcap", "googleads.g.doubleclick.net", 3),
         ("quic-split-hello-rand.pcap", "tr6.snapchat.com", 3),
+        // 0-RTT packets first, then a 2.2 KB ClientHello over 5 Initials; after the server's
+        // first reply the client sends to the server's connection ID, keeping its keys.
+        ("quic-dcid-change.pcap", "www.google.de", 9),
     ] {
         let r = replay_file(
             &plan(&format!("domain {name}")),

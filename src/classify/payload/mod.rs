@@ -165,6 +165,10 @@ pub const MAX_HELLO: usize = 4096;
 pub struct Gather {
     bytes: [u8; MAX_HELLO],
     filled: [u64; MAX_HELLO / 64],
+    /// QUIC: the Destination Connection ID of the first Initial, whose keys protect the
+    /// client's later ones.
+    dcid: [u8; 20],
+    dcid_len: u8,
 }
 
 impl Default for Gather {
@@ -172,6 +176,8 @@ impl Default for Gather {
         Gather {
             bytes: [0; MAX_HELLO],
             filled: [0; MAX_HELLO / 64],
+            dcid: [0; 20],
+            dcid_len: 0,
         }
     }
 }
@@ -180,6 +186,22 @@ impl Gather {
     /// Forget everything (only the marks: unmarked bytes are never read).
     pub fn clear(&mut self) {
         self.filled = [0; MAX_HELLO / 64];
+        self.dcid_len = 0;
+    }
+
+    /// The QUIC connection ID recorded by [`set_first_dcid`](Self::set_first_dcid).
+    pub fn first_dcid(&self) -> Option<&[u8]> {
+        (self.dcid_len > 0).then(|| &self.dcid[..usize::from(self.dcid_len)])
+    }
+
+    /// Record the connection ID of a flow's first Initial (once; at most 20 bytes kept).
+    pub fn set_first_dcid(&mut self, dcid: &[u8]) {
+        if self.dcid_len == 0 {
+            let n = dcid.len().min(20);
+            self.dcid[..n].copy_from_slice(&dcid[..n]);
+            // At most 20.
+            self.dcid_len = n as u8;
+        }
     }
 
     /// Keep `data` at `offset`; what lies past [`MAX_HELLO`] is dropped.

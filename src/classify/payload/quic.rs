@@ -11,6 +11,9 @@
 //! Checks, in order: a long header with the fixed bit, version 1 or 2, the Initial type of that
 //! version, connection IDs of at most 20 bytes, lengths within the datagram, and the AEAD tag
 //! (a packet that does not decrypt says nothing). Only the first packet of a datagram is read.
+//! Later Initials of a ClientHello spread over several use the keys of the first one's
+//! connection ID, kept in the [`Gather`] (RFC 9001 5.2: the client's Destination Connection
+//! ID changes once the server has answered, its Initial keys do not).
 
 use super::{tls, Gather, Name};
 use aes::cipher::{BlockEncrypt, KeyInit};
@@ -82,7 +85,20 @@ fn decrypt_into(datagram: &[u8], gather: &mut Gather) -> Option<()> {
     if end > datagram.len() || end > MAX_PACKET || length < 20 {
         return None;
     }
-    let keys = Keys::derive(salt, labels, dcid)?;
+    // A client's Initials are all protected with keys from the Destination Connection ID of
+    // its first one (RFC 9001 5.2), even after the server's reply has changed the ID it sends.
+    let mut first = [0u8; 20];
+    let first_len = match gather.first_dcid() {
+        Some(d) => {
+            first[..d.len()].copy_from_slice(d);
+            d.len()
+        }
+        None => {
+            first[..dcid_len].copy_from_slice(dcid);
+            dcid_len
+        }
+    };
+    let keys = Keys::derive(salt, labels, &first[..first_len])?;
     let mut packet = [0u8; MAX_PACKET];
     let packet = &mut packet[..end];
     packet.copy_from_slice(&datagram[..end]);
@@ -110,6 +126,7 @@ fn decrypt_into(datagram: &[u8], gather: &mut Gather) -> Option<()> {
     let aead = Aes128Gcm::new((&keys.key).into());
     aead.decrypt_in_place_detached((&nonce).into(), header, ciphertext, (&*tag).into())
         .ok()?;
+    gather.set_first_dcid(&first[..first_len]);
     crypto_frames(ciphertext, gather)
 }
 

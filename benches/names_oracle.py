@@ -37,7 +37,7 @@ SOURCE = {
 
 # Encapsulations weir does not look into (it classifies a tunnel by its outer header; an ICMP
 # error by its own header, not the packet it quotes).
-TUNNELS = ("gre", "vxlan", "erspan", "gtp", "geneve", "ayiya", "teredo", "pppoes", "mpls",
+TUNNELS = ("gre", "vxlan", "erspan", "gtp", "geneve", "ayiya", "teredo", "mpls",
            "socks", "nflog", "radiotap", "wlan", "llc", "icmp", "icmpv6")
 
 

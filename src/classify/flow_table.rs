@@ -208,8 +208,24 @@ impl FlowTable {
     /// The slot of `key`, refreshed at `now`, inserting (and evicting if need be) on a miss.
     /// Returns the slot index and whether it was a hit.
     pub fn lookup_or_insert(&mut self, key: &FlowKey, hash: u64, now: Nanos) -> (usize, bool) {
+        self.lookup_or_insert_keeping(key, hash, now, false)
+    }
+
+    /// [`lookup_or_insert`](Self::lookup_or_insert); with `keep_name`, a flow that comes back
+    /// after idling past the timeout, into the slot it left, is the same connection: it keeps
+    /// what its payload said (name, protocol), its first frame's time and sender and its
+    /// bytes; only its verdicts are made again. (Without, it starts afresh: a new connection
+    /// on the same ports.)
+    pub fn lookup_or_insert_keeping(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        now: Nanos,
+        keep_name: bool,
+    ) -> (usize, bool) {
         let start = (hash as usize) & self.mask;
         let mut free: Option<usize> = None;
+        let mut returning = false;
         let mut oldest = start;
         for i in 0..PROBE {
             let idx = (start + i) & self.mask;
@@ -227,9 +243,12 @@ impl FlowTable {
                     self.stats.hits += 1;
                     return (idx, true);
                 }
-                // Same flow back after expiry: its cached verdict may be stale only if the
-                // rules changed, which they do not within one table; still, start afresh.
-                free.get_or_insert(idx);
+                // Same flow back after expiry: its counters start afresh, and its verdicts
+                // (made again on this frame).
+                if free.is_none() {
+                    free = Some(idx);
+                    returning = true;
+                }
                 continue;
             }
             if !self.is_live(e, now) {
@@ -254,15 +273,32 @@ impl FlowTable {
                 oldest
             }
         };
-        self.slots[idx] = Entry {
-            hash,
-            key: *key,
-            last_seen: now,
-            first_seen: now,
-            generation: self.generation,
-            ..EMPTY
+        let keep = keep_name && returning && free == Some(idx);
+        let old = self.slots[idx];
+        self.slots[idx] = if keep {
+            // The same connection: its first frame, sender and bytes stay; its verdicts are
+            // made again.
+            Entry {
+                last_seen: now,
+                verdict: [NO_VERDICT; 2],
+                class: [NO_VERDICT; 2],
+                window: 0,
+                window_bytes: 0,
+                last_window_bytes: 0,
+                generation: self.generation,
+                ..old
+            }
+        } else {
+            Entry {
+                hash,
+                key: *key,
+                last_seen: now,
+                first_seen: now,
+                generation: self.generation,
+                ..EMPTY
+            }
         };
-        if let Some(n) = self.names.get_mut(idx) {
+        if let Some(n) = self.names.get_mut(idx).filter(|_| !keep) {
             *n = FlowName::default();
         }
         (idx, false)
@@ -463,6 +499,25 @@ mod tests {
     fn a_kept_name_costs_what_the_docs_say() {
         // flow_table.rs's header and docs/rules.md quote this size.
         assert_eq!(std::mem::size_of::<FlowName>(), 320);
+    }
+
+    #[test]
+    fn a_flow_back_from_idling_keeps_its_name_when_asked() {
+        let mut t = FlowTable::new(64, 1_000);
+        t.keep_names(true);
+        let k = key(1);
+        let (slot, _) = t.lookup_or_insert(&k, k.hash64(), 0);
+        t.name_mut(slot).unwrap().looked = NAME_DECIDED;
+        let (back, hit) = t.lookup_or_insert_keeping(&k, k.hash64(), 5_000, true);
+        assert_eq!((back, hit), (slot, false));
+        assert_eq!(t.name(slot).unwrap().looked, NAME_DECIDED, "kept");
+        let (_, hit) = t.lookup_or_insert_keeping(&k, k.hash64(), 10_000, false);
+        assert!(!hit);
+        assert_eq!(t.name(slot).unwrap().looked, 0, "a new connection starts afresh");
+        // Another flow taking a free slot never inherits a name.
+        let other = key(9);
+        let (s2, _) = t.lookup_or_insert_keeping(&other, other.hash64(), 20_000, true);
+        assert_eq!(t.name(s2).unwrap().looked, 0);
     }
 
     #[test]

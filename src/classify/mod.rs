@@ -564,7 +564,12 @@ impl Classifier {
         let found = cache
             .lookup(v.dst_ip, v6, now)
             .or_else(|| cache.lookup(v.src_ip, v6, now));
-        if let (Some(name), Some(n)) = (found, self.flows.name_mut(slot)) {
+        // A flow back from idling may have kept a name of its own.
+        let unnamed = self
+            .flows
+            .name_mut(slot)
+            .is_some_and(|n| n.source.is_none());
+        if let (Some(name), Some(n), true) = (found, self.flows.name_mut(slot), unnamed) {
             n.name = name;
             n.source = Some(NameSource::DnsCache);
             n.tests = self.name_tests.eval(NameSource::DnsCache, name.as_bytes());
@@ -594,7 +599,11 @@ impl Classifier {
         self.fragments.resolve(&mut v, now);
         let key = FlowKey::of(&v);
         let flow_hash = key.hash64();
-        let (slot, hit) = self.flows.lookup_or_insert(&key, flow_hash, now);
+        // A connection back from idling keeps its name, unless it begins again (a SYN).
+        let syn = v.ip_proto == 6 && v.tcp_flags & 0x12 == 0x02;
+        let (slot, hit) = self
+            .flows
+            .lookup_or_insert_keeping(&key, flow_hash, now, !syn);
         self.use_dns_cache(slot, !hit, &v, frame, now);
         let from_lo = if v.is_ip() {
             (v.src_ip, if v.has_ports { v.src_port } else { 0 }) == (key.lo_addr, key.lo_port)

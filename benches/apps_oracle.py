@@ -4,7 +4,7 @@
     benches/apps_oracle.py [--weir BIN] [--config FILE] [--show N] PATH...
 
 For each capture, `weir replay --flows` gives each flow's `app` and whether it was told from
-payload (`app_source`); tshark, with its RTP, RTCP, uTP and DHT heuristics on, gives each
+payload (`app_source`); tshark, with its RTP, RTCP, uTP, STUN and WireGuard heuristics on, gives each
 frame's protocol stack. A flow's tshark protocol is the first of weir's set (tls, http, ssh,
 dns, quic, stun, wireguard, rtp, bittorrent, sip) in its frames. Flows are matched by protocol
 and both endpoints; flows inside tunnels are left out (weir classifies them by their outer
@@ -38,7 +38,7 @@ PROTOCOLS = {
     "rtcp": "rtp", "srtp": "rtp", "srtcp": "rtp", "bittorrent": "bittorrent",
     "bt-dht": "bittorrent", "bt-utp": "bittorrent", "sip": "sip",
 }
-HEURISTICS = ["rtp_udp", "rtcp_udp", "bt_utp_udp", "bt_dht_udp", "stun_udp", "wg"]
+HEURISTICS = ["rtp_udp", "rtcp_udp", "bt_utp_udp", "stun_udp", "wg"]  # bt-dht is on by default
 RTP_PORTS = [(10000, 20000), (16384, 32767)]
 
 

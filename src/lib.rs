@@ -19,6 +19,8 @@ pub mod capture;
 pub mod classify;
 pub mod config;
 pub mod control;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;
 pub mod pipeline;
 pub mod port;

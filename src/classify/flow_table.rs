@@ -243,16 +243,16 @@ impl FlowTable {
                     self.stats.hits += 1;
                     return (idx, true);
                 }
-                // Same flow back after expiry: its counters start afresh, and its verdicts
-                // (made again on this frame).
-                if free.is_none() {
-                    free = Some(idx);
-                    returning = true;
-                }
+                // Same flow back after expiry: back into its own slot (so that the table
+                // never holds one flow twice), where it may keep what it had.
+                free = Some(idx);
+                returning = true;
                 continue;
             }
             if !self.is_live(e, now) {
-                free.get_or_insert(idx);
+                if !returning {
+                    free.get_or_insert(idx);
+                }
             } else if e.last_seen < self.slots[oldest].last_seen {
                 oldest = idx;
             }
@@ -273,7 +273,7 @@ impl FlowTable {
                 oldest
             }
         };
-        let keep = keep_name && returning && free == Some(idx);
+        let keep = keep_name && returning;
         let old = self.slots[idx];
         self.slots[idx] = if keep {
             // The same connection: its first frame, sender and bytes stay; its verdicts are

@@ -239,17 +239,15 @@ impl FlowStatus {
                 n => n.to_string(),
             }
         };
-        let app =
-            crate::classify::rule::app_table::app_of(k.proto, k.lo_port, k.hi_port, info.protocol)
-                .map(str::to_string);
-        let app_source = app.as_ref().map(|_| {
-            if info.protocol.is_some() {
-                "payload"
-            } else {
-                "ports"
-            }
-            .to_string()
-        });
+        let named = crate::classify::rule::app_table::app_of(
+            k.proto,
+            k.lo_port,
+            k.hi_port,
+            info.protocol,
+        );
+        let app = named.map(|(a, _)| a.to_string());
+        let app_source =
+            named.map(|(_, payload)| if payload { "payload" } else { "ports" }.to_string());
         let secs = |ns: u64| ns as f64 / 1e9;
         FlowStatus {
             proto,

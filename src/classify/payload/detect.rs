@@ -4,7 +4,8 @@
 //! - TLS: a record header (content type 20-23, version 3.0-3.4, a length a record can have);
 //! - HTTP/1: a request line (method, target, `HTTP/`) or a status line (`HTTP/1.x `);
 //! - SSH: the identification string `SSH-<digit>.`;
-//! - DNS: a header and a first question that parse (`dns`), over UDP, or TCP with its length;
+//! - DNS: a header and a first question that parse (`dns`), or a response without a question
+//!   whose first record does (mDNS announcements); over UDP, or TCP with its length;
 //! - QUIC: a long header with the fixed bit, a version in use (1, 2, the IETF drafts, Google's
 //!   `Q0xx`/`T0xx`) and connection IDs of at most 20 bytes;
 //! - STUN (and TURN, which is STUN): the magic cookie 0x2112A442, the top two bits clear and a
@@ -166,7 +167,7 @@ fn udp(p: &[u8], dir: usize, state: &mut DetectState) -> Option<Protocol> {
         Some(Protocol::Stun)
     } else if is_wireguard(p) {
         Some(Protocol::WireGuard)
-    } else if dns::question(p).is_some() {
+    } else if dns::is_message(p) {
         Some(Protocol::Dns)
     } else if is_rtcp(p) || is_rtp_stream(p, dir, state) {
         Some(Protocol::Rtp)

@@ -16,6 +16,34 @@ pub fn question(payload: &[u8]) -> Option<Name> {
     first_question(payload).map(|(name, _)| name)
 }
 
+/// A DNS message: one with a question that [`question`] reads, or a response without one
+/// (mDNS announcements: no question, a few answers) whose first record is laid out as one.
+pub fn is_message(payload: &[u8]) -> bool {
+    question(payload).is_some() || is_announcement(payload).is_some()
+}
+
+fn is_announcement(payload: &[u8]) -> Option<()> {
+    let flags = be16(payload, 2)?;
+    let (qd, an, ns, ar) = (
+        be16(payload, 4)?,
+        be16(payload, 6)?,
+        be16(payload, 8)?,
+        be16(payload, 10)?,
+    );
+    // A response, opcode QUERY, no question, a few answers a message of this size can hold.
+    if flags & 0x8000 == 0 || (flags >> 11) & 0xf != 0 || qd != 0 || an == 0 {
+        return None;
+    }
+    if an + ns + ar > payload.len() / 11 {
+        return None;
+    }
+    // The first record: a name of labels, then type, class, TTL and data within the message.
+    let at = skip_name(payload, HEADER)?;
+    let class = be16(payload, at + 2)? & 0x7fff;
+    let len = be16(payload, at + 8)?;
+    (matches!(class, 1 | 3 | 4 | 254 | 255) && at + 10 + len <= payload.len()).then_some(())
+}
+
 /// Answers at most read from one response.
 const MAX_ANSWERS: usize = 64;
 

@@ -7,8 +7,8 @@
 //!
 //! Guarantees: pure functions over a byte slice; never panic, never allocate, whatever the bytes
 //! (property-tested); a name is only returned when the whole name was read, and it is lower
-//! case, without a trailing dot, at most 253 bytes of letters, digits, `-`, `_`, `.` and `*`,
-//! and not an IPv4 address (anything else and the parser says nothing: a name with spaces or
+//! case, without a trailing dot or an empty label, at most 253 bytes of letters, digits, `-`,
+//! `_`, `.` and `*`, and not an IPv4 address (anything else and the parser says nothing: a name with spaces or
 //! control bytes is not a host name, and rules must not be steered by it).
 //! QUIC Initials are decrypted for their ClientHello (`quic`: RFC 9001's public keys).
 //! A ClientHello longer than its first TCP segment or QUIC packet is gathered, by sequence
@@ -117,9 +117,6 @@ impl Name {
     pub fn from_host(bytes: &[u8]) -> Option<Name> {
         let mut n = Name::default();
         n.push_slice(bytes)?;
-        if bytes.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
-            return None;
-        }
         n.finish()
     }
 
@@ -145,12 +142,18 @@ impl Name {
         Some(())
     }
 
-    /// Drop one trailing dot; an empty name is no name.
+    /// Drop one trailing dot; an empty name, one with an empty label (`.a`, `a..b`, `a..`), or
+    /// one of digits and dots alone (an IPv4 address where a name goes: rules match addresses
+    /// with `host`) is no name.
     fn finish(mut self) -> Option<Name> {
         if self.as_bytes().last() == Some(&b'.') {
             self.len -= 1;
         }
-        (self.len > 0).then_some(self)
+        let b = self.as_bytes();
+        let empty_label =
+            b.first() == Some(&b'.') || b.last() == Some(&b'.') || b.windows(2).any(|w| w == b"..");
+        let numeric = b.iter().all(|&c| c.is_ascii_digit() || c == b'.');
+        (!b.is_empty() && !empty_label && !numeric).then_some(self)
     }
 }
 

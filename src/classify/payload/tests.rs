@@ -331,3 +331,27 @@ fn a_client_hello_split_over_segments_is_gathered() {
     assert_eq!(server_name(6, &rec[..40], &mut p), None);
     assert_eq!(p, Pending::Nothing);
 }
+
+#[test]
+fn names_with_an_empty_label_are_no_names() {
+    // Found by the `payload` fuzz target: a DNS label holding dots made `.wwwgoogle.`.
+    for bad in [&b".a.com"[..], b"a..com", b"a.com..", b"."] {
+        assert_eq!(Name::from_host(bad), None, "{:?}", String::from_utf8_lossy(bad));
+    }
+    assert_eq!(name("a.com.").unwrap().as_str(), "a.com");
+    let mut q = dns_query("x", 1);
+    // The label `x` becomes `.wwwgoogle.` (11 bytes), dots and all.
+    q.splice(12..14, [11u8].iter().copied().chain(*b".wwwgoogle."));
+    assert_eq!(dns::question(&q), None);
+}
+
+#[test]
+fn a_dns_question_of_digits_alone_is_no_name() {
+    // Found by the `payload` fuzz target: a question for `1`; and `192.0.2.1` as labels.
+    assert_eq!(dns::question(&dns_query("1", 1)), None);
+    assert_eq!(dns::question(&dns_query("192.0.2.1", 1)), None);
+    assert_eq!(
+        dns::question(&dns_query("1.2.0.192.in-addr.arpa", 1)),
+        name("1.2.0.192.in-addr.arpa")
+    );
+}

@@ -252,11 +252,18 @@ pub fn app_table() -> &'static [AppEntry] {
 }
 
 /// The application of a flow of IP protocol `proto` between ports `a` and `b` whose payload
-/// showed `detected` (`None`: not known), as `weir flows` and the flow list name it: the
-/// protocol's entry in the table (an `https` for TLS on 443, the protocol's own name where no
-/// entry fits), else the entry whose ports it uses (the lower port, usually the server's,
-/// first; never an entry told from payload only). For display, not per frame.
-pub fn app_of(proto: u8, a: u16, b: u16, detected: Option<Protocol>) -> Option<&'static str> {
+/// showed `detected` (`None`: not known), as `weir flows` and the flow list name it, and
+/// whether the payload named it: the protocol's entry in the table (`https` for TLS on 443;
+/// the protocol's own name where no entry fits), else the entry whose ports it uses (the lower
+/// port, usually the server's, first; never an entry told from payload only; TLS, which
+/// carries any application, on another port is named by its port, or `tls`). For display,
+/// not per frame.
+pub fn app_of(
+    proto: u8,
+    a: u16,
+    b: u16,
+    detected: Option<Protocol>,
+) -> Option<(&'static str, bool)> {
     let transport_ok = |p: AppProto| match proto {
         6 => matches!(p, AppProto::Tcp | AppProto::Both),
         17 => matches!(p, AppProto::Udp | AppProto::Both),
@@ -267,13 +274,17 @@ pub fn app_of(proto: u8, a: u16, b: u16, detected: Option<Protocol>) -> Option<&
             .iter()
             .any(|&port| e.ports.iter().any(|&(lo, hi)| (lo..=hi).contains(&port)))
     };
-    if let Some(p) = detected.filter(|&p| p != Protocol::Tls) {
+    if let Some(p) = detected {
         let entry = APPS.iter().find(|e| match e.detect {
             Detect::Anywhere(q) | Detect::Only(q) => q == p,
             Detect::OnPorts(q) => q == p && on_ports(e),
             Detect::Ports => false,
         });
-        return Some(entry.map_or(p.as_str(), |e| e.name));
+        match (entry, p) {
+            (Some(e), _) => return Some((e.name, true)),
+            (None, Protocol::Tls) => {}
+            (None, p) => return Some((p.as_str(), true)),
+        }
     }
     let by_port = [a.min(b), a.max(b)].into_iter().find_map(|port| {
         APPS.iter()
@@ -282,10 +293,10 @@ pub fn app_of(proto: u8, a: u16, b: u16, detected: Option<Protocol>) -> Option<&
                     && !matches!(e.detect, Detect::Only(_))
                     && e.ports.iter().any(|&(lo, hi)| (lo..=hi).contains(&port))
             })
-            .map(|e| e.name)
+            .map(|e| (e.name, false))
     });
     match detected {
-        Some(Protocol::Tls) => by_port.or(Some("tls")),
+        Some(Protocol::Tls) => by_port.or(Some(("tls", true))),
         _ => by_port,
     }
 }

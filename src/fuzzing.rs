@@ -10,14 +10,20 @@ use crate::port::Side;
 fn check(name: &Name) {
     let b = name.as_bytes();
     assert!(!b.is_empty() && b.len() <= 253, "{name:?}");
-    assert!(b.last() != Some(&b'.') && b.first() != Some(&b'.'), "{name:?}");
+    assert!(
+        b.last() != Some(&b'.') && b.first() != Some(&b'.'),
+        "{name:?}"
+    );
     assert!(!b.windows(2).any(|w| w == b".."), "{name:?}");
     assert!(
         b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"-_.*".contains(c)),
         "{name:?}"
     );
-    assert!(!b.iter().all(|c| c.is_ascii_digit() || *c == b'.'), "{name:?}");
+    assert!(
+        !b.iter().all(|c| c.is_ascii_digit() || *c == b'.'),
+        "{name:?}"
+    );
 }
 
 /// Every payload parser on `data`, cut into up to three payloads of one flow: protocol

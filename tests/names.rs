@@ -307,3 +307,95 @@ fn explain_shows_why_a_frame_gets_its_class() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("has 24 frames, there is no frame 99"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn explain_a_flow_shows_where_its_class_changed_and_why() {
+    let dir = std::env::temp_dir().join(format!("weir-explain-flow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.ron");
+    std::fs::write(
+        &config,
+        r#"(
+            lan_networks: ["198.18.0.0/24"],
+            ports: (wan: (rate: "100 Mbit"), lan: (rate: "100 Mbit")),
+            classes: [
+                (name: "voice", match: "app rtp", rate: "1 Mbit"),
+                (name: "named", match: "domain split.example.test", rate: "1 Mbit"),
+                (name: "rest", match: "default", rate: "1 Mbit"),
+            ],
+        )"#,
+    )
+    .unwrap();
+    let explain = |capture: &str, flow: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["explain", "--json", "--flow", flow, "-c"])
+            .arg(&config)
+            .arg(root().join("captures").join(capture))
+            .output()
+            .expect("weir explain")
+    };
+    // The ClientHello's second segment (frame 6) holds its name: the flow moves there. The
+    // endpoints are given in the other order than the flow's first frame.
+    let out = explain("tls-split-hello.pcap", "198.18.5.2:443 198.18.5.1:40064");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let changes = e["class_changes"].as_array().unwrap();
+    let got: Vec<(u64, &str)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["frame"].as_u64().unwrap(),
+                c["class_name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [(1, "rest"), (6, "named")], "{e}");
+    assert_eq!(changes[1]["server_name"], "split.example.test");
+    assert_eq!(changes[1]["protocol"], "tls");
+    assert_eq!(e["explanation"]["protocol"], "tls");
+    // RTP: one packet each way goes before the protocol is told.
+    let out = explain(
+        "rtp-and-high-ports.pcap",
+        "198.18.0.10:16400 198.19.0.20:20000",
+    );
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<(u64, &str, &str)> = e["class_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["frame"].as_u64().unwrap(),
+                c["egress"].as_str().unwrap(),
+                c["class_name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "wan", "rest"),
+            (2, "lan", "rest"),
+            (3, "wan", "voice"),
+            (4, "lan", "voice")
+        ]
+    );
+    assert_eq!(e["frame"], 50, "the flow's last frame");
+    // A flow that is not there, and a malformed one, are clear errors.
+    for (flow, says) in [
+        ("198.18.0.1:1 198.18.0.2:2", "no frame of the flow"),
+        ("198.18.0.1:1", "expected two endpoints"),
+    ] {
+        let out = explain("tls-split-hello.pcap", flow);
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{flow}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

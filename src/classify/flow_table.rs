@@ -74,32 +74,37 @@ const EMPTY: Entry = Entry {
 };
 
 /// What a flow's payload said of its server, kept beside its slot when the rules read names.
+/// Laid out by hand: what every frame reads or writes (the tests, the frame counts, whether
+/// anything is left to learn) is in the first cache line; the name and the state of a parse
+/// in progress come after.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, align(64))]
 pub struct FlowName {
-    pub name: Name,
-    /// Where `name` came from; `None` while it is not known.
-    pub source: Option<NameSource>,
     /// The classifier's name tests on `name`, a bit per test.
     pub tests: u64,
+    /// The classifier's protocol tests on `app`.
+    pub app_tests: u64,
+    /// Frames per egress port (lan, wan).
+    pub frames: [u32; 2],
+    /// Frames of the flow classified before its name was known.
+    pub frames_before: u32,
+    /// Frames of the flow classified before its protocol was decided.
+    pub frames_before_app: u32,
     /// Payload frames looked at without a name; [`NAME_DECIDED`] once the name is known or
     /// the flow has given up on one.
     pub looked: u8,
-    /// Frames of the flow classified before its name was known.
-    pub frames_before: u32,
-    /// Frames per egress port (lan, wan).
-    pub frames: [u32; 2],
-    /// What its last payload left to read in the next.
-    pub pending: Pending,
-    /// What its payload showed of its protocol, and the classifier's protocol tests on it.
-    pub app: AppSeen,
-    pub app_tests: u64,
     /// Payload frames read while the protocol was undecided.
     pub app_looked: u8,
-    /// Frames of the flow classified before its protocol was decided.
-    pub frames_before_app: u32,
-    pub detect: DetectState,
+    /// What its payload showed of its protocol.
+    pub app: AppSeen,
+    /// Where `name` came from; `None` while it is not known.
+    pub source: Option<NameSource>,
     /// Its slot in the classifier's ClientHello pool (1-based), while it gathers one.
     pub hello: u16,
+    /// What its last payload left to read in the next.
+    pub pending: Pending,
+    pub detect: DetectState,
+    pub name: Name,
 }
 
 /// [`FlowName::looked`] once nothing more is to be learnt.
@@ -513,7 +518,11 @@ mod tests {
         assert_eq!(t.name(slot).unwrap().looked, NAME_DECIDED, "kept");
         let (_, hit) = t.lookup_or_insert_keeping(&k, k.hash64(), 10_000, false);
         assert!(!hit);
-        assert_eq!(t.name(slot).unwrap().looked, 0, "a new connection starts afresh");
+        assert_eq!(
+            t.name(slot).unwrap().looked,
+            0,
+            "a new connection starts afresh"
+        );
         // Another flow taking a free slot never inherits a name.
         let other = key(9);
         let (s2, _) = t.lookup_or_insert_keeping(&other, other.hash64(), 20_000, true);

@@ -194,8 +194,14 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// The frame to explain, counted from 1 as tshark and tcpdump number them.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-        frame: u64,
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..),
+              required_unless_present = "flow", conflicts_with = "flow")]
+        frame: Option<u64>,
+        /// The flow to explain, by its two endpoints in either order (`198.18.0.1:443
+        /// 198.19.0.2:40000`, `[2001:db8::1]:53 ...`, an address alone for a flow without
+        /// ports): its last frame, and every frame at which its class changed, with why.
+        #[arg(long, value_name = "\"A B\"")]
+        flow: Option<String>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -389,11 +395,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
             capture,
             config,
             frame,
+            flow,
             json,
         } => explain::run(explain::Settings {
             capture,
             config: config_path(config),
             frame,
+            flow,
             json,
         }),
         Command::Replay {

@@ -239,12 +239,8 @@ impl FlowStatus {
                 n => n.to_string(),
             }
         };
-        let named = crate::classify::rule::app_table::app_of(
-            k.proto,
-            k.lo_port,
-            k.hi_port,
-            info.protocol,
-        );
+        let named =
+            crate::classify::rule::app_table::app_of(k.proto, k.lo_port, k.hi_port, info.protocol);
         let app = named.map(|(a, _)| a.to_string());
         let app_source =
             named.map(|(_, payload)| if payload { "payload" } else { "ports" }.to_string());

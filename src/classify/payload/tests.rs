@@ -336,7 +336,12 @@ fn a_client_hello_split_over_segments_is_gathered() {
 fn names_with_an_empty_label_are_no_names() {
     // Found by the `payload` fuzz target: a DNS label holding dots made `.wwwgoogle.`.
     for bad in [&b".a.com"[..], b"a..com", b"a.com..", b"."] {
-        assert_eq!(Name::from_host(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            Name::from_host(bad),
+            None,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
     assert_eq!(name("a.com.").unwrap().as_str(), "a.com");
     let mut q = dns_query("x", 1);

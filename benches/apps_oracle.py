@@ -25,7 +25,7 @@ import tempfile
 from collections import Counter, defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from names_oracle import TUNNELS, captures, endpoint  # noqa: E402
+from names_oracle import TUNNELS, captures, tshark_rows  # noqa: E402
 
 FIELDS = [
     "frame.protocols", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst",
@@ -44,37 +44,18 @@ RTP_PORTS = [(10000, 20000), (16384, 32767)]
 
 def tshark_protocols(path):
     """{(proto, frozenset(endpoints)): (protocol or None, layers, ports)}"""
-    cmd = ["tshark", "-r", path, "-n", "-T", "fields", "-E", "separator=\t",
-           "-E", "occurrence=f"]
-    for h in HEURISTICS:
-        cmd += ["--enable-heuristic", h]
-    for f in FIELDS:
-        cmd += ["-e", f]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
-    except subprocess.TimeoutExpired:
+    extra = [arg for h in HEURISTICS for arg in ("--enable-heuristic", h)]
+    rows = tshark_rows(path, FIELDS, extra)
+    if rows is None:
         return None
     flows = {}
-    for line in out.splitlines():
-        v = dict(zip(FIELDS, line.split("\t")))
-        src = (v.get("ip.src") or v.get("ipv6.src") or "").split(",")[0]
-        dst = (v.get("ip.dst") or v.get("ipv6.dst") or "").split(",")[0]
-        if v.get("tcp.srcport"):
-            proto, sp, dp = "tcp", v["tcp.srcport"], v["tcp.dstport"]
-        elif v.get("udp.srcport"):
-            proto, sp, dp = "udp", v["udp.srcport"], v["udp.dstport"]
-        else:
-            continue
-        if not src or not dst:
-            continue
-        sp, dp = sp.split(",")[0], dp.split(",")[0]
-        key = (proto, frozenset([endpoint(src, sp), endpoint(dst, dp)]))
+    for v, key, ports in rows:
         stack = v.get("frame.protocols", "").split(":")
         layers = ":".join(p for p in stack if p in TUNNELS)
         found = next((PROTOCOLS[p] for p in stack if p in PROTOCOLS), None)
         have = flows.get(key)
         if have is None:
-            flows[key] = (found, layers, (int(sp), int(dp)))
+            flows[key] = (found, layers, ports)
         elif have[0] is None and found:
             flows[key] = (found, have[1] or layers, have[2])
     return flows

@@ -58,20 +58,21 @@ def norm(name, source):
     return name.rstrip(".")
 
 
-def tshark_names(path):
-    """{(proto, frozenset(endpoints)): (source, name, layers)} for the first name of each flow;
-    `layers` names the encapsulation weir does not look into, if any."""
+def tshark_rows(path, fields, extra=()):
+    """Each TCP or UDP frame of `path` as tshark reads it: (its `fields`, the flow's key
+    (proto, frozenset of both endpoints), the outer source and destination ports); None when
+    tshark takes too long."""
     cmd = ["tshark", "-r", path, "-n", "-T", "fields", "-E", "separator=\t", "-E",
-           "occurrence=f"]
-    for f in FIELDS:
+           "occurrence=f", *extra]
+    for f in fields:
         cmd += ["-e", f]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
     except subprocess.TimeoutExpired:
         return None
-    flows = {}
+    rows = []
     for line in out.splitlines():
-        v = dict(zip(FIELDS, line.split("\t")))
+        v = dict(zip(fields, line.split("\t")))
         src = v.get("ip.src") or v.get("ipv6.src")
         dst = v.get("ip.dst") or v.get("ipv6.dst")
         # Tunnelled frames carry several addresses: the first (outer) is what weir keys on.
@@ -84,7 +85,20 @@ def tshark_names(path):
             continue
         if not src or not dst:
             continue
-        key = (proto, frozenset([endpoint(src, sp.split(",")[0]), endpoint(dst, dp.split(",")[0])]))
+        sp, dp = sp.split(",")[0], dp.split(",")[0]
+        rows.append((v, (proto, frozenset([endpoint(src, sp), endpoint(dst, dp)])),
+                     (int(sp), int(dp))))
+    return rows
+
+
+def tshark_names(path):
+    """{(proto, frozenset(endpoints)): (source, name, layers)} for the first name of each flow;
+    `layers` names the encapsulation weir does not look into, if any."""
+    rows = tshark_rows(path, FIELDS)
+    if rows is None:
+        return None
+    flows = {}
+    for v, key, _ in rows:
         if key in flows:
             continue
         for field, source in SOURCE.items():

@@ -6,10 +6,12 @@
 //! paper and BEP 5 (DHT); a test pins the file to its generator. Real captures from the corpus
 //! (`webrtc-stun.pcap`, `radius-localhost.pcap`, `dns-high-port.pcap`) check the rest.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::captures::{read_all, received, replay_with_flows as replay, root};
+use std::path::Path;
 use std::sync::Arc;
-use weir::capture::{CaptureReader, CaptureWriter};
-use weir::replay::{replay_file, ReplayOptions, ReplayReport};
+use weir::capture::CaptureWriter;
 
 const MS: u64 = 1_000_000;
 const T0: u64 = 1_700_000_000 * 1_000_000_000;
@@ -17,10 +19,6 @@ const PHONE: [u8; 4] = [198, 18, 0, 10];
 const FAR: [u8; 4] = [198, 19, 0, 20];
 const MAC_LAN: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const MAC_WAN: [u8; 6] = [2, 0, 0, 0, 0, 0x20];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A UDP frame; `up` is LAN to WAN.
 fn udp(up: bool, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
@@ -127,15 +125,6 @@ fn rtp_and_high_ports_frames() -> Vec<(u64, Vec<u8>)> {
     out
 }
 
-fn read_all(path: &Path) -> Vec<(u64, Vec<u8>)> {
-    let mut r = CaptureReader::open(path).unwrap();
-    let mut out = Vec::new();
-    while let Some(f) = r.next_frame().unwrap() {
-        out.push((f.ts_ns, f.data.to_vec()));
-    }
-    out
-}
-
 #[test]
 fn rtp_capture_matches_its_generator() {
     let path = root().join("captures/rtp-and-high-ports.pcap");
@@ -177,43 +166,6 @@ fn plan(rules: &[(&str, &str)]) -> Arc<weir::config::Plan> {
     Arc::new(weir::config::parse(&src, Path::new("apps-test.ron")).expect("test config"))
 }
 
-/// Replay `capture` under `plan`; the report and each flow's JSON line.
-fn replay(plan: &Arc<weir::config::Plan>, capture: &str) -> (ReplayReport, Vec<serde_json::Value>) {
-    let flows_path = std::env::temp_dir().join(format!(
-        "weir-apps-{}-{}.jsonl",
-        std::process::id(),
-        capture.replace('/', "-")
-    ));
-    let r = replay_file(
-        plan,
-        &root().join(capture),
-        None,
-        Some(&flows_path),
-        &ReplayOptions {
-            flows: true,
-            ..Default::default()
-        },
-        &mut |_| {},
-    )
-    .expect("replay");
-    let lines = std::fs::read_to_string(&flows_path).unwrap();
-    let _ = std::fs::remove_file(&flows_path);
-    let flows = lines
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (r, flows)
-}
-
-fn received(report: &ReplayReport, class: &str) -> u64 {
-    report
-        .classes
-        .iter()
-        .filter(|c| c.name == class)
-        .map(|c| c.received_frames)
-        .sum()
-}
-
 /// The flow whose first frame came from port `sport`.
 fn flow(flows: &[serde_json::Value], sport: u16) -> &serde_json::Value {
     let suffix = format!(":{sport}");
@@ -225,7 +177,7 @@ fn flow(flows: &[serde_json::Value], sport: u16) -> &serde_json::Value {
 
 #[test]
 fn rtp_is_told_from_payload_and_high_ports_are_not_rtp() {
-    let capture = "captures/rtp-and-high-ports.pcap";
+    let capture = "rtp-and-high-ports.pcap";
     let (r, flows) = replay(
         &plan(&[
             ("voice", "app rtp"),
@@ -279,17 +231,17 @@ fn real_captures_of_high_port_udp_that_is_not_rtp() {
         ("dns", "app dns"),
     ]);
     // WebRTC: STUN then DTLS on one pair of high ports (zeek's webrtc-stun.pcap).
-    let (r, flows) = replay(&voice, "captures/webrtc-stun.pcap");
+    let (r, flows) = replay(&voice, "webrtc-stun.pcap");
     assert_eq!(received(&r, "voice"), 0);
     assert_eq!(received(&r, "stun"), r.frames_read);
     assert_eq!(flows.len(), 1);
     assert_eq!(flows[0]["app"], "stun");
     // RADIUS from high source ports (zeek's radius_localhost.pcap, a null link type).
-    let (r, _) = replay(&voice, "captures/radius-localhost.pcap");
+    let (r, _) = replay(&voice, "radius-localhost.pcap");
     assert_eq!(received(&r, "voice"), 0);
     assert_eq!(received(&r, "rest"), r.frames_read);
     // A DNS query from port 63374 (zeek's dns_original_case.pcap).
-    let (r, flows) = replay(&voice, "captures/dns-high-port.pcap");
+    let (r, flows) = replay(&voice, "dns-high-port.pcap");
     assert_eq!(received(&r, "dns"), r.frames_read);
     assert_eq!(flows[0]["app"], "dns");
 }

@@ -2,13 +2,12 @@
 //! Cisco HDLC links replay like Ethernet ones: names, protocols and rules work inside. The
 //! expected counts are tshark's (4.0) reading of the same files; the command is by each.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use weir::replay::{replay_file, ReplayOptions, ReplayReport};
+mod common;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::captures::{received, replay_with_flows};
+use std::path::Path;
+use std::sync::Arc;
+use weir::replay::ReplayReport;
 
 /// Class `first` for `rule`, then `rest`; the default idle timeout (2 minutes).
 fn plan(rule: &str) -> Arc<weir::config::Plan> {
@@ -26,35 +25,7 @@ fn plan(rule: &str) -> Arc<weir::config::Plan> {
 }
 
 fn replay(rule: &str, capture: &str) -> (ReplayReport, Vec<serde_json::Value>) {
-    let flows_path =
-        std::env::temp_dir().join(format!("weir-links-{}-{capture}.jsonl", std::process::id()));
-    let r = replay_file(
-        &plan(rule),
-        &root().join("captures").join(capture),
-        None,
-        Some(&flows_path),
-        &ReplayOptions {
-            flows: true,
-            ..Default::default()
-        },
-        &mut |_| {},
-    )
-    .expect("replay");
-    let lines = std::fs::read_to_string(&flows_path).unwrap();
-    let _ = std::fs::remove_file(&flows_path);
-    let flows = lines
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (r, flows)
-}
-
-fn received(r: &ReplayReport, class: &str) -> u64 {
-    r.classes
-        .iter()
-        .filter(|c| c.name == class)
-        .map(|c| c.received_frames)
-        .sum()
+    replay_with_flows(&plan(rule), capture)
 }
 
 #[test]

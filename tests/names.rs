@@ -4,13 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::captures::{received, root};
+use std::path::Path;
 use std::sync::Arc;
 use weir::replay::{replay_file, ReplayOptions};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Both ports: `named` for the name test, `web` for ports 80 and 443, `rest` for the others.
 fn plan(name_test: &str) -> Arc<weir::config::Plan> {
@@ -35,16 +32,6 @@ fn plan_with_sets(name_test: &str, sets: &str) -> Arc<weir::config::Plan> {
         )"#
     );
     Arc::new(weir::config::parse(&src, Path::new("names-test.ron")).expect("test config"))
-}
-
-/// Frames received by class `name`, both ports.
-fn received(report: &weir::replay::ReplayReport, name: &str) -> u64 {
-    report
-        .classes
-        .iter()
-        .filter(|c| c.name == name)
-        .map(|c| c.received_frames)
-        .sum()
 }
 
 #[test]

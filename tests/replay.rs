@@ -21,8 +21,10 @@
 //!   at their arrival time;
 //! - nothing is dropped but those 100: received 316 = forwarded 216 + dropped 100.
 
-use std::path::{Path, PathBuf};
-use weir::capture::{CaptureReader, CaptureWriter};
+mod common;
+
+use common::captures::{read_all, root};
+use weir::capture::CaptureWriter;
 use weir::replay::replay_file;
 
 const MS: u64 = 1_000_000;
@@ -30,10 +32,6 @@ const T0: u64 = 1_700_000_000 * 1_000_000_000;
 const LAN_HOST: [u8; 4] = [198, 18, 0, 10];
 const MAC_LAN: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const MAC_WAN: [u8; 6] = [2, 0, 0, 0, 0, 0x20];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, frame_len: usize) -> Vec<u8> {
     let mut f = Vec::new();
@@ -75,15 +73,6 @@ fn shaping_check_frames() -> Vec<(u64, Vec<u8>)> {
     }
     frames.sort_by_key(|(t, _)| *t);
     frames
-}
-
-fn read_all(path: &Path) -> Vec<(u64, Vec<u8>)> {
-    let mut r = CaptureReader::open(path).unwrap();
-    let mut out = Vec::new();
-    while let Some(f) = r.next_frame().unwrap() {
-        out.push((f.ts_ns, f.data.to_vec()));
-    }
-    out
 }
 
 #[test]

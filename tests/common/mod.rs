@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod bridge;
+pub mod captures;
 
 use std::io::Write;
 use std::net::IpAddr;

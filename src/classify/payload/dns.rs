@@ -4,8 +4,9 @@
 //! Checks a header that a DNS message would have: opcode QUERY, NOTIFY or UPDATE (whose zone
 //! section is laid out as a question), 1 to 16 questions, counts a message could hold, and a
 //! first question name of labels that ends within the message, followed by its type and a
-//! class DNS uses. Queries and responses both carry the question; the first one is the name.
-//! A compression pointer in the first question is not followed (nothing can precede it).
+//! class DNS uses, and not NetBIOS name service's (a first label of 32 letters A-P). Queries
+//! and responses both carry the question; the first one is the name. A compression pointer in
+//! the first question is not followed (nothing can precede it).
 
 use super::{be16, Name, MAX_NAME};
 
@@ -24,12 +25,7 @@ pub fn is_message(payload: &[u8]) -> bool {
 
 fn is_announcement(payload: &[u8]) -> Option<()> {
     let flags = be16(payload, 2)?;
-    let (qd, an, ns, ar) = (
-        be16(payload, 4)?,
-        be16(payload, 6)?,
-        be16(payload, 8)?,
-        be16(payload, 10)?,
-    );
+    let (qd, an, ns, ar) = counts(payload)?;
     // A response, opcode QUERY, no question, a few answers a message of this size can hold.
     if flags & 0x8000 == 0 || (flags >> 11) & 0xf != 0 || qd != 0 || an == 0 {
         return None;
@@ -120,21 +116,34 @@ fn skip_name(payload: &[u8], mut at: usize) -> Option<usize> {
     None
 }
 
-/// The first question's name, and where the record after it starts.
-fn first_question(payload: &[u8]) -> Option<(Name, usize)> {
-    let flags = be16(payload, 2)?;
-    let (qd, an, ns, ar) = (
+/// The header's record counts: questions, answers, authority and additional records.
+fn counts(payload: &[u8]) -> Option<(usize, usize, usize, usize)> {
+    Some((
         be16(payload, 4)?,
         be16(payload, 6)?,
         be16(payload, 8)?,
         be16(payload, 10)?,
-    );
+    ))
+}
+
+/// The first question's name, and where the record after it starts.
+fn first_question(payload: &[u8]) -> Option<(Name, usize)> {
+    let flags = be16(payload, 2)?;
+    let (qd, an, ns, ar) = counts(payload)?;
     // Opcode (bits 11-14) QUERY, NOTIFY or UPDATE; a few questions; no message of this size
     // holds more records (each takes at least 11 bytes).
     if !matches!((flags >> 11) & 0xf, 0 | 4 | 5)
         || !(1..=16).contains(&qd)
         || qd + an + ns + ar > payload.len() / 5
     {
+        return None;
+    }
+    // NetBIOS name service (port 137) borrows DNS's layout, with a first label of 32 letters
+    // A to P (a NetBIOS name, half a byte per letter): not DNS, and not a host name.
+    let nbns = payload
+        .get(HEADER..HEADER + 33)
+        .is_some_and(|l| l[0] == 32 && l[1..].iter().all(|b| (b'A'..=b'P').contains(b)));
+    if nbns {
         return None;
     }
     let mut name = Name::default();

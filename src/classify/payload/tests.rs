@@ -360,3 +360,15 @@ fn a_dns_question_of_digits_alone_is_no_name() {
         name("1.2.0.192.in-addr.arpa")
     );
 }
+
+#[test]
+fn netbios_name_queries_are_not_dns() {
+    // Found by benches/apps_oracle.py: NBNS on port 137 has DNS's layout and a first label of
+    // 32 letters A-P (here `WORKGROUP`, encoded).
+    let encoded = "FHEPFCELEHFCEPFFFACACACACACACABN";
+    assert_eq!(dns::question(&dns_query(encoded, 1)), None);
+    assert!(!dns::is_message(&dns_query(encoded, 1)));
+    // A 32-letter label that is not all A-P is a name like any other.
+    let long = "abcdefghijklmnopqrstuvwxyzabcdef.example";
+    assert_eq!(dns::question(&dns_query(long, 1)), name(long));
+}

@@ -72,19 +72,14 @@ pub struct AppEntry {
     pub detect: Detect,
 }
 
+/// An entry matched by its ports alone.
 const fn e(
     name: &'static str,
     proto: AppProto,
     ports: &'static [(u16, u16)],
     description: &'static str,
 ) -> AppEntry {
-    AppEntry {
-        name,
-        proto,
-        ports,
-        description,
-        detect: Detect::Ports,
-    }
+    d(name, proto, ports, description, Detect::Ports)
 }
 
 /// An entry whose protocol weir tells from payload.

@@ -478,6 +478,14 @@ fn committed_captures() {
             matching: 36,
         },
         Expect {
+            file: "dns-answer-then-flow.pcap",
+            link: 1,
+            frames: 65,
+            damaged_at: None,
+            check: |v: &FrameView| v.ip_proto == 6 && v.dst_ip == 0xd050_9803,
+            matching: 6, // the SYNs to 208.80.152.3:80
+        },
+        Expect {
             file: "truncated.pcap",
             link: 1,
             frames: 1,

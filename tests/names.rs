@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::captures::{received, root};
+use common::captures::{received, replay_with_flows, root};
 use std::path::Path;
 use std::sync::Arc;
 use weir::replay::{replay_file, ReplayOptions};
@@ -203,6 +203,40 @@ fn client_hellos_longer_than_a_segment_or_packet_are_gathered() {
             }
         }
     }
+}
+
+#[test]
+fn a_dns_answer_names_the_flows_to_its_addresses_from_their_first_frame() {
+    // tshark -r captures/dns-answer-then-flow.pcap: frame 11 answers upload.wikimedia.org
+    // (a CNAME chain's end: 208.80.152.3 and three more); then 6 TCP SYNs to 208.80.152.3:80
+    // (frames 12, 13, 20, 27, 28, 35) and their 6 SYN-ACKs, which carry no name of their own.
+    let (r, flows) = replay_with_flows(
+        &plan("domain upload.wikimedia.org"),
+        "dns-answer-then-flow.pcap",
+    );
+    assert!(r.names.dns_answers_stored >= 4, "{:?}", r.names);
+    let to_wiki: Vec<_> = flows
+        .iter()
+        .filter(|f| f["dst"].as_str().unwrap().starts_with("208.80.152.3:"))
+        .collect();
+    assert!(!to_wiki.is_empty());
+    for f in &to_wiki {
+        assert_eq!(f["server_name"], "upload.wikimedia.org", "{f}");
+        assert_eq!(f["name_source"], "dns-cache", "{f}");
+        assert_eq!(f["class_up"], "named", "{f}");
+        assert_eq!(
+            f["frames_before_name"], 0,
+            "named from its first frame: {f}"
+        );
+    }
+    let frames: u64 = to_wiki
+        .iter()
+        .map(|f| f["frames_up"].as_u64().unwrap() + f["frames_down"].as_u64().unwrap())
+        .sum();
+    assert_eq!(frames, 12);
+    // The DNS flows are named by their own questions, and go to the named class too when
+    // they ask for that name.
+    assert!(received(&r, "named") >= 12 + 4);
 }
 
 #[test]

@@ -518,7 +518,9 @@ impl Classifier {
             };
         }
         if account {
-            if n.looked != NAME_DECIDED {
+            // A name from the DNS cache is a name known, even while the flow's own payload
+            // is still read for a better one.
+            if n.looked != NAME_DECIDED && n.source.is_none() {
                 n.frames_before = n.frames_before.saturating_add(1);
             }
             if n.app == AppSeen::Undecided {

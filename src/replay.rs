@@ -251,6 +251,9 @@ pub struct NamesReport {
     /// gatherings pushed out of the full pool of hello buffers.
     pub hellos_gathered: u64,
     pub hello_pool_taken_over: u64,
+    /// Frames of flows that moved to another class, kept in their former class while their
+    /// earlier frames waited there, so that the flow's frames left in order.
+    pub frames_held_for_order: u64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -534,6 +537,7 @@ impl<'p> Replay<'p> {
                 payload_frames: self.plan.payload_frames,
                 hellos_gathered: cs.names.hellos_gathered,
                 hello_pool_taken_over: cs.names.hello_pool.taken_over,
+                frames_held_for_order: cs.names.held_for_order,
             },
         }
     }

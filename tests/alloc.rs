@@ -192,7 +192,8 @@ fn learning_server_names_does_not_allocate() {
     // TLS, QUIC (v1 and v2), HTTP and DNS (answers filling the DNS cache) from the committed
     // captures, ClientHellos gathered over TCP segments and QUIC packets, and payload
     // protocols (RTP, STUN, WireGuard, ...); each repetition comes 1000 s after the last, past
-    // the idle timeout, so every flow is new again and its name is read again.
+    // the idle timeout, with other ports, so every flow is new again and its name is read
+    // again.
     let mut base = Vec::new();
     for file in [
         "mixed-services.pcap",
@@ -219,8 +220,21 @@ fn learning_server_names_does_not_allocate() {
     let mut run = |reps: u64, classifier: &mut Classifier| {
         for _ in 0..reps {
             rep += 1;
-            for (k, f) in base.iter().enumerate() {
+            for (k, f) in base.iter_mut().enumerate() {
                 let now = rep * 1_000_000_000_000 + k as u64;
+                // New client ports each repetition (in place; the well-known ones stay): a
+                // flow that came back with its old ports would keep its name.
+                let v = weir::wire::parse(f);
+                let l4 = usize::from(v.l4_offset);
+                if v.has_ports && l4 > 0 {
+                    for at in [l4, l4 + 2] {
+                        let p = u16::from_be_bytes([f[at], f[at + 1]]);
+                        if p >= 1024 {
+                            let next = if p == u16::MAX { 1024 } else { p + 1 };
+                            f[at..at + 2].copy_from_slice(&next.to_be_bytes());
+                        }
+                    }
+                }
                 let v = weir::wire::parse(f);
                 std::hint::black_box(classifier.classify_frame(&v, f, Side::Wan, now));
             }

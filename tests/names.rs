@@ -240,6 +240,60 @@ fn a_dns_answer_names_the_flows_to_its_addresses_from_their_first_frame() {
 }
 
 #[test]
+fn a_flow_that_moves_keeps_the_order_of_its_frames() {
+    // The handshake waits in a slow class; the ClientHello names the flow for a fast class
+    // of higher priority. Were it sent there at once, it would leave before the handshake's
+    // last ACK; it waits behind it instead, and so do the frames after it, until the slow
+    // queue holds none of the flow's frames.
+    let src = r#"(
+        lan_networks: ["192.168.0.0/16"],
+        ports: (wan: (rate: "100 Mbit"), lan: (rate: "100 Mbit")),
+        classes: [
+            (name: "named", match: "domain *.mozilla.org", priority: 0, rate: "50 Mbit"),
+            (name: "slow", match: "default", priority: 1, rate: "16 kbit", ceil: "16 kbit"),
+        ],
+    )"#;
+    let plan = Arc::new(weir::config::parse(src, Path::new("order.ron")).expect("config"));
+    let capture = root().join("captures/tls-sni.pcap");
+    let out = std::env::temp_dir().join(format!("weir-order-{}.pcap", std::process::id()));
+    let r = replay_file(
+        &plan,
+        &capture,
+        Some(&out),
+        None,
+        &ReplayOptions::default(),
+        &mut |_| {},
+    )
+    .expect("replay");
+    let sent = common::captures::read_all(&out);
+    let _ = std::fs::remove_file(&out);
+    let input = common::captures::read_all(&capture);
+    assert!(r.names.frames_held_for_order > 0, "{:?}", r.names);
+    assert_eq!(sent.len() as u64, r.totals.forwarded);
+    // Each frame sent is an input frame (no DSCP is set); within each flow and direction the
+    // input positions must rise.
+    let mut used = vec![false; input.len()];
+    let mut last: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+    for (_, f) in &sent {
+        let i = (0..input.len())
+            .find(|&i| !used[i] && input[i].1 == *f)
+            .expect("a frame sent is one received");
+        used[i] = true;
+        let v = weir::wire::parse(f);
+        let key = format!("{}:{}>{}:{}", v.src_ip, v.src_port, v.dst_ip, v.dst_port).into_bytes();
+        if let Some(&before) = last.get(&key) {
+            assert!(
+                i > before,
+                "frame {} left before frame {} of its flow",
+                i + 1,
+                before + 1
+            );
+        }
+        last.insert(key, i);
+    }
+}
+
+#[test]
 fn names_agree_with_tshark_on_the_committed_captures() {
     if !common::require_tool(
         "names_agree_with_tshark_on_the_committed_captures",

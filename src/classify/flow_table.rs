@@ -12,7 +12,7 @@
 //! frame). About 120 bytes per slot (`size_of::<Entry>()`, tested).
 //! When the rules read server names or payload protocols (`app` told from payload), a second
 //! array beside the slots keeps each flow's name, where it came from, its protocol and the
-//! rules' tests on them (320 bytes per slot, allocated only then: 21 MB for the default
+//! rules' tests on them (328 bytes per slot, allocated only then: 21 MB for the default
 //! 65,536 flows).
 
 use super::flow::FlowKey;
@@ -75,10 +75,10 @@ const EMPTY: Entry = Entry {
 
 /// What a flow's payload said of its server, kept beside its slot when the rules read names.
 /// Laid out by hand: what every frame reads or writes (the tests, the frame counts, whether
-/// anything is left to learn) is in the first cache line; the name and the state of a parse
-/// in progress come after.
+/// anything is left to learn) comes first, together; the name and the state of a parse in
+/// progress after.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C, align(64))]
+#[repr(C)]
 pub struct FlowName {
     /// The classifier's name tests on `name`, a bit per test.
     pub tests: u64,
@@ -97,6 +97,11 @@ pub struct FlowName {
     pub app_looked: u8,
     /// What its payload showed of its protocol.
     pub app: AppSeen,
+    /// Frames kept in its former class after it moved, to keep their order; and, per egress
+    /// port, whether it is moving (its name or protocol changed its verdict, and its frames
+    /// have not all left the former class yet).
+    pub held_for_order: u8,
+    pub moving: [bool; 2],
     /// Where `name` came from; `None` while it is not known.
     pub source: Option<NameSource>,
     /// Its slot in the classifier's ClientHello pool (1-based), while it gathers one.
@@ -421,6 +426,13 @@ impl FlowTable {
         }
     }
 
+    /// The class of the flow's last frame out by `egress`, under the current rules.
+    pub fn last_class(&self, slot: usize, egress: usize) -> Option<u16> {
+        let e = &self.slots[slot];
+        let c = e.class[egress];
+        (e.generation == self.generation && c != NO_VERDICT).then_some(c)
+    }
+
     pub fn verdict(&self, slot: usize, egress: usize) -> u16 {
         self.slots[slot].verdict[egress]
     }
@@ -503,7 +515,7 @@ mod tests {
     #[test]
     fn a_kept_name_costs_what_the_docs_say() {
         // flow_table.rs's header and docs/rules.md quote this size.
-        assert_eq!(std::mem::size_of::<FlowName>(), 320);
+        assert_eq!(std::mem::size_of::<FlowName>(), 328);
     }
 
     #[test]

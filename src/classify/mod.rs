@@ -15,7 +15,9 @@
 //!   Host, DNS question; the signatures of `payload::detect`); until a name is known its tests
 //!   are false, and until the protocol is decided `app` goes by ports; when either is learnt,
 //!   the flow's verdicts are made again, once, and its frames from then on go to the new
-//!   class. The frames classified before are counted;
+//!   class, once its frames have left the former one (`classify_frame_in_order`: so that they
+//!   leave in order; at most [`MAX_HELD_FOR_ORDER`] frames kept back). The frames classified
+//!   before are counted;
 //! - no allocation per frame; no panic whatever the frame.
 
 pub mod dns_cache;
@@ -42,6 +44,10 @@ use rule::{AppSeen, NameTests, Rule};
 /// Payload frames of a flow read for its server name and its protocol before giving up on
 /// them, unless the config says otherwise (`flow_table.payload_frames`).
 pub const NAME_PAYLOAD_FRAMES: u8 = 4;
+
+/// Frames of a flow that moved kept at most in its former class while its earlier frames wait
+/// there (then it moves even if they still do: a FIFO class under load may never empty).
+pub const MAX_HELD_FOR_ORDER: u8 = 64;
 
 /// The most payload frames a config may ask to read per flow.
 pub const MAX_PAYLOAD_FRAMES: u8 = 32;
@@ -172,6 +178,9 @@ pub struct NameStats {
     /// the pool's counters.
     pub hellos_gathered: u64,
     pub hello_pool: HelloPoolStats,
+    /// Frames of flows that moved, kept in their former class while their earlier frames
+    /// waited there, so that the flow's frames left in order.
+    pub held_for_order: u64,
     /// New flows named from the DNS cache, and the cache's counters.
     pub from_dns_cache: u64,
     pub dns_cache: DnsCacheStats,
@@ -387,7 +396,7 @@ impl Classifier {
     /// Classify a frame that will leave on `egress`, and count it in its flow, without its
     /// bytes (no server name can be learnt from it).
     pub fn classify(&mut self, view: &FrameView, egress: Side, now: Nanos) -> Verdict {
-        self.classify_and(view, None, egress, now, true)
+        self.classify_and(view, None, egress, now, true, |_, _| false)
     }
 
     /// Classify frame `frame` (parsed as `view`) that will leave on `egress`, and count it in
@@ -399,13 +408,28 @@ impl Classifier {
         egress: Side,
         now: Nanos,
     ) -> Verdict {
-        self.classify_and(view, Some(frame), egress, now, true)
+        self.classify_and(view, Some(frame), egress, now, true, |_, _| false)
+    }
+
+    /// [`classify_frame`](Self::classify_frame), keeping the order of a flow's frames when it
+    /// moves to another class: `may_hold(class, fairness_hash)` says whether frames of the
+    /// flow may still wait in `class` (the port's scheduler knows); while they may, the flow's
+    /// frames go on to that class (at most [`MAX_HELD_FOR_ORDER`] of them, counted).
+    pub fn classify_frame_in_order(
+        &mut self,
+        view: &FrameView,
+        frame: &[u8],
+        egress: Side,
+        now: Nanos,
+        may_hold: impl Fn(ClassId, u64) -> bool,
+    ) -> Verdict {
+        self.classify_and(view, Some(frame), egress, now, true, may_hold)
     }
 
     /// Classify a frame already counted (queued when a reload changed the rules), without
     /// counting it again in its flow.
     pub fn classify_again(&mut self, view: &FrameView, egress: Side, now: Nanos) -> Verdict {
-        self.classify_and(view, None, egress, now, false)
+        self.classify_and(view, None, egress, now, false, |_, _| false)
     }
 
     /// The flow tests (names and protocol) of the flow in `slot`, learning its server name and
@@ -529,6 +553,7 @@ impl Classifier {
         }
         let tests = n.tests | n.app_tests;
         if (n.tests, n.app_tests) != (tests_before, app_tests_before) {
+            n.moving = [true; 2];
             // The verdicts cached so far were made without this name or protocol.
             self.flows.set_verdict(slot, 0, NO_VERDICT);
             self.flows.set_verdict(slot, 1, NO_VERDICT);
@@ -586,6 +611,7 @@ impl Classifier {
         egress: Side,
         now: Nanos,
         account: bool,
+        may_hold: impl Fn(ClassId, u64) -> bool,
     ) -> Verdict {
         let port = &self.ports[egress.index()];
         if view.is_link_control() {
@@ -634,15 +660,11 @@ impl Classifier {
             .find(|&&p| port.matches[usize::from(p)].rule.matches_with(&v, names))
             .copied()
             .unwrap_or(first);
-        let class = port
+        let mut class = port
             .matches
             .get(usize::from(pos))
             .map_or(port.default_class, |m| m.class);
-        if account {
-            self.flows
-                .account(slot, egress.index(), class, view.len, from_lo, now);
-        }
-        let (fairness_hash, host_hash) = match port.fairness.get(usize::from(class)) {
+        let hashes = |class: ClassId| match port.fairness.get(usize::from(class)) {
             Some(Fairness::Flow) => (flow_hash, 0),
             Some(Fairness::Host) => (lan_host_hash(&v, egress), 0),
             Some(Fairness::SrcHost) => (host_hash(address(&v, true)), 0),
@@ -650,6 +672,32 @@ impl Classifier {
             Some(Fairness::Triple) => (flow_hash, lan_host_hash(&v, egress)),
             Some(Fairness::Fifo) | None => (0, 0),
         };
+        if account {
+            // A flow that moves (its name or protocol became known) stays where its earlier
+            // frames wait until they have left, so that its frames keep their order; for at
+            // most MAX_HELD_FOR_ORDER frames.
+            // (Only a move that a name or protocol made: a rule on per-frame fields sends a
+            // flow's frames to different classes by design.)
+            let prev = self.flows.last_class(slot, egress.index());
+            if let (Some(n), Some(prev)) = (self.flows.name_mut(slot), prev) {
+                if n.moving[egress.index()] {
+                    let hold = prev != class
+                        && usize::from(prev) < port.fairness.len()
+                        && n.held_for_order < MAX_HELD_FOR_ORDER
+                        && may_hold(prev, hashes(prev).0);
+                    if hold {
+                        n.held_for_order += 1;
+                        self.names.held_for_order += 1;
+                        class = prev;
+                    } else {
+                        n.moving[egress.index()] = false;
+                    }
+                }
+            }
+            self.flows
+                .account(slot, egress.index(), class, view.len, from_lo, now);
+        }
+        let (fairness_hash, host_hash) = hashes(class);
         Verdict {
             egress,
             class,

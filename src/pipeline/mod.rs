@@ -214,9 +214,14 @@ impl<T: Copy> Pipeline<T> {
         let egress = ingress.other();
         let e = egress.index();
         let len = info.len.min(rx.as_ref().len());
-        let verdict = self
-            .classifier
-            .classify_frame(view, &rx.as_ref()[..len], egress, now);
+        let sched = &self.ports[e];
+        let verdict = self.classifier.classify_frame_in_order(
+            view,
+            &rx.as_ref()[..len],
+            egress,
+            now,
+            |class, hash| sched.may_hold(class, hash),
+        );
         let class = verdict.class;
         let bytes = info.wire_len.max(len as u32);
         let vnet = match info.offload {

@@ -306,6 +306,24 @@ impl Tags {
         self.tags.len()
     }
 
+    /// Where `hash`'s frames would be, without binding anything: its own way, or, when no way
+    /// of its set has its tag, whether every way of the set is busy (then its frames may have
+    /// gone to a shared one).
+    fn peek(&self, hash: u64) -> Result<u32, bool> {
+        if self.tags.len() == 1 {
+            return Ok(0);
+        }
+        let (set, tag) = (hash as usize & self.set_mask, (hash ^ hash >> 32) as u32);
+        let base = set << self.ways_log2;
+        match self.tags[base..base + self.ways]
+            .iter()
+            .position(|&t| t == tag)
+        {
+            Some(k) => Ok((base + k) as u32),
+            None => Err(self.empty[set] == 0),
+        }
+    }
+
     /// The way for `hash`: its own, else an idle way of its set, else one whose queue is
     /// empty (`Claimed`: the caller rebinds it), else a busy one, shared. With `reuse_empty`
     /// false only idle ways are taken (the emptiness bits are then not kept).
@@ -494,6 +512,19 @@ impl ClassQueue {
     }
 
     /// Would a frame of `bytes` fit under both limits?
+    /// May frames of the flow with `flow_hash` be queued here? Exact while the flow has a
+    /// queue of its own; when every queue of its set is busy (it may share one) the answer is
+    /// yes.
+    pub fn may_hold(&self, flow_hash: u64) -> bool {
+        if self.packets == 0 {
+            return false;
+        }
+        match self.flow_tags.peek(flow_hash) {
+            Ok(f) => self.flows[f as usize].head != NIL,
+            Err(set_busy) => set_busy,
+        }
+    }
+
     pub fn has_room(&self, bytes: u32) -> bool {
         self.packets < self.limit_packets && self.bytes + u64::from(bytes) <= self.limit_bytes
     }

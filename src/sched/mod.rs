@@ -388,6 +388,14 @@ impl<T: Copy> PortScheduler<T> {
         self.classes.get(usize::from(class)).map(|c| &c.stats)
     }
 
+    /// May frames of the flow with `fairness_hash` be queued in `class` (see
+    /// [`ClassQueue::may_hold`])? False for a class that does not exist.
+    pub fn may_hold(&self, class: ClassId, fairness_hash: u64) -> bool {
+        self.classes
+            .get(usize::from(class))
+            .is_some_and(|c| c.queue.may_hold(fairness_hash))
+    }
+
     pub fn queued_frames(&self) -> u64 {
         self.queued_frames
     }

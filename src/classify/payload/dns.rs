@@ -33,6 +33,9 @@ fn is_announcement(payload: &[u8]) -> Option<()> {
     if an + ns + ar > payload.len() / 11 {
         return None;
     }
+    if is_netbios_name(payload) {
+        return None;
+    }
     // The first record: a name of labels, then type, class, TTL and data within the message.
     let at = skip_name(payload, HEADER)?;
     let class = be16(payload, at + 2)? & 0x7fff;
@@ -116,6 +119,14 @@ fn skip_name(payload: &[u8], mut at: usize) -> Option<usize> {
     None
 }
 
+/// NetBIOS name service (port 137) borrows DNS's layout, with a first label of 32 letters A
+/// to P (a NetBIOS name, half a byte per letter): not DNS, and not a host name.
+fn is_netbios_name(payload: &[u8]) -> bool {
+    payload
+        .get(HEADER..HEADER + 33)
+        .is_some_and(|l| l[0] == 32 && l[1..].iter().all(|b| (b'A'..=b'P').contains(b)))
+}
+
 /// The header's record counts: questions, answers, authority and additional records.
 fn counts(payload: &[u8]) -> Option<(usize, usize, usize, usize)> {
     Some((
@@ -138,12 +149,7 @@ fn first_question(payload: &[u8]) -> Option<(Name, usize)> {
     {
         return None;
     }
-    // NetBIOS name service (port 137) borrows DNS's layout, with a first label of 32 letters
-    // A to P (a NetBIOS name, half a byte per letter): not DNS, and not a host name.
-    let nbns = payload
-        .get(HEADER..HEADER + 33)
-        .is_some_and(|l| l[0] == 32 && l[1..].iter().all(|b| (b'A'..=b'P').contains(b)));
-    if nbns {
+    if is_netbios_name(payload) {
         return None;
     }
     let mut name = Name::default();

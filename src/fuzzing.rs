@@ -28,7 +28,7 @@ fn check(name: &Name) {
 
 /// Every payload parser on `data`, cut into up to three payloads of one flow: protocol
 /// signatures (with their state across packets), server names (a ClientHello gathered across
-/// pieces), DNS answers, QUIC Initials. The first byte picks the transport (bit 0), the cuts
+/// pieces), ALPN offers, DNS answers, QUIC Initials. The first byte picks the transport (bit 0), the cuts
 /// (bits 1-4) and the first piece's direction (bit 5).
 pub fn payload(data: &[u8]) {
     let Some((&ctl, rest)) = data.split_first() else {
@@ -62,6 +62,14 @@ pub fn payload(data: &[u8]) {
         }
         if let tls::Hello::Found(n) = tls::client_hello(piece) {
             check(&n);
+        }
+        for a in [tls::client_hello_alpn(piece), tls::handshake_alpn(piece)]
+            .into_iter()
+            .flatten()
+        {
+            let s = a.as_str();
+            assert!(!s.is_empty() && s.len() <= tls::MAX_ALPN, "{a:?}");
+            assert!(s.bytes().all(|b| b.is_ascii_graphic()), "{a:?}");
         }
         if let Some(n) = quic::initial_sni(piece) {
             check(&n);

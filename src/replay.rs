@@ -240,8 +240,8 @@ pub struct NamesReport {
     /// Addresses stored from DNS answers, and live ones pushed out of the full cache.
     pub dns_answers_stored: u64,
     pub dns_cache_evicted: u64,
-    /// Flows whose protocol was told from their payload, flows whose payload showed none
-    /// (or was cut off), and frames of the first kind classified before it was told.
+    /// Flows whose protocol was told from their payload, flows whose payload showed none, and
+    /// frames of the first kind classified before it was told.
     pub apps_found: u64,
     pub apps_unknown: u64,
     pub frames_before_app: u64,

@@ -294,6 +294,31 @@ fn a_flow_that_moves_keeps_the_order_of_its_frames() {
 }
 
 #[test]
+fn the_alpn_offer_of_a_client_hello_is_kept_per_flow() {
+    // tshark -r FILE -Y "tls.handshake.type==1" -e tls.handshake.extensions_alpn_str: the
+    // protocols each ClientHello offers; weir keeps the first, when it came with the name
+    // (in the split hellos it comes after, in a piece weir no longer gathers).
+    for (file, alpn) in [
+        ("tls-sni.pcap", Some("h2")),
+        ("tls-split-hello.pcap", None),
+        ("quic-v1.pcap", Some("h3")),
+        ("quic-v2.pcap", Some("quic-echo-example")),
+        ("quic-split-hello.pcap", None),
+    ] {
+        let alpn = alpn.map_or(serde_json::Value::Null, |a| a.into());
+        let (_, flows) = replay_with_flows(&plan("domain nothing.invalid"), file);
+        let named: Vec<_> = flows
+            .iter()
+            .filter(|f| f["server_name"].is_string())
+            .collect();
+        assert!(!named.is_empty(), "{file}");
+        for f in named {
+            assert_eq!(f["alpn"], alpn, "{file}: {f}");
+        }
+    }
+}
+
+#[test]
 fn names_agree_with_tshark_on_the_committed_captures() {
     if !common::require_tool(
         "names_agree_with_tshark_on_the_committed_captures",

@@ -168,8 +168,7 @@ pub struct NameStats {
     pub not_found: u64,
     /// Frames of the named flows classified before their name was known.
     pub frames_before: u64,
-    /// Flows whose protocol was told from payload, and those whose payloads showed none (or
-    /// could not be read: a capture's snap length).
+    /// Flows whose protocol was told from payload, and those whose first payloads showed none.
     pub apps_found: u64,
     pub apps_unknown: u64,
     /// Frames of the flows whose protocol was found, classified before it was.
@@ -461,16 +460,10 @@ impl Classifier {
             return n.tests | n.app_tests;
         }
         let (tests_before, app_tests_before) = (n.tests, n.app_tests);
-        if !v.is_ip() || !matches!(v.ip_proto, 6 | 17) || v.truncated {
-            // Nothing to read in this flow (or this capture cut its payloads): the verdict
-            // without a name and protocol is final. (A TCP or UDP frame whose payload was not
-            // reached, a later fragment, only does not count.)
-            if v.truncated {
-                n.app = AppSeen::Unknown;
-            } else {
-                n.looked = NAME_DECIDED;
-                n.app = AppSeen::Unknown;
-            }
+        if !v.is_ip() || !matches!(v.ip_proto, 6 | 17) {
+            // Nothing to read in this flow: the verdict without a name and protocol is final.
+            n.looked = NAME_DECIDED;
+            n.app = AppSeen::Unknown;
         } else if let Some(payload) = frame.and_then(|f| payload_of(v, f)) {
             if app_open {
                 match detect::protocol(v.ip_proto, payload, dir, &mut n.detect) {
@@ -776,6 +769,17 @@ fn read_name(
         None => hellos.scratch(),
     };
     let found = payload::server_name_at(proto, payload, at, &mut n.pending, gather);
+    // The hello's ALPN offer: from this payload, or from what was gathered (a QUIC Initial's
+    // CRYPTO data is always in `gather`).
+    let alpn = match found {
+        Some((NameSource::Sni, _)) => payload::tls::client_hello_alpn(payload)
+            .or_else(|| held.and_then(|_| payload::tls::client_hello_alpn(gather.prefix()))),
+        Some((NameSource::Quic, _)) => payload::tls::handshake_alpn(gather.prefix()),
+        _ => None,
+    };
+    if let Some(a) = alpn {
+        n.alpn = a;
+    }
     let gathering = n.pending.gathering();
     if gathering && held.is_none() {
         n.hello = hellos.adopt(owner, now);

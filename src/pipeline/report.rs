@@ -186,6 +186,9 @@ pub struct FlowStatus {
     pub server_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_source: Option<String>,
+    /// The first protocol its TLS or QUIC ClientHello offered by ALPN (`h2`, `h3`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
     /// Frames each way, and frames classified before its name was known; only when weir keeps
     /// names (else 0).
     #[serde(default)]
@@ -260,6 +263,7 @@ impl FlowStatus {
             idle_s: secs(now.saturating_sub(info.last_seen)),
             server_name: info.server.map(|(_, n)| n.as_str().to_string()),
             name_source: info.server.map(|(s, _)| s.as_str().to_string()),
+            alpn: info.alpn.map(|a| a.as_str().to_string()),
             frames_up: u64::from(info.frames[Side::Wan.index()]),
             frames_down: u64::from(info.frames[Side::Lan.index()]),
             // Meaningful only for a flow that got a name.

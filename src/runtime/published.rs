@@ -397,6 +397,7 @@ mod tests {
                 frames_before_name: 0,
                 protocol: None,
                 frames_before_app: 0,
+                alpn: None,
             },
             class: class.map(|c| c.map(str::to_string)),
         }

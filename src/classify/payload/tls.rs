@@ -40,6 +40,58 @@ pub fn client_hello(payload: &[u8]) -> Hello {
 const HANDSHAKE: u8 = 22;
 const CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: usize = 0;
+const EXT_ALPN: usize = 16;
+
+/// Longest application protocol kept (RFC 7301 allows 255; the registered ones are short).
+pub const MAX_ALPN: usize = 24;
+
+/// The first protocol a ClientHello offers by ALPN (RFC 7301): `h2`, `http/1.1`, `h3`, ...
+/// Printable ASCII only, inline (no allocation).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Alpn {
+    buf: [u8; MAX_ALPN],
+    len: u8,
+}
+
+impl Alpn {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for Alpn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Alpn({:?})", self.as_str())
+    }
+}
+
+/// The first ALPN protocol of the ClientHello record that `payload` starts with.
+pub fn client_hello_alpn(payload: &[u8]) -> Option<Alpn> {
+    if payload.first() != Some(&HANDSHAKE) || payload.get(1) != Some(&3) {
+        return None;
+    }
+    handshake_alpn(payload.get(5..)?)
+}
+
+/// The first ALPN protocol of the ClientHello handshake message that `hs` starts with.
+pub fn handshake_alpn(hs: &[u8]) -> Option<Alpn> {
+    let data = extension(hs, EXT_ALPN)?;
+    let list = data.get(2..2 + be16(data, 0)?)?;
+    let len = usize::from(*list.first()?);
+    let proto = list.get(1..1 + len)?;
+    if proto.is_empty() || proto.len() > MAX_ALPN || !proto.iter().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
+    let mut a = Alpn::default();
+    a.buf[..proto.len()].copy_from_slice(proto);
+    // At most MAX_ALPN (24).
+    a.len = proto.len() as u8;
+    Some(a)
+}
 const HOST_NAME: u8 = 0;
 
 /// The host name of the ClientHello that `payload` starts with.
@@ -56,6 +108,12 @@ pub fn client_hello_sni(payload: &[u8]) -> Option<Name> {
 /// The host name of the ClientHello handshake message that `hs` starts with (no record
 /// header: as QUIC carries it in CRYPTO frames).
 pub fn handshake_sni(hs: &[u8]) -> Option<Name> {
+    server_name_list(extension(hs, EXT_SERVER_NAME)?)
+}
+
+/// The data of extension `kind` of the ClientHello handshake message that `hs` starts with,
+/// as far as the bytes go.
+fn extension(hs: &[u8], kind: usize) -> Option<&[u8]> {
     if hs.first() != Some(&CLIENT_HELLO) {
         return None;
     }
@@ -70,10 +128,10 @@ pub fn handshake_sni(hs: &[u8]) -> Option<Name> {
     let ext_end = (at + 2 + be16(hello, at)?).min(hello.len());
     at += 2;
     while at + 4 <= ext_end {
-        let (kind, len) = (be16(hello, at)?, be16(hello, at + 2)?);
+        let (k, len) = (be16(hello, at)?, be16(hello, at + 2)?);
         let data = hello.get(at + 4..(at + 4 + len).min(ext_end))?;
-        if kind == EXT_SERVER_NAME {
-            return server_name_list(data);
+        if k == kind {
+            return Some(data);
         }
         at += 4 + len;
     }

@@ -8,10 +8,9 @@
 
 mod common;
 
-use common::captures::{read_all, received, replay_with_flows as replay, root};
+use common::captures::{pin_to_generator, received, replay_with_flows as replay};
 use std::path::Path;
 use std::sync::Arc;
-use weir::capture::CaptureWriter;
 
 const MS: u64 = 1_000_000;
 const T0: u64 = 1_700_000_000 * 1_000_000_000;
@@ -127,20 +126,7 @@ fn rtp_and_high_ports_frames() -> Vec<(u64, Vec<u8>)> {
 
 #[test]
 fn rtp_capture_matches_its_generator() {
-    let path = root().join("captures/rtp-and-high-ports.pcap");
-    let frames = rtp_and_high_ports_frames();
-    if std::env::var_os("WEIR_REGENERATE_CAPTURES").is_some() {
-        let mut w = CaptureWriter::create(&path).unwrap();
-        for (t, f) in &frames {
-            w.write(*t, f, f.len() as u32).unwrap();
-        }
-        w.finish().unwrap();
-    }
-    assert_eq!(
-        read_all(&path),
-        frames,
-        "captures/rtp-and-high-ports.pcap differs from its generator"
-    );
+    pin_to_generator("rtp-and-high-ports.pcap", &rtp_and_high_ports_frames());
 }
 
 /// One class per rule, in order, then `rest`.

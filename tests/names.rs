@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::captures::{received, replay_with_flows, root};
+use common::captures::{received, replay_with_flows, root, temp_config};
 use std::path::Path;
 use std::sync::Arc;
 use weir::replay::{replay_file, ReplayOptions};
@@ -351,11 +351,8 @@ fn names_agree_with_tshark_on_the_committed_captures() {
 
 #[test]
 fn explain_shows_why_a_frame_gets_its_class() {
-    let dir = std::env::temp_dir().join(format!("weir-explain-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.ron");
-    std::fs::write(
-        &config,
+    let (dir, config) = temp_config(
+        "explain",
         r#"(
             lan_networks: ["192.168.0.0/16"],
             ports: (wan: (rate: "100 Mbit"), lan: (rate: "100 Mbit")),
@@ -365,8 +362,7 @@ fn explain_shows_why_a_frame_gets_its_class() {
                 (name: "rest", match: "default", rate: "1 Mbit"),
             ],
         )"#,
-    )
-    .unwrap();
+    );
     let explain = |frame: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["explain", "--json", "--frame", frame, "-c"])
@@ -410,11 +406,8 @@ fn explain_shows_why_a_frame_gets_its_class() {
 
 #[test]
 fn explain_a_flow_shows_where_its_class_changed_and_why() {
-    let dir = std::env::temp_dir().join(format!("weir-explain-flow-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.ron");
-    std::fs::write(
-        &config,
+    let (dir, config) = temp_config(
+        "explain-flow",
         r#"(
             lan_networks: ["198.18.0.0/24"],
             ports: (wan: (rate: "100 Mbit"), lan: (rate: "100 Mbit")),
@@ -424,8 +417,7 @@ fn explain_a_flow_shows_where_its_class_changed_and_why() {
                 (name: "rest", match: "default", rate: "1 Mbit"),
             ],
         )"#,
-    )
-    .unwrap();
+    );
     let explain = |capture: &str, flow: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["explain", "--json", "--flow", flow, "-c"])

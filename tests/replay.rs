@@ -23,8 +23,7 @@
 
 mod common;
 
-use common::captures::{read_all, root};
-use weir::capture::CaptureWriter;
+use common::captures::{pin_to_generator, read_all, root};
 use weir::replay::replay_file;
 
 const MS: u64 = 1_000_000;
@@ -77,20 +76,7 @@ fn shaping_check_frames() -> Vec<(u64, Vec<u8>)> {
 
 #[test]
 fn shaping_check_capture_matches_its_generator() {
-    let path = root().join("captures/shaping-check.pcap");
-    let frames = shaping_check_frames();
-    if std::env::var_os("WEIR_REGENERATE_CAPTURES").is_some() {
-        let mut w = CaptureWriter::create(&path).unwrap();
-        for (t, f) in &frames {
-            w.write(*t, f, f.len() as u32).unwrap();
-        }
-        w.finish().unwrap();
-    }
-    assert_eq!(
-        read_all(&path),
-        frames,
-        "captures/shaping-check.pcap differs from its generator"
-    );
+    pin_to_generator("shaping-check.pcap", &shaping_check_frames());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use weir::capture::CaptureReader;
+use weir::capture::{CaptureReader, CaptureWriter};
 use weir::replay::{replay_file, ReplayOptions, ReplayReport};
 
 /// The repository's root.
@@ -19,6 +19,33 @@ pub fn read_all(path: &Path) -> Vec<(u64, Vec<u8>)> {
         out.push((f.ts_ns, f.data.to_vec()));
     }
     out
+}
+
+/// A capture this project writes (`captures/NAME`) holds exactly the frames of its generator;
+/// with `WEIR_REGENERATE_CAPTURES` set, it is written from them first.
+pub fn pin_to_generator(name: &str, frames: &[(u64, Vec<u8>)]) {
+    let path = root().join("captures").join(name);
+    if std::env::var_os("WEIR_REGENERATE_CAPTURES").is_some() {
+        let mut w = CaptureWriter::create(&path).unwrap();
+        for (t, f) in frames {
+            w.write(*t, f, f.len() as u32).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    assert!(
+        read_all(&path) == frames,
+        "captures/{name} differs from its generator"
+    );
+}
+
+/// A config file written in a fresh directory of the system's temp dir (`weir-NAME-<pid>`);
+/// remove the directory when done.
+pub fn temp_config(name: &str, src: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("weir-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.ron");
+    std::fs::write(&config, src).unwrap();
+    (dir, config)
 }
 
 /// Replay `captures/NAME` under `plan`: the report and each flow's JSON line (`--flows`).

@@ -37,22 +37,8 @@ fn plan_with_sets(name_test: &str, sets: &str) -> Arc<weir::config::Plan> {
 #[test]
 fn a_tls_flow_moves_to_its_named_class_at_its_client_hello() {
     let capture = root().join("captures/tls-sni.pcap");
-    let flows_path = std::env::temp_dir().join(format!("weir-names-{}.jsonl", std::process::id()));
-    let run = |test: &str| {
-        replay_file(
-            &plan(test),
-            &capture,
-            None,
-            Some(&flows_path),
-            &ReplayOptions {
-                flows: true,
-                ..Default::default()
-            },
-            &mut |_| {},
-        )
-        .expect("replay")
-    };
-    let r = run("domain *.mozilla.org");
+    let run = |test: &str| replay_with_flows(&plan(test), "tls-sni.pcap");
+    let (r, flows) = run("domain *.mozilla.org");
     // tshark: two connections to port 443, each opening with a 3-frame handshake and then a
     // ClientHello naming tls13.crypto.mozilla.org; 24 frames in all.
     assert_eq!(r.frames_read, 24);
@@ -60,12 +46,7 @@ fn a_tls_flow_moves_to_its_named_class_at_its_client_hello() {
     assert_eq!(r.names.frames_before, 6, "each handshake's 3 frames");
     assert_eq!(received(&r, "web"), 6, "the handshakes, before the names");
     assert_eq!(received(&r, "named"), 18);
-    let lines = std::fs::read_to_string(&flows_path).unwrap();
-    let flows: Vec<serde_json::Value> = lines
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(flows.len(), 2, "{lines}");
+    assert_eq!(flows.len(), 2, "{flows:?}");
     for f in &flows {
         assert_eq!(f["server_name"], "tls13.crypto.mozilla.org", "{f}");
         assert_eq!(f["name_source"], "sni");
@@ -94,11 +75,10 @@ fn a_tls_flow_moves_to_its_named_class_at_its_client_hello() {
         "sni mozilla.org",
         "dns *.mozilla.org",
     ] {
-        let r = run(test);
+        let (r, _) = run(test);
         assert_eq!(received(&r, "named"), 0, "{test}");
         assert_eq!(received(&r, "web"), 24, "{test}");
     }
-    let _ = std::fs::remove_file(&flows_path);
 }
 
 #[test]

@@ -217,10 +217,10 @@ impl Classifier {
         let undecided_app_tests = name_tests.eval_app(AppSeen::Undecided);
         let keep = !name_tests.is_empty();
         let mut flows = FlowTable::new(max_flows, idle_timeout);
-        flows.keep_names(!name_tests.is_empty());
+        flows.keep_names(keep);
         Classifier {
             ports,
-            dns_cache: (!name_tests.is_empty()).then(|| DnsCache::new(DNS_CACHE_ENTRIES)),
+            dns_cache: keep.then(|| DnsCache::new(DNS_CACHE_ENTRIES)),
             name_tests,
             names_wanted: false,
             names: NameStats::default(),
@@ -447,7 +447,9 @@ impl Classifier {
         now: Nanos,
     ) -> u64 {
         let limit = self.payload_frames;
-        let Some(n) = self.flows.name_mut(slot) else {
+        // Names and the hello pool are kept together (`keep_names`, `replace_rules`).
+        let (Some(n), Some(hellos)) = (self.flows.name_mut(slot), self.hellos.as_deref_mut())
+        else {
             return 0;
         };
         if account {
@@ -491,20 +493,14 @@ impl Classifier {
                     dir: dir as u8,
                     seq: tcp_seq(v, frame.unwrap_or(&[])),
                 };
-                let found = match self.hellos.as_deref_mut() {
-                    Some(hellos) => {
-                        let found = read_name(hellos, n, v.ip_proto, payload, at, flow_hash, now);
-                        if found.is_some() && n.hello != 0 {
-                            self.names.hellos_gathered += 1;
-                        }
-                        if !n.pending.gathering() {
-                            hellos.release(n.hello, flow_hash);
-                            n.hello = 0;
-                        }
-                        found
-                    }
-                    None => payload::server_name(v.ip_proto, payload, &mut n.pending),
-                };
+                let found = read_name(hellos, n, v.ip_proto, payload, at, flow_hash, now);
+                if found.is_some() && n.hello != 0 {
+                    self.names.hellos_gathered += 1;
+                }
+                if !n.pending.gathering() {
+                    hellos.release(n.hello, flow_hash);
+                    n.hello = 0;
+                }
                 if let Some((source, name)) = found {
                     n.name = name;
                     n.source = Some(source);
@@ -519,10 +515,6 @@ impl Classifier {
                     if n.looked >= limit {
                         n.looked = NAME_DECIDED;
                         self.names.not_found += 1;
-                        if let Some(h) = self.hellos.as_deref_mut() {
-                            h.release(n.hello, flow_hash);
-                        }
-                        n.hello = 0;
                     }
                 }
             }
@@ -585,11 +577,8 @@ impl Classifier {
             .lookup(v.dst_ip, v6, now)
             .or_else(|| cache.lookup(v.src_ip, v6, now));
         // A flow back from idling may have kept a name of its own.
-        let unnamed = self
-            .flows
-            .name_mut(slot)
-            .is_some_and(|n| n.source.is_none());
-        if let (Some(name), Some(n), true) = (found, self.flows.name_mut(slot), unnamed) {
+        let unnamed = self.flows.name_mut(slot).filter(|n| n.source.is_none());
+        if let (Some(name), Some(n)) = (found, unnamed) {
             n.name = name;
             n.source = Some(NameSource::DnsCache);
             n.tests = self.name_tests.eval(NameSource::DnsCache, name.as_bytes());

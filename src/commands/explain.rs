@@ -35,6 +35,15 @@ struct Change {
     protocol: Option<&'static str>,
 }
 
+/// The name of class `id` of port `egress`.
+fn class_name(plan: &weir::config::Plan, egress: weir::port::Side, id: u16) -> String {
+    plan.port(egress)
+        .classes
+        .get(usize::from(id))
+        .map_or("?", |c| c.name.as_str())
+        .to_string()
+}
+
 /// An endpoint as flows print it: `1.2.3.4:80`, `[2001:db8::1]:53`, or an address alone.
 fn endpoint(s: &str) -> Option<(std::net::IpAddr, Option<u16>)> {
     if let Ok(ip) = s.parse() {
@@ -98,13 +107,6 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let port_of = |plan: &weir::config::Plan, egress: weir::port::Side, id: u16| {
-        plan.port(egress)
-            .classes
-            .get(usize::from(id))
-            .map_or("?", |c| c.name.as_str())
-            .to_string()
-    };
     let mut changes: Vec<Change> = Vec::new();
     let mut last: Option<(u64, u64, Vec<u8>)> = None;
     // The flow's last frame as it stood when it came (later frames change the replay).
@@ -119,7 +121,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
                         .is_some_and(|[x, y]| (x == w[0] && y == w[1]) || (x == w[1] && y == w[0]));
                     if ours {
                         if let Some((egress, e)) = replay.explain_last(f.data) {
-                            let class_name = port_of(&plan, egress, e.class);
+                            let class_name = class_name(&plan, egress, e.class);
                             last_explained = Some((egress, e.clone()));
                             let changed = changes
                                 .iter()
@@ -169,13 +171,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let Some((egress, e)) = last_explained.or_else(|| replay.explain_last(&data)) else {
         return Ok(ExitCode::FAILURE);
     };
-    let port = plan.port(egress);
-    let class_name = |id: u16| {
-        port.classes
-            .get(usize::from(id))
-            .map_or("?", |c| c.name.as_str())
-            .to_string()
-    };
+    let class_name = |id: u16| class_name(&plan, egress, id);
     let mut out = std::io::stdout().lock();
     if s.json {
         let mut v = serde_json::json!({

@@ -559,3 +559,31 @@ fn named_sets_of_globs_are_checked_and_used_by_name_tests() {
     let e = err(&with_sets(r#""vi deo": ["a.example"]"#, "default"));
     assert!(e.message.contains("not usable in a rule"), "{e}");
 }
+
+#[test]
+fn payload_frames_has_a_default_and_a_range() {
+    let plan = parse(GOOD, Path::new("t.ron")).unwrap();
+    assert_eq!(plan.payload_frames, crate::classify::NAME_PAYLOAD_FRAMES);
+    let with = |n: u32| {
+        GOOD.replace(
+            r#"lan_networks: ["198.18.0.0/24"],"#,
+            &format!(r#"lan_networks: ["198.18.0.0/24"], flow_table: (payload_frames: {n}),"#),
+        )
+    };
+    assert_eq!(
+        parse(&with(8), Path::new("t.ron")).unwrap().payload_frames,
+        8
+    );
+    for n in [0, 33] {
+        let e = err(&with(n));
+        assert!(
+            e.message
+                .contains(&format!("payload_frames {n} is out of range")),
+            "{e}"
+        );
+        assert!(
+            e.hint.as_deref().unwrap_or("").contains("use 1 to 32"),
+            "{e}"
+        );
+    }
+}

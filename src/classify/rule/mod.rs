@@ -99,11 +99,12 @@ pub type NameSets = Vec<(String, Vec<String>)>;
 /// What a flow's payload showed of its protocol (`payload::detect`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AppSeen {
-    /// Not decided yet (no payload read, or RTP's first packet): `app` goes by ports, as for
-    /// `Unknown`, and no protocol test holds.
+    /// Not decided yet (no payload read, or RTP's first packet): as for `Unknown`, no
+    /// protocol is named and `app` goes by ports.
     #[default]
     Undecided,
-    /// Payloads read, no protocol found (or none could be read).
+    /// The payload frames allowed were read and fit no signature, or the flow carries none
+    /// (not TCP or UDP).
     Unknown,
     Found(Protocol),
 }
@@ -180,11 +181,6 @@ impl NameTests {
             (FlowTest::App(Some(want)), AppSeen::Found(p)) => *want == p,
             (FlowTest::App(Some(_)), AppSeen::Undecided | AppSeen::Unknown) => false,
         })
-    }
-
-    /// Some rule tests the payload's protocol.
-    pub fn reads_apps(&self) -> bool {
-        self.tests.iter().any(|t| matches!(t, FlowTest::App(_)))
     }
 
     fn bits(&self, holds: impl Fn(&FlowTest) -> bool) -> u64 {

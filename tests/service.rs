@@ -506,6 +506,116 @@ fn a_broken_config_on_reload_keeps_the_old_policy_and_says_where() {
     assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
 }
 
+#[test]
+fn explain_asks_a_running_bridge_about_a_flow() {
+    if !require_root("explain_asks_a_running_bridge_about_a_flow") {
+        return;
+    }
+    let _serial = serial();
+    let lab = lab("svc-explain");
+    let wan = r#"
+        (name: "mozilla", match: "domain *.mozilla.org", rate: "10 Mbit"),
+        (name: "ping", match: "icmp", rate: "10 Mbit"),
+        (name: "rest", match: "default", rate: "10 Mbit")"#;
+    let b = Bridge::start(&lab, "explain", &config(wan, "100 Mbit"), &[]);
+    // A TLS connection's frames (both directions of a real capture) sent into lan, over and
+    // over: its ClientHello names it.
+    let capture = common::captures::root().join("captures/tls-sni.pcap");
+    let _send = lab
+        .spawn(
+            &lab.src_ns,
+            &[
+                WEIR,
+                "send",
+                "-i",
+                &lab.src_if,
+                "--pps",
+                "200",
+                "--loop",
+                "0",
+                capture.to_str().unwrap(),
+            ],
+        )
+        .expect("weir send");
+    let flow = "52.32.149.186:443 192.168.6.203:53226";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let x: Value = loop {
+        let out = cli(&b, &["explain", "--flow", flow, "--json", "--wait", "2"]);
+        let x: Value = json_of("explain", &out);
+        // The first frames of the first pass come before the ClientHello.
+        if x["class_name"] == "mozilla" || Instant::now() > deadline {
+            break x;
+        }
+    };
+    assert_eq!(x["class_name"], "mozilla", "{x:#}");
+    assert_eq!(x["egress"], "wan");
+    let e = &x["explanation"];
+    assert_eq!(e["server_name"], "tls13.crypto.mozilla.org", "{x:#}");
+    assert_eq!(e["name_source"], "sni");
+    assert_eq!(e["protocol"], "tls");
+    assert_eq!(e["rules"][0]["tests"][0]["test"], "domain *.mozilla.org");
+    assert!(
+        x["frame"].as_str().unwrap().contains("52.32.149.186"),
+        "{x:#}"
+    );
+
+    // Text, for a ping: the rules in order, up to the one that takes it.
+    let ping = lab.command(
+        &lab.src_ns,
+        &[
+            "ping",
+            "-n",
+            "-c",
+            "20",
+            "-i",
+            "0.1",
+            "-W",
+            "1",
+            "198.18.0.2",
+        ],
+    );
+    let pinger = std::thread::spawn(move || run_bounded(ping, Duration::from_secs(10)));
+    let out = cli(
+        &b,
+        &["explain", "--flow", "198.18.0.1 198.18.0.2", "--wait", "3"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("leaves by wan (upload)"), "{text}");
+    assert!(
+        text.contains("mozilla `domain *.mozilla.org`: no"),
+        "{text}"
+    );
+    assert!(text.contains("ping `icmp`: MATCHES"), "{text}");
+    assert!(text.contains("class: ping"), "{text}");
+    let _ = pinger.join();
+
+    // A flow that does not cross, and a malformed one: clear errors, non-zero.
+    let out = cli(
+        &b,
+        &[
+            "explain",
+            "--flow",
+            "198.18.0.9:1 198.18.0.8:2",
+            "--wait",
+            "0.3",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no frame of the flow"), "{err}");
+    let out = cli(&b, &["explain", "--flow", "198.18.0.9:1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected two endpoints"));
+    // Still forwarding, every balance kept.
+    let stopped = b.stop();
+    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+}
+
 /// GET `path` from `port` on 127.0.0.1 inside namespace `ns` (from a thread that enters it).
 fn http_get(ns: &str, port: u16, path: &str) -> String {
     use std::io::{Read, Write};

@@ -5,6 +5,7 @@
 //! canonical order). ICMP and other port-less protocols key on addresses and protocol.
 
 use crate::wire::{FrameView, L3};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
@@ -97,4 +98,60 @@ pub fn mix(mut x: u64) -> u64 {
 #[inline]
 pub fn host_hash(addr: u128) -> u64 {
     mix(addr as u64 ^ mix((addr >> 64) as u64))
+}
+
+/// A flow named by its two endpoints, in either order, as `weir replay --flows` and
+/// `weir flows` print them: `198.18.0.1:443 198.19.0.2:40000`, `[2001:db8::1]:53 ...`, or an
+/// address alone for a flow without ports (ICMP, a later fragment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowEnds([(IpAddr, Option<u16>); 2]);
+
+impl std::str::FromStr for FlowEnds {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<FlowEnds, String> {
+        let endpoint = |e: &str| -> Option<(IpAddr, Option<u16>)> {
+            if let Ok(ip) = e.parse() {
+                return Some((ip, None));
+            }
+            let sa: std::net::SocketAddr = e.parse().ok()?;
+            Some((sa.ip(), Some(sa.port())))
+        };
+        let parts: Vec<&str> = s.split_whitespace().collect();
+        match parts.as_slice() {
+            [a, b] => match (endpoint(a), endpoint(b)) {
+                (Some(a), Some(b)) => Ok(FlowEnds([a, b])),
+                _ => Err(format!(
+                    "\"{s}\": expected two endpoints, ADDR:PORT or ADDR each ([ADDR]:PORT for \
+                     IPv6), as `weir replay --flows` and `weir flows` print them"
+                )),
+            },
+            _ => Err(format!(
+                "\"{s}\": expected two endpoints, ADDR:PORT or ADDR each ([ADDR]:PORT for IPv6), \
+                 as `weir replay --flows` and `weir flows` print them"
+            )),
+        }
+    }
+}
+
+impl FlowEnds {
+    /// Frame `v` belongs to this flow (either direction).
+    pub fn matches(&self, v: &FrameView) -> bool {
+        if !v.is_ip() {
+            return false;
+        }
+        let ip = |a: u128| -> IpAddr {
+            if v.l3 == L3::Ipv6 {
+                Ipv6Addr::from(a).into()
+            } else {
+                Ipv4Addr::from(a as u32).into()
+            }
+        };
+        let here = |(addr, port): (IpAddr, Option<u16>), a: u128, p: u16| {
+            addr == ip(a) && port == v.has_ports.then_some(p)
+        };
+        let [x, y] = self.0;
+        (here(x, v.src_ip, v.src_port) && here(y, v.dst_ip, v.dst_port))
+            || (here(y, v.src_ip, v.src_port) && here(x, v.dst_ip, v.dst_port))
+    }
 }

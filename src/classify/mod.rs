@@ -129,18 +129,18 @@ pub struct ClassifierStats {
     pub names: NameStats,
 }
 
-/// Why a frame got its class (`weir explain`).
-#[derive(Clone, Debug, serde::Serialize)]
+/// Why a frame got its class (`weir explain`; also sent over the control socket).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Explanation {
     /// Link control traffic: the control class, before any rule.
     pub control: bool,
     /// The flow's server name and its source, when weir keeps names and knows it.
     pub server_name: Option<String>,
-    pub name_source: Option<&'static str>,
+    pub name_source: Option<String>,
     /// Frames of the flow classified before its name was known.
     pub frames_before_name: u32,
     /// The protocol its payload showed, when known; frames classified before it was decided.
-    pub protocol: Option<&'static str>,
+    pub protocol: Option<String>,
     pub frames_before_app: u32,
     /// Each class's rule on this port, in order, up to and including the one that matched.
     pub rules: Vec<ExplainedRule>,
@@ -149,7 +149,7 @@ pub struct Explanation {
     pub default: bool,
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ExplainedRule {
     pub class: ClassId,
     pub rule: String,
@@ -290,13 +290,13 @@ impl Classifier {
             None => "not read (no rule tests names or protocols)".into(),
         };
         e.protocol = match kept.map(|n| n.app) {
-            Some(AppSeen::Found(p)) => Some(p.as_str()),
+            Some(AppSeen::Found(p)) => Some(p.as_str().to_string()),
             _ => None,
         };
         e.frames_before_app = kept.map_or(0, |n| n.frames_before_app);
         if let Some((s, n)) = name {
             e.server_name = Some(n.as_str().to_string());
-            e.name_source = Some(s.as_str());
+            e.name_source = Some(s.as_str().to_string());
             e.frames_before_name = kept.map_or(0, |n| n.frames_before);
         }
         let name_ref = name.as_ref().map(|(s, n)| (*s, n.as_str()));

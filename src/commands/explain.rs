@@ -2,6 +2,8 @@
 //! `--flow "A B"` instead, why the last frame of the flow between endpoints A and B gets its
 //! class, and each frame of that flow at which its class changed, with what the flow had
 //! learnt by then (its server name, its protocol).
+//! `weir explain --flow "A B"` without a capture asks a running bridge (over its control
+//! socket) about the next frame of that flow that crosses it.
 //!
 //! Frames go through the same replay as `weir replay` (with server names kept), so the flow
 //! table, the names learnt and the DNS cache are what they would be at that frame; then the
@@ -13,15 +15,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use weir::capture::CaptureReader;
+use weir::classify::flow::FlowEnds;
+use weir::classify::Explanation;
+use weir::control::protocol::Command;
 use weir::replay::{Replay, ReplayOptions};
 
 pub struct Settings {
-    pub capture: PathBuf,
+    /// A capture; none: the running bridge at `control`.
+    pub capture: Option<PathBuf>,
     pub config: PathBuf,
     pub frame: Option<u64>,
     /// Two endpoints, `ADDR[:PORT]` each (IPv6 in brackets with a port).
     pub flow: Option<String>,
     pub json: bool,
+    pub control: PathBuf,
+    /// How long a running bridge waits for a frame of the flow.
+    pub wait_ms: Option<u64>,
 }
 
 /// A frame of the explained flow at which its class changed.
@@ -32,7 +41,7 @@ struct Change {
     class_name: String,
     /// What the flow had learnt at that frame.
     server_name: Option<String>,
-    protocol: Option<&'static str>,
+    protocol: Option<String>,
 }
 
 /// The name of class `id` of port `egress`.
@@ -44,40 +53,23 @@ fn class_name(plan: &weir::config::Plan, egress: weir::port::Side, id: u16) -> S
         .to_string()
 }
 
-/// An endpoint as flows print it: `1.2.3.4:80`, `[2001:db8::1]:53`, or an address alone.
-fn endpoint(s: &str) -> Option<(std::net::IpAddr, Option<u16>)> {
-    if let Ok(ip) = s.parse() {
-        return Some((ip, None));
-    }
-    let sa: std::net::SocketAddr = s.parse().ok()?;
-    Some((sa.ip(), Some(sa.port())))
-}
-
-/// The frame's endpoints, as [`endpoint`] reads them.
-fn ends(v: &weir::wire::FrameView) -> Option<[(std::net::IpAddr, Option<u16>); 2]> {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    let ip = |a: u128| -> IpAddr {
-        if v.l3 == weir::wire::L3::Ipv6 {
-            Ipv6Addr::from(a).into()
-        } else {
-            Ipv4Addr::from(a as u32).into()
-        }
-    };
-    let port = |p: u16| v.has_ports.then_some(p);
-    v.is_ip().then(|| {
-        [
-            (ip(v.src_ip), port(v.src_port)),
-            (ip(v.dst_ip), port(v.dst_port)),
-        ]
-    })
-}
-
 pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
+    let Some(capture) = s.capture.clone() else {
+        return live(&s);
+    };
+    let wanted = match s.flow.as_deref().map(str::parse::<FlowEnds>) {
+        Some(Ok(ends)) => Some(ends),
+        Some(Err(e)) => {
+            eprintln!("weir: error: --flow {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+        None => None,
+    };
     let plan = match super::load_config(&s.config) {
         Ok(p) => Arc::new(p),
         Err(code) => return Ok(code),
     };
-    let mut reader = match CaptureReader::open(&s.capture) {
+    let mut reader = match CaptureReader::open(&capture) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("weir: error: {e}");
@@ -90,23 +82,6 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     };
     let mut replay = Replay::new(&plan, &opts, false);
     let mut ignore = |_: u64, _: &[u8], _: u32| {};
-    let wanted = match s.flow.as_deref().map(|f| {
-        let parts: Vec<_> = f.split_whitespace().collect();
-        match parts.as_slice() {
-            [a, b] => endpoint(a).zip(endpoint(b)).ok_or(f),
-            _ => Err(f),
-        }
-    }) {
-        Some(Ok((a, b))) => Some([a, b]),
-        Some(Err(f)) => {
-            eprintln!(
-                "weir: error: --flow \"{f}\": expected two endpoints, ADDR:PORT or ADDR each \
-                 ([ADDR]:PORT for IPv6), as `weir replay --flows` prints them"
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        None => None,
-    };
     let mut changes: Vec<Change> = Vec::new();
     let mut last: Option<(u64, u64, Vec<u8>)> = None;
     // The flow's last frame as it stood when it came (later frames change the replay).
@@ -116,10 +91,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             Ok(Some(f)) => {
                 replay.push(f.ts_ns, f.data, f.orig_len, &mut ignore);
                 if let Some(w) = &wanted {
-                    let v = weir::wire::parse(f.data);
-                    let ours = ends(&v)
-                        .is_some_and(|[x, y]| (x == w[0] && y == w[1]) || (x == w[1] && y == w[0]));
-                    if ours {
+                    if w.matches(&weir::wire::parse(f.data)) {
                         if let Some((egress, e)) = replay.explain_last(f.data) {
                             let class_name = class_name(&plan, egress, e.class);
                             last_explained = Some((egress, e.clone()));
@@ -134,7 +106,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
                                     egress: egress.name(),
                                     class_name,
                                     server_name: e.server_name.clone(),
-                                    protocol: e.protocol,
+                                    protocol: e.protocol.clone(),
                                 });
                             }
                         }
@@ -157,11 +129,11 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             (Some(f), _) => eprintln!(
                 "weir: error: {} has no frame of the flow \"{f}\" (endpoints as `weir replay \
                  --flows` prints them)",
-                s.capture.display()
+                capture.display()
             ),
             (None, n) => eprintln!(
                 "weir: error: {} has {} frames, there is no frame {}",
-                s.capture.display(),
+                capture.display(),
                 reader.frames_read(),
                 n.unwrap_or(0)
             ),
@@ -179,6 +151,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             "ts": ts as f64 / 1e9,
             "egress": egress.name(),
             "class_name": class_name(e.class),
+            "class_names": plan.port(egress).classes.iter().map(|c| &c.name).collect::<Vec<_>>(),
             "explanation": e,
         });
         if s.flow.is_some() {
@@ -191,26 +164,55 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let view = weir::wire::parse(&data);
     writeln!(
         out,
-        "frame {} at {:.6}: {}, {} bytes, leaves by {} ({})",
+        "frame {} at {:.6}: {}, {} bytes, leaves by {}",
         number,
         ts as f64 / 1e9,
-        summary(&view),
+        view.brief(),
         data.len(),
-        egress.name(),
-        if egress == weir::port::Side::Wan {
-            "upload"
-        } else {
-            "download"
-        }
+        port_name(egress.name()),
     )?;
+    render(&mut out, egress.name(), &e, class_name)?;
+    if s.flow.is_some() {
+        writeln!(out, "class of the flow's frames, as it changed:")?;
+        for c in &changes {
+            writeln!(
+                out,
+                "  frame {:>6}: {} by {} (name: {}; protocol: {})",
+                c.frame,
+                c.class_name,
+                c.egress,
+                c.server_name.as_deref().unwrap_or("none"),
+                c.protocol.as_deref().unwrap_or("none told")
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wan (upload)` or `lan (download)`.
+fn port_name(egress: &str) -> String {
+    match egress {
+        "wan" => "wan (upload)".into(),
+        "lan" => "lan (download)".into(),
+        other => other.into(),
+    }
+}
+
+/// What the flow had learnt, each class rule of the port in order with its tests, and the
+/// class: the same for a capture and for a running bridge.
+fn render(
+    out: &mut impl Write,
+    egress: &str,
+    e: &Explanation,
+    class_name: impl Fn(u16) -> String,
+) -> std::io::Result<()> {
     if e.control {
-        writeln!(
+        return writeln!(
             out,
             "link control traffic (ARP, IPv6 ND, LLDP, STP, LACP, PPPoE discovery, PPP control): class `control`, before any rule"
-        )?;
-        return Ok(ExitCode::SUCCESS);
+        );
     }
-    match (&e.server_name, e.name_source) {
+    match (&e.server_name, &e.name_source) {
         (Some(n), Some(src)) => writeln!(
             out,
             "server name: {n} (from {src}); {} frames of the flow went before it was known",
@@ -218,7 +220,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         )?,
         _ => writeln!(out, "server name: none known for this flow")?,
     }
-    match e.protocol {
+    match &e.protocol {
         Some(p) => writeln!(
             out,
             "protocol: {p}, told from its payload; {} frames of the flow went before",
@@ -229,7 +231,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             "protocol: none told from its payload (an `app` test goes by the ports)"
         )?,
     }
-    writeln!(out, "rules of port {}, in order:", egress.name())?;
+    writeln!(out, "rules of port {egress}, in order:")?;
     for r in &e.rules {
         writeln!(
             out,
@@ -262,45 +264,59 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         } else {
             ""
         }
-    )?;
-    if s.flow.is_some() {
-        writeln!(out, "class of the flow's frames, as it changed:")?;
-        for c in &changes {
-            writeln!(
-                out,
-                "  frame {:>6}: {} by {} (name: {}; protocol: {})",
-                c.frame,
-                c.class_name,
-                c.egress,
-                c.server_name.as_deref().unwrap_or("none"),
-                c.protocol.unwrap_or("none told")
-            )?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    )
 }
 
-/// Addresses, ports and protocol in brief.
-fn summary(v: &weir::wire::FrameView) -> String {
-    use weir::wire::L3;
-    let ip = |a: u128| {
-        if v.l3 == L3::Ipv6 {
-            format!("[{}]", std::net::Ipv6Addr::from(a))
-        } else {
-            std::net::Ipv4Addr::from(a as u32).to_string()
-        }
+/// `weir explain --flow "A B"` of the running bridge at `s.control`.
+fn live(s: &Settings) -> anyhow::Result<ExitCode> {
+    let Some(flow) = s.flow.clone() else {
+        eprintln!(
+            "weir: error: a running bridge is explained by flow: give --flow \"A B\" (endpoints as \
+             `weir flows` prints them), or a CAPTURE to explain a frame of it"
+        );
+        return Ok(ExitCode::FAILURE);
     };
-    match v.l3 {
-        L3::Ipv4 | L3::Ipv6 if v.has_ports => format!(
-            "{}:{} -> {}:{} proto {}",
-            ip(v.src_ip),
-            v.src_port,
-            ip(v.dst_ip),
-            v.dst_port,
-            v.ip_proto
-        ),
-        L3::Ipv4 | L3::Ipv6 => format!("{} -> {} proto {}", ip(v.src_ip), ip(v.dst_ip), v.ip_proto),
-        L3::Arp => "ARP".into(),
-        L3::Other => format!("ethertype 0x{:04x}", v.ethertype),
+    if let Err(e) = flow.parse::<FlowEnds>() {
+        eprintln!("weir: error: --flow {e}");
+        return Ok(ExitCode::FAILURE);
     }
+    let mut client = match weir::control::client::Client::connect(&s.control) {
+        Ok(c) => c,
+        Err(e) => return Ok(super::client_failed(&e)),
+    };
+    let x = match client.request(Command::Explain {
+        flow,
+        wait_ms: s.wait_ms,
+    }) {
+        Ok(r) => match r.explain {
+            Some(x) => x,
+            None => {
+                return Ok(super::client_failed(
+                    &"weir answered without an explanation",
+                ))
+            }
+        },
+        Err(e) => return Ok(super::client_failed(&e)),
+    };
+    let mut out = std::io::stdout().lock();
+    if s.json {
+        serde_json::to_writer_pretty(&mut out, &x)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "a frame {:.0} ms after asking: {}, {} bytes, leaves by {}",
+        x.waited_ms,
+        x.frame,
+        x.len,
+        port_name(&x.egress)
+    )?;
+    render(&mut out, &x.egress, &x.explanation, |id| {
+        x.class_names
+            .get(usize::from(id))
+            .cloned()
+            .unwrap_or_else(|| "?".into())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

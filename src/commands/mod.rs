@@ -54,6 +54,19 @@ fn client_failed(e: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// `--wait`: seconds, 0.001 to 20 (what a running bridge accepts).
+fn wait_seconds(s: &str) -> Result<f64, String> {
+    let w: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    let most = weir::control::MAX_EXPLAIN_WAIT_MS as f64 / 1e3;
+    if (0.001..=most).contains(&w) {
+        Ok(w)
+    } else {
+        Err(format!("{w} s: give 0.001 to {most} seconds"))
+    }
+}
+
 /// `-c FILE`, else `$WEIR_CONFIG`, else [`DEFAULT_CONFIG`] (pyshaper read `$PYSHAPERCONFIG`).
 fn config_path(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| std::env::var_os("WEIR_CONFIG").map(PathBuf::from))
@@ -188,23 +201,32 @@ enum Command {
     },
     /// Why frame N of a capture gets its class: its flow, server name, and each rule's tests.
     Explain {
-        /// A pcap or pcapng file.
-        capture: PathBuf,
+        /// A pcap or pcapng file; without one, the running bridge is asked (--flow only).
+        capture: Option<PathBuf>,
         /// The RON config file (default: $WEIR_CONFIG, else /etc/weir/weir.ron).
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// The frame to explain, counted from 1 as tshark and tcpdump number them.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..),
-              required_unless_present = "flow", conflicts_with = "flow")]
+              required_unless_present = "flow", conflicts_with = "flow", requires = "capture")]
         frame: Option<u64>,
         /// The flow to explain, by its two endpoints in either order (`198.18.0.1:443
         /// 198.19.0.2:40000`, `[2001:db8::1]:53 ...`, an address alone for a flow without
-        /// ports): its last frame, and every frame at which its class changed, with why.
+        /// ports): in a capture, its last frame and every frame at which its class changed,
+        /// with why; in a running bridge, the next frame of it that crosses.
         #[arg(long, value_name = "\"A B\"")]
         flow: Option<String>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// The control socket of the running bridge to ask (without a capture).
+        #[arg(long = "control", value_name = "PATH", default_value = DEFAULT_SOCKET,
+              conflicts_with = "capture")]
+        control: PathBuf,
+        /// How long the running bridge waits for a frame of the flow (0.001 to 20 s).
+        #[arg(long, value_name = "SECONDS", default_value_t = 5.0, conflicts_with = "capture",
+              value_parser = wait_seconds)]
+        wait: f64,
     },
     /// Run a capture through the policy in virtual time and report what each class got.
     Replay {
@@ -397,12 +419,16 @@ pub fn run() -> anyhow::Result<ExitCode> {
             frame,
             flow,
             json,
+            control,
+            wait,
         } => explain::run(explain::Settings {
             capture,
             config: config_path(config),
             frame,
             flow,
             json,
+            control,
+            wait_ms: Some((wait * 1e3).round() as u64),
         }),
         Command::Replay {
             capture,

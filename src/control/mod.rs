@@ -4,8 +4,8 @@
 //! Threads: one control thread accepts connections on the Unix socket and samples the
 //! published counters every [`monitor::SAMPLE_EVERY`]; each connection is served on a short
 //! thread of its own (at most [`MAX_CONNECTIONS`] at once), so a slow client holds up no other.
-//! Requests that need the forwarding threads (flows, reload) reach them through their bounded
-//! request channels and wait for their answers with a deadline.
+//! Requests that need the forwarding threads (flows, explain, reload) reach them through their
+//! bounded request channels and wait for their answers with a deadline.
 //! Access: the socket is made under a temporary name, given its owner and mode (0600, or 0660
 //! with a group), then renamed into place, so it is never reachable with looser permissions.
 //! Reload: one at a time. The file is read and validated here, away from forwarding; a file
@@ -22,7 +22,9 @@ use crate::config::Plan;
 use crate::runtime::published::{merge_flows, FlowEntry, Request as FwdRequest};
 use crossbeam_channel::{bounded, Sender};
 use monitor::Monitor;
-use protocol::{Command, ConfigStatus, FlowStatus, ReloadStatus, Request, Response, StopStatus};
+use protocol::{
+    Command, ConfigStatus, ExplainStatus, FlowStatus, ReloadStatus, Request, Response, StopStatus,
+};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -44,6 +46,12 @@ const MAX_LINE: u64 = 64 * 1024;
 
 /// Flows listed at most by `weir flows`.
 pub const MAX_FLOWS: usize = 10_000;
+
+/// How long `weir explain` of a running bridge waits for a frame of its flow, by default and
+/// at most (within the client's own deadline for an answer). While it waits, a forwarding
+/// thread parses each frame once more to compare it with the flow.
+pub const EXPLAIN_WAIT_MS: u64 = 5_000;
+pub const MAX_EXPLAIN_WAIT_MS: u64 = 20_000;
 
 /// The config file a policy came from, and what was read of it.
 pub struct ConfigFile {
@@ -123,6 +131,10 @@ impl Control {
                 Ok(f) => Response::flows(f),
                 Err(e) => Response::error(e),
             },
+            Command::Explain { flow, wait_ms } => match self.explain(flow, *wait_ms) {
+                Ok(e) => Response::explain(e),
+                Err(e) => Response::error(e),
+            },
             Command::Reload => match self.reload() {
                 Ok(r) => Response::reload(r),
                 Err(e) => Response::error(e),
@@ -167,6 +179,65 @@ impl Control {
             .iter()
             .map(|f| FlowStatus::new(&f.info, &f.class, now))
             .collect())
+    }
+
+    /// Why the next frame of `flow` gets its class: the first frame of it that any forwarding
+    /// thread receives within `wait_ms` milliseconds.
+    pub fn explain(&self, flow: &str, wait_ms: Option<u64>) -> Result<ExplainStatus, String> {
+        let ends: crate::classify::flow::FlowEnds = flow.parse()?;
+        let wait_ms = wait_ms.unwrap_or(EXPLAIN_WAIT_MS);
+        if !(1..=MAX_EXPLAIN_WAIT_MS).contains(&wait_ms) {
+            return Err(format!(
+                "wait {wait_ms} ms: give a wait of 1 to {MAX_EXPLAIN_WAIT_MS} milliseconds"
+            ));
+        }
+        let wait = Duration::from_millis(wait_ms);
+        let wait_s = wait.as_secs_f64();
+        let started = std::time::Instant::now();
+        let (tx, rx) = bounded(self.forwarders.len());
+        for f in &self.forwarders {
+            f.try_send(FwdRequest::Explain {
+                ends,
+                wait: wait.as_nanos() as crate::time::Nanos,
+                reply: tx.clone(),
+            })
+            .map_err(|_| "weir is stopping, or too busy to answer: try again".to_string())?;
+        }
+        drop(tx);
+        let none_came = || {
+            format!(
+                "no frame of the flow \"{flow}\" crossed weir in {wait_s} s (is it active? `weir \
+                 flows` lists the active flows; --wait waits longer)"
+            )
+        };
+        let deadline = started + wait + ANSWER_WITHIN;
+        let mut answered = 0;
+        while answered < self.forwarders.len() {
+            match rx.recv_deadline(deadline) {
+                Ok(Some(e)) => {
+                    let class_name = e
+                        .class_names
+                        .get(usize::from(e.explanation.class))
+                        .cloned()
+                        .unwrap_or_else(|| "?".into());
+                    return Ok(ExplainStatus {
+                        frame: e.frame,
+                        len: e.len,
+                        egress: e.egress.name().to_string(),
+                        class_name,
+                        class_names: e.class_names,
+                        waited_ms: started.elapsed().as_secs_f64() * 1e3,
+                        explanation: e.explanation,
+                    });
+                }
+                Ok(None) => answered += 1,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    return Err("a forwarding thread did not answer in time".into())
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        Err(none_came())
     }
 
     /// Read the config file again and swap it in (see the module header).

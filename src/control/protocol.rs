@@ -41,6 +41,14 @@ pub enum Command {
         #[serde(default)]
         class: Option<String>,
     },
+    /// Why the next frame of flow `flow` (two endpoints, as `weir flows` prints them) gets its
+    /// class: the first such frame any forwarding thread receives within `wait_ms`
+    /// milliseconds (default 5000, at most 20000).
+    Explain {
+        flow: String,
+        #[serde(default)]
+        wait_ms: Option<u64>,
+    },
     /// Read the config file again and swap it in without losing a frame.
     Reload,
     /// Drain and stop (as SIGTERM).
@@ -59,6 +67,8 @@ pub struct Response {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flows: Option<Vec<FlowStatus>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<ExplainStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload: Option<ReloadStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<StopStatus>,
@@ -72,6 +82,7 @@ impl Response {
             error: None,
             status: None,
             flows: None,
+            explain: None,
             reload: None,
             stop: None,
         }
@@ -98,6 +109,13 @@ impl Response {
         }
     }
 
+    pub fn explain(e: ExplainStatus) -> Response {
+        Response {
+            explain: Some(e),
+            ..Response::empty(true)
+        }
+    }
+
     pub fn reload(r: ReloadStatus) -> Response {
         Response {
             reload: Some(r),
@@ -111,6 +129,22 @@ impl Response {
             ..Response::empty(true)
         }
     }
+}
+
+/// `weir explain --flow` of a running bridge: a frame of the flow as it crossed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExplainStatus {
+    /// Addresses, ports and protocol of the frame, and its length.
+    pub frame: String,
+    pub len: u32,
+    /// The port it left by (`wan` or `lan`) and the class it got there.
+    pub egress: String,
+    pub class_name: String,
+    /// The egress port's class names by class id (the `class` of each rule and of the result).
+    pub class_names: Vec<String>,
+    /// Milliseconds between the request and the frame.
+    pub waited_ms: f64,
+    pub explanation: crate::classify::Explanation,
 }
 
 /// `weir status`.

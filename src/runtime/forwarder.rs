@@ -15,17 +15,18 @@
 use super::frames::LiveFrames;
 use super::pool::Pool;
 use super::published::{
-    by_activity, class_name, FlowEntry, Published, Publisher, ReloadOutcome, Request,
+    by_activity, class_name, Explained, FlowEntry, Published, Publisher, ReloadOutcome, Request,
 };
 use super::{Options, RunError, KERNEL_DROPS_EVERY};
+use crate::classify::flow::FlowEnds;
 use crate::config::Plan;
 use crate::io::{Device, RxMeta, TxFrame, BATCH, MAX_FRAME};
 use crate::pipeline::{Offload, Pipeline, RxInfo, MAX_CUT_SEGMENTS};
 use crate::port::{ClassId, Side};
 use crate::sched::stats::DropReason;
 use crate::time::{Clock, Nanos, SystemClock};
-use crate::wire::VnetHdr;
-use crossbeam_channel::Receiver;
+use crate::wire::{self, VnetHdr};
+use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,6 +71,13 @@ impl Ingress {
     }
 }
 
+/// `weir explain` of a running bridge: the flow, until when to wait, where to answer.
+struct Watch {
+    ends: FlowEnds,
+    until: Nanos,
+    reply: Sender<Option<Explained>>,
+}
+
 pub(crate) struct Forwarder {
     pipeline: Pipeline<u32>,
     frames: LiveFrames,
@@ -80,6 +88,8 @@ pub(crate) struct Forwarder {
     publisher: Publisher,
     /// Requests from the control plane, looked at once per turn.
     requests: Receiver<Request>,
+    /// A flow whose next frame the control plane wants explained.
+    watch: Option<Watch>,
     /// The plan generation running (0 at start, +1 per reload).
     generation: u64,
     opts: Options,
@@ -144,6 +154,7 @@ impl Forwarder {
             egress,
             shared,
             requests,
+            watch: None,
             generation: 0,
             opts: opts.clone(),
             stop,
@@ -198,8 +209,40 @@ impl Forwarder {
                     },
                 };
                 let mut rx = buf;
-                self.pipeline
-                    .receive(ingress.side, &mut rx, info, now, &mut self.frames);
+                let Some(w) = &self.watch else {
+                    self.pipeline
+                        .receive(ingress.side, &mut rx, info, now, &mut self.frames);
+                    continue;
+                };
+                // A flow is being explained: one more parse per frame until its frame comes.
+                let len = m.len.min(rx.len());
+                let view = wire::parse(&rx[..len]);
+                let copy = w.ends.matches(&view).then(|| rx[..len].to_vec());
+                self.pipeline.receive_parsed(
+                    ingress.side,
+                    &view,
+                    &mut rx,
+                    info,
+                    now,
+                    &mut self.frames,
+                );
+                let Some(data) = copy else { continue };
+                if let Some(w) = self.watch.take() {
+                    let egress = ingress.side.other();
+                    let view = wire::parse(&data);
+                    let plan = self.pipeline.plan();
+                    let _ = w.reply.try_send(Some(Explained {
+                        frame: view.brief(),
+                        len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+                        egress,
+                        class_names: plan.ports[egress.index()]
+                            .classes
+                            .iter()
+                            .map(|c| c.name.clone())
+                            .collect(),
+                        explanation: self.pipeline.classifier().explain(&view, egress),
+                    }));
+                }
             }
             got += n;
         }
@@ -225,6 +268,21 @@ impl Forwarder {
                 } => {
                     let _ = reply.try_send(self.reload(plan, generation, now));
                 }
+                Request::Explain { ends, wait, reply } => {
+                    if let Some(old) = self.watch.take() {
+                        let _ = old.reply.try_send(None);
+                    }
+                    self.watch = Some(Watch {
+                        ends,
+                        until: now.saturating_add(wait),
+                        reply,
+                    });
+                }
+            }
+        }
+        if self.watch.as_ref().is_some_and(|w| now >= w.until) {
+            if let Some(w) = self.watch.take() {
+                let _ = w.reply.try_send(None);
             }
         }
     }

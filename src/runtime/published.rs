@@ -14,7 +14,9 @@
 //! reads when it is empty); each carries its own reply channel.
 
 use super::KernelDropCounters;
+use crate::classify::flow::FlowEnds;
 use crate::classify::flow_table::{FlowInfo, FlowTableStats};
+use crate::classify::Explanation;
 use crate::config::Plan;
 use crate::pipeline::Pipeline;
 use crate::pipeline::{GsoSplit, ReloadCounts};
@@ -132,6 +134,25 @@ pub enum Request {
         generation: u64,
         reply: Sender<ReloadOutcome>,
     },
+    /// Explain the next frame of flow `ends` this thread receives within `wait`; `None` when
+    /// none came. A newer request replaces a waiting one (which then gets `None`).
+    Explain {
+        ends: FlowEnds,
+        wait: Nanos,
+        reply: Sender<Option<Explained>>,
+    },
+}
+
+/// Why a frame of a running bridge got its class (`weir explain --flow` without a capture).
+#[derive(Clone, Debug)]
+pub struct Explained {
+    /// The frame in brief, and its length.
+    pub frame: String,
+    pub len: u32,
+    pub egress: Side,
+    /// The names of the egress port's classes, by class id.
+    pub class_names: Vec<String>,
+    pub explanation: Explanation,
 }
 
 /// Sort flows busiest first: by bytes in the last second, then by bytes in all.

@@ -147,6 +147,36 @@ impl FrameView {
         matches!(self.l3, L3::Ipv4 | L3::Ipv6)
     }
 
+    /// Addresses, ports and protocol in brief (`198.18.0.1:40000 -> 198.19.0.2:443 proto 6`),
+    /// for people (`weir explain`); allocates.
+    pub fn brief(&self) -> String {
+        let ip = |a: u128| {
+            if self.l3 == L3::Ipv6 {
+                format!("[{}]", std::net::Ipv6Addr::from(a))
+            } else {
+                std::net::Ipv4Addr::from(a as u32).to_string()
+            }
+        };
+        match self.l3 {
+            L3::Ipv4 | L3::Ipv6 if self.has_ports => format!(
+                "{}:{} -> {}:{} proto {}",
+                ip(self.src_ip),
+                self.src_port,
+                ip(self.dst_ip),
+                self.dst_port,
+                self.ip_proto
+            ),
+            L3::Ipv4 | L3::Ipv6 => format!(
+                "{} -> {} proto {}",
+                ip(self.src_ip),
+                ip(self.dst_ip),
+                self.ip_proto
+            ),
+            L3::Arp => "ARP".into(),
+            L3::Other => format!("ethertype 0x{:04x}", self.ethertype),
+        }
+    }
+
     /// First fragment or an unfragmented datagram: the transport header is present.
     pub fn is_first_fragment(&self) -> bool {
         !self.is_fragment || self.frag_offset == 0

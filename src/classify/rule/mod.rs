@@ -76,7 +76,7 @@ impl std::fmt::Display for RuleError {
 impl std::error::Error for RuleError {}
 
 /// One test of a rule as `weir explain` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExplainedTest {
     /// The test, in the rule language (`dst port 443`).
     pub test: String,

@@ -63,12 +63,19 @@ pub fn payload(data: &[u8]) {
         if let tls::Hello::Found(n) = tls::client_hello(piece) {
             check(&n);
         }
-        for a in [tls::client_hello_alpn(piece), tls::handshake_alpn(piece)]
-            .into_iter()
-            .flatten()
+        for a in [
+            tls::client_hello_alpn(piece),
+            tls::handshake_alpn(piece),
+            crate::classify::payload::detect::ssh_software(piece),
+        ]
+        .into_iter()
+        .flatten()
         {
             let s = a.as_str();
-            assert!(!s.is_empty() && s.len() <= tls::MAX_ALPN, "{a:?}");
+            assert!(
+                !s.is_empty() && s.len() <= crate::classify::payload::MAX_TOKEN,
+                "{a:?}"
+            );
             assert!(s.bytes().all(|b| b.is_ascii_graphic()), "{a:?}");
         }
         if let Some(n) = quic::initial_sni(piece) {

@@ -231,3 +231,39 @@ fn real_captures_of_high_port_udp_that_is_not_rtp() {
     assert_eq!(received(&r, "dns"), r.frames_read);
     assert_eq!(flows[0]["app"], "dns");
 }
+
+#[test]
+fn an_ssh_flow_keeps_the_software_of_its_first_banner() {
+    // tshark's `ssh.protocol` for mixed-services.pcap: in both SSH connections the server
+    // (port 22) speaks first (frames 6 and 217).
+    let (_, flows) =
+        common::captures::replay_with_flows(&plan(&[("ssh", "app ssh")]), "mixed-services.pcap");
+    let mut got: Vec<(String, String, String)> = flows
+        .iter()
+        .filter(|f| f["app"] == "ssh")
+        .map(|f| {
+            assert!(f.get("alpn").is_none(), "{f}");
+            (
+                f["src"].as_str().unwrap().to_string(),
+                f["app_source"].as_str().unwrap().to_string(),
+                f["ssh_software"].as_str().unwrap_or("none").to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "172.16.238.131:45908".into(),
+                "payload".into(),
+                "OpenSSH_4.3".into()
+            ),
+            (
+                "172.16.238.1:49656".into(),
+                "payload".into(),
+                "OpenSSH_5.8p1".into()
+            ),
+        ]
+    );
+}

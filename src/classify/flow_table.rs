@@ -12,12 +12,12 @@
 //! frame). About 120 bytes per slot (`size_of::<Entry>()`, tested).
 //! When the rules read server names or payload protocols (`app` told from payload), a second
 //! array beside the slots keeps each flow's name, where it came from, its protocol and the
-//! rules' tests on them (352 bytes per slot, allocated only then: 23 MB for the default
+//! rules' tests on them (360 bytes per slot, allocated only then: 24 MB for the default
 //! 65,536 flows).
 
 use super::flow::FlowKey;
 use super::payload::detect::{DetectState, Protocol};
-use super::payload::tls::Alpn;
+use super::payload::Token;
 use super::payload::{Name, NameSource, Pending};
 use super::rule::AppSeen;
 use crate::time::Nanos;
@@ -110,8 +110,9 @@ pub struct FlowName {
     /// What its last payload left to read in the next.
     pub pending: Pending,
     pub detect: DetectState,
-    /// The first protocol its ClientHello offered by ALPN, when it had one.
-    pub alpn: Alpn,
+    /// The first protocol its ClientHello offered by ALPN, or the software of the first SSH
+    /// banner it carried.
+    pub detail: Token,
     pub name: Name,
 }
 
@@ -143,8 +144,9 @@ pub struct FlowInfo {
     /// classified before that was decided.
     pub protocol: Option<Protocol>,
     pub frames_before_app: u32,
-    /// The first protocol its ClientHello offered by ALPN, when names are kept and it had one.
-    pub alpn: Option<Alpn>,
+    /// The first protocol its ClientHello offered by ALPN, or the software of its first SSH
+    /// banner, when names are kept and it had one.
+    pub detail: Option<Token>,
 }
 
 /// Counters of the flow table.
@@ -427,7 +429,7 @@ impl FlowTable {
                     _ => None,
                 }),
                 frames_before_app: name.map_or(0, |n| n.frames_before_app),
-                alpn: name.map(|n| n.alpn).filter(|a| !a.is_empty()),
+                detail: name.map(|n| n.detail).filter(|a| !a.is_empty()),
             });
         }
     }
@@ -521,7 +523,7 @@ mod tests {
     #[test]
     fn a_kept_name_costs_what_the_docs_say() {
         // flow_table.rs's header and docs/rules.md quote this size.
-        assert_eq!(std::mem::size_of::<FlowName>(), 352);
+        assert_eq!(std::mem::size_of::<FlowName>(), 360);
     }
 
     #[test]

@@ -142,6 +142,9 @@ pub struct Explanation {
     /// The protocol its payload showed, when known; frames classified before it was decided.
     pub protocol: Option<String>,
     pub frames_before_app: u32,
+    /// The first protocol its ClientHello offered by ALPN, or the software of its SSH banner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// Each class's rule on this port, in order, up to and including the one that matched.
     pub rules: Vec<ExplainedRule>,
     pub class: ClassId,
@@ -267,6 +270,7 @@ impl Classifier {
             frames_before_name: 0,
             protocol: None,
             frames_before_app: 0,
+            detail: None,
             rules: Vec::new(),
             class: port.control_class,
             default: false,
@@ -294,6 +298,9 @@ impl Classifier {
             _ => None,
         };
         e.frames_before_app = kept.map_or(0, |n| n.frames_before_app);
+        e.detail = kept
+            .filter(|n| !n.detail.is_empty())
+            .map(|n| n.detail.as_str().to_string());
         if let Some((s, n)) = name {
             e.server_name = Some(n.as_str().to_string());
             e.name_source = Some(s.as_str().to_string());
@@ -469,7 +476,12 @@ impl Classifier {
         } else if let Some(payload) = frame.and_then(|f| payload_of(v, f)) {
             if app_open {
                 match detect::protocol(v.ip_proto, payload, dir, &mut n.detect) {
-                    Some(p) => n.app = AppSeen::Found(p),
+                    Some(p) => {
+                        n.app = AppSeen::Found(p);
+                        if p == detect::Protocol::Ssh {
+                            n.detail = detect::ssh_software(payload).unwrap_or_default();
+                        }
+                    }
                     None => {
                         n.app_looked += 1;
                         if n.app_looked >= limit {
@@ -767,7 +779,7 @@ fn read_name(
         _ => None,
     };
     if let Some(a) = alpn {
-        n.alpn = a;
+        n.detail = a;
     }
     let gathering = n.pending.gathering();
     if gathering && held.is_none() {

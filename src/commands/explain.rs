@@ -223,7 +223,10 @@ fn render(
     match &e.protocol {
         Some(p) => writeln!(
             out,
-            "protocol: {p}, told from its payload; {} frames of the flow went before",
+            "protocol: {p}{}, told from its payload; {} frames of the flow went before",
+            e.detail
+                .as_deref()
+                .map_or(String::new(), |d| format!(" ({d})")),
             e.frames_before_app
         )?,
         None => writeln!(

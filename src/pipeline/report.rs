@@ -189,6 +189,9 @@ pub struct FlowStatus {
     /// The first protocol its TLS or QUIC ClientHello offered by ALPN (`h2`, `h3`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpn: Option<String>,
+    /// The software of the first SSH identification string it carried (`OpenSSH_9.6p1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_software: Option<String>,
     /// Frames each way, and frames classified before its name was known; only when weir keeps
     /// names (else 0).
     #[serde(default)]
@@ -248,6 +251,8 @@ impl FlowStatus {
         let app_source =
             named.map(|(_, payload)| if payload { "payload" } else { "ports" }.to_string());
         let secs = |ns: u64| ns as f64 / 1e9;
+        // A flow's detail is its ALPN, or its SSH software when its payload showed SSH.
+        let ssh = info.protocol == Some(crate::classify::payload::detect::Protocol::Ssh);
         FlowStatus {
             proto,
             src,
@@ -263,7 +268,8 @@ impl FlowStatus {
             idle_s: secs(now.saturating_sub(info.last_seen)),
             server_name: info.server.map(|(_, n)| n.as_str().to_string()),
             name_source: info.server.map(|(s, _)| s.as_str().to_string()),
-            alpn: info.alpn.map(|a| a.as_str().to_string()),
+            alpn: info.detail.filter(|_| !ssh).map(|a| a.as_str().to_string()),
+            ssh_software: info.detail.filter(|_| ssh).map(|a| a.as_str().to_string()),
             frames_up: u64::from(info.frames[Side::Wan.index()]),
             frames_down: u64::from(info.frames[Side::Lan.index()]),
             // Meaningful only for a flow that got a name.

@@ -418,7 +418,7 @@ mod tests {
                 frames_before_name: 0,
                 protocol: None,
                 frames_before_app: 0,
-                alpn: None,
+                detail: None,
             },
             class: class.map(|c| c.map(str::to_string)),
         }

@@ -189,6 +189,24 @@ fn is_ssh(p: &[u8]) -> bool {
     matches!(p, [b'S', b'S', b'H', b'-', b'0'..=b'9', b'.', ..])
 }
 
+/// The software of the SSH identification string that `p` starts with (RFC 4253 4.2:
+/// `SSH-protoversion-softwareversion SP comments CR LF`): `OpenSSH_9.6p1`, cut to
+/// [`MAX_TOKEN`](super::MAX_TOKEN) bytes.
+pub fn ssh_software(p: &[u8]) -> Option<super::Token> {
+    if !is_ssh(p) {
+        return None;
+    }
+    // The line is at most 255 bytes; the software ends at a space or the line's end.
+    let line = &p[..p.len().min(255)];
+    let rest = &line[4..];
+    let rest = &rest[rest.iter().position(|&b| b == b'-')? + 1..];
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b' ' | b'\r' | b'\n'))
+        .unwrap_or(rest.len());
+    super::Token::new(&rest[..end])
+}
+
 fn is_sip(p: &[u8]) -> bool {
     let line = p.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let line = line.strip_suffix(b"\r").unwrap_or(line);

@@ -76,6 +76,47 @@ const NAME_BYTE: [u8; 256] = {
     t
 };
 
+/// Longest [`Token`] kept.
+pub const MAX_TOKEN: usize = 32;
+
+/// A short printable-ASCII string kept inline in a flow's entry (no allocation): the first
+/// protocol a ClientHello offers by ALPN (`h2`, `h3`), or the software of an SSH banner
+/// (`OpenSSH_9.6p1`).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Token {
+    buf: [u8; MAX_TOKEN],
+    len: u8,
+}
+
+impl Token {
+    /// `bytes`, cut to [`MAX_TOKEN`]; `None` when empty or not printable ASCII.
+    pub fn new(bytes: &[u8]) -> Option<Token> {
+        let bytes = &bytes[..bytes.len().min(MAX_TOKEN)];
+        if bytes.is_empty() || !bytes.iter().all(|b| b.is_ascii_graphic()) {
+            return None;
+        }
+        let mut t = Token::default();
+        t.buf[..bytes.len()].copy_from_slice(bytes);
+        // At most MAX_TOKEN (32).
+        t.len = bytes.len() as u8;
+        Some(t)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token({:?})", self.as_str())
+    }
+}
+
 /// A host name, stored inline (no allocation).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Name {

@@ -372,3 +372,27 @@ fn netbios_name_queries_are_not_dns() {
     let long = "abcdefghijklmnopqrstuvwxyzabcdef.example";
     assert_eq!(dns::question(&dns_query(long, 1)), name(long));
 }
+
+#[test]
+fn the_software_of_an_ssh_banner_is_kept_cut_to_a_token() {
+    let sw = |p: &[u8]| detect::ssh_software(p).map(|t| t.as_str().to_string());
+    assert_eq!(
+        sw(b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n").as_deref(),
+        Some("OpenSSH_9.6p1")
+    );
+    assert_eq!(
+        sw(b"SSH-2.0-dropbear_2022.83\r\n").as_deref(),
+        Some("dropbear_2022.83")
+    );
+    // Old Cisco banners put a minus in the software: it stays.
+    assert_eq!(sw(b"SSH-1.99-Cisco-1.25\n").as_deref(), Some("Cisco-1.25"));
+    // Cut to MAX_TOKEN; a banner split before its end keeps what came.
+    let long = format!("SSH-2.0-{}\r\n", "x".repeat(80));
+    assert_eq!(sw(long.as_bytes()).map(|s| s.len()), Some(MAX_TOKEN));
+    assert_eq!(sw(b"SSH-2.0-PuTTY").as_deref(), Some("PuTTY"));
+    // Not a banner, or none to keep.
+    assert_eq!(sw(b"SSH-2.0\r\n"), None);
+    assert_eq!(sw(b"SSH-2.0-\r\n"), None);
+    assert_eq!(sw(b"GET / HTTP/1.1\r\n"), None);
+    assert_eq!(sw(b"SSH-2.0-caf\xc3\xa9\r\n"), None);
+}

@@ -7,7 +7,7 @@
 //! found if it lies there (SNI usually comes early), and otherwise the caller is told the hello
 //! goes on ([`Hello::Incomplete`]), so that it can gather the next segments.
 
-use super::{be16, be24, Name, MAX_HELLO};
+use super::{be16, be24, Name, Token, MAX_HELLO, MAX_TOKEN};
 
 /// What the bytes at the start of a TCP stream say of its ClientHello.
 #[allow(clippy::large_enum_variant)]
@@ -42,35 +42,8 @@ const CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: usize = 0;
 const EXT_ALPN: usize = 16;
 
-/// Longest application protocol kept (RFC 7301 allows 255; the registered ones are short).
-pub const MAX_ALPN: usize = 24;
-
-/// The first protocol a ClientHello offers by ALPN (RFC 7301): `h2`, `http/1.1`, `h3`, ...
-/// Printable ASCII only, inline (no allocation).
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-pub struct Alpn {
-    buf: [u8; MAX_ALPN],
-    len: u8,
-}
-
-impl Alpn {
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl std::fmt::Debug for Alpn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Alpn({:?})", self.as_str())
-    }
-}
-
 /// The first ALPN protocol of the ClientHello record that `payload` starts with.
-pub fn client_hello_alpn(payload: &[u8]) -> Option<Alpn> {
+pub fn client_hello_alpn(payload: &[u8]) -> Option<Token> {
     if payload.first() != Some(&HANDSHAKE) || payload.get(1) != Some(&3) {
         return None;
     }
@@ -78,19 +51,17 @@ pub fn client_hello_alpn(payload: &[u8]) -> Option<Alpn> {
 }
 
 /// The first ALPN protocol of the ClientHello handshake message that `hs` starts with.
-pub fn handshake_alpn(hs: &[u8]) -> Option<Alpn> {
+/// Protocols longer than [`MAX_TOKEN`] are not kept (RFC 7301 allows 255; the registered ones
+/// are short).
+pub fn handshake_alpn(hs: &[u8]) -> Option<Token> {
     let data = extension(hs, EXT_ALPN)?;
     let list = data.get(2..2 + be16(data, 0)?)?;
     let len = usize::from(*list.first()?);
     let proto = list.get(1..1 + len)?;
-    if proto.is_empty() || proto.len() > MAX_ALPN || !proto.iter().all(|b| b.is_ascii_graphic()) {
+    if proto.len() > MAX_TOKEN {
         return None;
     }
-    let mut a = Alpn::default();
-    a.buf[..proto.len()].copy_from_slice(proto);
-    // At most MAX_ALPN (24).
-    a.len = proto.len() as u8;
-    Some(a)
+    Token::new(proto)
 }
 const HOST_NAME: u8 = 0;
 

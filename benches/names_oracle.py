@@ -9,6 +9,9 @@ frame, `tls.handshake.extensions_server_name`, `http.host` and `dns.qry.name`. A
 name is the first one in its frames, in the same order weir reads them (the first frames of
 the flow that carry one). Flows are matched by protocol and both endpoints.
 
+Also compares the software of each flow's first SSH identification string (`ssh.protocol`)
+with weir's `ssh_software` (counted apart).
+
 Prints: flows where tshark finds a name, how many of them weir names the same (lower case,
 no trailing dot, no port), and the disagreements with their captures, grouped by kind. Exits 1
 when the agreement is under --min-agreement (percent), else 0.
@@ -26,7 +29,7 @@ FIELDS = [
     "frame.protocols",
     "frame.number", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "ip.proto", "ipv6.nxt",
     "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport",
-    "tls.handshake.extensions_server_name", "http.host", "dns.qry.name",
+    "tls.handshake.extensions_server_name", "http.host", "dns.qry.name", "ssh.protocol",
 ]
 SOURCE = {
     "tls.handshake.extensions_server_name": "sni",
@@ -91,14 +94,28 @@ def tshark_rows(path, fields, extra=()):
     return rows
 
 
+def ssh_software(banner):
+    """The software of an SSH identification string, as weir keeps it (32 bytes at most)."""
+    rest = banner.strip()[4:]
+    if "-" not in rest:
+        return None
+    return rest.split("-", 1)[1].split(" ")[0][:32] or None
+
+
 def tshark_names(path):
-    """{(proto, frozenset(endpoints)): (source, name, layers)} for the first name of each flow;
-    `layers` names the encapsulation weir does not look into, if any."""
+    """{(proto, frozenset(endpoints)): (source, name, layers)} for the first name of each flow
+    (`layers` names the encapsulation weir does not look into, if any), and
+    {(proto, frozenset(endpoints)): software} of each flow's first SSH banner (not inside a
+    tunnel)."""
     rows = tshark_rows(path, FIELDS)
     if rows is None:
-        return None
-    flows = {}
+        return None, {}
+    flows, ssh = {}, {}
     for v, key, _ in rows:
+        banner = v.get("ssh.protocol", "")
+        tunnelled = any(p in TUNNELS for p in v.get("frame.protocols", "").split(":"))
+        if banner.startswith("SSH-") and key not in ssh and not tunnelled:
+            ssh[key] = ssh_software(banner)
         if key in flows:
             continue
         for field, source in SOURCE.items():
@@ -111,7 +128,7 @@ def tshark_names(path):
                     source = "quic"
                 flows[key] = (source, norm(name, source), ":".join(layers))
                 break
-    return flows
+    return flows, ssh
 
 
 def weir_names(weir, config, path):
@@ -122,7 +139,7 @@ def weir_names(weir, config, path):
         for line in open(f.name):
             d = json.loads(line)
             key = (d["proto"], frozenset([d["src"], d["dst"]]))
-            flows[key] = (d.get("name_source"), d.get("server_name"))
+            flows[key] = (d.get("name_source"), d.get("server_name"), d.get("ssh_software"))
         return flows, r.returncode
 
 
@@ -152,17 +169,25 @@ def main():
     excluded = Counter()
     by_source = defaultdict(lambda: [0, 0])
     disagreements = []
+    ssh_total = ssh_agree = 0
     for path in captures(a.paths):
-        theirs = tshark_names(path)
-        if not theirs:
+        theirs, ssh = tshark_names(path)
+        if not theirs and not ssh:
             continue
         ours, _ = weir_names(a.weir, a.config, path)
         files += 1
+        for key, software in ssh.items():
+            got = ours.get(key, (None, None, None))[2]
+            ssh_total += 1
+            if got == software:
+                ssh_agree += 1
+            else:
+                disagreements.append(("ssh software", path, key[0], sorted(key[1]), software, got))
         for key, (source, name, layers) in theirs.items():
             got = ours.get(key)
             # A name from weir's DNS cache is not read from this flow's payload: not compared.
             if got is not None and got[0] == "dns-cache":
-                got = (None, None)
+                got = (None, None, None)
             # Not a server name weir could agree on: an address written where a name goes, or
             # bytes no host name holds (tshark prints them escaped).
             if is_address(name) or "\\" in name:
@@ -190,6 +215,8 @@ def main():
           f"weir agrees on {agree} ({100.0 * agree / max(total, 1):.2f}%)")
     for source, (n, ok) in sorted(by_source.items()):
         print(f"  {source}: {ok} of {n}")
+    print(f"flows with an SSH banner: {ssh_total}; weir keeps the software of tshark's first "
+          f"one on {ssh_agree}")
     for kind, n in kinds.most_common():
         print(f"  {n:5d}  {kind}")
     for kind, n in excluded.most_common():

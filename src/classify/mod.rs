@@ -101,11 +101,13 @@ impl PortRules {
             .collect()
     }
 
-    /// First flow-invariant rule that matches, as a position in `matches`, or `len()` if none.
+    /// First rule that matches every frame of the flow (its flow-invariant part holds), as a
+    /// position in `matches`, or `len()` if none. A rule before it can match a frame only
+    /// by its per-frame part.
     fn first_flow_match(&self, v: &FrameView, names: u64) -> u16 {
         self.matches
             .iter()
-            .position(|m| !m.rule.depends_on_packet() && m.rule.matches_with(v, names))
+            .position(|m| m.rule.matches_flow_part(v, names))
             .unwrap_or(self.matches.len()) as u16
     }
 }
@@ -651,7 +653,11 @@ impl Classifier {
         let pos = self.per_frame[egress.index()]
             .iter()
             .take_while(|&&p| p < first)
-            .find(|&&p| port.matches[usize::from(p)].rule.matches_with(&v, names))
+            .find(|&&p| {
+                port.matches[usize::from(p)]
+                    .rule
+                    .matches_frame_part(&v, names)
+            })
             .copied()
             .unwrap_or(first);
         let mut class = port

@@ -212,6 +212,12 @@ pub struct Rule {
     prog: Vec<Insn>,
     entry: u32,
     per_packet: bool,
+    /// A rule that reads per-frame fields, split at its top-level `or`: the alternatives that
+    /// read none (`flow_entry`, the same for every frame of a flow) and the others
+    /// (`frame_entry`). The rule holds when either does; the classifier caches the first per
+    /// flow and evaluates only the second on each frame. Both `entry` for other rules.
+    flow_entry: u32,
+    frame_entry: u32,
     /// Satisfiable conjuncts of the rule, or `None` when the DNF was too large to build.
     dnf: Option<Vec<Conj>>,
 }
@@ -255,6 +261,8 @@ impl Rule {
                     prog: Vec::new(),
                     entry: ACCEPT,
                     per_packet: false,
+                    flow_entry: ACCEPT,
+                    frame_entry: ACCEPT,
                     dnf: None,
                 });
             }
@@ -266,12 +274,35 @@ impl Rule {
     fn from_expr(src: &str, expr: &Expr) -> Rule {
         let mut prog = Vec::new();
         let entry = compile(expr, ACCEPT, REJECT, &mut prog);
+        let per_packet = expr.any_atom(&Atom::per_packet);
+        let (flow_entry, frame_entry) = if per_packet {
+            let alternatives = match expr {
+                Expr::Or(xs) => xs.as_slice(),
+                e => std::slice::from_ref(e),
+            };
+            let (frame, flow): (Vec<&Expr>, Vec<&Expr>) = alternatives
+                .iter()
+                .partition(|x| x.any_atom(&Atom::per_packet));
+            let part = |xs: Vec<&Expr>, prog: &mut Vec<Insn>| {
+                compile(
+                    &Expr::Or(xs.into_iter().cloned().collect()),
+                    ACCEPT,
+                    REJECT,
+                    prog,
+                )
+            };
+            (part(flow, &mut prog), part(frame, &mut prog))
+        } else {
+            (entry, entry)
+        };
         Rule {
             source: src.to_string(),
             default: false,
             prog,
             entry,
-            per_packet: expr.any_atom(&Atom::per_packet),
+            per_packet,
+            flow_entry,
+            frame_entry,
             dnf: analysis::dnf(expr),
         }
     }
@@ -289,6 +320,21 @@ impl Rule {
         self.run(|a| a.eval(v, names))
     }
 
+    /// The part of the rule that is the same for every frame of a flow: the whole rule when it
+    /// reads no per-frame field, else its top-level alternatives that read none. When it holds,
+    /// the rule holds for every frame of the flow.
+    #[inline]
+    pub fn matches_flow_part(&self, v: &FrameView, names: u64) -> bool {
+        self.run_from(self.flow_entry, |a| a.eval(v, names))
+    }
+
+    /// The rest: a frame of a flow whose [flow part](Self::matches_flow_part) does not hold
+    /// matches exactly when this does.
+    #[inline]
+    pub fn matches_frame_part(&self, v: &FrameView, names: u64) -> bool {
+        self.run_from(self.frame_entry, |a| a.eval(v, names))
+    }
+
     /// Does this frame match, in a flow whose payload named no application and no server
     /// (what the port table alone would say: `weir check`'s overlap search)?
     pub(crate) fn matches_by_ports(&self, v: &FrameView) -> bool {
@@ -301,7 +347,12 @@ impl Rule {
 
     #[inline]
     fn run(&self, eval: impl Fn(&Atom) -> bool) -> bool {
-        let mut pc = self.entry;
+        self.run_from(self.entry, eval)
+    }
+
+    #[inline]
+    fn run_from(&self, entry: u32, eval: impl Fn(&Atom) -> bool) -> bool {
+        let mut pc = entry;
         // Jumps strictly decrease `pc`, so this bound is never reached; it only makes
         // termination obvious.
         for _ in 0..=self.prog.len() {

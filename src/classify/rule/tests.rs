@@ -1107,6 +1107,40 @@ mod props {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// The classifier caches a rule's flow part per flow and evaluates only its frame part
+        /// on each frame: the two together must be the rule, and a flow part that holds must
+        /// hold for any frame that differs only in per-frame fields.
+        #[test]
+        fn a_rule_is_its_flow_part_or_its_frame_part(
+            text in rule_text(),
+            views in prop::collection::vec(biased_view(), 24),
+            names in any::<u64>(),
+        ) {
+            let r = Rule::parse(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+            for v in &views {
+                let flow = r.matches_flow_part(v, names);
+                prop_assert_eq!(
+                    r.matches_with(v, names),
+                    flow || r.matches_frame_part(v, names),
+                    "`{}` on {:?}", text, v
+                );
+                if flow {
+                    let mut other = *v;
+                    (other.len, other.dscp, other.tcp_flags, other.is_fragment) = (1500, 10, 0x11, !v.is_fragment);
+                    other.icmp_type = v.icmp_type.wrapping_add(1);
+                    other.vlan[0].pcp = v.vlan[0].pcp ^ 1;
+                    prop_assert!(r.matches_with(&other, names), "`{}`: flow part held on {:?} but not on {:?}", text, v, other);
+                }
+                if !r.depends_on_packet() {
+                    prop_assert_eq!(flow, r.matches_with(v, names));
+                }
+            }
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
         #[test]

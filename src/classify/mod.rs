@@ -24,6 +24,7 @@ pub mod dns_cache;
 pub mod flow;
 pub mod flow_table;
 pub mod fragments;
+pub mod geo;
 pub mod hello_pool;
 pub mod payload;
 pub mod rule;

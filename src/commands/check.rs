@@ -114,5 +114,14 @@ pub fn write_tree(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
             writeln!(out, "  {:<12} {what}", "")?;
         }
     }
+    for g in &plan.geo {
+        writeln!(
+            out,
+            "{}: {} address ranges outside the LAN networks, from {}",
+            g.key.describe(),
+            g.ranges,
+            g.database.display()
+        )?;
+    }
     Ok(())
 }

@@ -41,6 +41,18 @@ pub struct ConfigFile {
     /// `http_host`, `dns`): `sets: { "video": ["*.netflix.com", "*.nflxvideo.net"] }`.
     #[serde(default)]
     pub sets: std::collections::BTreeMap<String, Vec<String>>,
+    /// Databases in the MaxMind DB format for the rules' `country` and `asn` tests.
+    #[serde(default)]
+    pub geoip: GeoipFile,
+}
+
+/// `geoip: (country: "/var/lib/GeoIP/GeoLite2-Country.mmdb", asn: "...GeoLite2-ASN.mmdb")`;
+/// a path relative to the config file's folder. One file may serve both.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoipFile {
+    pub country: Option<String>,
+    pub asn: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,7 +248,8 @@ pub fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-/// Parse and validate config text; `path` is used in messages only.
+/// Parse and validate config text; `path` is used in messages, and relative paths in it
+/// (`geoip`) are taken from its folder.
 pub fn parse(src: &str, path: &Path) -> Result<Plan, ConfigError> {
     let err_at = |position: Option<Position>, message: String, hint: Option<String>| {
         let line_text = position.and_then(|p| {
@@ -263,16 +276,18 @@ pub fn parse(src: &str, path: &Path) -> Result<Plan, ConfigError> {
         err_at(Some(position), message, hint)
     })?;
     let locator = locate::Locator::scan(src);
-    plan::build(file, &|field: &str,
-                        column_in_value: usize,
-                        message: String,
-                        hint: Option<String>| {
-        let position = locator.find(field).map(|p| Position {
-            line: p.line,
-            column: p.column + column_in_value,
-        });
-        err_at(position, message, hint)
-    })
+    let folder = path.parent().unwrap_or(Path::new(""));
+    plan::build(
+        file,
+        folder,
+        &|field: &str, column_in_value: usize, message: String, hint: Option<String>| {
+            let position = locator.find(field).map(|p| Position {
+                line: p.line,
+                column: p.column + column_in_value,
+            });
+            err_at(position, message, hint)
+        },
+    )
 }
 
 fn describe_ron_error(code: &ron::Error) -> (String, Option<String>) {

@@ -2,6 +2,7 @@
 
 use super::units::{self, BitRate, UnitError};
 use super::{AqmFile, ClassFile, ConfigError, ConfigFile, DscpFile, FairnessFile, PerPort};
+use crate::classify::geo::{GeoKey, GeoSet};
 use crate::classify::rule::{check_glob, NameSets, NameTests, Rule, MAX_NAME_TESTS};
 use crate::classify::{Classifier, Fairness, MatchEntry, PortRules};
 use crate::port::ClassId;
@@ -9,6 +10,8 @@ use crate::port::Side;
 use crate::sched::{CodelParams, PortSpec, BASE_QUANTUM};
 use crate::time::Nanos;
 use crate::wire::dscp_from_name;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// Largest frame weir accepts (a GSO super-frame); also the smallest useful byte limit.
 pub const MAX_FRAME_BYTES: u32 = crate::wire::MAX_FRAME as u32;
@@ -105,6 +108,18 @@ pub struct Plan {
     pub ports: [PortPlan; 2],
     /// The config's `sets`, for the rules' `domain @NAME` tests.
     pub name_sets: NameSets,
+    /// The databases the rules' `country` and `asn` tests were bound from, and what each
+    /// test got (for `weir check`).
+    pub geo: Vec<GeoBinding>,
+}
+
+/// One `country` or `asn` test of the rules, and what its database gave it.
+#[derive(Clone, Debug)]
+pub struct GeoBinding {
+    pub key: GeoKey,
+    pub database: PathBuf,
+    /// Address ranges outside the LAN networks.
+    pub ranges: usize,
 }
 
 impl Plan {
@@ -166,7 +181,7 @@ fn unit_err(at: &ErrAt, field: &str, what: &str, e: UnitError) -> ConfigError {
     at(field, e.column, format!("{what}: {}", e.message), e.hint)
 }
 
-pub(super) fn build(file: ConfigFile, at: &ErrAt) -> Result<Plan, ConfigError> {
+pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan, ConfigError> {
     let mut lan_networks = Vec::new();
     for (i, net) in file.lan_networks.iter().enumerate() {
         lan_networks.push(
@@ -205,9 +220,10 @@ pub(super) fn build(file: ConfigFile, at: &ErrAt) -> Result<Plan, ConfigError> {
         ));
     }
     let name_sets = build_sets(&file, at)?;
-    let lan = build_port(Side::Lan, &file, at)?;
-    let wan = build_port(Side::Wan, &file, at)?;
+    let mut lan = build_port(Side::Lan, &file, at)?;
+    let mut wan = build_port(Side::Wan, &file, at)?;
     check_name_tests(&[&lan, &wan], &name_sets, at)?;
+    let geo = bind_geo(&mut [&mut lan, &mut wan], &file, folder, &lan_networks, at)?;
     Ok(Plan {
         lan_networks,
         max_flows,
@@ -215,7 +231,94 @@ pub(super) fn build(file: ConfigFile, at: &ErrAt) -> Result<Plan, ConfigError> {
         payload_frames,
         ports: [lan, wan],
         name_sets,
+        geo,
     })
+}
+
+/// Read the databases the rules' `country` and `asn` tests need (each once), and give each
+/// test its address ranges less the LAN networks (crate::classify::geo).
+fn bind_geo(
+    ports: &mut [&mut PortPlan; 2],
+    file: &ConfigFile,
+    folder: &Path,
+    lan_networks: &[(u128, u8, bool)],
+    at: &ErrAt,
+) -> Result<Vec<GeoBinding>, ConfigError> {
+    // Each key with the first class that names it, for errors.
+    let mut wanted: BTreeMap<GeoKey, String> = BTreeMap::new();
+    for port in ports.iter() {
+        for (i, c) in port.classes.iter().enumerate().skip(1) {
+            for key in c.rule.iter().flat_map(Rule::geo_keys) {
+                wanted
+                    .entry(key)
+                    .or_insert_with(|| port.source.path(port.side, i - 1, "match"));
+            }
+        }
+    }
+    let mut sets = BTreeMap::new();
+    let mut bindings = Vec::new();
+    for (kind, field, path) in [
+        ("country", "geoip.country", &file.geoip.country),
+        ("asn", "geoip.asn", &file.geoip.asn),
+    ] {
+        let keys: Vec<GeoKey> = wanted
+            .keys()
+            .filter(|k| matches!(k, GeoKey::Country(_)) == (kind == "country"))
+            .copied()
+            .collect();
+        let Some(first) = keys.first() else { continue };
+        let Some(path) = path else {
+            return Err(at(
+                &wanted[first],
+                0,
+                format!(
+                    "`{}` needs a database of {}, and the config names none",
+                    first.describe(),
+                    if kind == "country" {
+                        "countries"
+                    } else {
+                        "ASes"
+                    }
+                ),
+                Some(format!(
+                    "add geoip: ({kind}: \"/var/lib/GeoIP/GeoLite2-{}.mmdb\") at the top level \
+                     (a MaxMind DB file: GeoLite2, DB-IP lite; docs/config.md)",
+                    if kind == "country" { "Country" } else { "ASN" }
+                )),
+            ));
+        };
+        let full = folder.join(path);
+        let db = crate::classify::geo::Database::open(&full).map_err(|e| {
+            at(
+                field,
+                1,
+                e,
+                Some("give the path of a MaxMind DB file (.mmdb), absolute or relative to the config's folder".into()),
+            )
+        })?;
+        let ranges = db
+            .ranges(&keys)
+            .map_err(|e| at(field, 1, format!("{}: {e}", full.display()), None))?;
+        for (key, mut r) in ranges {
+            r.subtract(lan_networks);
+            bindings.push(GeoBinding {
+                key,
+                database: full.clone(),
+                ranges: r.len(),
+            });
+            sets.insert(key, GeoSet::new(r));
+        }
+    }
+    if !sets.is_empty() {
+        for port in ports.iter_mut() {
+            for c in &mut port.classes {
+                if let Some(rule) = &mut c.rule {
+                    rule.bind_geo(&sets);
+                }
+            }
+        }
+    }
+    Ok(bindings)
 }
 
 /// Globs per set at most: a name is tested against each glob of a set once per flow.

@@ -6,6 +6,7 @@
 //! static analysis can rely on "this atom is true implies this precondition" for any view, not only
 //! for views built by the wire parser.
 
+use crate::classify::geo::{GeoKey, GeoSet};
 use crate::classify::payload::detect::Protocol;
 use crate::classify::payload::NameSource;
 use crate::wire::{FrameView, L3};
@@ -214,6 +215,10 @@ pub(crate) enum Atom {
     /// has named no application (not decided yet, no protocol found, or only TLS, which
     /// carries any). Read as bit `bit` of the flow's tests, like `Name`.
     App { proto: Option<Protocol>, bit: u8 },
+    /// The source or the destination is outside the LAN networks and in this country or AS,
+    /// as the config's database says: `set` holds its ranges less the LAN networks, bound
+    /// when the config is loaded (empty before: never matches).
+    Geo { key: GeoKey, set: GeoSet },
 }
 
 #[inline]
@@ -267,6 +272,12 @@ impl Atom {
             Atom::IcmpType(t) => v.has_icmp && v.icmp_type == *t,
             Atom::Fragment => v.is_fragment,
             Atom::Name { bit, .. } | Atom::App { bit, .. } => *bit < 64 && names >> bit & 1 != 0,
+            Atom::Geo { set, .. } => {
+                is_ip(v) && {
+                    let v6 = v.l3 == L3::Ipv6;
+                    set.contains(v6, v.src_ip) || set.contains(v6, v.dst_ip)
+                }
+            }
         }
     }
 
@@ -406,6 +417,7 @@ impl Atom {
             }
             Atom::App { proto: Some(p), .. } => format!("payload is {}", p.as_str()),
             Atom::App { proto: None, .. } => "payload names no application (ports decide)".into(),
+            Atom::Geo { key, .. } => key.describe(),
         }
     }
 
@@ -447,6 +459,17 @@ impl Atom {
                 None => "no name known".into(),
             },
             Atom::App { .. } => app.into(),
+            Atom::Geo { set, .. } if is_ip(v) => {
+                let v6 = v.l3 == L3::Ipv6;
+                let side = |a: u128| {
+                    if set.contains(v6, a) {
+                        format!("{} (in it)", ip(a))
+                    } else {
+                        ip(a)
+                    }
+                };
+                format!("src {} dst {}", side(v.src_ip), side(v.dst_ip))
+            }
             _ => "not present".into(),
         }
     }

@@ -392,6 +392,37 @@ impl Rule {
         result
     }
 
+    /// The countries and ASes the rule names (`country`, `asn`), each once.
+    pub fn geo_keys(&self) -> Vec<crate::classify::geo::GeoKey> {
+        let mut keys: Vec<_> = self
+            .prog
+            .iter()
+            .filter_map(|insn| match &insn.atom {
+                Atom::Geo { key, .. } => Some(*key),
+                _ => None,
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// Give each `country` and `asn` test its address ranges (a key missing from `sets`
+    /// keeps none, and never matches).
+    pub fn bind_geo(
+        &mut self,
+        sets: &std::collections::BTreeMap<
+            crate::classify::geo::GeoKey,
+            crate::classify::geo::GeoSet,
+        >,
+    ) {
+        for insn in &mut self.prog {
+            if let Atom::Geo { key, set } = &mut insn.atom {
+                *set = sets.get(key).cloned().unwrap_or_default();
+            }
+        }
+    }
+
     /// How the rule decides for frame `v` of a flow whose name tests gave `names` (its name
     /// being `name`, its payload's protocol `app`): each test evaluated, in the order
     /// evaluation reaches them, with the frame's value and the result; and the rule's verdict.

@@ -13,6 +13,7 @@ use super::app_table::{app_table, find_app, AppProto, Detect};
 use super::ast::{fmt_ip, Atom, Dir, Expr, Net, RangeSet};
 use super::lexer::{Cmp, Tok, Token};
 use super::RuleError;
+use crate::classify::geo::{GeoKey, GeoSet};
 use crate::classify::payload::{NameSource, MAX_NAME};
 use crate::wire::{ipproto, L3};
 
@@ -50,6 +51,9 @@ const KEYWORDS: &[&str] = &[
     "sni",
     "http_host",
     "dns",
+    "country",
+    "cc",
+    "asn",
     "default",
 ];
 
@@ -615,6 +619,43 @@ impl Parser {
                     _ => None,
                 };
                 self.name_test(t, source)
+            }
+            "country" | "cc" => {
+                let (o, k) = self.operand(t, "a two-letter country code")?;
+                let code: [u8; 2] = match <[u8; 2]>::try_from(k.as_bytes()) {
+                    Ok(c) if c.iter().all(u8::is_ascii_alphabetic) => c.map(|b| b.to_ascii_uppercase()),
+                    _ => {
+                        return Err(err(
+                            o.col,
+                            o.len,
+                            format!("`{}` is not a country code", o.text()),
+                            Some("use the two-letter ISO 3166 code, e.g. `country NZ`".into()),
+                        ))
+                    }
+                };
+                Ok(atom(Atom::Geo {
+                    key: GeoKey::Country(code),
+                    set: GeoSet::default(),
+                }))
+            }
+            "asn" => {
+                let (o, k) = self.operand(t, "an AS number")?;
+                let digits = k.strip_prefix("as").unwrap_or(&k);
+                let n = match parse_num(digits, u64::from(u32::MAX)) {
+                    Ok(n) if !digits.starts_with("0x") => n as u32,
+                    _ => {
+                        return Err(err(
+                            o.col,
+                            o.len,
+                            format!("`{}` is not an AS number", o.text()),
+                            Some("give the number, 0 to 4294967295, e.g. `asn 64496`".into()),
+                        ))
+                    }
+                };
+                Ok(atom(Atom::Geo {
+                    key: GeoKey::Asn(n),
+                    set: GeoSet::default(),
+                }))
             }
             "dscp" => {
                 let (o, k) = self.operand(t, "a DSCP value (0-63) or name")?;

@@ -616,6 +616,94 @@ fn explain_asks_a_running_bridge_about_a_flow() {
     assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
 }
 
+/// A MaxMind DB file that puts 198.18.0.0/24 in `country`.
+fn one_country_database(country: &str) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Place<'a> {
+        iso_code: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Record<'a> {
+        country: Place<'a>,
+    }
+    let mut w = mmdb_writer::Writer::builder("weir-test-country").build();
+    w.insert(
+        "198.18.0.0/24".parse::<ipnet::IpNet>().unwrap(),
+        &Record {
+            country: Place { iso_code: country },
+        },
+    )
+    .unwrap();
+    w.to_bytes().unwrap()
+}
+
+#[test]
+fn country_rules_live_and_a_database_changed_on_disk_takes_effect_at_reload() {
+    if !require_root("country_rules_live_and_a_database_changed_on_disk_takes_effect_at_reload") {
+        return;
+    }
+    let _serial = serial();
+    let lab = lab("svc-geo");
+    // The database sits beside the config (a relative path), written before weir starts.
+    let db = common::bridge::temp_dir("geo").join("geo.mmdb");
+    std::fs::write(&db, one_country_database("NZ")).unwrap();
+    let config = r#"(
+    lan_networks: ["198.18.0.1/32"],
+    geoip: (country: "geo.mmdb"),
+    ports: (
+        wan: (interface: "wan0", rate: "100 Mbit", classes: [
+            (name: "nz", match: "country NZ", rate: "10 Mbit"),
+            (name: "au", match: "country AU", rate: "10 Mbit"),
+            (name: "rest", match: "default", rate: "10 Mbit"),
+        ]),
+        lan: (interface: "lan0", rate: "100 Mbit", classes: [(name: "all", match: "default", rate: "50%")]),
+    ),
+)"#;
+    let b = Bridge::start(&lab, "geo", config, &[]);
+    let pings = |what: &str| {
+        let p = ping(
+            &lab,
+            &lab.src_ns,
+            ip("198.18.0.2"),
+            5,
+            Duration::from_millis(50),
+        );
+        assert_eq!(p.lost(), 0, "{what}: {p:?}");
+    };
+    let received = |name: &str| class(&status(&b), "wan", name).received_frames;
+    let settle = || std::thread::sleep(Duration::from_millis(300));
+    pings("with NZ");
+    settle();
+    // 198.18.0.2 is outside the LAN network and in NZ: the echo requests go to `nz`.
+    assert!(received("nz") >= 5, "{:#?}", status(&b));
+    assert_eq!(received("au"), 0);
+    // The same file name, new contents: a reload reads it again.
+    std::fs::write(&db, one_country_database("AU")).unwrap();
+    let out = cli(&b, &["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = received("nz");
+    pings("with AU");
+    settle();
+    assert!(received("au") >= 5, "{:#?}", status(&b));
+    assert_eq!(received("nz"), before);
+    // A damaged database on reload: refused with where, the old one kept.
+    std::fs::write(&db, b"not a database").unwrap();
+    let out = cli(&b, &["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("config.ron:3:") && err.contains("is not a MaxMind DB file"),
+        "{err}"
+    );
+    pings("after the refused reload");
+    let stopped = b.stop();
+    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+}
+
 /// GET `path` from `port` on 127.0.0.1 inside namespace `ns` (from a thread that enters it).
 fn http_get(ns: &str, port: u16, path: &str) -> String {
     use std::io::{Read, Write};

@@ -39,24 +39,35 @@ impl GeoKey {
 /// [`crate::wire::FrameView`] holds it).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct AddrRanges {
-    v4: Vec<(u128, u128)>,
+    /// IPv4 in 8 bytes a range: a country's list stays small enough for the caches.
+    v4: Vec<(u32, u32)>,
     v6: Vec<(u128, u128)>,
 }
 
 impl AddrRanges {
-    /// From any ranges, overlapping or not.
+    /// From any ranges, overlapping or not (IPv4 ones in the low 32 bits).
     pub fn new(mut v4: Vec<(u128, u128)>, mut v6: Vec<(u128, u128)>) -> AddrRanges {
         merge(&mut v4);
         merge(&mut v6);
-        AddrRanges { v4, v6 }
+        AddrRanges {
+            v4: v4.iter().map(|&(lo, hi)| (lo as u32, hi as u32)).collect(),
+            v6,
+        }
     }
 
     #[inline]
     pub fn contains(&self, v6: bool, addr: u128) -> bool {
-        let ranges = if v6 { &self.v6 } else { &self.v4 };
         // The last range starting at or before `addr`.
-        let i = ranges.partition_point(|&(lo, _)| lo <= addr);
-        i > 0 && addr <= ranges[i - 1].1
+        if v6 {
+            let i = self.v6.partition_point(|&(lo, _)| lo <= addr);
+            i > 0 && addr <= self.v6[i - 1].1
+        } else {
+            let Ok(a) = u32::try_from(addr) else {
+                return false;
+            };
+            let i = self.v4.partition_point(|&(lo, _)| lo <= a);
+            i > 0 && a <= self.v4[i - 1].1
+        }
     }
 
     /// Ranges in all.
@@ -80,23 +91,39 @@ impl AddrRanges {
                 (1u128 << host) - 1
             };
             let (lo, hi) = (addr & !span, (addr & !span) | span);
-            let ranges = if v6 { &mut self.v6 } else { &mut self.v4 };
-            let mut out = Vec::with_capacity(ranges.len() + 1);
-            for &(a, b) in ranges.iter() {
-                if b < lo || a > hi {
-                    out.push((a, b));
-                    continue;
-                }
-                if a < lo {
-                    out.push((a, lo - 1));
-                }
-                if b > hi {
-                    out.push((hi + 1, b));
-                }
+            if v6 {
+                self.v6 = cut(&self.v6, lo, hi);
+            } else {
+                let wide: Vec<(u128, u128)> = self
+                    .v4
+                    .iter()
+                    .map(|&(a, b)| (u128::from(a), u128::from(b)))
+                    .collect();
+                self.v4 = cut(&wide, lo, hi)
+                    .iter()
+                    .map(|&(a, b)| (a as u32, b as u32))
+                    .collect();
             }
-            *ranges = out;
         }
     }
+}
+
+/// `ranges` less `lo..=hi`.
+fn cut(ranges: &[(u128, u128)], lo: u128, hi: u128) -> Vec<(u128, u128)> {
+    let mut out = Vec::with_capacity(ranges.len() + 1);
+    for &(a, b) in ranges {
+        if b < lo || a > hi {
+            out.push((a, b));
+            continue;
+        }
+        if a < lo {
+            out.push((a, lo - 1));
+        }
+        if b > hi {
+            out.push((hi + 1, b));
+        }
+    }
+    out
 }
 
 fn merge(r: &mut Vec<(u128, u128)>) {
@@ -255,9 +282,10 @@ mod tests {
     #[test]
     fn lan_networks_are_taken_out() {
         // 198.18.0.0/15 less 198.18.0.0/24 and 198.19.255.255/32.
-        let base = 0xc612_0000u128;
-        let mut r = AddrRanges::new(vec![(base, base + 0x1_ffff)], vec![]);
-        r.subtract(&[(base, 24, false), (base + 0x1_ffff, 32, false)]);
+        let base = 0xc612_0000u32;
+        let wide = u128::from(base);
+        let mut r = AddrRanges::new(vec![(wide, wide + 0x1_ffff)], vec![]);
+        r.subtract(&[(wide, 24, false), (wide + 0x1_ffff, 32, false)]);
         assert_eq!(r.v4, vec![(base + 0x100, base + 0x1_fffe)]);
         // A /0 takes everything of its family only.
         let mut r = AddrRanges::new(vec![(1, 2)], vec![(3, 4)]);

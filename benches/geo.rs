@@ -45,14 +45,24 @@ fn database(path: &std::path::Path) {
     let step = (1u32 << 24) / V4_NETWORKS;
     for i in 0..V4_NETWORKS {
         let net = ipnet::Ipv4Net::new(std::net::Ipv4Addr::from((i * step) << 8), 24).unwrap();
-        w.insert(ipnet::IpNet::V4(net), &Record { country: Place { iso_code: code(i) } })
-            .unwrap();
+        w.insert(
+            ipnet::IpNet::V4(net),
+            &Record {
+                country: Place { iso_code: code(i) },
+            },
+        )
+        .unwrap();
     }
     for i in 0..V6_NETWORKS {
         let addr = (0x2400u128 << 112) | (u128::from(i * 7) << 80);
         let net = ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(addr), 48).unwrap();
-        w.insert(ipnet::IpNet::V6(net), &Record { country: Place { iso_code: code(i) } })
-            .unwrap();
+        w.insert(
+            ipnet::IpNet::V6(net),
+            &Record {
+                country: Place { iso_code: code(i) },
+            },
+        )
+        .unwrap();
     }
     std::fs::write(path, w.to_bytes().unwrap()).unwrap();
 }
@@ -77,7 +87,11 @@ fn frame(i: u32) -> Vec<u8> {
     let remote = std::net::Ipv4Addr::from(i.wrapping_mul(2_654_435_761));
     let mut f = Vec::new();
     etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4([192, 168, (i >> 16) as u8, (i >> 8) as u8], remote.octets(), 64)
+        .ipv4(
+            [192, 168, (i >> 16) as u8, (i >> 8) as u8],
+            remote.octets(),
+            64,
+        )
         .udp(1024 + (i % 60000) as u16, 443)
         .write(&mut f, b"x")
         .unwrap();

@@ -704,6 +704,157 @@ fn country_rules_live_and_a_database_changed_on_disk_takes_effect_at_reload() {
     assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
 }
 
+/// Python that sends `count` payloads of 100 bytes to 198.18.0.2:`port`, one every 20 ms,
+/// from one socket (`tcp`: one connection).
+fn sender(port: u16, count: u32, tcp: bool) -> String {
+    // UDP unconnected (sendto), so that the far side's port unreachable errors do not end it.
+    let (kind, open, send) = if tcp {
+        (
+            "SOCK_STREAM",
+            format!("s.connect(('198.18.0.2', {port}))"),
+            "s.send(b'x' * 100)".to_string(),
+        )
+    } else {
+        (
+            "SOCK_DGRAM",
+            "pass".to_string(),
+            format!("s.sendto(b'x' * 100, ('198.18.0.2', {port}))"),
+        )
+    };
+    format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET, socket.{kind})\n\
+         {open}\n\
+         for _ in range({count}):\n    {send}\n    time.sleep(0.02)\n\
+         s.close()\n"
+    )
+}
+
+#[test]
+fn owner_rules_put_two_users_and_two_commands_in_their_classes() {
+    if !require_root("owner_rules_put_two_users_and_two_commands_in_their_classes") {
+        return;
+    }
+    let _serial = serial();
+    let lab = lab("svc-owners");
+    // The clients run in the lab's src namespace: weir looks there for their sockets.
+    let config = format!(
+        r#"(
+    lan_networks: ["198.18.0.0/16"],
+    processes: (netns: ["/run/netns/{src}"]),
+    ports: (
+        wan: (interface: "wan0", rate: "100 Mbit", classes: [
+            (name: "nobody", match: "user nobody", rate: "10 Mbit"),
+            (name: "tool", match: "cmd weir-test-tool and args '*5001*'", rate: "10 Mbit"),
+            (name: "rest", match: "default", rate: "10 Mbit"),
+        ]),
+        lan: (interface: "lan0", rate: "100 Mbit", classes: [(name: "all", match: "default", rate: "50%")]),
+    ),
+)"#,
+        src = lab.src_ns
+    );
+    let b = Bridge::start(&lab, "owners", &config, &["--json", "-v", "-v"]);
+    // A TCP listener on the far side that reads and discards.
+    let _listener = lab
+        .spawn(
+            &lab.dst_ns,
+            &[
+                "python3",
+                "-c",
+                "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                 s.bind(('0.0.0.0', 5002))\ns.listen()\nc, _ = s.accept()\nwhile c.recv(65536): pass\n",
+            ],
+        )
+        .expect("listener");
+    wait_listening(&lab, &lab.dst_ns, "5002", Duration::from_secs(5));
+    let (udp_nobody, tcp_nobody, udp_tool) = (
+        sender(5000, 40, false),
+        sender(5002, 20, true),
+        sender(5001, 40, false),
+    );
+    let python = String::from_utf8(
+        Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3")
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let runs = [
+        lab.command(
+            &lab.src_ns,
+            &[
+                "runuser",
+                "-u",
+                "nobody",
+                "--",
+                "python3",
+                "-c",
+                &udp_nobody,
+            ],
+        ),
+        lab.command(
+            &lab.src_ns,
+            &[
+                "runuser",
+                "-u",
+                "nobody",
+                "--",
+                "python3",
+                "-c",
+                &tcp_nobody,
+            ],
+        ),
+        // Root, with argv[0] set to the command name the rule tests (the interpreter itself:
+        // a wrapper such as pyenv's would exec it again with its own argv[0]).
+        lab.command(
+            &lab.src_ns,
+            &[
+                "bash",
+                "-c",
+                &format!("exec -a weir-test-tool {python} -c \"{udp_tool}\" 5001"),
+            ],
+        ),
+    ];
+    let handles: Vec<_> = runs
+        .into_iter()
+        .map(|cmd| std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(20))))
+        .collect();
+    for h in handles {
+        let out = h.join().unwrap().expect("sender");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let s = status(&b);
+    let got = |name: &str| class(&s, "wan", name).received_frames;
+    let stopped = b.stop();
+    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+    let report: Value = serde_json::from_str(&stopped.stdout).expect("weir run --json");
+    let owners = &report["owners"];
+    // Three flows asked for and found; only their first frames went before the answer.
+    assert!(owners["found"].as_u64().unwrap() >= 3, "{owners}");
+    let before = owners["frames_before_owner"].as_u64().unwrap();
+    assert!(before <= 3 * 5, "{owners}");
+    // nobody's 40 datagrams and its TCP connection's data (20 sends, and its handshake and
+    // acks), less what went before the answer; the tool's 40 datagrams likewise.
+    let (nobody, tool, rest) = (got("nobody"), got("tool"), got("rest"));
+    assert!(
+        nobody >= 60 - before && nobody <= 40 + 20 * 3 + 5,
+        "nobody {nobody}, rest {rest}, {owners}"
+    );
+    assert!(
+        tool >= 40 - before && tool <= 40,
+        "tool {tool}, rest {rest}, {owners}"
+    );
+    assert!(rest <= before + 5, "rest {rest}, {owners}");
+}
+
 /// GET `path` from `port` on 127.0.0.1 inside namespace `ns` (from a thread that enters it).
 fn http_get(ns: &str, port: u16, path: &str) -> String {
     use std::io::{Read, Write};

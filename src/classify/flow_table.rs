@@ -12,10 +12,11 @@
 //! frame). About 120 bytes per slot (`size_of::<Entry>()`, tested).
 //! When the rules read server names or payload protocols (`app` told from payload), a second
 //! array beside the slots keeps each flow's name, where it came from, its protocol and the
-//! rules' tests on them (360 bytes per slot, allocated only then: 24 MB for the default
+//! rules' tests on them (368 bytes per slot, allocated only then: 24 MB for the default
 //! 65,536 flows).
 
 use super::flow::FlowKey;
+use super::owner::OwnerSeen;
 use super::payload::detect::{DetectState, Protocol};
 use super::payload::Token;
 use super::payload::{Name, NameSource, Pending};
@@ -85,12 +86,16 @@ pub struct FlowName {
     pub tests: u64,
     /// The classifier's protocol tests on `app`.
     pub app_tests: u64,
+    /// The classifier's owner tests on the program behind its local socket (crate::classify::owner).
+    pub owner_tests: u64,
     /// Frames per egress port (lan, wan).
     pub frames: [u32; 2],
     /// Frames of the flow classified before its name was known.
     pub frames_before: u32,
     /// Frames of the flow classified before its protocol was decided.
     pub frames_before_app: u32,
+    /// Frames of the flow classified while its owner was asked for.
+    pub frames_before_owner: u32,
     /// Payload frames looked at without a name; [`NAME_DECIDED`] once the name is known or
     /// the flow has given up on one.
     pub looked: u8,
@@ -98,6 +103,7 @@ pub struct FlowName {
     pub app_looked: u8,
     /// What its payload showed of its protocol.
     pub app: AppSeen,
+    pub owner: OwnerSeen,
     /// Frames kept in its former class after it moved, to keep their order; and, per egress
     /// port, whether it is moving (its name or protocol changed its verdict, and its frames
     /// have not all left the former class yet).
@@ -523,7 +529,7 @@ mod tests {
     #[test]
     fn a_kept_name_costs_what_the_docs_say() {
         // flow_table.rs's header and docs/rules.md quote this size.
-        assert_eq!(std::mem::size_of::<FlowName>(), 360);
+        assert_eq!(std::mem::size_of::<FlowName>(), 368);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod flow_table;
 pub mod fragments;
 pub mod geo;
 pub mod hello_pool;
+pub mod owner;
 pub mod payload;
 pub mod rule;
 
@@ -39,6 +40,7 @@ use flow_table::NAME_DECIDED;
 use flow_table::{FlowTable, FlowTableStats, NO_VERDICT};
 use fragments::{FragmentStats, FragmentTable};
 use hello_pool::{HelloPool, HelloPoolStats};
+use owner::OwnerSeen;
 use payload::{detect, At, NameSource, Pending};
 use rule::{AppSeen, NameTests, Rule};
 
@@ -52,6 +54,10 @@ pub const MAX_HELD_FOR_ORDER: u8 = 64;
 
 /// The most payload frames a config may ask to read per flow.
 pub const MAX_PAYLOAD_FRAMES: u8 = 32;
+
+/// New flows whose owner is waiting to be asked for, at most (a turn of the forwarding thread
+/// hands them to the resolver); beyond, a new flow's owner is taken as unknown, counted.
+pub const MAX_OWNER_QUESTIONS: usize = 1024;
 
 /// How a class shares itself among its users (CAKE's isolation modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +194,14 @@ pub struct NameStats {
     pub held_for_order: u64,
     /// New flows named from the DNS cache, and the cache's counters.
     pub from_dns_cache: u64,
+    /// Owners (`user`, `cmd`, ... rules): flows asked for, found, not found (no local socket,
+    /// or it closed first), questions not asked because too many were waiting, and frames
+    /// classified while their flow's owner was asked for.
+    pub owners_asked: u64,
+    pub owners_found: u64,
+    pub owners_unknown: u64,
+    pub owner_questions_dropped: u64,
+    pub frames_before_owner: u64,
     pub dns_cache: DnsCacheStats,
 }
 
@@ -206,6 +220,12 @@ pub struct Classifier {
     hellos: Option<Box<HelloPool>>,
     /// The protocol tests of a flow whose protocol is not decided yet.
     undecided_app_tests: u64,
+    /// The rules test owners, and something answers questions about them (the live bridge's
+    /// resolver: [`Classifier::ask_owners`]).
+    reads_owners: bool,
+    asks_owners: bool,
+    /// New flows whose owner is to be asked for, until the driver takes them (bounded).
+    owner_questions: Vec<FlowKey>,
     per_frame: [Vec<u16>; 2],
     flows: FlowTable,
     fragments: FragmentTable,
@@ -221,6 +241,7 @@ impl Classifier {
         ];
         let name_tests = bind_names(&mut ports);
         let undecided_app_tests = name_tests.eval_app(AppSeen::Undecided);
+        let reads_owners = name_tests.reads_owners();
         let keep = !name_tests.is_empty();
         let mut flows = FlowTable::new(max_flows, idle_timeout);
         flows.keep_names(keep);
@@ -233,6 +254,9 @@ impl Classifier {
             payload_frames: NAME_PAYLOAD_FRAMES,
             hellos: keep.then(Box::default),
             undecided_app_tests,
+            reads_owners,
+            asks_owners: false,
+            owner_questions: Vec::with_capacity(MAX_OWNER_QUESTIONS),
             per_frame,
             flows,
             fragments: FragmentTable::new(4096),
@@ -287,7 +311,10 @@ impl Classifier {
             .find(&key, key.hash64())
             .and_then(|slot| self.flows.name(slot));
         let (tests, name) = match kept {
-            Some(n) => (n.tests | n.app_tests, n.source.map(|s| (s, n.name))),
+            Some(n) => (
+                n.tests | n.app_tests | n.owner_tests,
+                n.source.map(|s| (s, n.name)),
+            ),
             None => (0, None),
         };
         let app = match kept.map(|n| n.app) {
@@ -382,6 +409,7 @@ impl Classifier {
         ];
         self.name_tests = bind_names(&mut ports);
         self.undecided_app_tests = self.name_tests.eval_app(AppSeen::Undecided);
+        self.reads_owners = self.name_tests.reads_owners();
         self.ports = ports;
         let keep = self.names_wanted || !self.name_tests.is_empty();
         self.flows.keep_names(keep);
@@ -398,8 +426,67 @@ impl Classifier {
                 .source
                 .map_or(0, |s| self.name_tests.eval(s, n.name.as_bytes()));
             n.app_tests = self.name_tests.eval_app(n.app);
+            // Owners are not kept, only the old rules' results: ask again.
+            n.owner_tests = 0;
+            n.owner = OwnerSeen::NotAsked;
         }
         self.flows.clear_verdicts();
+    }
+
+    /// Something answers questions about flows' owners: new TCP and UDP flows are queued for
+    /// [`take_owner_questions`](Self::take_owner_questions) when the rules test owners.
+    pub fn ask_owners(&mut self) {
+        self.asks_owners = true;
+    }
+
+    /// The rules test the program behind a flow (`user`, `cmd`, ...).
+    pub fn reads_owners(&self) -> bool {
+        self.reads_owners
+    }
+
+    /// Hand each queued question (a new flow's key) to `ask`; a question it refuses (`false`:
+    /// no room) is counted as dropped and its flow's owner as unknown.
+    pub fn take_owner_questions(&mut self, mut ask: impl FnMut(FlowKey) -> bool) {
+        let mut refused = Vec::new();
+        for key in self.owner_questions.drain(..) {
+            if !ask(key) {
+                refused.push(key);
+            }
+        }
+        for key in refused {
+            self.names.owner_questions_dropped += 1;
+            self.learn_owner(&key, None);
+        }
+    }
+
+    /// The answer for flow `key`: its owner, or `None` when none was found. Its owner tests
+    /// are evaluated once; when any holds, its verdicts are made again (it moves once, its
+    /// frames kept in order). An answer for a flow no longer in the table is dropped.
+    pub fn learn_owner(&mut self, key: &FlowKey, owner: Option<&owner::Owner>) {
+        let Some(slot) = self.flows.find(key, key.hash64()) else {
+            return;
+        };
+        let tests = owner.map_or(0, |o| self.name_tests.eval_owner(o));
+        let Some(n) = self.flows.name_mut(slot) else {
+            return;
+        };
+        if n.owner != OwnerSeen::Asked {
+            return;
+        }
+        n.owner = if owner.is_some() {
+            self.names.owners_found += 1;
+            OwnerSeen::Known
+        } else {
+            self.names.owners_unknown += 1;
+            OwnerSeen::Unknown
+        };
+        self.names.frames_before_owner += u64::from(n.frames_before_owner);
+        if tests != n.owner_tests {
+            n.owner_tests = tests;
+            n.moving = [true; 2];
+            self.flows.set_verdict(slot, 0, NO_VERDICT);
+            self.flows.set_verdict(slot, 1, NO_VERDICT);
+        }
     }
 
     /// Classify a frame that will leave on `egress`, and count it in its flow, without its
@@ -466,10 +553,32 @@ impl Classifier {
             let frames = &mut n.frames[egress.index()];
             *frames = frames.saturating_add(1);
         }
+        if self.reads_owners {
+            match n.owner {
+                OwnerSeen::NotAsked if v.is_ip() && matches!(v.ip_proto, 6 | 17) => {
+                    if self.asks_owners && self.owner_questions.len() < MAX_OWNER_QUESTIONS {
+                        self.owner_questions.push(FlowKey::of(v));
+                        self.names.owners_asked += 1;
+                        n.owner = OwnerSeen::Asked;
+                    } else {
+                        // Nobody to ask (replay), or too many questions waiting.
+                        if self.asks_owners {
+                            self.names.owner_questions_dropped += 1;
+                        }
+                        n.owner = OwnerSeen::Unknown;
+                    }
+                }
+                OwnerSeen::NotAsked => n.owner = OwnerSeen::Unknown,
+                _ => {}
+            }
+            if account && n.owner == OwnerSeen::Asked {
+                n.frames_before_owner = n.frames_before_owner.saturating_add(1);
+            }
+        }
         let name_open = n.looked != NAME_DECIDED;
         let app_open = n.app == AppSeen::Undecided;
         if !name_open && !app_open {
-            return n.tests | n.app_tests;
+            return n.tests | n.app_tests | n.owner_tests;
         }
         let (tests_before, app_tests_before) = (n.tests, n.app_tests);
         if !v.is_ip() || !matches!(v.ip_proto, 6 | 17) {
@@ -551,7 +660,7 @@ impl Classifier {
                 n.frames_before_app = n.frames_before_app.saturating_add(1);
             }
         }
-        let tests = n.tests | n.app_tests;
+        let tests = n.tests | n.app_tests | n.owner_tests;
         if (n.tests, n.app_tests) != (tests_before, app_tests_before) {
             n.moving = [true; 2];
             // The verdicts cached so far were made without this name or protocol.

@@ -319,6 +319,20 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{line}")?;
             }
         }
+        let o = &report.owners;
+        if o.asked + o.questions_dropped > 0 {
+            writeln!(
+                out,
+                "owners: {} flows asked for, {} found, {} not found, {} questions and {} answers \
+                 lost to full queues; {} frames classified before their owner was known",
+                o.asked,
+                o.found,
+                o.unknown,
+                o.questions_dropped,
+                o.answers_dropped,
+                o.frames_before_owner
+            )?;
+        }
     }
     if report.totals.received
         != report.totals.forwarded + report.totals.dropped + report.totals.queued

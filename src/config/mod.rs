@@ -44,6 +44,19 @@ pub struct ConfigFile {
     /// Databases in the MaxMind DB format for the rules' `country` and `asn` tests.
     #[serde(default)]
     pub geoip: GeoipFile,
+    /// Where the local ends of flows live, for the rules' owner tests (`user`, `cmd`, ...).
+    #[serde(default)]
+    pub processes: ProcessesFile,
+}
+
+/// `processes: (netns: ["/run/netns/clients"])`: the network namespaces (files of
+/// `/run/netns/` or `/proc/PID/ns/net`) whose sockets the owner tests look at; empty: weir's
+/// own namespace (the host).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessesFile {
+    #[serde(default)]
+    pub netns: Vec<String>,
 }
 
 /// `geoip: (country: "/var/lib/GeoIP/GeoLite2-Country.mmdb", asn: "...GeoLite2-ASN.mmdb")`;

@@ -111,6 +111,10 @@ pub struct Plan {
     /// The databases the rules' `country` and `asn` tests were bound from, and what each
     /// test got (for `weir check`).
     pub geo: Vec<GeoBinding>,
+    /// Network namespaces whose sockets the owner tests look at (empty: weir's own).
+    pub owner_netns: Vec<PathBuf>,
+    /// Some rule tests the program behind a flow (`user`, `cmd`, ...).
+    pub reads_owners: bool,
 }
 
 /// One `country` or `asn` test of the rules, and what its database gave it.
@@ -224,6 +228,11 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
     let mut wan = build_port(Side::Wan, &file, at)?;
     check_name_tests(&[&lan, &wan], &name_sets, at)?;
     let geo = bind_geo(&mut [&mut lan, &mut wan], &file, folder, &lan_networks, at)?;
+    let owner_netns = file.processes.netns.iter().map(PathBuf::from).collect();
+    let reads_owners = [&lan, &wan]
+        .iter()
+        .flat_map(|p| p.classes.iter())
+        .any(|c| c.rule.as_ref().is_some_and(Rule::reads_owners));
     Ok(Plan {
         lan_networks,
         max_flows,
@@ -232,6 +241,8 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
         ports: [lan, wan],
         name_sets,
         geo,
+        owner_netns,
+        reads_owners,
     })
 }
 

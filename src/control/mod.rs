@@ -352,6 +352,14 @@ pub fn needs_restart(old: &Plan, new: &Plan) -> Option<String> {
     if old.max_flows != new.max_flows || old.idle_timeout != new.idle_timeout {
         return Some("flow_table changes (its memory is sized at start)".into());
     }
+    // The owner resolver and its namespaces' sockets are set up at start.
+    if new.reads_owners && (!old.reads_owners || old.owner_netns != new.owner_netns) {
+        return Some(if old.reads_owners {
+            "processes.netns changes (its sockets are opened at start)".into()
+        } else {
+            "a rule now tests owners (user, uid, pid, cmd, args, cgroup), whose resolver starts with weir".into()
+        });
+    }
     None
 }
 

@@ -163,6 +163,11 @@ impl<T: Copy> Pipeline<T> {
         &self.classifier
     }
 
+    /// For the driver's side of the classifier: owners' questions and answers.
+    pub fn classifier_mut(&mut self) -> &mut Classifier {
+        &mut self.classifier
+    }
+
     /// Keep every flow's server name and frame counts (see [`Classifier::keep_names`]).
     pub fn keep_flow_names(&mut self) {
         self.classifier.keep_names();

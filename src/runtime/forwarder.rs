@@ -13,6 +13,7 @@
 //! counters.
 
 use super::frames::LiveFrames;
+use super::owners::{Answer, Question};
 use super::pool::Pool;
 use super::published::{
     by_activity, class_name, Explained, FlowEntry, Published, Publisher, ReloadOutcome, Request,
@@ -90,6 +91,9 @@ pub(crate) struct Forwarder {
     requests: Receiver<Request>,
     /// A flow whose next frame the control plane wants explained.
     watch: Option<Watch>,
+    /// Where new flows' owners are asked for, and the answers come (when rules test owners).
+    owners: Option<(Sender<Question>, Receiver<Answer>)>,
+    index: usize,
     /// The plan generation running (0 at start, +1 per reload).
     generation: u64,
     opts: Options,
@@ -131,6 +135,7 @@ impl Forwarder {
         shared: Arc<Published>,
         index: usize,
         requests: Receiver<Request>,
+        owners: Option<(Sender<Question>, Receiver<Answer>)>,
         opts: &Options,
         stop: Arc<AtomicBool>,
         now: Nanos,
@@ -146,15 +151,22 @@ impl Forwarder {
             ingress.scratch = (0..BATCH).map_while(|_| pool.take_large()).collect();
             ingress.kernel_drops_due = now.saturating_add(KERNEL_DROPS_EVERY);
         }
+        let publisher = Publisher::new(Arc::clone(&shared), index, &plan);
+        let mut pipeline = Pipeline::new(plan, opts.mtu, now);
+        if owners.is_some() {
+            pipeline.classifier_mut().ask_owners();
+        }
         Forwarder {
-            publisher: Publisher::new(Arc::clone(&shared), index, &plan),
-            pipeline: Pipeline::new(plan, opts.mtu, now),
+            publisher,
+            pipeline,
             frames: LiveFrames::new(slots, pool),
             ingresses,
             egress,
             shared,
             requests,
             watch: None,
+            owners,
+            index,
             generation: 0,
             opts: opts.clone(),
             stop,
@@ -246,6 +258,12 @@ impl Forwarder {
             }
             got += n;
         }
+        if let Some((ask, _)) = &self.owners {
+            let from = self.index;
+            self.pipeline
+                .classifier_mut()
+                .take_owner_questions(|key| ask.try_send(Question { key, from }).is_ok());
+        }
         self.service(now);
         got
     }
@@ -278,6 +296,13 @@ impl Forwarder {
                         reply,
                     });
                 }
+            }
+        }
+        if let Some((_, answers)) = &self.owners {
+            while let Ok((key, owner)) = answers.try_recv() {
+                self.pipeline
+                    .classifier_mut()
+                    .learn_owner(&key, owner.as_ref());
             }
         }
         if self.watch.as_ref().is_some_and(|w| now >= w.until) {

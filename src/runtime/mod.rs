@@ -35,6 +35,7 @@
 
 pub(crate) mod forwarder;
 pub mod frames;
+pub mod owners;
 pub mod pool;
 pub mod published;
 
@@ -206,6 +207,24 @@ pub struct RunReport {
     /// Why the bridge stopped, when it was not asked to (a device failed). The counters above
     /// still cover every frame up to that point.
     pub error: Option<String>,
+    /// Flows' owners (`user`, `cmd`, ... rules); all 0 when no rule tests them.
+    pub owners: OwnerCounts,
+}
+
+/// What the owner resolver did, over the whole run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OwnerCounts {
+    /// New TCP and UDP flows whose owner was asked for, found, and not found (no local
+    /// socket, or it closed before the question).
+    pub asked: u64,
+    pub found: u64,
+    pub unknown: u64,
+    /// Questions not asked (too many waiting) and answers lost (too many waiting): their
+    /// flows' owners count as unknown.
+    pub questions_dropped: u64,
+    pub answers_dropped: u64,
+    /// Frames classified while their flow's owner was being asked for.
+    pub frames_before_owner: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +241,8 @@ pub enum RunError {
     },
     #[error("a weir thread failed: {0}")]
     Thread(String),
+    #[error("the owner resolver (user, cmd, ... rules): {0}")]
+    Owners(String),
 }
 
 /// Run the bridge until `stop` is set (then drain and return the counters).
@@ -244,6 +265,8 @@ pub struct Bridge {
     rx_names: [String; 2],
     stop: Arc<AtomicBool>,
     first_error: Option<RunError>,
+    /// The resolver of flows' owners, when the rules test them (joined with the bridge).
+    owners: Option<owners::Resolver>,
 }
 
 /// Start the forwarding threads; they run until `stop` is set. Returns once every one of them
@@ -265,9 +288,24 @@ pub fn start(
     let rx_names = [lan.rx.name().to_string(), wan.rx.name().to_string()];
     let mut requests = Vec::new();
     let running = Arc::new(AtomicU64::new(0));
+    // Opened here, before any thread gives up its privileges (entering a namespace needs them).
+    let mut resolver = if plan.reads_owners {
+        Some(
+            owners::Resolver::start(&plan.owner_netns, forwarders, Arc::clone(&stop))
+                .map_err(|e| RunError::Owners(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     let mut make = |index: usize, ingresses: Vec<Ingress>, egress: [Option<Box<dyn Device>>; 2]| {
         let (tx, rx) = crossbeam_channel::bounded(REQUESTS_QUEUED);
         requests.push(tx);
+        let owners = resolver.as_mut().map(|r| {
+            (
+                r.questions.clone(),
+                std::mem::replace(&mut r.answers[index], crossbeam_channel::never()),
+            )
+        });
         Forwarder::new(
             Arc::clone(&plan),
             ingresses,
@@ -275,6 +313,7 @@ pub fn start(
             Arc::clone(&shared),
             index,
             rx,
+            owners,
             opts,
             Arc::clone(&stop),
             clock.now(),
@@ -321,6 +360,7 @@ pub fn start(
         rx_names,
         stop: Arc::clone(&stop),
         first_error: None,
+        owners: resolver,
     };
     let count = forwarders.len() as u64;
     for (name, fwd) in forwarders {
@@ -386,6 +426,7 @@ impl Bridge {
             rx_names,
             stop,
             mut first_error,
+            owners,
             ..
         } = self;
         let mut finished: Vec<Finished> = Vec::new();
@@ -413,6 +454,7 @@ impl Bridge {
                 frames: shared.kernel_drops.get(side),
             }),
             error: None,
+            owners: OwnerCounts::default(),
         };
         // Upload (wan) first in the table: it is what users usually shape.
         let mut reported = [false; 2];
@@ -436,6 +478,12 @@ impl Bridge {
             report.gso_split.super_frames += g.super_frames;
             report.gso_split.segments += g.segments;
             report.buffers_outstanding += f.buffers_outstanding;
+            let n = f.pipeline.classifier_stats().names;
+            report.owners.asked += n.owners_asked;
+            report.owners.found += n.owners_found;
+            report.owners.unknown += n.owners_unknown;
+            report.owners.questions_dropped += n.owner_questions_dropped;
+            report.owners.frames_before_owner += n.frames_before_owner;
             if let Some(e) = f.fatal {
                 first_error.get_or_insert(e);
             }
@@ -445,6 +493,11 @@ impl Bridge {
             return Err(first_error.unwrap_or_else(|| {
                 RunError::Thread("a port's counters were not returned".into())
             }));
+        }
+        if let Some(r) = owners {
+            report.owners.answers_dropped = r.answers_dropped.load(Ordering::Relaxed);
+            // Joins its thread, which has seen the stop.
+            drop(r);
         }
         report.error = first_error.map(|e| e.to_string());
         Ok(report)

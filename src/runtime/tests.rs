@@ -1066,6 +1066,7 @@ fn live_and_replay_drivers_count_the_same() {
             Arc::new(published::Published::new(1, &plan)),
             0,
             crossbeam_channel::bounded(1).1,
+            None,
             &Options::default(),
             Arc::new(AtomicBool::new(false)),
             t0,

@@ -203,7 +203,9 @@ impl Summary {
             match a {
                 Atom::Family(f) if pos => s.fam &= fam_bit(*f),
                 Atom::Family(f) => s.fam &= !fam_bit(*f),
-                Atom::Proto(_) | Atom::Dscp(_) | Atom::Geo { .. } if pos => s.fam &= IP,
+                Atom::Proto(_) | Atom::Dscp(_) | Atom::Geo { .. } | Atom::Owner { .. } if pos => {
+                    s.fam &= IP
+                }
                 Atom::Ports { .. } if pos => {
                     s.fam &= IP;
                     s.ports_forced = true;
@@ -417,7 +419,7 @@ impl Summary {
             }
             Atom::Fragment => self.frag == Some(pos),
             // Opaque: implied only by itself (above).
-            Atom::Name { .. } | Atom::Geo { .. } => false,
+            Atom::Name { .. } | Atom::Geo { .. } | Atom::Owner { .. } => false,
             Atom::App { proto, .. } => match self.app {
                 Some(have) if pos => {
                     have == *proto || (proto.is_none() && have == Some(Protocol::Tls))

@@ -7,6 +7,7 @@
 //! for views built by the wire parser.
 
 use crate::classify::geo::{GeoKey, GeoSet};
+use crate::classify::owner::OwnerTest;
 use crate::classify::payload::detect::Protocol;
 use crate::classify::payload::NameSource;
 use crate::wire::{FrameView, L3};
@@ -219,6 +220,9 @@ pub(crate) enum Atom {
     /// as the config's database says: `set` holds its ranges less the LAN networks, bound
     /// when the config is loaded (empty before: never matches).
     Geo { key: GeoKey, set: GeoSet },
+    /// The program behind the flow's local socket passes `test` (crate::classify::owner):
+    /// read as bit `bit` of the flow's tests, like `Name`, once the owner is known.
+    Owner { test: OwnerTest, bit: u8 },
 }
 
 #[inline]
@@ -271,7 +275,9 @@ impl Atom {
             Atom::TcpFlags(m) => v.tcp_flags & m == *m,
             Atom::IcmpType(t) => v.has_icmp && v.icmp_type == *t,
             Atom::Fragment => v.is_fragment,
-            Atom::Name { bit, .. } | Atom::App { bit, .. } => *bit < 64 && names >> bit & 1 != 0,
+            Atom::Name { bit, .. } | Atom::App { bit, .. } | Atom::Owner { bit, .. } => {
+                *bit < 64 && names >> bit & 1 != 0
+            }
             Atom::Geo { set, .. } => {
                 is_ip(v) && {
                     let v6 = v.l3 == L3::Ipv6;
@@ -418,6 +424,7 @@ impl Atom {
             Atom::App { proto: Some(p), .. } => format!("payload is {}", p.as_str()),
             Atom::App { proto: None, .. } => "payload names no application (ports decide)".into(),
             Atom::Geo { key, .. } => key.describe(),
+            Atom::Owner { test, .. } => test.describe(),
         }
     }
 
@@ -459,6 +466,7 @@ impl Atom {
                 None => "no name known".into(),
             },
             Atom::App { .. } => app.into(),
+            Atom::Owner { .. } => "the owner of the flow's local socket, once found".into(),
             Atom::Geo { set, .. } if is_ip(v) => {
                 let v6 = v.l3 == L3::Ipv6;
                 let side = |a: u128| {

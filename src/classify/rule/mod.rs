@@ -25,6 +25,7 @@ mod tests;
 pub use app_table::{app_table, AppEntry, AppProto};
 pub use parser::check_glob;
 
+use crate::classify::owner::{Owner, OwnerTest};
 use crate::classify::payload::detect::Protocol;
 use crate::classify::payload::{glob_matches, NameSource};
 use crate::wire::FrameView;
@@ -113,6 +114,7 @@ pub enum AppSeen {
 enum FlowTest {
     Name(Option<NameSource>, String),
     App(Option<Protocol>),
+    Owner(OwnerTest),
 }
 
 /// The distinct tests of a classifier's rules that are decided once per flow from its payload
@@ -167,14 +169,27 @@ impl NameTests {
             FlowTest::Name(s, p) => {
                 s.map_or(true, |s| s.covers(source)) && self.pattern_matches(p, name)
             }
-            FlowTest::App(_) => false,
+            FlowTest::App(_) | FlowTest::Owner(_) => false,
         })
+    }
+
+    /// The results of every owner test on a flow's local socket's owner, a bit per test.
+    pub fn eval_owner(&self, owner: &Owner) -> u64 {
+        self.bits(|t| match t {
+            FlowTest::Owner(o) => o.holds(owner),
+            _ => false,
+        })
+    }
+
+    /// Some rule tests the program behind a flow (`user`, `cmd`, ...).
+    pub fn reads_owners(&self) -> bool {
+        self.tests.iter().any(|t| matches!(t, FlowTest::Owner(_)))
     }
 
     /// The results of every protocol test on what a flow's payload showed, a bit per test.
     pub fn eval_app(&self, seen: AppSeen) -> u64 {
         self.bits(|t| match (t, seen) {
-            (FlowTest::Name(..), _) => false,
+            (FlowTest::Name(..) | FlowTest::Owner(_), _) => false,
             // No application named (yet): `app` falls back to ports.
             (FlowTest::App(None), AppSeen::Undecided | AppSeen::Unknown) => true,
             (FlowTest::App(None), AppSeen::Found(p)) => p == Protocol::Tls,
@@ -382,6 +397,7 @@ impl Rule {
                     bit,
                 } => (FlowTest::Name(*source, pattern.clone()), bit),
                 Atom::App { proto, bit } => (FlowTest::App(*proto), bit),
+                Atom::Owner { test, bit } => (FlowTest::Owner(test.clone()), bit),
                 _ => continue,
             };
             *bit = tests.number(test).unwrap_or_else(|e| {
@@ -390,6 +406,13 @@ impl Rule {
             });
         }
         result
+    }
+
+    /// The rule tests the program behind a flow (`user`, `cmd`, ...).
+    pub fn reads_owners(&self) -> bool {
+        self.prog
+            .iter()
+            .any(|insn| matches!(insn.atom, Atom::Owner { .. }))
     }
 
     /// The countries and ASes the rule names (`country`, `asn`), each once.

@@ -14,6 +14,7 @@ use super::ast::{fmt_ip, Atom, Dir, Expr, Net, RangeSet};
 use super::lexer::{Cmp, Tok, Token};
 use super::RuleError;
 use crate::classify::geo::{GeoKey, GeoSet};
+use crate::classify::owner::OwnerTest;
 use crate::classify::payload::{NameSource, MAX_NAME};
 use crate::wire::{ipproto, L3};
 
@@ -54,6 +55,12 @@ const KEYWORDS: &[&str] = &[
     "country",
     "cc",
     "asn",
+    "user",
+    "uid",
+    "pid",
+    "cmd",
+    "args",
+    "cgroup",
     "default",
 ];
 
@@ -518,8 +525,64 @@ impl Parser {
         }))
     }
 
+    /// `user NAME`, `uid N`, `pid N`, `cmd NAME`, `args GLOB`, `cgroup GLOB`: a word or a
+    /// quoted string, its case kept.
+    fn owner_test(&mut self, t: &Token, kw: &str) -> Result<Expr, RuleError> {
+        let expected = match kw {
+            "user" => "a user name",
+            "uid" => "a user id",
+            "pid" => "a process id",
+            "cmd" => "a command name",
+            "args" => "a glob over the command line, such as '*--port=8080*'",
+            _ => "a glob over the cgroup path, such as '/system.slice/*'",
+        };
+        let Some(o) = self.next() else {
+            return Err(self.end_err(
+                format!(
+                    "expected {expected} after `{}`, found end of rule",
+                    t.text()
+                ),
+                None,
+            ));
+        };
+        let text = match &o.tok {
+            Tok::Word(w) | Tok::Str(w) if !w.is_empty() => w.clone(),
+            _ => {
+                return Err(err(
+                    o.col,
+                    o.len,
+                    format!(
+                        "expected {expected} after `{}`, found `{}`",
+                        t.text(),
+                        o.text()
+                    ),
+                    None,
+                ))
+            }
+        };
+        let number = || match parse_num(&text, u64::from(u32::MAX)) {
+            Ok(n) => Ok(n as u32),
+            Err(_) => Err(err(
+                o.col,
+                o.len,
+                format!("`{}` is not {expected}", o.text()),
+                Some(format!("give a number, 0 to {}", u32::MAX)),
+            )),
+        };
+        let test = match kw {
+            "user" => OwnerTest::User(text),
+            "uid" => OwnerTest::Uid(number()?),
+            "pid" => OwnerTest::Pid(number()?),
+            "cmd" => OwnerTest::Cmd(text),
+            "args" => OwnerTest::Args(text),
+            _ => OwnerTest::Cgroup(text),
+        };
+        Ok(atom(Atom::Owner { test, bit: 0 }))
+    }
+
     fn primitive(&mut self, t: &Token, kw: &str) -> Result<Expr, RuleError> {
         match kw {
+            "user" | "uid" | "pid" | "cmd" | "args" | "cgroup" => self.owner_test(t, kw),
             "tcp" | "udp" | "sctp" => {
                 let p = match kw {
                     "tcp" => ipproto::TCP,

@@ -1,6 +1,7 @@
 //! Small process and thread settings from the kernel, and interfaces ([`netdev`]).
 
 pub mod netdev;
+pub mod sock_diag;
 
 /// Ask for timer wake-ups accurate to `ns` on the calling thread (the default slack is 50 us,
 /// more than a departure interval at high rates). Best effort: failure leaves the default.
@@ -183,6 +184,28 @@ pub fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
     caps::clear(None, CapSet::Inheritable)?;
     caps::clear(None, CapSet::Effective)?;
     caps::clear(None, CapSet::Permitted)
+}
+
+/// Give up every capability of the calling thread but those of `keep` it holds: for a
+/// thread that needs a few privileges for good (the owner resolver reads other users' /proc).
+pub fn keep_only_capabilities(keep: &[caps::Capability]) -> Result<(), caps::errors::CapsError> {
+    use caps::CapSet;
+    let only: caps::CapsHashSet = keep
+        .iter()
+        .copied()
+        .filter(|&c| caps::has_cap(None, CapSet::Permitted, c).unwrap_or(false))
+        .collect();
+    if caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false) {
+        for c in caps::read(None, CapSet::Bounding)? {
+            if !only.contains(&c) {
+                caps::drop(None, CapSet::Bounding, c)?;
+            }
+        }
+    }
+    caps::clear(None, CapSet::Ambient)?;
+    caps::clear(None, CapSet::Inheritable)?;
+    caps::set(None, CapSet::Effective, &only)?;
+    caps::set(None, CapSet::Permitted, &only)
 }
 
 /// The calling thread may raise its scheduling priority (CAP_SYS_NICE: root has it, and a

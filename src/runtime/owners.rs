@@ -1,0 +1,235 @@
+//! The resolver of flows' owners (`user`, `cmd`, ... rules), on a thread of its own.
+//!
+//! A forwarding thread hands it each new TCP or UDP flow's key between two turns; it looks the
+//! flow's local socket up with sock_diag in each configured network namespace (either end of
+//! the flow may be the local one), maps the socket's inode to a process through /proc, reads
+//! the process's command line and cgroup, and answers on that forwarding thread's channel.
+//! Both channels are bounded: a question that finds no room is counted and its flow's owner
+//! taken as unknown; an answer that finds no room is dropped and counted the same way.
+
+use crate::classify::flow::FlowKey;
+use crate::classify::owner::{Owner, Process};
+use crate::io::sys::sock_diag::{user_name, SockDiag};
+use crate::wire::L3;
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// /proc is walked at most this often.
+const WALK_EVERY: Duration = Duration::from_millis(20);
+
+/// Questions waiting for the resolver, and answers waiting for a forwarding thread, at most.
+pub const QUEUE: usize = 4096;
+
+/// A question: a flow's key, and the forwarding thread that asks.
+pub struct Question {
+    pub key: FlowKey,
+    pub from: usize,
+}
+
+pub type Answer = (FlowKey, Option<Owner>);
+
+/// The resolver's side of the channels, and what it counts.
+pub struct Resolver {
+    pub questions: Sender<Question>,
+    /// Per forwarding thread, where its answers come.
+    pub answers: Vec<Receiver<Answer>>,
+    /// Answers dropped for want of room.
+    pub answers_dropped: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Resolver {
+    /// Open a sock_diag socket in each of `netns` (none: weir's own namespace) and start the
+    /// thread; `forwarders` channels of answers. Fails when a namespace cannot be entered.
+    pub fn start(
+        netns: &[PathBuf],
+        forwarders: usize,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<Resolver> {
+        let mut sockets = Vec::new();
+        if netns.is_empty() {
+            sockets.push(SockDiag::open()?);
+        }
+        for ns in netns {
+            sockets.push(SockDiag::open_in(ns).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("network namespace {}: {e}", ns.display()))
+            })?);
+        }
+        let (q_tx, q_rx) = bounded::<Question>(QUEUE);
+        let (a_txs, a_rxs): (Vec<_>, Vec<_>) = (0..forwarders).map(|_| bounded(QUEUE)).unzip();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&dropped);
+        let thread = std::thread::Builder::new()
+            .name("weir-owners".into())
+            .spawn(move || run(sockets, q_rx, a_txs, counted, stop))?;
+        Ok(Resolver {
+            questions: q_tx,
+            answers: a_rxs,
+            answers_dropped: dropped,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    mut sockets: Vec<SockDiag>,
+    questions: Receiver<Question>,
+    answers: Vec<Sender<Answer>>,
+    dropped: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
+    // Listing and reading other users' /proc/PID/fd takes CAP_DAC_READ_SEARCH and
+    // CAP_SYS_PTRACE: keep those, if held, and nothing else.
+    let _ = crate::io::sys::keep_only_capabilities(&[
+        caps::Capability::CAP_DAC_READ_SEARCH,
+        caps::Capability::CAP_SYS_PTRACE,
+    ]);
+    let mut inodes = SocketInodes::default();
+    while !stop.load(Ordering::Relaxed) {
+        let q = match questions.recv_timeout(Duration::from_millis(100)) {
+            Ok(q) => q,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        let owner = resolve(&mut sockets, &mut inodes, &q.key);
+        tracing::debug!("owner of {:?}: {:?}", q.key, owner);
+        if let Some(tx) = answers.get(q.from) {
+            if let Err(TrySendError::Full(_)) = tx.try_send((q.key, owner)) {
+                dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The two ends of an IP flow key.
+fn ends(k: &FlowKey) -> Option<(SocketAddr, SocketAddr)> {
+    let ip = |a: u128| -> IpAddr {
+        if k.l3 == L3::Ipv6 {
+            Ipv6Addr::from(a).into()
+        } else {
+            Ipv4Addr::from(a as u32).into()
+        }
+    };
+    matches!(k.l3, L3::Ipv4 | L3::Ipv6).then(|| {
+        (
+            SocketAddr::new(ip(k.lo_addr), k.lo_port),
+            SocketAddr::new(ip(k.hi_addr), k.hi_port),
+        )
+    })
+}
+
+/// The owner of the flow's local end, in the first namespace that has one.
+fn resolve(sockets: &mut [SockDiag], inodes: &mut SocketInodes, key: &FlowKey) -> Option<Owner> {
+    let (a, b) = ends(key)?;
+    for s in sockets.iter_mut() {
+        for (local, remote) in [(a, b), (b, a)] {
+            let Ok(Some((uid, inode))) = s.find(key.proto, local, remote) else {
+                continue;
+            };
+            return Some(Owner {
+                uid,
+                user: user_name(uid),
+                process: inodes.pid(inode).and_then(process),
+            });
+        }
+    }
+    None
+}
+
+/// Socket inode to process, from one walk of /proc/*/fd, walked again when an inode is not
+/// in the last walk (at most every 20 ms: a question that comes sooner waits for it).
+#[derive(Default)]
+struct SocketInodes {
+    map: HashMap<u32, u32>,
+    walked: Option<std::time::Instant>,
+}
+
+impl SocketInodes {
+    fn pid(&mut self, inode: u32) -> Option<u32> {
+        if inode == 0 {
+            return None;
+        }
+        if let Some(&pid) = self.map.get(&inode) {
+            return Some(pid);
+        }
+        if let Some(t) = self.walked {
+            let since = t.elapsed();
+            if since < WALK_EVERY {
+                std::thread::sleep(WALK_EVERY - since);
+            }
+        }
+        self.walk();
+        self.map.get(&inode).copied()
+    }
+
+    fn walk(&mut self) {
+        self.map.clear();
+        self.walked = Some(std::time::Instant::now());
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                let Ok(target) = std::fs::read_link(fd.path()) else {
+                    continue;
+                };
+                let inode = target
+                    .to_str()
+                    .and_then(|t| t.strip_prefix("socket:["))
+                    .and_then(|t| t.strip_suffix(']'))
+                    .and_then(|t| t.parse::<u32>().ok());
+                if let Some(inode) = inode {
+                    // The lowest pid of those sharing it (a parent before its children).
+                    let e = self.map.entry(inode).or_insert(pid);
+                    *e = (*e).min(pid);
+                }
+            }
+        }
+    }
+}
+
+/// What /proc says of `pid`; `None` when it is gone.
+fn process(pid: u32) -> Option<Process> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let argv: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let cmd = argv
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        })
+        .unwrap_or_default();
+    Some(Process {
+        pid,
+        cmd,
+        args: argv.join(" "),
+        cgroup,
+    })
+}

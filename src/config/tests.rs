@@ -587,3 +587,32 @@ fn payload_frames_has_a_default_and_a_range() {
         );
     }
 }
+
+#[test]
+fn owner_rules_and_their_namespaces() {
+    let src = |netns: &str| {
+        format!(
+            "(\n    processes: (netns: [{netns}]),\n    ports: (wan: (rate: \"10 Mbit\"), lan: (rate: \"10 Mbit\")),\n    classes: [\n        (name: \"a\", match: \"user nobody or cmd firefox\", rate: \"1 Mbit\"),\n        (name: \"rest\", match: \"default\", rate: \"1 Mbit\"),\n    ],\n)\n"
+        )
+    };
+    let plan = parse(&src("\"/proc/self/ns/net\""), Path::new("t.ron")).unwrap();
+    assert!(plan.reads_owners);
+    assert!(warnings_of(&src("\"/proc/self/ns/net\"")).is_empty());
+    // A namespace not on this host: weir run would not start here.
+    let w = warnings_of(&src("\"/run/netns/weir-no-such-ns\""));
+    assert_eq!(w.len(), 1, "{w:?}");
+    let text = w[0].to_string();
+    assert!(text.starts_with("t.ron:2:"), "{text}");
+    assert!(
+        text.contains("/run/netns/weir-no-such-ns does not exist"),
+        "{text}"
+    );
+    // A bad uid is a rule error at its column.
+    let e = parse(
+        &src("").replace("user nobody", "uid nobody"),
+        Path::new("t.ron"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`nobody` is not a user id"), "{e}");
+}

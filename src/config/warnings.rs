@@ -78,7 +78,34 @@ pub fn warnings(plan: &Plan, src: &str, path: &Path, frame_store_bytes: u64) -> 
             }
         }
     }
+    out.extend(owner_warnings(&file, plan));
     out
+}
+
+/// Owner tests (`user`, `cmd`, ...) look at sockets in `processes.netns`: a namespace file that
+/// is not on this host means `weir run` here will not start.
+fn owner_warnings(file: &File, plan: &Plan) -> Vec<ConfigWarning> {
+    if !plan.reads_owners {
+        return Vec::new();
+    }
+    plan.owner_netns
+        .iter()
+        .enumerate()
+        .filter(|(_, ns)| !ns.exists())
+        .map(|(i, ns)| {
+            file.warn(
+                &format!("processes.netns[{i}]"),
+                1,
+                format!(
+                    "network namespace {} does not exist on this host: weir run here would not start",
+                    ns.display()
+                ),
+                "name the namespace that holds the clients' sockets (/run/netns/NAME or \
+                 /proc/PID/ns/net); owner tests (user, cmd, ...) never match in weir replay"
+                    .into(),
+            )
+        })
+        .collect()
 }
 
 /// The config's text, for positions.

@@ -229,6 +229,18 @@ fn status_and_flows_agree_with_the_exit_report_and_the_far_side() {
     );
 }
 
+/// Five pings from src0 to dst0, 50 ms apart, every one answered.
+fn five_pings_answered(lab: &Lab, what: &str) {
+    let p = ping(
+        lab,
+        &lab.src_ns,
+        ip("198.18.0.2"),
+        5,
+        Duration::from_millis(50),
+    );
+    assert_eq!(p.lost(), 0, "{what}: {p:?}");
+}
+
 /// Samples of a class's forwarded wire bytes: (weir's clock in seconds, bytes), over one
 /// connection (a process per sample would load the 2 cores the bridge runs on).
 fn wire_samples(client: &mut Client, class_name: &str, until: Instant, into: &mut Vec<(f64, u64)>) {
@@ -438,16 +450,7 @@ fn a_broken_config_on_reload_keeps_the_old_policy_and_says_where() {
         "100 Mbit",
     );
     let b = Bridge::start(&lab, "broken", &good, &[]);
-    let pinged = |what: &str| {
-        let p = ping(
-            &lab,
-            &lab.src_ns,
-            ip("198.18.0.2"),
-            5,
-            Duration::from_millis(50),
-        );
-        assert_eq!(p.lost(), 0, "{what}: {p:?}");
-    };
+    let pinged = |what: &str| five_pings_answered(&lab, what);
     pinged("at start");
 
     // A bad rate on line 5: `weir reload` fails with the position, weir keeps going.
@@ -660,16 +663,7 @@ fn country_rules_live_and_a_database_changed_on_disk_takes_effect_at_reload() {
     ),
 )"#;
     let b = Bridge::start(&lab, "geo", config, &[]);
-    let pings = |what: &str| {
-        let p = ping(
-            &lab,
-            &lab.src_ns,
-            ip("198.18.0.2"),
-            5,
-            Duration::from_millis(50),
-        );
-        assert_eq!(p.lost(), 0, "{what}: {p:?}");
-    };
+    let pings = |what: &str| five_pings_answered(&lab, what);
     let received = |name: &str| class(&status(&b), "wan", name).received_frames;
     let settle = || std::thread::sleep(Duration::from_millis(300));
     pings("with NZ");
@@ -837,6 +831,7 @@ fn owner_rules_put_two_users_and_two_commands_in_their_classes() {
     assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
     let report: Value = serde_json::from_str(&stopped.stdout).expect("weir run --json");
     let owners = &report["owners"];
+    eprintln!("owners: {owners}");
     // Three flows asked for and found; only their first frames went before the answer.
     assert!(owners["found"].as_u64().unwrap() >= 3, "{owners}");
     let before = owners["frames_before_owner"].as_u64().unwrap();

@@ -324,13 +324,17 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             writeln!(
                 out,
                 "owners: {} flows asked for, {} found, {} not found, {} questions and {} answers \
-                 lost to full queues; {} frames classified before their owner was known",
+                 lost to full queues; {} frames classified before their owner was known; \
+                 lookup p50 {} us, p99 {} us, max {} us",
                 o.asked,
                 o.found,
                 o.unknown,
                 o.questions_dropped,
                 o.answers_dropped,
-                o.frames_before_owner
+                o.frames_before_owner,
+                o.lookup_us_p50,
+                o.lookup_us_p99,
+                o.lookup_us_max
             )?;
         }
     }

@@ -113,8 +113,10 @@ pub struct Plan {
     pub geo: Vec<GeoBinding>,
     /// Network namespaces whose sockets the owner tests look at (empty: weir's own).
     pub owner_netns: Vec<PathBuf>,
-    /// Some rule tests the program behind a flow (`user`, `cmd`, ...).
+    /// Some rule tests the program behind a flow (`user`, `cmd`, ...); some tests its process
+    /// (`pid`, `cmd`, `args`, `cgroup`), not only its socket's user.
     pub reads_owners: bool,
+    pub reads_processes: bool,
 }
 
 /// One `country` or `asn` test of the rules, and what its database gave it.
@@ -229,10 +231,16 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
     check_name_tests(&[&lan, &wan], &name_sets, at)?;
     let geo = bind_geo(&mut [&mut lan, &mut wan], &file, folder, &lan_networks, at)?;
     let owner_netns = file.processes.netns.iter().map(PathBuf::from).collect();
-    let reads_owners = [&lan, &wan]
-        .iter()
-        .flat_map(|p| p.classes.iter())
-        .any(|c| c.rule.as_ref().is_some_and(Rule::reads_owners));
+    let any_rule = |f: fn(&Rule) -> bool| {
+        [&lan, &wan]
+            .iter()
+            .flat_map(|p| p.classes.iter())
+            .any(|c| c.rule.as_ref().is_some_and(f))
+    };
+    let (reads_owners, reads_processes) = (
+        any_rule(Rule::reads_owners),
+        any_rule(Rule::reads_processes),
+    );
     Ok(Plan {
         lan_networks,
         max_flows,
@@ -243,6 +251,7 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
         geo,
         owner_netns,
         reads_owners,
+        reads_processes,
     })
 }
 

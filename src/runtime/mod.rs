@@ -225,6 +225,11 @@ pub struct OwnerCounts {
     pub answers_dropped: u64,
     /// Frames classified while their flow's owner was being asked for.
     pub frames_before_owner: u64,
+    /// Time from taking a question to its answer on the resolver's thread, in microseconds
+    /// (sock_diag, the /proc walk when the socket is new to it, the process's files).
+    pub lookup_us_p50: u64,
+    pub lookup_us_p99: u64,
+    pub lookup_us_max: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -291,8 +296,13 @@ pub fn start(
     // Opened here, before any thread gives up its privileges (entering a namespace needs them).
     let mut resolver = if plan.reads_owners {
         Some(
-            owners::Resolver::start(&plan.owner_netns, forwarders, Arc::clone(&stop))
-                .map_err(|e| RunError::Owners(e.to_string()))?,
+            owners::Resolver::start(
+                &plan.owner_netns,
+                forwarders,
+                plan.reads_processes,
+                Arc::clone(&stop),
+            )
+            .map_err(|e| RunError::Owners(e.to_string()))?,
         )
     } else {
         None
@@ -496,8 +506,15 @@ impl Bridge {
         }
         if let Some(r) = owners {
             report.owners.answers_dropped = r.answers_dropped.load(Ordering::Relaxed);
+            let lookup_us = Arc::clone(&r.lookup_us);
             // Joins its thread, which has seen the stop.
             drop(r);
+            let h = lookup_us.lock().unwrap_or_else(|p| p.into_inner());
+            if !h.is_empty() {
+                report.owners.lookup_us_p50 = h.value_at_quantile(0.5);
+                report.owners.lookup_us_p99 = h.value_at_quantile(0.99);
+                report.owners.lookup_us_max = h.max();
+            }
         }
         report.error = first_error.map(|e| e.to_string());
         Ok(report)

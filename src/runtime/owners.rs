@@ -12,11 +12,12 @@ use crate::classify::owner::{Owner, Process};
 use crate::io::sys::sock_diag::{user_name, SockDiag};
 use crate::wire::L3;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// /proc is walked at most this often.
@@ -40,15 +41,21 @@ pub struct Resolver {
     pub answers: Vec<Receiver<Answer>>,
     /// Answers dropped for want of room.
     pub answers_dropped: Arc<AtomicU64>,
+    /// How long each question took to answer, in microseconds (the resolver's thread alone
+    /// records; read once it has stopped).
+    pub lookup_us: Arc<Mutex<Histogram<u64>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Resolver {
     /// Open a sock_diag socket in each of `netns` (none: weir's own namespace) and start the
-    /// thread; `forwarders` channels of answers. Fails when a namespace cannot be entered.
+    /// thread; `forwarders` channels of answers. `processes`: find each socket's process too
+    /// (rules test `pid`, `cmd`, `args` or `cgroup`); else the kernel's answer (the uid) is all.
+    /// Fails when a namespace cannot be entered.
     pub fn start(
         netns: &[PathBuf],
         forwarders: usize,
+        processes: bool,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Resolver> {
         let mut sockets = Vec::new();
@@ -64,13 +71,18 @@ impl Resolver {
         let (a_txs, a_rxs): (Vec<_>, Vec<_>) = (0..forwarders).map(|_| bounded(QUEUE)).unzip();
         let dropped = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&dropped);
+        let lookup_us = Arc::new(Mutex::new(
+            Histogram::new_with_bounds(1, 60_000_000, 2).map_err(std::io::Error::other)?,
+        ));
+        let timed = Arc::clone(&lookup_us);
         let thread = std::thread::Builder::new()
             .name("weir-owners".into())
-            .spawn(move || run(sockets, q_rx, a_txs, counted, stop))?;
+            .spawn(move || run(sockets, q_rx, a_txs, counted, timed, processes, stop))?;
         Ok(Resolver {
             questions: q_tx,
             answers: a_rxs,
             answers_dropped: dropped,
+            lookup_us,
             thread: Some(thread),
         })
     }
@@ -89,6 +101,8 @@ fn run(
     questions: Receiver<Question>,
     answers: Vec<Sender<Answer>>,
     dropped: Arc<AtomicU64>,
+    lookup_us: Arc<Mutex<Histogram<u64>>>,
+    processes: bool,
     stop: Arc<AtomicBool>,
 ) {
     // Listing and reading other users' /proc/PID/fd takes CAP_DAC_READ_SEARCH and
@@ -104,7 +118,11 @@ fn run(
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
-        let owner = resolve(&mut sockets, &mut inodes, &q.key);
+        let started = std::time::Instant::now();
+        let owner = resolve(&mut sockets, processes.then_some(&mut inodes), &q.key);
+        if let Ok(mut h) = lookup_us.try_lock() {
+            h.saturating_record(started.elapsed().as_micros().max(1) as u64);
+        }
         tracing::debug!("owner of {:?}: {:?}", q.key, owner);
         if let Some(tx) = answers.get(q.from) {
             if let Err(TrySendError::Full(_)) = tx.try_send((q.key, owner)) {
@@ -131,8 +149,13 @@ fn ends(k: &FlowKey) -> Option<(SocketAddr, SocketAddr)> {
     })
 }
 
-/// The owner of the flow's local end, in the first namespace that has one.
-fn resolve(sockets: &mut [SockDiag], inodes: &mut SocketInodes, key: &FlowKey) -> Option<Owner> {
+/// The owner of the flow's local end, in the first namespace that has one; its process too
+/// when `inodes` is given.
+fn resolve(
+    sockets: &mut [SockDiag],
+    inodes: Option<&mut SocketInodes>,
+    key: &FlowKey,
+) -> Option<Owner> {
     let (a, b) = ends(key)?;
     for s in sockets.iter_mut() {
         for (local, remote) in [(a, b), (b, a)] {
@@ -142,7 +165,7 @@ fn resolve(sockets: &mut [SockDiag], inodes: &mut SocketInodes, key: &FlowKey) -
             return Some(Owner {
                 uid,
                 user: user_name(uid),
-                process: inodes.pid(inode).and_then(process),
+                process: inodes.and_then(|i| i.pid(inode)).and_then(process),
             });
         }
     }

@@ -415,6 +415,18 @@ impl Rule {
             .any(|insn| matches!(insn.atom, Atom::Owner { .. }))
     }
 
+    /// The rule tests the process behind a flow (`pid`, `cmd`, `args`, `cgroup`), not only
+    /// its socket's owner: the resolver must then find the process in /proc.
+    pub fn reads_processes(&self) -> bool {
+        self.prog.iter().any(|insn| {
+            matches!(
+                &insn.atom,
+                Atom::Owner { test, .. }
+                    if !matches!(test, OwnerTest::User(_) | OwnerTest::Uid(_))
+            )
+        })
+    }
+
     /// The countries and ASes the rule names (`country`, `asn`), each once.
     pub fn geo_keys(&self) -> Vec<crate::classify::geo::GeoKey> {
         let mut keys: Vec<_> = self

@@ -20,8 +20,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// /proc is walked at most this often.
-const WALK_EVERY: Duration = Duration::from_millis(20);
+/// /proc is walked at most this often (a walk costs about a millisecond on a quiet host, more
+/// with many processes; a batch of questions shares one).
+const WALK_EVERY: Duration = Duration::from_millis(5);
+
+/// Questions answered together at most.
+const BATCH: usize = 256;
 
 /// Questions waiting for the resolver, and answers waiting for a forwarding thread, at most.
 pub const QUEUE: usize = 4096;
@@ -112,21 +116,44 @@ fn run(
         caps::Capability::CAP_SYS_PTRACE,
     ]);
     let mut inodes = SocketInodes::default();
+    // Each question, when it was taken, and its socket's uid and inode if found.
+    type Asked = (Question, std::time::Instant, Option<(u32, u32)>);
+    let mut batch: Vec<Asked> = Vec::with_capacity(BATCH);
     while !stop.load(Ordering::Relaxed) {
-        let q = match questions.recv_timeout(Duration::from_millis(100)) {
+        let first = match questions.recv_timeout(Duration::from_millis(100)) {
             Ok(q) => q,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
-        let started = std::time::Instant::now();
-        let owner = resolve(&mut sockets, processes.then_some(&mut inodes), &q.key);
-        if let Ok(mut h) = lookup_us.try_lock() {
-            h.saturating_record(started.elapsed().as_micros().max(1) as u64);
+        // Whatever else is waiting goes in the same batch: one /proc walk serves them all.
+        batch.clear();
+        for q in std::iter::once(first).chain(questions.try_iter().take(BATCH - 1)) {
+            let found = socket(&mut sockets, &q.key);
+            batch.push((q, std::time::Instant::now(), found));
         }
-        tracing::debug!("owner of {:?}: {:?}", q.key, owner);
-        if let Some(tx) = answers.get(q.from) {
-            if let Err(TrySendError::Full(_)) = tx.try_send((q.key, owner)) {
-                dropped.fetch_add(1, Ordering::Relaxed);
+        if processes
+            && batch
+                .iter()
+                .any(|(_, _, f)| f.is_some_and(|(_, inode)| !inodes.knows(inode)))
+        {
+            inodes.walk_when_due();
+        }
+        let mut h = lookup_us.lock().unwrap_or_else(|p| p.into_inner());
+        for (q, asked, found) in batch.drain(..) {
+            let owner = found.map(|(uid, inode)| Owner {
+                uid,
+                user: user_name(uid),
+                process: processes
+                    .then(|| inodes.pid(inode))
+                    .flatten()
+                    .and_then(process),
+            });
+            h.saturating_record(asked.elapsed().as_micros().max(1) as u64);
+            tracing::debug!("owner of {:?}: {:?}", q.key, owner);
+            if let Some(tx) = answers.get(q.from) {
+                if let Err(TrySendError::Full(_)) = tx.try_send((q.key, owner)) {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -149,31 +176,21 @@ fn ends(k: &FlowKey) -> Option<(SocketAddr, SocketAddr)> {
     })
 }
 
-/// The owner of the flow's local end, in the first namespace that has one; its process too
-/// when `inodes` is given.
-fn resolve(
-    sockets: &mut [SockDiag],
-    inodes: Option<&mut SocketInodes>,
-    key: &FlowKey,
-) -> Option<Owner> {
+/// The uid and inode of the flow's local socket, in the first namespace that has it (either
+/// end of the flow may be the local one).
+fn socket(sockets: &mut [SockDiag], key: &FlowKey) -> Option<(u32, u32)> {
     let (a, b) = ends(key)?;
     for s in sockets.iter_mut() {
         for (local, remote) in [(a, b), (b, a)] {
-            let Ok(Some((uid, inode))) = s.find(key.proto, local, remote) else {
-                continue;
-            };
-            return Some(Owner {
-                uid,
-                user: user_name(uid),
-                process: inodes.and_then(|i| i.pid(inode)).and_then(process),
-            });
+            if let Ok(Some(found)) = s.find(key.proto, local, remote) {
+                return Some(found);
+            }
         }
     }
     None
 }
 
-/// Socket inode to process, from one walk of /proc/*/fd, walked again when an inode is not
-/// in the last walk (at most every 20 ms: a question that comes sooner waits for it).
+/// Socket inode to process, from the last walk of /proc/*/fd.
 #[derive(Default)]
 struct SocketInodes {
     map: HashMap<u32, u32>,
@@ -181,13 +198,17 @@ struct SocketInodes {
 }
 
 impl SocketInodes {
-    fn pid(&mut self, inode: u32) -> Option<u32> {
-        if inode == 0 {
-            return None;
-        }
-        if let Some(&pid) = self.map.get(&inode) {
-            return Some(pid);
-        }
+    fn knows(&self, inode: u32) -> bool {
+        inode == 0 || self.map.contains_key(&inode)
+    }
+
+    fn pid(&self, inode: u32) -> Option<u32> {
+        self.map.get(&inode).copied()
+    }
+
+    /// Walk again, waiting first until [`WALK_EVERY`] has passed since the last walk (the
+    /// questions that come meanwhile join the next batch).
+    fn walk_when_due(&mut self) {
         if let Some(t) = self.walked {
             let since = t.elapsed();
             if since < WALK_EVERY {
@@ -195,7 +216,6 @@ impl SocketInodes {
             }
         }
         self.walk();
-        self.map.get(&inode).copied()
     }
 
     fn walk(&mut self) {

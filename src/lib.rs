@@ -27,6 +27,7 @@ pub mod port;
 pub mod replay;
 pub mod runtime;
 pub mod sched;
+pub mod schedule;
 pub mod time;
 pub mod tools;
 pub mod wire;

@@ -112,6 +112,17 @@ pub fn write_tree(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
                 extra.join(", "),
             )?;
             writeln!(out, "  {:<12} {what}", "")?;
+            for sch in &class.schedule {
+                writeln!(
+                    out,
+                    "  {:<12} {}: rate {} ceil {} ({})",
+                    "",
+                    sch.when,
+                    BitRate(sch.rate_bps),
+                    BitRate(sch.ceil_bps),
+                    plan.timezone.iana_name().unwrap_or("local time")
+                )?;
+            }
         }
     }
     for g in &plan.geo {

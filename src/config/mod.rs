@@ -47,6 +47,9 @@ pub struct ConfigFile {
     /// Where the local ends of flows live, for the rules' owner tests (`user`, `cmd`, ...).
     #[serde(default)]
     pub processes: ProcessesFile,
+    /// The time zone of the classes' `schedule` windows (an IANA name such as
+    /// "Pacific/Auckland", or "UTC"); default: the system's.
+    pub timezone: Option<String>,
 }
 
 /// `processes: (netns: ["/run/netns/clients"])`: the network namespaces (files of
@@ -142,6 +145,18 @@ pub struct ClassFile {
     pub police: Option<PoliceFile>,
     /// Rewrite the DSCP of forwarded IP frames: a name ("ef", "af41", "cs1") or 0-63.
     pub set_dscp: Option<PerPort<DscpFile>>,
+    /// Other rates at times of the week: the first entry whose window holds the local time
+    /// gives the class its rate and ceil (each defaults to the class's own).
+    pub schedule: Option<Vec<ScheduleFile>>,
+}
+
+/// `(when: "Mon-Fri 08:00-18:00", rate: "1 Mbit", ceil: "2 Mbit")` (crate::schedule).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleFile {
+    pub when: String,
+    pub rate: Option<PerPort<String>>,
+    pub ceil: Option<PerPort<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -51,6 +51,19 @@ pub struct ClassPlan {
     pub fairness: Fairness,
     pub set_dscp: Option<u8>,
     pub(super) rule: Option<Rule>,
+    /// Other rates at times of the week, in order: the first whose window holds the local
+    /// time applies (else the class's own rate and ceil, in `PortPlan::spec`).
+    pub schedule: Vec<ScheduledRate>,
+}
+
+/// A class's rate and ceil in bit/s while `window` holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduledRate {
+    /// As written (`Mon-Fri 08:00-18:00`).
+    pub when: String,
+    pub window: crate::schedule::Window,
+    pub rate_bps: u64,
+    pub ceil_bps: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -113,6 +126,8 @@ pub struct Plan {
     pub geo: Vec<GeoBinding>,
     /// Network namespaces whose sockets the owner tests look at (empty: weir's own).
     pub owner_netns: Vec<PathBuf>,
+    /// The time zone of the classes' schedules.
+    pub timezone: jiff::tz::TimeZone,
     /// Some rule tests the program behind a flow (`user`, `cmd`, ...); some tests its process
     /// (`pid`, `cmd`, `args`, `cgroup`), not only its socket's user.
     pub reads_owners: bool,
@@ -231,6 +246,17 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
     check_name_tests(&[&lan, &wan], &name_sets, at)?;
     let geo = bind_geo(&mut [&mut lan, &mut wan], &file, folder, &lan_networks, at)?;
     let owner_netns = file.processes.netns.iter().map(PathBuf::from).collect();
+    let timezone = match &file.timezone {
+        None => jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
+        Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
+            at(
+                "timezone",
+                1,
+                format!("unknown time zone \"{name}\": {e}"),
+                Some("an IANA name such as \"Europe/Berlin\" or \"UTC\"".into()),
+            )
+        })?,
+    };
     let any_rule = |f: fn(&Rule) -> bool| {
         [&lan, &wan]
             .iter()
@@ -250,6 +276,7 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
         name_sets,
         geo,
         owner_netns,
+        timezone,
         reads_owners,
         reads_processes,
     })
@@ -441,6 +468,8 @@ struct PortClass<'a> {
     /// Rate and burst; `None` also when a pair left this port out of `police.rate`.
     police: Option<(&'a str, Option<&'a str>)>,
     set_dscp: Option<&'a DscpFile>,
+    /// (when, rate, ceil) for this port.
+    schedule: Vec<(&'a str, Option<&'a str>, Option<&'a str>)>,
 }
 
 impl<'a> PortClass<'a> {
@@ -507,6 +536,21 @@ impl<'a> PortClass<'a> {
             ecn: c.ecn,
             police,
             set_dscp: here.pick(c.set_dscp.as_ref(), "set_dscp", at)?,
+            schedule: c
+                .schedule
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(j, e)| {
+                    let rate = here.pick(e.rate.as_ref(), &format!("schedule[{j}].rate"), at)?;
+                    let ceil = here.pick(e.ceil.as_ref(), &format!("schedule[{j}].ceil"), at)?;
+                    Ok((
+                        e.when.as_str(),
+                        rate.map(String::as_str),
+                        ceil.map(String::as_str),
+                    ))
+                })
+                .collect::<Result<_, ConfigError>>()?,
         })
     }
 }
@@ -898,6 +942,42 @@ fn build_port(side: Side, file: &ConfigFile, at: &ErrAt) -> Result<PortPlan, Con
                 )
             })?),
         };
+        let mut schedule = Vec::with_capacity(c.schedule.len());
+        for (j, &(when, s_rate, s_ceil)) in c.schedule.iter().enumerate() {
+            let field = |f: &str| cf(&format!("schedule[{j}].{f}"));
+            let window = crate::schedule::Window::parse(when).map_err(|e| {
+                at(
+                    &field("when"),
+                    e.column,
+                    format!("schedule of class `{}`: {}", c.name, e.message),
+                    Some("write days and a time range, e.g. \"Mon-Fri 08:00-18:00\" (docs/config.md)".into()),
+                )
+            })?;
+            let parse = |v: Option<&str>, f: &str, base: BitRate| match v {
+                None => Ok(base),
+                Some(v) => units::parse_rate(v)
+                    .map(|r| r.resolve(link))
+                    .map_err(|e| unit_err(at, &field(f), f, e)),
+            };
+            let (s_rate, s_ceil) = (parse(s_rate, "rate", rate)?, parse(s_ceil, "ceil", ceil)?);
+            if s_ceil < s_rate || s_ceil > link || s_rate.0 == 0 {
+                return Err(at(
+                    &field(if s_rate.0 == 0 { "rate" } else { "ceil" }),
+                    1,
+                    format!(
+                        "schedule of class `{}` at \"{when}\": rate {s_rate} and ceil {s_ceil} do not fit (rate above 0, ceil at least the rate and at most the link {link})",
+                        c.name
+                    ),
+                    None,
+                ));
+            }
+            schedule.push(ScheduledRate {
+                when: when.to_string(),
+                window,
+                rate_bps: s_rate.0,
+                ceil_bps: s_ceil.0,
+            });
+        }
         classes.push(ClassPlan {
             name: c.name.to_string(),
             kind,
@@ -905,6 +985,7 @@ fn build_port(side: Side, file: &ConfigFile, at: &ErrAt) -> Result<PortPlan, Con
             fairness,
             set_dscp,
             rule,
+            schedule,
         });
         specs.push(crate::sched::ClassSpec {
             name: c.name.to_string(),
@@ -1030,6 +1111,7 @@ fn build_port(side: Side, file: &ConfigFile, at: &ErrAt) -> Result<PortPlan, Con
 /// floor can take from the other classes' guarantees while control frames are queued.
 fn control_class() -> ClassPlan {
     ClassPlan {
+        schedule: Vec::new(),
         name: CONTROL_CLASS.to_string(),
         kind: ClassKind::Control,
         user_priority: None,

@@ -131,13 +131,23 @@ pub struct Pipeline<T> {
     gso_split: GsoSplit,
     /// Frames received per ingress port (lan, wan); a cut super-frame counts as its segments.
     received: [u64; 2],
+    /// Classes' rates by time of the week (`schedule`): when to look again (the next minute;
+    /// never when no class has a schedule), and the wall-clock time of this pipeline's 0.
+    schedule_due: Nanos,
+    wall_offset: i128,
+    /// Classes switched to a scheduled rate so far (a reload's counters stay).
+    pub(crate) schedule_switches: u64,
 }
 
 impl<T: Copy> Pipeline<T> {
     /// Build every table at once; `now` starts the token buckets. `mtu` is the links' MTU,
     /// used only to recognise super-frames that came without offload state.
     pub fn new(plan: Arc<Plan>, mtu: u32, now: Nanos) -> Pipeline<T> {
+        let scheduled = has_schedule(&plan);
         Pipeline {
+            schedule_due: if scheduled { 0 } else { Nanos::MAX },
+            wall_offset: 0,
+            schedule_switches: 0,
             classifier: plan.classifier(),
             ports: [
                 PortScheduler::new(plan.ports[0].spec.clone(), now),
@@ -152,6 +162,61 @@ impl<T: Copy> Pipeline<T> {
 
     pub fn plan(&self) -> &Arc<Plan> {
         &self.plan
+    }
+
+    /// This pipeline's time 0 is `wall` nanoseconds after the Unix epoch (the live bridge's
+    /// monotonic clock); replay's time is capture time, already wall-clock (0, the default).
+    pub fn set_wall_clock(&mut self, wall: i128) {
+        self.wall_offset = wall;
+    }
+
+    /// Classes switched to or from a scheduled rate so far.
+    pub fn schedule_switches(&self) -> u64 {
+        self.schedule_switches
+    }
+
+    /// Give each class the rate and ceil its schedule gives for the local time at `now`, when
+    /// a new minute has begun (a look at one comparison per call otherwise). A class whose
+    /// rates change keeps its queued frames, tokens and counters (as at a reload).
+    fn follow_schedule(&mut self, now: Nanos) {
+        if now < self.schedule_due {
+            return;
+        }
+        let wall = i128::from(now) + self.wall_offset;
+        let minute_ns: i128 = 60_000_000_000;
+        let next = (wall.div_euclid(minute_ns) + 1) * minute_ns - self.wall_offset;
+        self.schedule_due = u64::try_from(next.max(i128::from(now) + 1)).unwrap_or(Nanos::MAX);
+        let Ok(ts) = jiff::Timestamp::from_nanosecond(wall) else {
+            return;
+        };
+        let local = self.plan.timezone.to_datetime(ts);
+        let day = local.weekday().to_monday_zero_offset() as u8;
+        let minute = local.hour() as u16 * 60 + local.minute() as u16;
+        for side in Side::BOTH {
+            let port = &self.plan.ports[side.index()];
+            let current = self.ports[side.index()].spec();
+            let mut spec = port.spec.clone();
+            for (i, c) in port.classes.iter().enumerate() {
+                if let Some(s) = c.schedule.iter().find(|s| s.window.contains(day, minute)) {
+                    spec.classes[i].rate_bps = s.rate_bps;
+                    spec.classes[i].ceil_bps = s.ceil_bps;
+                }
+            }
+            let changed = spec
+                .classes
+                .iter()
+                .zip(&current.classes)
+                .filter(|(a, b)| (a.rate_bps, a.ceil_bps) != (b.rate_bps, b.ceil_bps))
+                .count();
+            if changed == 0 {
+                continue;
+            }
+            self.schedule_switches += changed as u64;
+            let keep = vec![false; spec.classes.len()];
+            // Same class names: every queued frame stays where it is.
+            let orphans = self.ports[side.index()].reconfigure(spec, &keep, now);
+            debug_assert!(orphans.is_empty());
+        }
     }
 
     /// The scheduler of egress port `side` (for its counters).
@@ -216,6 +281,7 @@ impl<T: Copy> Pipeline<T> {
         now: Nanos,
         store: &mut S,
     ) {
+        self.follow_schedule(now);
         let egress = ingress.other();
         let e = egress.index();
         let len = info.len.min(rx.as_ref().len());
@@ -315,6 +381,7 @@ impl<T: Copy> Pipeline<T> {
         now: Nanos,
         store: &mut S,
     ) -> Option<Departure<T>> {
+        self.follow_schedule(now);
         let d =
             self.ports[port.index()].dequeue(now, &mut |d: Dropped<T>| store.release(d.item))?;
         if d.ce {
@@ -420,6 +487,8 @@ impl<T: Copy> Pipeline<T> {
         };
         self.classifier.replace_rules(plan.port_rules());
         self.classifier.set_payload_frames(plan.payload_frames);
+        // The new plan's schedules apply from now (its spec holds the classes' own rates).
+        self.schedule_due = if has_schedule(&plan) { now } else { Nanos::MAX };
         self.plan = plan;
         for side in Side::BOTH {
             let default_class = self.classifier.port_rules(side).default_class;
@@ -451,6 +520,12 @@ impl<T: Copy> Pipeline<T> {
         }
         counts
     }
+}
+
+fn has_schedule(plan: &Plan) -> bool {
+    plan.ports
+        .iter()
+        .any(|p| p.classes.iter().any(|c| !c.schedule.is_empty()))
 }
 
 /// Cut the super-frame `frame` into its segments, each kept in `store`, into `kept` with its

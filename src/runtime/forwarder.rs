@@ -153,6 +153,11 @@ impl Forwarder {
         }
         let publisher = Publisher::new(Arc::clone(&shared), index, &plan);
         let mut pipeline = Pipeline::new(plan, opts.mtu, now);
+        // Schedules go by the wall clock: the monotonic clock's 0 on it.
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        pipeline.set_wall_clock(wall - i128::from(now));
         if owners.is_some() {
             pipeline.classifier_mut().ask_owners();
         }

@@ -9,7 +9,7 @@
 //! the end of a day. No days: every day; no times: the whole day.
 
 /// One window of the week.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Window {
     /// Bit `d` for weekday `d` (0 = Monday).
     days: u8,
@@ -135,6 +135,16 @@ impl Window {
             (on(day) && minute >= self.start) || (on((day + 6) % 7) && minute < self.end)
         }
     }
+}
+
+/// The local weekday (0 = Monday) and minute of the day at `wall` nanoseconds after the Unix
+/// epoch in `tz`, and the wall time at which the next minute begins.
+pub fn local_minute(tz: &jiff::tz::TimeZone, wall: i128) -> Option<(u8, u16, i128)> {
+    const MINUTE: i128 = 60_000_000_000;
+    let local = tz.to_datetime(jiff::Timestamp::from_nanosecond(wall).ok()?);
+    let day = local.weekday().to_monday_zero_offset() as u8;
+    let minute = local.hour() as u16 * 60 + local.minute() as u16;
+    Some((day, minute, (wall.div_euclid(MINUTE) + 1) * MINUTE))
 }
 
 #[cfg(test)]

@@ -117,3 +117,47 @@ fn a_bad_window_or_time_zone_is_a_config_error() {
     let e = bad("rate: \"2 Mbit\")", "rate: \"20 Mbit\")");
     assert!(e.contains("do not fit"), "{e}");
 }
+
+#[test]
+fn a_time_rule_follows_the_capture_clock_frame_by_frame() {
+    // Work hours take the flow to `office`; the same flow's frames go back to `rest` at 12:01.
+    let src = r#"(
+        lan_networks: ["198.18.0.0/24"],
+        timezone: "UTC",
+        ports: (wan: (rate: "100 Mbit"), lan: (rate: "100 Mbit")),
+        classes: [
+            (name: "office", match: "udp and time 'Wed 12:00-12:01'", rate: "10 Mbit"),
+            (name: "rest", match: "default", rate: "10 Mbit"),
+        ],
+    )"#;
+    let plan = Arc::new(weir::config::parse(src, Path::new("time.ron")).expect("test config"));
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([198, 18, 0, 1], [198, 19, 0, 1], 64)
+        .udp(40000, 5000)
+        .write(&mut f, &[0u8; 100])
+        .unwrap();
+    let mut replay = Replay::new(&plan, &ReplayOptions::default(), false);
+    // One frame every 10 s from 11:59:00 to 12:02:50: 6 before 12:00, 6 in the window, 12 after.
+    for i in 0..24u64 {
+        replay.push(T0 + i * 10 * S, &f, f.len() as u32, &mut |_, _, _| {});
+    }
+    let report = replay.finish(&mut |_, _, _| {});
+    let got = |name: &str| {
+        report
+            .classes
+            .iter()
+            .find(|c| c.port == "wan" && c.name == name)
+            .unwrap()
+            .forwarded_frames
+    };
+    assert_eq!((got("office"), got("rest")), (6, 18));
+    // A window is a rule error at its column.
+    let e = weir::config::parse(
+        &src.replace("12:00-12:01", "12:00-1201"),
+        Path::new("t.ron"),
+    )
+    .expect_err("refused")
+    .to_string();
+    assert!(e.contains("is not a time range"), "{e}");
+}

@@ -226,6 +226,12 @@ pub struct Classifier {
     asks_owners: bool,
     /// New flows whose owner is to be asked for, until the driver takes them (bounded).
     owner_questions: Vec<FlowKey>,
+    /// `time` tests: the time zone, the wall-clock time of the caller's 0, when to look at
+    /// the clock again (the next minute; never without such tests) and their bits till then.
+    timezone: jiff::tz::TimeZone,
+    wall_offset: i128,
+    time_due: Nanos,
+    time_bits: u64,
     per_frame: [Vec<u16>; 2],
     flows: FlowTable,
     fragments: FragmentTable,
@@ -242,7 +248,12 @@ impl Classifier {
         let name_tests = bind_names(&mut ports);
         let undecided_app_tests = name_tests.eval_app(AppSeen::Undecided);
         let reads_owners = name_tests.reads_owners();
-        let keep = !name_tests.is_empty();
+        let keep = name_tests.needs_flow_state();
+        let time_due = if name_tests.reads_time() {
+            0
+        } else {
+            Nanos::MAX
+        };
         let mut flows = FlowTable::new(max_flows, idle_timeout);
         flows.keep_names(keep);
         Classifier {
@@ -257,6 +268,10 @@ impl Classifier {
             reads_owners,
             asks_owners: false,
             owner_questions: Vec::with_capacity(MAX_OWNER_QUESTIONS),
+            timezone: jiff::tz::TimeZone::UTC,
+            wall_offset: 0,
+            time_due,
+            time_bits: 0,
             per_frame,
             flows,
             fragments: FragmentTable::new(4096),
@@ -310,13 +325,15 @@ impl Classifier {
             .flows
             .find(&key, key.hash64())
             .and_then(|slot| self.flows.name(slot));
-        let (tests, name) = match kept {
+        let (flow_tests, name) = match kept {
             Some(n) => (
                 n.tests | n.app_tests | n.owner_tests,
                 n.source.map(|s| (s, n.name)),
             ),
             None => (0, None),
         };
+        // The `time` tests as of the last frame classified.
+        let tests = flow_tests | self.time_bits;
         let app = match kept.map(|n| n.app) {
             Some(AppSeen::Found(p)) => format!("{} (from payload)", p.as_str()),
             Some(AppSeen::Unknown) => "no protocol found in its payload (ports decide)".into(),
@@ -411,7 +428,12 @@ impl Classifier {
         self.undecided_app_tests = self.name_tests.eval_app(AppSeen::Undecided);
         self.reads_owners = self.name_tests.reads_owners();
         self.ports = ports;
-        let keep = self.names_wanted || !self.name_tests.is_empty();
+        let keep = self.names_wanted || self.name_tests.needs_flow_state();
+        self.time_due = if self.name_tests.reads_time() {
+            0
+        } else {
+            Nanos::MAX
+        };
         self.flows.keep_names(keep);
         if !keep {
             self.dns_cache = None;
@@ -431,6 +453,32 @@ impl Classifier {
             n.owner = OwnerSeen::NotAsked;
         }
         self.flows.clear_verdicts();
+    }
+
+    /// The clock of `time` tests: the caller's time 0 is `wall` nanoseconds after the Unix
+    /// epoch, and local time is in `tz`.
+    pub fn set_clock(&mut self, tz: jiff::tz::TimeZone, wall: i128) {
+        self.timezone = tz;
+        self.wall_offset = wall;
+        if self.time_due != Nanos::MAX {
+            self.time_due = 0;
+        }
+    }
+
+    /// The bits of the `time` tests at `now`: looked up once a minute.
+    fn time_bits(&mut self, now: Nanos) -> u64 {
+        if now >= self.time_due {
+            let wall = i128::from(now) + self.wall_offset;
+            match crate::schedule::local_minute(&self.timezone, wall) {
+                Some((day, minute, next)) => {
+                    self.time_bits = self.name_tests.eval_time(day, minute);
+                    let next = (next - self.wall_offset).max(i128::from(now) + 1);
+                    self.time_due = u64::try_from(next).unwrap_or(Nanos::MAX);
+                }
+                None => self.time_due = Nanos::MAX,
+            }
+        }
+        self.time_bits
     }
 
     /// Something answers questions about flows' owners: new TCP and UDP flows are queued for
@@ -754,6 +802,8 @@ impl Classifier {
             account,
             now,
         );
+        // `time` tests are per frame: never part of a flow's cached verdict.
+        let names = names | self.time_bits(now);
         let port = &self.ports[egress.index()];
         let mut first = self.flows.verdict(slot, egress.index());
         if first == NO_VERDICT {

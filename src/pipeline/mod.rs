@@ -144,11 +144,13 @@ impl<T: Copy> Pipeline<T> {
     /// used only to recognise super-frames that came without offload state.
     pub fn new(plan: Arc<Plan>, mtu: u32, now: Nanos) -> Pipeline<T> {
         let scheduled = has_schedule(&plan);
+        let mut classifier = plan.classifier();
+        classifier.set_clock(plan.timezone.clone(), 0);
         Pipeline {
+            classifier,
             schedule_due: if scheduled { 0 } else { Nanos::MAX },
             wall_offset: 0,
             schedule_switches: 0,
-            classifier: plan.classifier(),
             ports: [
                 PortScheduler::new(plan.ports[0].spec.clone(), now),
                 PortScheduler::new(plan.ports[1].spec.clone(), now),
@@ -168,6 +170,7 @@ impl<T: Copy> Pipeline<T> {
     /// monotonic clock); replay's time is capture time, already wall-clock (0, the default).
     pub fn set_wall_clock(&mut self, wall: i128) {
         self.wall_offset = wall;
+        self.classifier.set_clock(self.plan.timezone.clone(), wall);
     }
 
     /// Classes switched to or from a scheduled rate so far.
@@ -183,15 +186,13 @@ impl<T: Copy> Pipeline<T> {
             return;
         }
         let wall = i128::from(now) + self.wall_offset;
-        let minute_ns: i128 = 60_000_000_000;
-        let next = (wall.div_euclid(minute_ns) + 1) * minute_ns - self.wall_offset;
-        self.schedule_due = u64::try_from(next.max(i128::from(now) + 1)).unwrap_or(Nanos::MAX);
-        let Ok(ts) = jiff::Timestamp::from_nanosecond(wall) else {
+        let Some((day, minute, next)) = crate::schedule::local_minute(&self.plan.timezone, wall)
+        else {
+            self.schedule_due = Nanos::MAX;
             return;
         };
-        let local = self.plan.timezone.to_datetime(ts);
-        let day = local.weekday().to_monday_zero_offset() as u8;
-        let minute = local.hour() as u16 * 60 + local.minute() as u16;
+        let next = next - self.wall_offset;
+        self.schedule_due = u64::try_from(next.max(i128::from(now) + 1)).unwrap_or(Nanos::MAX);
         for side in Side::BOTH {
             let port = &self.plan.ports[side.index()];
             let current = self.ports[side.index()].spec();
@@ -487,6 +488,8 @@ impl<T: Copy> Pipeline<T> {
         };
         self.classifier.replace_rules(plan.port_rules());
         self.classifier.set_payload_frames(plan.payload_frames);
+        self.classifier
+            .set_clock(plan.timezone.clone(), self.wall_offset);
         // The new plan's schedules apply from now (its spec holds the classes' own rates).
         self.schedule_due = if has_schedule(&plan) { now } else { Nanos::MAX };
         self.plan = plan;

@@ -419,7 +419,7 @@ impl Summary {
             }
             Atom::Fragment => self.frag == Some(pos),
             // Opaque: implied only by itself (above).
-            Atom::Name { .. } | Atom::Geo { .. } | Atom::Owner { .. } => false,
+            Atom::Name { .. } | Atom::Geo { .. } | Atom::Owner { .. } | Atom::Time { .. } => false,
             Atom::App { proto, .. } => match self.app {
                 Some(have) if pos => {
                     have == *proto || (proto.is_none() && have == Some(Protocol::Tls))

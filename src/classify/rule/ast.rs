@@ -223,6 +223,13 @@ pub(crate) enum Atom {
     /// The program behind the flow's local socket passes `test` (crate::classify::owner):
     /// read as bit `bit` of the flow's tests, like `Name`, once the owner is known.
     Owner { test: OwnerTest, bit: u8 },
+    /// The local time is in `window` (`text` as written): bit `bit` of the tests, set by the
+    /// classifier for every frame from its clock.
+    Time {
+        text: String,
+        window: crate::schedule::Window,
+        bit: u8,
+    },
 }
 
 #[inline]
@@ -275,9 +282,10 @@ impl Atom {
             Atom::TcpFlags(m) => v.tcp_flags & m == *m,
             Atom::IcmpType(t) => v.has_icmp && v.icmp_type == *t,
             Atom::Fragment => v.is_fragment,
-            Atom::Name { bit, .. } | Atom::App { bit, .. } | Atom::Owner { bit, .. } => {
-                *bit < 64 && names >> bit & 1 != 0
-            }
+            Atom::Name { bit, .. }
+            | Atom::App { bit, .. }
+            | Atom::Owner { bit, .. }
+            | Atom::Time { bit, .. } => *bit < 64 && names >> bit & 1 != 0,
             Atom::Geo { set, .. } => {
                 is_ip(v) && {
                     let v6 = v.l3 == L3::Ipv6;
@@ -297,6 +305,7 @@ impl Atom {
                 | Atom::TcpFlags(_)
                 | Atom::IcmpType(_)
                 | Atom::Fragment
+                | Atom::Time { .. }
         )
     }
 }
@@ -425,6 +434,7 @@ impl Atom {
             Atom::App { proto: None, .. } => "payload names no application (ports decide)".into(),
             Atom::Geo { key, .. } => key.describe(),
             Atom::Owner { test, .. } => test.describe(),
+            Atom::Time { text, .. } => format!("time '{text}'"),
         }
     }
 
@@ -467,6 +477,7 @@ impl Atom {
             },
             Atom::App { .. } => app.into(),
             Atom::Owner { .. } => "the owner of the flow's local socket, once found".into(),
+            Atom::Time { .. } => "the local time of the frame".into(),
             Atom::Geo { set, .. } if is_ip(v) => {
                 let v6 = v.l3 == L3::Ipv6;
                 let side = |a: u128| {

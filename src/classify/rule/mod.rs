@@ -115,6 +115,9 @@ enum FlowTest {
     Name(Option<NameSource>, String),
     App(Option<Protocol>),
     Owner(OwnerTest),
+    /// Not a flow's: the local time is in this window (the classifier sets these bits for
+    /// every frame, once a minute).
+    Time(crate::schedule::Window),
 }
 
 /// The distinct tests of a classifier's rules that are decided once per flow from its payload
@@ -163,13 +166,30 @@ impl NameTests {
         self.tests.is_empty()
     }
 
+    /// Some test is decided per flow (a name, a protocol, an owner), so flows keep state for
+    /// them; `time` tests alone need none.
+    pub fn needs_flow_state(&self) -> bool {
+        self.tests.iter().any(|t| !matches!(t, FlowTest::Time(_)))
+    }
+
+    /// The bits of the `time` tests whose window holds local weekday `day` (0 = Monday) and
+    /// minute `minute`.
+    pub fn eval_time(&self, day: u8, minute: u16) -> u64 {
+        self.bits(|t| matches!(t, FlowTest::Time(w) if w.contains(day, minute)))
+    }
+
+    /// Some rule tests the time.
+    pub fn reads_time(&self) -> bool {
+        self.tests.iter().any(|t| matches!(t, FlowTest::Time(_)))
+    }
+
     /// The results of every name test on a name learnt from `source`, a bit per test.
     pub fn eval(&self, source: NameSource, name: &[u8]) -> u64 {
         self.bits(|t| match t {
             FlowTest::Name(s, p) => {
                 s.map_or(true, |s| s.covers(source)) && self.pattern_matches(p, name)
             }
-            FlowTest::App(_) | FlowTest::Owner(_) => false,
+            FlowTest::App(_) | FlowTest::Owner(_) | FlowTest::Time(_) => false,
         })
     }
 
@@ -189,7 +209,7 @@ impl NameTests {
     /// The results of every protocol test on what a flow's payload showed, a bit per test.
     pub fn eval_app(&self, seen: AppSeen) -> u64 {
         self.bits(|t| match (t, seen) {
-            (FlowTest::Name(..) | FlowTest::Owner(_), _) => false,
+            (FlowTest::Name(..) | FlowTest::Owner(_) | FlowTest::Time(_), _) => false,
             // No application named (yet): `app` falls back to ports.
             (FlowTest::App(None), AppSeen::Undecided | AppSeen::Unknown) => true,
             (FlowTest::App(None), AppSeen::Found(p)) => p == Protocol::Tls,
@@ -398,6 +418,7 @@ impl Rule {
                 } => (FlowTest::Name(*source, pattern.clone()), bit),
                 Atom::App { proto, bit } => (FlowTest::App(*proto), bit),
                 Atom::Owner { test, bit } => (FlowTest::Owner(test.clone()), bit),
+                Atom::Time { window, bit, .. } => (FlowTest::Time(window.clone()), bit),
                 _ => continue,
             };
             *bit = tests.number(test).unwrap_or_else(|e| {

@@ -61,6 +61,7 @@ const KEYWORDS: &[&str] = &[
     "cmd",
     "args",
     "cgroup",
+    "time",
     "default",
 ];
 
@@ -583,6 +584,36 @@ impl Parser {
     fn primitive(&mut self, t: &Token, kw: &str) -> Result<Expr, RuleError> {
         match kw {
             "user" | "uid" | "pid" | "cmd" | "args" | "cgroup" => self.owner_test(t, kw),
+            "time" => {
+                let expected = "a window such as 'Mon-Fri 08:00-18:00' (quoted)";
+                let Some(o) = self.next() else {
+                    return Err(self.end_err(
+                        format!("expected {expected} after `time`, found end of rule"),
+                        None,
+                    ));
+                };
+                let text = match &o.tok {
+                    Tok::Word(w) | Tok::Str(w) => w.clone(),
+                    _ => {
+                        return Err(err(
+                            o.col,
+                            o.len,
+                            format!("expected {expected} after `time`, found `{}`", o.text()),
+                            None,
+                        ))
+                    }
+                };
+                let window = crate::schedule::Window::parse(&text).map_err(|e| {
+                    // A quoted window starts one column after its quote.
+                    let quoted = usize::from(matches!(o.tok, Tok::Str(_)));
+                    err(o.col + quoted + e.column - 1, 1, e.message, None)
+                })?;
+                Ok(atom(Atom::Time {
+                    text,
+                    window,
+                    bit: 0,
+                }))
+            }
             "tcp" | "udp" | "sctp" => {
                 let p = match kw {
                     "tcp" => ipproto::TCP,

@@ -824,6 +824,22 @@ fn owner_rules_put_two_users_and_two_commands_in_their_classes() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // A flow with no local socket (to a port nothing listens on in src): no owner, counted.
+    let stray = lab
+        .exec(
+            &lab.dst_ns,
+            &[
+                "python3",
+                "-c",
+                &sender(9999, 3, false).replace("198.18.0.2", "198.18.0.1"),
+            ],
+        )
+        .expect("stray sender");
+    assert!(
+        stray.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stray.stderr)
+    );
     std::thread::sleep(Duration::from_millis(300));
     let s = status(&b);
     let got = |name: &str| class(&s, "wan", name).received_frames;
@@ -834,6 +850,10 @@ fn owner_rules_put_two_users_and_two_commands_in_their_classes() {
     eprintln!("owners: {owners}");
     // Three flows asked for and found; only their first frames went before the answer.
     assert!(owners["found"].as_u64().unwrap() >= 3, "{owners}");
+    assert!(
+        owners["unknown"].as_u64().unwrap() >= 1,
+        "the stray flow: {owners}"
+    );
     let before = owners["frames_before_owner"].as_u64().unwrap();
     assert!(before <= 3 * 5, "{owners}");
     // nobody's 40 datagrams and its TCP connection's data (20 sends, and its handshake and
@@ -848,6 +868,47 @@ fn owner_rules_put_two_users_and_two_commands_in_their_classes() {
         "tool {tool}, rest {rest}, {owners}"
     );
     assert!(rest <= before + 5, "rest {rest}, {owners}");
+}
+
+#[test]
+fn a_schedule_and_a_time_rule_follow_the_wall_clock() {
+    if !require_root("a_schedule_and_a_time_rule_follow_the_wall_clock") {
+        return;
+    }
+    let _serial = serial();
+    let lab = lab("svc-schedule");
+    // A window from two minutes ago to three minutes on, UTC (every day; it may cross
+    // midnight), so that it holds for the whole test.
+    let now_min = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60)
+        % 1440;
+    let hm = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);
+    let window = format!("{}-{}", hm(now_min + 1438), hm(now_min + 3));
+    let wan = format!(
+        r#"(name: "now", match: "icmp and time '{window}'", rate: "10 Mbit",
+            schedule: [(when: "{window}", rate: "20 Mbit")]),
+        (name: "rest", match: "default", rate: "10 Mbit")"#
+    );
+    let cfg = format!(
+        "(\n    timezone: \"UTC\",{}",
+        &config(&wan, "100 Mbit")[1..]
+    );
+    let b = Bridge::start(&lab, "schedule", &cfg, &[]);
+    five_pings_answered(&lab, "in the window");
+    std::thread::sleep(Duration::from_millis(300));
+    let s = status(&b);
+    let now = class(&s, "wan", "now");
+    assert!(now.received_frames >= 5, "{s:#?}");
+    assert_eq!(
+        now.rate_bps, 20_000_000,
+        "the scheduled rate in force: {now:#?}"
+    );
+    assert_eq!(class(&s, "wan", "rest").rate_bps, 10_000_000);
+    let stopped = b.stop();
+    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
 }
 
 /// GET `path` from `port` on 127.0.0.1 inside namespace `ns` (from a thread that enters it).

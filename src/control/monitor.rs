@@ -255,13 +255,15 @@ impl Monitor {
             for (i, st) in snap.classes.iter().enumerate() {
                 let (name, priority, rate, ceil) = match port_plan.classes.get(i) {
                     Some(c) if known => {
+                        // The rates in force (a schedule changes them), else the plan's.
                         let spec = &port_plan.spec.classes[i];
-                        (
-                            c.name.clone(),
-                            c.user_priority,
-                            spec.rate_bps,
-                            spec.ceil_bps,
-                        )
+                        let (rate, ceil) = snap
+                            .rates
+                            .get(i)
+                            .copied()
+                            .filter(|&(r, _)| r > 0)
+                            .unwrap_or((spec.rate_bps, spec.ceil_bps));
+                        (c.name.clone(), c.user_priority, rate, ceil)
                     }
                     _ => (format!("#{i}"), None, 0, 0),
                 };

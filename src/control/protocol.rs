@@ -211,6 +211,8 @@ pub struct ClassStatus {
     pub name: String,
     /// As written in the config; `null` for `control` and `(removed)`.
     pub priority: Option<u8>,
+    /// The rate and ceil in force: the config's, or those of the class's `schedule` window
+    /// that holds now.
     pub rate_bps: u64,
     pub ceil_bps: u64,
     /// Forwarded wire bits (frame and overhead) per second over the last second, and the last

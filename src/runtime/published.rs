@@ -49,6 +49,8 @@ pub struct PortSnapshot {
     /// Flows whose last frame leaving this port went to each class, as of the last whole pass
     /// over the flow table.
     pub active_flows: Vec<u64>,
+    /// Per class, the rate and ceil in force (a `schedule` changes them), bit/s.
+    pub rates: Vec<(u64, u64)>,
 }
 
 /// One forwarding thread's own figures.
@@ -82,6 +84,7 @@ impl Published {
             Mutex::new(PortSnapshot {
                 classes: vec![ClassStats::default(); n],
                 active_flows: vec![0; n],
+                rates: vec![(0, 0); n],
                 ..PortSnapshot::default()
             })
         };
@@ -304,6 +307,10 @@ impl Publisher {
                 // The class count changed: only after a reload.
                 snap.classes.resize_with(n, ClassStats::default);
                 snap.active_flows.resize(n, 0);
+                snap.rates.resize(n, (0, 0));
+            }
+            for (to, c) in snap.rates.iter_mut().zip(&sched.spec().classes) {
+                *to = (c.rate_bps, c.ceil_bps);
             }
             for (i, st) in snap.classes.iter_mut().enumerate() {
                 if let Some(from) = sched.class_stats(i as ClassId) {

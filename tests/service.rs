@@ -776,31 +776,15 @@ fn owner_rules_put_two_users_and_two_commands_in_their_classes() {
     .unwrap()
     .trim()
     .to_string();
+    let as_nobody = |code: &str| {
+        lab.command(
+            &lab.src_ns,
+            &["runuser", "-u", "nobody", "--", "python3", "-c", code],
+        )
+    };
     let runs = [
-        lab.command(
-            &lab.src_ns,
-            &[
-                "runuser",
-                "-u",
-                "nobody",
-                "--",
-                "python3",
-                "-c",
-                &udp_nobody,
-            ],
-        ),
-        lab.command(
-            &lab.src_ns,
-            &[
-                "runuser",
-                "-u",
-                "nobody",
-                "--",
-                "python3",
-                "-c",
-                &tcp_nobody,
-            ],
-        ),
+        as_nobody(&udp_nobody),
+        as_nobody(&tcp_nobody),
         // Root, with argv[0] set to the command name the rule tests (the interpreter itself:
         // a wrapper such as pyenv's would exec it again with its own argv[0]).
         lab.command(

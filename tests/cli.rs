@@ -31,6 +31,14 @@ fn check_prints_the_class_tree() {
     ] {
         assert!(out.contains(needle), "missing {needle} in\n{out}");
     }
+    // home.ron's `app` rules are told from payload: flows keep their protocols, and check says
+    // what that costs at start; lab.ron's port rules need no such state.
+    assert!(
+        out.contains("flow table: 65536 flows, 8.00 MiB, and 24.7 MiB more for names"),
+        "{out}"
+    );
+    let lab = text(&weir(&["check", "-c", "configs/lab.ron"]).stdout);
+    assert!(lab.contains("flow table: 65536 flows, 8.00 MiB\n"), "{lab}");
 }
 
 #[test]

@@ -52,6 +52,11 @@ pub struct DnsCache {
 }
 
 impl DnsCache {
+    /// Bytes a cache of `entries` takes.
+    pub fn bytes_for(entries: usize) -> u64 {
+        (entries.max(PROBE).next_power_of_two() * std::mem::size_of::<Entry>()) as u64
+    }
+
     pub fn new(entries: usize) -> DnsCache {
         DnsCache {
             slots: vec![Entry::default(); entries.max(PROBE).next_power_of_two()],

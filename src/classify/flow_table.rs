@@ -185,6 +185,16 @@ pub struct FlowTable {
 
 impl FlowTable {
     /// `max_flows` is rounded up to a power of two, at least [`PROBE`].
+    /// Bytes a table for `max_flows` takes, and more with names kept (both allocated at
+    /// start, whatever the traffic).
+    pub fn bytes_for(max_flows: u32) -> (u64, u64) {
+        let n = (max_flows.max(PROBE as u32)).next_power_of_two() as u64;
+        (
+            n * std::mem::size_of::<Entry>() as u64,
+            n * std::mem::size_of::<FlowName>() as u64,
+        )
+    }
+
     pub fn new(max_flows: u32, idle_timeout: Nanos) -> FlowTable {
         let n = (max_flows.max(PROBE as u32)).next_power_of_two() as usize;
         FlowTable {

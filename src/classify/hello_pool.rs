@@ -104,6 +104,14 @@ impl HelloPool {
     }
 }
 
+impl HelloPool {
+    /// Bytes the pool takes (its slots and the scratch buffer).
+    pub fn bytes() -> u64 {
+        ((HELLO_POOL_SLOTS + 1) * std::mem::size_of::<Gather>()
+            + HELLO_POOL_SLOTS * std::mem::size_of::<Slot>()) as u64
+    }
+}
+
 impl Default for HelloPool {
     fn default() -> HelloPool {
         HelloPool::new()

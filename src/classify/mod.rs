@@ -455,6 +455,26 @@ impl Classifier {
         self.flows.clear_verdicts();
     }
 
+    /// What a classifier of `max_flows` takes, allocated at start: the flow table, and with
+    /// `names` (a rule reads names, protocols or owners) the names array, the DNS cache and the
+    /// ClientHello pool. In bytes.
+    pub fn memory(max_flows: u32, names: bool) -> (u64, u64) {
+        let (table, kept) = FlowTable::bytes_for(max_flows);
+        let extra = if names {
+            kept + DnsCache::bytes_for(DNS_CACHE_ENTRIES) + HelloPool::bytes()
+        } else {
+            0
+        };
+        (table, extra)
+    }
+
+    /// Flows keep names, protocols and owners (the rules read them, or [`keep_names`] asked).
+    ///
+    /// [`keep_names`]: Self::keep_names
+    pub fn keeps_names(&self) -> bool {
+        self.dns_cache.is_some()
+    }
+
     /// The clock of `time` tests: the caller's time 0 is `wall` nanoseconds after the Unix
     /// epoch, and local time is in `tz`.
     pub fn set_clock(&mut self, tz: jiff::tz::TimeZone, wall: i128) {

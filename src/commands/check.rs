@@ -125,6 +125,23 @@ pub fn write_tree(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
             }
         }
     }
+    let names = plan.classifier().keeps_names();
+    let (table, extra) = weir::classify::Classifier::memory(plan.max_flows, names);
+    writeln!(
+        out,
+        "flow table: {} flows, {}{}",
+        plan.max_flows,
+        weir::config::units::format_size_approx(table),
+        if names {
+            format!(
+                ", and {} more for names, protocols and owners (the rules read them: the names \
+                 array, the DNS cache, the ClientHello pool)",
+                weir::config::units::format_size_approx(extra)
+            )
+        } else {
+            String::new()
+        }
+    )?;
     for g in &plan.geo {
         writeln!(
             out,

@@ -172,6 +172,22 @@ mod tests {
             .contains(1, 13 * 60));
     }
 
+    proptest::proptest! {
+        /// Any text: a window or an error inside the text, never a panic; a window answers
+        /// for every minute of the week.
+        #[test]
+        fn any_text_is_a_window_or_an_error_in_it(text in "[A-Za-z0-9:, -]{0,30}") {
+            match Window::parse(&text) {
+                Ok(w) => {
+                    for d in 0..7 {
+                        let _ = w.contains(d, 0) || w.contains(d, DAY - 1);
+                    }
+                }
+                Err(e) => proptest::prop_assert!(e.column >= 1 && e.column <= text.len() + 1),
+            }
+        }
+    }
+
     #[test]
     fn a_bad_window_says_where() {
         for (text, column, says) in [

@@ -1157,6 +1157,9 @@ mod props {
                 Just("!="), Just("app"), Just("dns"), Just("vlan"), Just("default"), Just("!"),
                 Just("&&"), Just("||"), Just("flags"), Just("syn,ack"), Just("1-2,"),
                 Just("icmp"), Just("type"), Just("dscp"), Just("é"),
+                Just("country"), Just("nz"), Just("asn"), Just("as64496"), Just("user"),
+                Just("uid"), Just("cmd"), Just("args"), Just("'*x*'"), Just("time"),
+                Just("'Mon-Fri 08:00-18:00'"), Just("'22:00-06:00'"), Just("'Fry'"),
             ], 0..14)
         ) {
             let s = words.join(" ");

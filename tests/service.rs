@@ -562,26 +562,16 @@ fn explain_asks_a_running_bridge_about_a_flow() {
         "{x:#}"
     );
 
-    // Text, for a ping: the rules in order, up to the one that takes it.
-    let ping = lab.command(
-        &lab.src_ns,
-        &[
-            "ping",
-            "-n",
-            "-c",
-            "20",
-            "-i",
-            "0.1",
-            "-W",
-            "1",
-            "198.18.0.2",
-        ],
-    );
-    let pinger = std::thread::spawn(move || run_bounded(ping, Duration::from_secs(10)));
-    let out = cli(
-        &b,
-        &["explain", "--flow", "198.18.0.1 198.18.0.2", "--wait", "3"],
-    );
+    // Text, for a ping: the rules in order, up to the one that takes it. Asked before the
+    // ping starts, so that the flow's next frame is its first echo request (a frame of
+    // either direction answers).
+    let mut ask = Command::new(WEIR);
+    ask.args(["explain", "--flow", "198.18.0.1 198.18.0.2", "--wait", "5"])
+        .args(["--control", b.socket().to_str().unwrap()]);
+    let asking = std::thread::spawn(move || run_bounded(ask, Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(300));
+    five_pings_answered(&lab, "explained");
+    let out = asking.join().unwrap().expect("weir explain");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -595,7 +585,6 @@ fn explain_asks_a_running_bridge_about_a_flow() {
     );
     assert!(text.contains("ping `icmp`: MATCHES"), "{text}");
     assert!(text.contains("class: ping"), "{text}");
-    let _ = pinger.join();
 
     // A flow that does not cross, and a malformed one: clear errors, non-zero.
     let out = cli(

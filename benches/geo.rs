@@ -1,12 +1,12 @@
-//! What `country` costs: loading a database of GeoLite2-Country's size, and classifying new
+//! What `country` costs: loading a large synthetic country database, and classifying new
 //! flows against it.
 //!
 //! `cargo bench --bench geo`
 //!
-//! The database is synthetic (GeoLite2's licence keeps it out of the repository) and of
-//! GeoLite2-Country's order of size: 300,000 IPv4 networks (/24s spread over the address
-//! space) and 100,000 IPv6 /48s, a third of each in one country (`US`, as large as the largest
-//! real one), the rest spread over 200 others. It is written with `mmdb-writer` to a
+//! The database is synthetic (GeoLite2's licence keeps it out of the repository; the sizes are
+//! a guess at a large country-level database, not checked against one): 300,000 IPv4 networks
+//! (/24s spread over the address space) and 100,000 IPv6 /48s, a third of each in one country
+//! (`US`), the rest spread over 200 others. It is written with `mmdb-writer` to a
 //! temporary file.
 //! - `load`: parse a config with `country US` (open the file, one pass over it, the ranges
 //!   merged less the LAN networks), wall time per load.

@@ -154,10 +154,6 @@ impl GeoSet {
     pub fn contains(&self, v6: bool, addr: u128) -> bool {
         self.0.contains(v6, addr)
     }
-
-    pub fn ranges(&self) -> &AddrRanges {
-        &self.0
-    }
 }
 
 impl PartialEq for GeoSet {
@@ -202,11 +198,6 @@ impl Database {
             e => format!("{} is not a MaxMind DB file: {e}", path.display()),
         })?;
         Ok(Database { reader })
-    }
-
-    /// `database_type` of its metadata (`GeoLite2-Country`, ...).
-    pub fn kind(&self) -> &str {
-        &self.reader.metadata().database_type
     }
 
     /// The ranges of each of `keys` (all of one kind or not), from one pass over the database.

@@ -135,8 +135,6 @@ pub struct Pipeline<T> {
     /// never when no class has a schedule), and the wall-clock time of this pipeline's 0.
     schedule_due: Nanos,
     wall_offset: i128,
-    /// Classes switched to a scheduled rate so far (a reload's counters stay).
-    pub(crate) schedule_switches: u64,
 }
 
 impl<T: Copy> Pipeline<T> {
@@ -150,7 +148,6 @@ impl<T: Copy> Pipeline<T> {
             classifier,
             schedule_due: if scheduled { 0 } else { Nanos::MAX },
             wall_offset: 0,
-            schedule_switches: 0,
             ports: [
                 PortScheduler::new(plan.ports[0].spec.clone(), now),
                 PortScheduler::new(plan.ports[1].spec.clone(), now),
@@ -168,14 +165,19 @@ impl<T: Copy> Pipeline<T> {
 
     /// This pipeline's time 0 is `wall` nanoseconds after the Unix epoch (the live bridge's
     /// monotonic clock); replay's time is capture time, already wall-clock (0, the default).
+    /// The live driver calls it again when the system clock has stepped (the schedules and
+    /// `time` tests are then looked at again at once).
     pub fn set_wall_clock(&mut self, wall: i128) {
         self.wall_offset = wall;
+        if self.schedule_due != Nanos::MAX {
+            self.schedule_due = 0;
+        }
         self.classifier.set_clock(self.plan.timezone.clone(), wall);
     }
 
-    /// Classes switched to or from a scheduled rate so far.
-    pub fn schedule_switches(&self) -> u64 {
-        self.schedule_switches
+    /// The wall-clock time of this pipeline's 0 (see [`set_wall_clock`](Self::set_wall_clock)).
+    pub fn wall_clock(&self) -> i128 {
+        self.wall_offset
     }
 
     /// Give each class the rate and ceil its schedule gives for the local time at `now`, when
@@ -212,7 +214,6 @@ impl<T: Copy> Pipeline<T> {
             if changed == 0 {
                 continue;
             }
-            self.schedule_switches += changed as u64;
             let keep = vec![false; spec.classes.len()];
             // Same class names: every queued frame stays where it is.
             let orphans = self.ports[side.index()].reconfigure(spec, &keep, now);

@@ -72,6 +72,18 @@ impl Ingress {
     }
 }
 
+/// How often a forwarding thread checks that the wall clock has not stepped (one system
+/// call; a step of more than a second is followed).
+const WALL_CLOCK_EVERY: Nanos = 10_000_000_000;
+
+/// The wall-clock time (ns since the Unix epoch) of the monotonic clock's 0, given its `now`.
+fn wall_clock_origin(now: Nanos) -> i128 {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    wall - i128::from(now)
+}
+
 /// `weir explain` of a running bridge: the flow, until when to wait, where to answer.
 struct Watch {
     ends: FlowEnds,
@@ -96,6 +108,8 @@ pub(crate) struct Forwarder {
     index: usize,
     /// The plan generation running (0 at start, +1 per reload).
     generation: u64,
+    /// When to compare the wall clock with the monotonic one again.
+    wall_checked_at: Nanos,
     opts: Options,
     stop: Arc<AtomicBool>,
     /// The first device error; the bridge then stops, drains and still reports.
@@ -153,11 +167,8 @@ impl Forwarder {
         }
         let publisher = Publisher::new(Arc::clone(&shared), index, &plan);
         let mut pipeline = Pipeline::new(plan, opts.mtu, now);
-        // Schedules go by the wall clock: the monotonic clock's 0 on it.
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        pipeline.set_wall_clock(wall - i128::from(now));
+        // Schedules and `time` tests go by the wall clock: the monotonic clock's 0 on it.
+        pipeline.set_wall_clock(wall_clock_origin(now));
         if owners.is_some() {
             pipeline.classifier_mut().ask_owners();
         }
@@ -173,6 +184,7 @@ impl Forwarder {
             owners,
             index,
             generation: 0,
+            wall_checked_at: now.saturating_add(WALL_CLOCK_EVERY),
             opts: opts.clone(),
             stop,
             fatal: None,
@@ -276,6 +288,14 @@ impl Forwarder {
     /// Between turns: publish the counters when due and answer the control plane's requests.
     /// A few comparisons and atomic reads when there is nothing to do.
     pub(crate) fn housekeeping(&mut self, now: Nanos) {
+        if now >= self.wall_checked_at {
+            // A step of the system clock (NTP at boot, an operator) moves the schedules too.
+            self.wall_checked_at = now.saturating_add(WALL_CLOCK_EVERY);
+            let wall = wall_clock_origin(now);
+            if (wall - self.pipeline.wall_clock()).abs() > 1_000_000_000 {
+                self.pipeline.set_wall_clock(wall);
+            }
+        }
         let egress = [self.egress[0].is_some(), self.egress[1].is_some()];
         self.publisher
             .publish(now, &self.pipeline, egress, self.generation);

@@ -15,6 +15,7 @@
 //! - [`io`]: devices (AF_PACKET, pnet, capture file, memory) behind one trait; the only `unsafe`.
 //! - [`runtime`]: the live driver: forwarding threads, sockets, buffers and the real clock.
 //! - [`tools`]: `weir send` (a paced sender) and `weir lab` (the namespace topology).
+pub mod budget;
 pub mod capture;
 pub mod classify;
 pub mod config;

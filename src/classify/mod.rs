@@ -95,6 +95,9 @@ pub struct PortRules {
     pub fairness: Vec<Fairness>,
     /// The config's named sets of host-name globs (`domain @name`); the same for both ports.
     pub name_sets: rule::NameSets,
+    /// The rules of rule budgets, with their budget's index (crate::budget); every one that
+    /// matches a frame sets its bit in [`Verdict::budgets`]. The same for both ports.
+    pub budgets: Vec<(u8, Rule)>,
 }
 
 impl PortRules {
@@ -128,6 +131,8 @@ pub struct Verdict {
     pub fairness_hash: u64,
     /// Picks the host, in a class that isolates hosts (`triple`); 0 otherwise.
     pub host_hash: u64,
+    /// Bit `i`: the rule of budget `i` matches the frame.
+    pub budgets: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -795,6 +800,7 @@ impl Classifier {
                 class: port.control_class,
                 fairness_hash: 0,
                 host_hash: 0,
+                budgets: 0,
             };
         }
         let mut v = *view;
@@ -878,11 +884,18 @@ impl Classifier {
                 .account(slot, egress.index(), class, view.len, from_lo, now);
         }
         let (fairness_hash, host_hash) = hashes(class);
+        let mut budgets = 0u32;
+        for (i, rule) in &port.budgets {
+            if rule.matches_with(&v, names) {
+                budgets |= 1 << i;
+            }
+        }
         Verdict {
             egress,
             class,
             fairness_hash,
             host_hash,
+            budgets,
         }
     }
 }
@@ -892,8 +905,13 @@ impl Classifier {
 /// never match (`bind_names` leaves them unbound).
 fn bind_names(ports: &mut [PortRules; 2]) -> NameTests {
     let mut tests = NameTests::new(ports[0].name_sets.clone());
-    for m in ports.iter_mut().flat_map(|p| p.matches.iter_mut()) {
-        let _ = m.rule.bind_names(&mut tests);
+    for p in ports.iter_mut() {
+        for m in &mut p.matches {
+            let _ = m.rule.bind_names(&mut tests);
+        }
+        for (_, rule) in &mut p.budgets {
+            let _ = rule.bind_names(&mut tests);
+        }
     }
     tests
 }

@@ -9,12 +9,14 @@
 //! Classes are written in each port or once for both ([`PerPort`] values where they differ).
 //! The file format is documented field by field in docs/config.md; `configs/` holds examples.
 
+mod budgets;
 pub mod locate;
 mod per_port;
 mod plan;
 pub mod units;
 mod warnings;
 
+pub use budgets::BudgetStorePlan;
 pub use per_port::PerPort;
 pub use plan::{ClassKind, ClassPlan, Plan, PortPlan};
 pub use warnings::{warnings, ConfigWarning, RESERVED_BYTES_WARNING};
@@ -47,9 +49,70 @@ pub struct ConfigFile {
     /// Where the local ends of flows live, for the rules' owner tests (`user`, `cmd`, ...).
     #[serde(default)]
     pub processes: ProcessesFile,
-    /// The time zone of the classes' `schedule` windows (an IANA name such as
-    /// "Pacific/Auckland", or "UTC"); default: the system's.
+    /// The time zone of the classes' `schedule` windows and of budget periods (an IANA name
+    /// such as "Pacific/Auckland", or "UTC"); default: the system's.
     pub timezone: Option<String>,
+    /// Budgets of the frames a rule matches, whatever their class (a class's own budget is
+    /// its `budget` field).
+    #[serde(default)]
+    pub budgets: Vec<RuleBudgetFile>,
+    /// Where the budgets' counts are kept, and how often they are written.
+    #[serde(default)]
+    pub budget_store: BudgetStoreFile,
+}
+
+/// `budget: (bytes: "400 GB", per: month, starts: "1st 00:00", then: (ceil: "1 Mbit"))`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetFile {
+    /// Bytes per period: "400 GB", "20 GiB".
+    pub bytes: String,
+    /// day, week or month.
+    pub per: crate::budget::Per,
+    /// When a period starts (local time): "1st 00:00" (month), "Mon 00:00" (week), "06:00"
+    /// (day); default: the first day at 00:00.
+    pub starts: Option<String>,
+    /// Once used up: `drop`, or `(ceil: "64 kbit")` (a pair may name each port).
+    pub then: ThenFile,
+}
+
+/// One entry of the top-level `budgets`: a budget over the frames `match` selects.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleBudgetFile {
+    /// Shown by `weir budget`, given to `weir budget reset`.
+    pub name: String,
+    /// A rule (docs/rules.md): `host 192.168.1.23`, `net 192.168.1.0/28 and app https`;
+    /// left out, every frame counts (the whole link: a capped uplink's allowance).
+    #[serde(rename = "match")]
+    pub rule: Option<String>,
+    pub bytes: String,
+    pub per: crate::budget::Per,
+    pub starts: Option<String>,
+    pub then: ThenFile,
+}
+
+/// `then: drop` or `then: (ceil: "64 kbit")`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThenFile {
+    Drop,
+    #[serde(untagged)]
+    Ceil {
+        ceil: PerPort<String>,
+    },
+}
+
+/// `budget_store: (path: "/var/lib/weir/budgets.sqlite", flush: "5 s")`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetStoreFile {
+    /// The SQLite file (relative: to the config's folder); default
+    /// /var/lib/weir/budgets.sqlite.
+    pub path: Option<String>,
+    /// Counts are written this often when they changed (default "5 s", from "100 ms" to
+    /// "600 s"), and at stop.
+    pub flush: Option<String>,
 }
 
 /// `processes: (netns: ["/run/netns/clients"])`: the network namespaces (files of
@@ -148,6 +211,9 @@ pub struct ClassFile {
     /// Other rates at times of the week: the first entry whose window holds the local time
     /// gives the class its rate and ceil (each defaults to the class's own).
     pub schedule: Option<Vec<ScheduleFile>>,
+    /// So many bytes a day, week or month for this class (both ports together), and what
+    /// then.
+    pub budget: Option<BudgetFile>,
 }
 
 /// `(when: "Mon-Fri 08:00-18:00", rate: "1 Mbit", ceil: "2 Mbit")` (crate::schedule).

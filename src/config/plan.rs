@@ -54,6 +54,8 @@ pub struct ClassPlan {
     /// Other rates at times of the week, in order: the first whose window holds the local
     /// time applies (else the class's own rate and ceil, in `PortPlan::spec`).
     pub schedule: Vec<ScheduledRate>,
+    /// Its budget, an index into [`Plan::budgets`].
+    pub budget: Option<u8>,
 }
 
 /// A class's rate and ceil in bit/s while `window` holds.
@@ -132,6 +134,11 @@ pub struct Plan {
     /// (`pid`, `cmd`, `args`, `cgroup`), not only its socket's user.
     pub reads_owners: bool,
     pub reads_processes: bool,
+    /// Budgets: the classes' (named after them) first, then the rules' (crate::budget).
+    pub budgets: Vec<crate::budget::BudgetPlan>,
+    /// The rules of the rule budgets, with their index in `budgets`.
+    pub(super) budget_rules: Vec<(u8, Rule)>,
+    pub budget_store: super::budgets::BudgetStorePlan,
 }
 
 /// One `country` or `asn` test of the rules, and what its database gave it.
@@ -178,6 +185,7 @@ impl Plan {
             control_class: 0,
             fairness: p.classes.iter().map(|c| c.fairness).collect(),
             name_sets: self.name_sets.clone(),
+            budgets: self.budget_rules.clone(),
         };
         [rules(&self.ports[0]), rules(&self.ports[1])]
     }
@@ -243,8 +251,17 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
     let name_sets = build_sets(&file, at)?;
     let mut lan = build_port(Side::Lan, &file, at)?;
     let mut wan = build_port(Side::Wan, &file, at)?;
-    check_name_tests(&[&lan, &wan], &name_sets, at)?;
-    let geo = bind_geo(&mut [&mut lan, &mut wan], &file, folder, &lan_networks, at)?;
+    let built = super::budgets::build(&file, &mut [&mut lan, &mut wan], &name_sets, folder, at)?;
+    let mut budget_rules = built.rules;
+    check_name_tests(&[&lan, &wan], &budget_rules, &name_sets, at)?;
+    let geo = bind_geo(
+        &mut [&mut lan, &mut wan],
+        &mut budget_rules,
+        &file,
+        folder,
+        &lan_networks,
+        at,
+    )?;
     let owner_netns = file.processes.netns.iter().map(PathBuf::from).collect();
     let timezone = match &file.timezone {
         None => jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
@@ -262,6 +279,7 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
             .iter()
             .flat_map(|p| p.classes.iter())
             .any(|c| c.rule.as_ref().is_some_and(f))
+            || budget_rules.iter().any(|(_, r)| f(r))
     };
     let (reads_owners, reads_processes) = (
         any_rule(Rule::reads_owners),
@@ -279,6 +297,9 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
         timezone,
         reads_owners,
         reads_processes,
+        budgets: built.budgets,
+        budget_rules,
+        budget_store: built.store,
     })
 }
 
@@ -286,6 +307,7 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
 /// test its address ranges less the LAN networks (crate::classify::geo).
 fn bind_geo(
     ports: &mut [&mut PortPlan; 2],
+    budget_rules: &mut [(u8, Rule)],
     file: &ConfigFile,
     folder: &Path,
     lan_networks: &[(u128, u8, bool)],
@@ -300,6 +322,13 @@ fn bind_geo(
                     .entry(key)
                     .or_insert_with(|| port.source.path(port.side, i - 1, "match"));
             }
+        }
+    }
+    for (k, (_, rule)) in budget_rules.iter().enumerate() {
+        for key in rule.geo_keys() {
+            wanted
+                .entry(key)
+                .or_insert_with(|| format!("budgets[{k}].match"));
         }
     }
     let mut sets = BTreeMap::new();
@@ -364,6 +393,9 @@ fn bind_geo(
                 }
             }
         }
+        for (_, rule) in budget_rules.iter_mut() {
+            rule.bind_geo(&sets);
+        }
     }
     Ok(bindings)
 }
@@ -422,7 +454,12 @@ fn build_sets(file: &ConfigFile, at: &ErrAt) -> Result<NameSets, ConfigError> {
 }
 
 /// The classifier keeps a bit per distinct name test (`domain`, `sni`, ...) in each flow.
-fn check_name_tests(ports: &[&PortPlan], sets: &NameSets, at: &ErrAt) -> Result<(), ConfigError> {
+fn check_name_tests(
+    ports: &[&PortPlan],
+    budget_rules: &[(u8, Rule)],
+    sets: &NameSets,
+    at: &ErrAt,
+) -> Result<(), ConfigError> {
     let mut tests = NameTests::new(sets.clone());
     for port in ports {
         // The port's plan starts with its control class, which is not in the file.
@@ -440,6 +477,16 @@ fn check_name_tests(ports: &[&PortPlan], sets: &NameSets, at: &ErrAt) -> Result<
                     Some("merge names into globs (`*.example.com`) or fewer classes".into()),
                 ));
             }
+        }
+    }
+    for (k, (_, rule)) in budget_rules.iter().enumerate() {
+        if rule.clone().bind_names(&mut tests).is_err() {
+            return Err(at(
+                &format!("budgets[{k}].match"),
+                0,
+                format!("more than {MAX_NAME_TESTS} different name tests (domain, sni, http_host, dns, app, user, ...) in one config"),
+                Some("merge names into globs (`*.example.com`) or fewer rules".into()),
+            ));
         }
     }
     Ok(())
@@ -986,6 +1033,7 @@ fn build_port(side: Side, file: &ConfigFile, at: &ErrAt) -> Result<PortPlan, Con
             set_dscp,
             rule,
             schedule,
+            budget: None,
         });
         specs.push(crate::sched::ClassSpec {
             name: c.name.to_string(),
@@ -1112,6 +1160,7 @@ fn build_port(side: Side, file: &ConfigFile, at: &ErrAt) -> Result<PortPlan, Con
 fn control_class() -> ClassPlan {
     ClassPlan {
         schedule: Vec::new(),
+        budget: None,
         name: CONTROL_CLASS.to_string(),
         kind: ClassKind::Control,
         user_priority: None,

@@ -616,3 +616,79 @@ fn owner_rules_and_their_namespaces() {
     .to_string();
     assert!(e.contains("`nobody` is not a user id"), "{e}");
 }
+
+const BUDGETS: &str = r#"(
+    lan_networks: ["198.18.0.0/24"],
+    timezone: "Pacific/Auckland",
+    budget_store: (path: "state/budgets.sqlite", flush: "2 s"),
+    ports: (wan: (rate: "10 Mbit"), lan: (rate: "100 Mbit")),
+    classes: [
+        (name: "web", match: "tcp port 443", rate: "10%",
+         budget: (bytes: "400 MB", per: month, starts: "15th 06:00", then: (ceil: (wan: "64 kbit", lan: "1 Mbit")))),
+        (name: "bulk", match: "default", rate: "10%", budget: (bytes: "1 GB", per: day, then: drop)),
+    ],
+    budgets: [
+        (name: "kids", match: "host 198.18.0.23", bytes: "2 GiB", per: week, starts: "Sat 00:00", then: (ceil: "50%")),
+        (name: "uplink", bytes: "1 TB", per: month, then: (ceil: "2 Mbit")),
+    ],
+)"#;
+
+#[test]
+fn budgets_of_classes_rules_and_the_whole_link() {
+    use crate::budget::{Target, Then};
+    let plan = parse(BUDGETS, Path::new("/etc/weir/t.ron")).unwrap();
+    let b = &plan.budgets;
+    let names: Vec<_> = b.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["web", "bulk", "kids", "uplink"]);
+    assert_eq!(b[0].bytes, 400_000_000);
+    assert_eq!(b[0].then, Then::Ceil([1_000_000, 64_000]));
+    assert_eq!(b[0].period.describe(), "month from the 15th 06:00");
+    assert_eq!(b[1].then, Then::Drop);
+    assert_eq!(b[2].target, Target::Rule("host 198.18.0.23".into()));
+    assert_eq!(b[2].then, Then::Ceil([50_000_000, 5_000_000]));
+    assert_eq!(b[3].target, Target::All);
+    assert_eq!(plan.budget_rules.len(), 1);
+    for side in Side::BOTH {
+        let classes = &plan.port(side).classes;
+        let budgets: Vec<_> = classes.iter().map(|c| c.budget).collect();
+        assert_eq!(budgets, [None, Some(0), Some(1)]);
+    }
+    assert_eq!(
+        plan.budget_store.path,
+        Path::new("/etc/weir/state/budgets.sqlite")
+    );
+    assert_eq!(plan.budget_store.flush, 2_000_000_000);
+}
+
+#[test]
+fn bad_budgets_say_where_and_what() {
+    let bad_budget = |from: &str, to: &str| {
+        assert_eq!(BUDGETS.matches(from).count(), 1, "{from}");
+        err(&BUDGETS.replace(from, to))
+    };
+    let e = bad_budget("\"2 GiB\"", "\"2 GiBs\"");
+    assert!(e.message.contains("budget `kids`: bytes"), "{e}");
+    assert_eq!(position(&e).0, line_col(BUDGETS, "\"2 GiB").0);
+    let e = bad_budget("\"15th 06:00\"", "\"32nd 06:00\"");
+    assert!(
+        e.message.contains("\"32nd\" is not a day of the month"),
+        "{e}"
+    );
+    let e = bad_budget("\"Sat 00:00\"", "\"Caturday\"");
+    assert!(e.message.contains("not a day of the week"), "{e}");
+    let e = bad_budget("per: day", "per: fortnight");
+    assert!(
+        e.hint.as_deref().unwrap_or("").contains("day, week, month"),
+        "{e}"
+    );
+    let e = bad_budget("name: \"kids\"", "name: \"web\"");
+    assert!(e.message.contains("two budgets are named `web`"), "{e}");
+    let e = bad_budget("\"host 198.18.0.23\"", "\"host 198.18.0.\"");
+    assert!(e.message.contains("budget `kids`"), "{e}");
+    let e = bad_budget("then: (ceil: \"2 Mbit\")", "then: (ceil: \"20 Mbit\")");
+    assert!(e.message.contains("is not between 0 and the link"), "{e}");
+    let e = bad_budget("flush: \"2 s\"", "flush: \"1000 s\"");
+    assert!(e.message.contains("out of range"), "{e}");
+    let e = bad_budget("then: drop", "then: dorp");
+    assert!(e.to_string().contains("then"), "{e}");
+}

@@ -34,10 +34,12 @@ pub mod report;
 #[cfg(test)]
 mod tests;
 
+use crate::budget::{Ledger, Meter, Target, Then, SYNC_EVERY};
 use crate::classify::{Classifier, ClassifierStats};
 use crate::config::Plan;
 use crate::port::{ClassId, Side};
 use crate::sched::stats::DropReason;
+use crate::sched::token_bucket::{Conform, TokenBucket};
 use crate::sched::{Departure, Dropped, Enqueued, FrameMeta, PortScheduler};
 use crate::time::Nanos;
 use crate::wire::{self, FrameView, Segmenter, VnetHdr};
@@ -135,6 +137,95 @@ pub struct Pipeline<T> {
     /// never when no class has a schedule), and the wall-clock time of this pipeline's 0.
     schedule_due: Nanos,
     wall_offset: i128,
+    /// The local weekday and minute the schedules were last looked at (`None`: no schedule).
+    local_minute: Option<(u8, u16)>,
+    /// The budgets' global counts (this pipeline's own, unless the driver shares one), and
+    /// this pipeline's side of them (`None` when the plan has none).
+    ledger: Arc<Ledger>,
+    budgets: Option<Budgets>,
+}
+
+/// The pipeline's side of the plan's budgets (crate::budget).
+struct Budgets {
+    meter: Meter,
+    /// When to sync with the ledger next (pipeline time): every `SYNC_EVERY`, and at the end
+    /// of a budget's period.
+    due: Nanos,
+    /// Budgets every frame counts in (no rule: the whole link).
+    always: u32,
+    /// Per egress port, per class: the bit of the class's budget (0: none).
+    class_bit: [Vec<u32>; 2],
+    /// Budgets whose frames are dropped once used up (`then: drop`), and rule budgets whose
+    /// frames are then policed (`then: (ceil)`), with their policer per egress port.
+    drops: u32,
+    policed: u32,
+    police: [Vec<Option<TokenBucket>>; 2],
+}
+
+impl Budgets {
+    fn new(plan: &Plan, now: Nanos) -> Budgets {
+        let mut always = 0;
+        let (mut drops, mut policed) = (0, 0);
+        let mut police = [Vec::new(), Vec::new()];
+        for (i, b) in plan.budgets.iter().enumerate() {
+            let bit = 1u32 << i;
+            if b.target == Target::All {
+                always |= bit;
+            }
+            match (b.then, &b.target) {
+                (Then::Drop, _) => drops |= bit,
+                (Then::Ceil(_), Target::Rule(_)) => policed |= bit,
+                _ => {}
+            }
+            for side in Side::BOTH {
+                police[side.index()].push(match (b.then, &b.target) {
+                    (Then::Ceil(bps), Target::Rule(_)) => {
+                        let rate = bps[side.index()];
+                        // 10 ms at the rate, at least two full frames (as `police` has).
+                        Some(TokenBucket::new(rate, (rate / 800).max(3028), now))
+                    }
+                    _ => None,
+                });
+            }
+        }
+        let class_bit = |side: Side| {
+            plan.ports[side.index()]
+                .classes
+                .iter()
+                .map(|c| c.budget.map_or(0, |k| 1u32 << k))
+                .collect()
+        };
+        Budgets {
+            meter: Meter::new(&plan.budgets),
+            due: 0,
+            always,
+            class_bit: [class_bit(Side::Lan), class_bit(Side::Wan)],
+            drops,
+            policed,
+            police,
+        }
+    }
+
+    /// What budgets do to a frame of `mask` leaving on `egress` (`wire_bytes` long) at `now`:
+    /// `true` when it must be dropped.
+    fn refuses(&mut self, mask: u32, egress: Side, wire_bytes: u64, now: Nanos) -> bool {
+        let spent = mask & self.meter.exhausted();
+        if spent & self.drops != 0 {
+            return true;
+        }
+        let mut rest = spent & self.policed;
+        while rest != 0 {
+            let i = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            if let Some(Some(b)) = self.police[egress.index()].get_mut(i) {
+                b.refill(now);
+                if b.take_if_available(wire_bytes) == Conform::Exceeds {
+                    return true;
+                }
+            }
+        }
+        false
+    }
 }
 
 impl<T: Copy> Pipeline<T> {
@@ -144,7 +235,16 @@ impl<T: Copy> Pipeline<T> {
         let scheduled = has_schedule(&plan);
         let mut classifier = plan.classifier();
         classifier.set_clock(plan.timezone.clone(), 0);
+        let ledger = Arc::new(Ledger::new(
+            &plan.budgets,
+            plan.timezone.clone(),
+            Vec::new(),
+        ));
+        let budgets = (!plan.budgets.is_empty()).then(|| Budgets::new(&plan, now));
         Pipeline {
+            local_minute: None,
+            ledger,
+            budgets,
             classifier,
             schedule_due: if scheduled { 0 } else { Nanos::MAX },
             wall_offset: 0,
@@ -180,9 +280,22 @@ impl<T: Copy> Pipeline<T> {
         self.wall_offset
     }
 
-    /// Give each class the rate and ceil its schedule gives for the local time at `now`, when
-    /// a new minute has begun (a look at one comparison per call otherwise). A class whose
-    /// rates change keeps its queued frames, tokens and counters (as at a reload).
+    /// Share `ledger` (the live bridge's, kept across reloads and by the store) instead of
+    /// this pipeline's own; its budgets must be the plan's ([`Ledger::replan`]).
+    pub fn set_ledger(&mut self, ledger: Arc<Ledger>) {
+        self.ledger = ledger;
+        if let Some(b) = &mut self.budgets {
+            b.due = 0;
+        }
+    }
+
+    /// The budgets' counts (as of this pipeline's last sync; [`sync_budgets`](Self::sync_budgets)).
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Look at the local time when a new minute has begun (a comparison per call otherwise),
+    /// and give the classes the rates their schedules give for it.
     fn follow_schedule(&mut self, now: Nanos) {
         if now < self.schedule_due {
             return;
@@ -195,23 +308,84 @@ impl<T: Copy> Pipeline<T> {
         };
         let next = next - self.wall_offset;
         self.schedule_due = u64::try_from(next.max(i128::from(now) + 1)).unwrap_or(Nanos::MAX);
+        self.local_minute = Some((day, minute));
+        self.apply_rates(now);
+    }
+
+    /// Sync the budgets' counts with the ledger when it is due (every
+    /// [`SYNC_EVERY`], and at the end of a budget's period) or `now_anyway`; the classes
+    /// follow a budget that ran out or was given back.
+    fn follow_budgets(&mut self, now: Nanos, now_anyway: bool) {
+        let Some(b) = &mut self.budgets else { return };
+        if now < b.due && !now_anyway {
+            return;
+        }
+        let wall = i128::from(now) + self.wall_offset;
+        let before = b.meter.exhausted();
+        self.ledger.sync(&mut b.meter, wall);
+        let end = b.meter.next_end() - self.wall_offset;
+        let end = u64::try_from(end.max(i128::from(now) + 1)).unwrap_or(Nanos::MAX);
+        b.due = end.min(now.saturating_add(SYNC_EVERY));
+        if b.meter.exhausted() != before || now_anyway {
+            self.apply_rates(now);
+        }
+    }
+
+    /// Give the pipeline's budget counts to the ledger now (a driver that stops, or reports).
+    pub fn sync_budgets(&mut self, now: Nanos) {
+        self.follow_budgets(now, true);
+    }
+
+    /// Each class's rate and ceil: its own, or its schedule's for the local minute; lowered
+    /// to a used-up budget's ceil (a class's budget: the class; the whole link's: the link,
+    /// with every class's rate scaled down alike). A class whose rates change keeps its
+    /// queued frames, tokens and counters (as at a reload). Allocates when they change.
+    fn apply_rates(&mut self, now: Nanos) {
+        let exhausted = self.budgets.as_ref().map_or(0, |b| b.meter.exhausted());
         for side in Side::BOTH {
             let port = &self.plan.ports[side.index()];
             let current = self.ports[side.index()].spec();
             let mut spec = port.spec.clone();
             for (i, c) in port.classes.iter().enumerate() {
-                if let Some(s) = c.schedule.iter().find(|s| s.window.contains(day, minute)) {
+                let found = self.local_minute.and_then(|(day, minute)| {
+                    c.schedule.iter().find(|s| s.window.contains(day, minute))
+                });
+                if let Some(s) = found {
                     spec.classes[i].rate_bps = s.rate_bps;
                     spec.classes[i].ceil_bps = s.ceil_bps;
                 }
+                let capped = c.budget.filter(|&k| exhausted & (1 << k) != 0);
+                if let Some(Then::Ceil(bps)) =
+                    capped.map(|k| self.plan.budgets[usize::from(k)].then)
+                {
+                    let cap = bps[side.index()];
+                    let cs = &mut spec.classes[i];
+                    (cs.rate_bps, cs.ceil_bps) = (cs.rate_bps.min(cap), cs.ceil_bps.min(cap));
+                }
             }
-            let changed = spec
-                .classes
-                .iter()
-                .zip(&current.classes)
-                .filter(|(a, b)| (a.rate_bps, a.ceil_bps) != (b.rate_bps, b.ceil_bps))
-                .count();
-            if changed == 0 {
+            for (k, b) in self.plan.budgets.iter().enumerate() {
+                let (Target::All, Then::Ceil(bps)) = (&b.target, b.then) else {
+                    continue;
+                };
+                let cap = bps[side.index()];
+                if exhausted & (1 << k) == 0 || cap >= spec.rate_bps {
+                    continue;
+                }
+                for cs in &mut spec.classes {
+                    let scaled =
+                        u128::from(cs.rate_bps) * u128::from(cap) / u128::from(spec.rate_bps);
+                    cs.rate_bps = u64::try_from(scaled).unwrap_or(cap).max(1);
+                    cs.ceil_bps = cs.ceil_bps.min(cap).max(cs.rate_bps);
+                }
+                spec.rate_bps = cap;
+            }
+            let same = spec.rate_bps == current.rate_bps
+                && spec
+                    .classes
+                    .iter()
+                    .zip(&current.classes)
+                    .all(|(a, b)| (a.rate_bps, a.ceil_bps) == (b.rate_bps, b.ceil_bps));
+            if same {
                 continue;
             }
             let keep = vec![false; spec.classes.len()];
@@ -284,6 +458,7 @@ impl<T: Copy> Pipeline<T> {
         store: &mut S,
     ) {
         self.follow_schedule(now);
+        self.follow_budgets(now, false);
         let egress = ingress.other();
         let e = egress.index();
         let len = info.len.min(rx.as_ref().len());
@@ -313,8 +488,31 @@ impl<T: Copy> Pipeline<T> {
             self.ports[e].reject(class, bytes, DropReason::Malformed);
             return;
         };
+        let overhead = u64::from(self.plan.ports[e].overhead);
+        let (segments, seg_bytes) = vnet.wire_segments(bytes as usize);
+        if let Some(b) = &mut self.budgets {
+            let class_bit = b.class_bit[e].get(usize::from(class)).copied().unwrap_or(0);
+            let mask = verdict.budgets | b.always | class_bit;
+            if mask != 0 {
+                let wall = i128::from(now) + self.wall_offset;
+                let ran_out = b.meter.count(mask, seg_bytes, wall);
+                let refused = b.refuses(
+                    mask,
+                    egress,
+                    seg_bytes + u64::from(segments) * overhead,
+                    now,
+                );
+                if ran_out {
+                    self.apply_rates(now);
+                }
+                if refused {
+                    self.received[ingress.index()] += 1;
+                    self.ports[e].reject(class, bytes, DropReason::Budget);
+                    return;
+                }
+            }
+        }
         let port = &self.plan.ports[e];
-        let overhead = u64::from(port.overhead);
         let spec = &port.spec.classes[usize::from(class).min(port.spec.classes.len() - 1)];
         let set_dscp = port
             .classes
@@ -348,7 +546,6 @@ impl<T: Copy> Pipeline<T> {
         }
 
         self.received[ingress.index()] += 1;
-        let (segments, seg_bytes) = vnet.wire_segments(bytes as usize);
         let wire_bytes = seg_bytes + u64::from(segments) * overhead;
         let Some(item) = store.keep(rx, len, vnet) else {
             self.ports[e].reject(class, bytes, DropReason::NoBuffer);
@@ -384,6 +581,7 @@ impl<T: Copy> Pipeline<T> {
         store: &mut S,
     ) -> Option<Departure<T>> {
         self.follow_schedule(now);
+        self.follow_budgets(now, false);
         let d =
             self.ports[port.index()].dequeue(now, &mut |d: Dropped<T>| store.release(d.item))?;
         if d.ce {
@@ -493,7 +691,11 @@ impl<T: Copy> Pipeline<T> {
             .set_clock(plan.timezone.clone(), self.wall_offset);
         // The new plan's schedules apply from now (its spec holds the classes' own rates).
         self.schedule_due = if has_schedule(&plan) { now } else { Nanos::MAX };
+        self.local_minute = None;
+        // The driver replanned the ledger for it: counts of the same name go on.
+        self.budgets = (!plan.budgets.is_empty()).then(|| Budgets::new(&plan, now));
         self.plan = plan;
+        self.follow_budgets(now, true);
         for side in Side::BOTH {
             let default_class = self.classifier.port_rules(side).default_class;
             for orphan in std::mem::take(&mut orphans[side.index()]) {

@@ -530,3 +530,115 @@ fn the_aqm_marks_ecn_capable_frames_on_the_wire_and_drops_the_others() {
         assert_eq!(s.held(), 0);
     }
 }
+
+/// 2026-12-01T00:00:00Z, and a day, in nanoseconds.
+const DEC_1: u64 = 1_796_083_200 * 1_000_000_000;
+const DAY: u64 = 86_400 * 1_000_000_000;
+
+const BUDGETED: &str = r#"(
+    timezone: "UTC",
+    ports: (wan: (rate: "100 Mbit"), lan: (rate: "100 Mbit")),
+    classes: [
+        (name: "tcp", match: "tcp", rate: "10 Mbit"),
+        (name: "bulk", match: "default", rate: "10 Mbit", ceil: "100 Mbit",
+         budget: (bytes: "10 kB", per: day, then: (ceil: "1 Mbit"))),
+    ],
+    budgets: [
+        (name: "web", match: "tcp port 443", bytes: "5 kB", per: day, then: drop),
+    ],
+)"#;
+
+fn ceil_of(p: &Pipeline<usize>, port: Side, name: &str) -> u64 {
+    let spec = p.port(port).spec();
+    spec.classes
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap()
+        .ceil_bps
+}
+
+/// Hand `frame` to the pipeline on lan at `now`, then send what is due.
+fn offer(p: &mut Pipeline<usize>, s: &mut VecStore, frame: &[u8], now: Nanos) {
+    p.receive(
+        Side::Lan,
+        &mut &frame[..],
+        RxInfo::known(frame.len(), VnetHdr::NONE),
+        now,
+        s,
+    );
+    while let Some(d) = p.depart(Side::Wan, now, s) {
+        s.take(d.item);
+    }
+}
+
+#[test]
+fn a_class_budget_lowers_its_ceil_at_the_frame_that_uses_it_up_until_the_next_period() {
+    let mut p = Pipeline::new(plan_of(BUDGETED), 1500, DEC_1);
+    let mut s = VecStore::new(1000);
+    let f = udp9(1000);
+    for i in 0..9 {
+        offer(&mut p, &mut s, &f, DEC_1 + i * 1_000_000);
+    }
+    assert_eq!(ceil_of(&p, Side::Wan, "bulk"), 100_000_000);
+    offer(&mut p, &mut s, &f, DEC_1 + 9_000_000);
+    assert_eq!(ceil_of(&p, Side::Wan, "bulk"), 1_000_000, "10 kB used");
+    assert_eq!(
+        ceil_of(&p, Side::Lan, "bulk"),
+        1_000_000,
+        "both ports' class"
+    );
+    assert_eq!(ceil_of(&p, Side::Wan, "tcp"), 100_000_000);
+    // The next day, the first frame finds the budget back.
+    offer(&mut p, &mut s, &f, DEC_1 + DAY);
+    assert_eq!(ceil_of(&p, Side::Wan, "bulk"), 100_000_000);
+    p.sync_budgets(DEC_1 + DAY + 1);
+    let st = &p.ledger().status()[0];
+    assert_eq!((st.name.as_str(), st.used), ("bulk", 1000));
+    assert_eq!(st.history.len(), 1);
+    assert_eq!(st.history[0].used, 10_000);
+    assert_eq!(
+        st.history[0].ran_out_at,
+        Some(i128::from(DEC_1 + 9_000_000))
+    );
+    assert_balanced(&p);
+}
+
+#[test]
+fn a_rule_budget_that_drops_counts_its_frames_as_budget_drops() {
+    let mut p = Pipeline::new(plan_of(BUDGETED), 1500, DEC_1);
+    let mut s = VecStore::new(1000);
+    let web = tcp(1000 - 54);
+    let other = udp9(1000);
+    for i in 0..8 {
+        offer(&mut p, &mut s, &web, DEC_1 + i * 1_000_000);
+        offer(&mut p, &mut s, &other, DEC_1 + i * 1_000_000);
+    }
+    let tcp = class_stats(&p, Side::Wan, "tcp");
+    // Frames 1-4 fit in 5 kB; the 5th reaches it and is the first dropped.
+    assert_eq!(tcp.received_frames, 8);
+    assert_eq!(tcp.forwarded_frames, 4);
+    assert_eq!(tcp.dropped_frames[DropReason::Budget as usize], 4);
+    assert_eq!(class_stats(&p, Side::Wan, "bulk").forwarded_frames, 8);
+    assert_balanced(&p);
+}
+
+#[test]
+fn a_budget_of_the_whole_link_lowers_the_link_and_scales_the_classes() {
+    let src = BUDGETED.replace(
+        "budgets: [",
+        "budgets: [(name: \"all\", bytes: \"3 kB\", per: day, then: (ceil: \"20 Mbit\")),",
+    );
+    let mut p = Pipeline::new(plan_of(&src), 1500, DEC_1);
+    let mut s = VecStore::new(1000);
+    let f = udp9(1000);
+    for i in 0..3 {
+        offer(&mut p, &mut s, &f, DEC_1 + i);
+    }
+    let spec = p.port(Side::Wan).spec();
+    assert_eq!(spec.rate_bps, 20_000_000);
+    let tcp = spec.classes.iter().find(|c| c.name == "tcp").unwrap();
+    assert_eq!((tcp.rate_bps, tcp.ceil_bps), (2_000_000, 20_000_000));
+    // The lan port's link too: the budget counts and caps both directions.
+    assert_eq!(p.port(Side::Lan).spec().rate_bps, 20_000_000);
+    assert_balanced(&p);
+}

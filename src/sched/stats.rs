@@ -35,10 +35,13 @@ pub enum DropReason {
     /// Queued in a class a reload removed, and its flow's class in the new policy had no room
     /// for it (docs/operations.md, Reload).
     Reload,
+    /// Its budget was used up (`then: drop`), or it was beyond the ceil a used-up rule
+    /// budget polices (crate::budget).
+    Budget,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::QueueFull,
         DropReason::Overflow,
@@ -49,6 +52,7 @@ impl DropReason {
         DropReason::NoBuffer,
         DropReason::TxError,
         DropReason::Reload,
+        DropReason::Budget,
     ];
 
     /// The name used in tables and JSON.
@@ -63,6 +67,7 @@ impl DropReason {
             DropReason::NoBuffer => "no_buffer",
             DropReason::TxError => "tx_error",
             DropReason::Reload => "reload",
+            DropReason::Budget => "budget",
         }
     }
 }

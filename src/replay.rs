@@ -225,6 +225,11 @@ pub struct ReplayReport {
     pub gso_split: GsoSplit,
     /// Server names learnt from payloads (when a rule reads names, or with `--flows`).
     pub names: NamesReport,
+    /// The config's budgets over the capture's time: each one's count in the period of the
+    /// capture's end, and the periods before it (with when each ran out). Empty without
+    /// budgets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<crate::budget::BudgetStatus>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -446,6 +451,10 @@ impl<'p> Replay<'p> {
     /// Send everything still queued, at the times the scheduler gives, and report.
     pub fn finish(mut self, out: &mut impl FnMut(Nanos, &[u8], u32)) -> ReplayReport {
         self.depart_until(Nanos::MAX, true, out);
+        let end = self.last_departure.max(self.now);
+        if let Some(p) = self.pipeline.as_mut() {
+            p.sync_budgets(end);
+        }
         self.report()
     }
 
@@ -539,6 +548,11 @@ impl<'p> Replay<'p> {
                 hello_pool_taken_over: cs.names.hello_pool.taken_over,
                 frames_held_for_order: cs.names.held_for_order,
             },
+            budgets: self
+                .pipeline
+                .as_ref()
+                .map(|p| p.ledger().status())
+                .unwrap_or_default(),
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod store;
 
 pub use period::{Per, Period};
 
+use crate::config::units::BitRate;
 use crate::time::Nanos;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -89,14 +90,10 @@ impl BudgetPlan {
     pub fn describe_then(&self) -> String {
         match self.then {
             Then::Drop => "drop".into(),
-            Then::Ceil([lan, wan]) if lan == wan => {
-                format!("ceil {}", crate::config::units::format_rate_approx(wan))
+            Then::Ceil([lan, wan]) if lan == wan => format!("ceil {}", BitRate(wan)),
+            Then::Ceil([lan, wan]) => {
+                format!("ceil {} up, {} down", BitRate(wan), BitRate(lan))
             }
-            Then::Ceil([lan, wan]) => format!(
-                "ceil {} up, {} down",
-                crate::config::units::format_rate_approx(wan),
-                crate::config::units::format_rate_approx(lan)
-            ),
         }
     }
 }
@@ -231,6 +228,12 @@ struct LedgerState {
 /// The global counts of a config's budgets (see the module's essay).
 pub struct Ledger {
     state: Mutex<LedgerState>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.status()).finish()
+    }
 }
 
 impl Ledger {

@@ -175,7 +175,7 @@ mod tests {
         {
             let mut s = Store::open(&path).unwrap();
             s.save(&[a.clone(), b.clone()], 42).unwrap();
-            s.save(&[a.clone()], 43).unwrap();
+            s.save(std::slice::from_ref(&a), 43).unwrap();
         }
         let s = Store::open_read_only(&path).unwrap();
         assert_eq!(s.load().unwrap(), vec![(a, 43)]);

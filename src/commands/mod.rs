@@ -1,5 +1,6 @@
 //! Command-line parsing: raw flags (clap) are kept apart from the settings built from them.
 
+mod budget;
 mod bypass;
 mod check;
 mod explain;
@@ -28,10 +29,10 @@ pub const DEFAULT_CONFIG: &str = "/etc/weir/weir.ron";
 #[derive(Args, Debug, Clone)]
 pub struct ControlArgs {
     /// The control socket of the weir to talk to.
-    #[arg(long = "control", value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    #[arg(long = "control", value_name = "PATH", default_value = DEFAULT_SOCKET, global = true)]
     socket: PathBuf,
     /// Print JSON instead of a table (docs/operations.md has the schema).
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
 }
 
@@ -171,6 +172,18 @@ enum Command {
     },
     /// Have a running weir read its config again and swap it in, losing no queued frame.
     Reload(ControlArgs),
+    /// Show each budget's count in its period, what is left and the next reset (a running
+    /// weir's; else the store the config names).
+    Budget {
+        #[command(flatten)]
+        control: ControlArgs,
+        /// The config, for its store when no weir is running (default: $WEIR_CONFIG, else
+        /// /etc/weir/weir.ron).
+        #[arg(short, long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<BudgetAction>,
+    },
     /// Have a running weir drain and stop, and wait until it has.
     Stop(ControlArgs),
     /// Watch a running weir live: rates, queues, drops, delays, busiest flows (q quits).
@@ -256,6 +269,15 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum BudgetAction {
+    /// Start budget NAME's count of this period again (its cap, if any, is lifted).
+    Reset {
+        /// The budget: a class's name, or a name of the top-level `budgets`.
+        name: String,
+    },
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum IoArg {
     /// AF_PACKET sockets driven directly: batched, GSO-aware (Linux).
@@ -319,6 +341,17 @@ pub fn run() -> anyhow::Result<ExitCode> {
             class,
         } => flows::run(&control, top, class),
         Command::Reload(c) => reload::run(&c),
+        Command::Budget {
+            control,
+            config,
+            action,
+        } => budget::run(
+            &control,
+            &config_path(config),
+            action
+                .as_ref()
+                .map(|BudgetAction::Reset { name }| name.as_str()),
+        ),
         Command::Stop(c) => stop::run(&c),
         Command::Top(c) => top::run(&c),
         Command::Bypass {

@@ -58,7 +58,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        write_table(&mut out, &s, &report)?;
+        write_table(&mut out, &s, &plan, &report)?;
     }
     match damage {
         Some(e) => {
@@ -73,7 +73,12 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn write_table(out: &mut impl Write, s: &Settings, r: &ReplayReport) -> std::io::Result<()> {
+fn write_table(
+    out: &mut impl Write,
+    s: &Settings,
+    plan: &weir::config::Plan,
+    r: &ReplayReport,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "replay of {} through {}: {} frames, {:.3} s from first arrival to last departure",
@@ -156,6 +161,23 @@ fn write_table(out: &mut impl Write, s: &Settings, r: &ReplayReport) -> std::io:
             "protocols: {} flows told from payload, {} with none in their first {} payload frames (ports decide); {} frames of told flows classified before",
             n.apps_found, n.apps_unknown, n.payload_frames, n.frames_before_app
         )?;
+    }
+    if !r.budgets.is_empty() {
+        writeln!(
+            out,
+            "\nbudgets over the capture's time (periods in {}):",
+            plan.timezone
+                .iana_name()
+                .unwrap_or("the system's time zone")
+        )?;
+        let report = weir::control::protocol::BudgetReport {
+            now: 0,
+            timezone: plan.timezone.iana_name().unwrap_or("").to_string(),
+            store: String::new(),
+            source: "replay".into(),
+            budgets: r.budgets.clone(),
+        };
+        super::render::budget::write(out, &report, true)?;
     }
     if let Some(p) = &s.out {
         writeln!(out, "shaped capture written to {}", p.display())?;

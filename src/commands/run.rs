@@ -169,6 +169,17 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    // The budgets' store, opened while weir may still write under /var/lib.
+    let (budget_store, saved_budgets) = if plan.budgets.is_empty() {
+        (None, Vec::new())
+    } else {
+        let store = weir::budget::store::Store::open(&plan.budget_store.path).with_context(|| {
+            "the budgets' counts must be kept (set budget_store.path in the config to a writable file)"
+        })?;
+        let saved = store.load()?.into_iter().map(|(s, _)| s).collect();
+        tracing::info!("budget counts in {}", store.path().display());
+        (Some(store), saved)
+    };
     // Signals are caught from here on; the thread that acts on them starts later, without
     // privileges.
     let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
@@ -183,6 +194,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         // With --user the switch empties every thread's capabilities at once (the C library
         // changes the user of every thread, and a thread without CAP_SETUID would fail it).
         drop_privileges: user.is_none(),
+        saved_budgets,
         ..runtime::Options::default()
     };
     if !weir::io::sys::can_raise_priority() {
@@ -218,6 +230,14 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         tracing::warn!("could not give up capabilities: {e}");
     }
     let done = Arc::new(AtomicBool::new(false));
+    let budget_keeper = budget_store.map(|store| {
+        keep_budgets(
+            store,
+            Arc::clone(&bridge.published().ledger),
+            plan.budget_store.flush,
+            Arc::clone(&done),
+        )
+    });
     let control = Arc::new(Control::new(
         Monitor::new(
             Arc::clone(bridge.published()),
@@ -272,6 +292,10 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         let _ = t.join();
     }
     drop(watchdog);
+    // After the forwarding threads' last counts: written once more as it ends.
+    if let Some(t) = budget_keeper {
+        let _ = t.join();
+    }
     drop(pid_file);
     let report = report?;
     tracing::info!("stopped after {:.1} s", report.seconds);
@@ -541,4 +565,49 @@ mod tests {
         );
         assert_eq!(kernel_drops_line(Side::Lan, &drops(None), None), None);
     }
+}
+
+/// Write the budgets' counts to `store` every `every` when they changed, and once more when
+/// `done` is set (after the forwarding threads' last sync). A failed write is logged and
+/// tried again at the next turn: counting goes on in memory.
+fn keep_budgets(
+    mut store: weir::budget::store::Store,
+    ledger: Arc<weir::budget::Ledger>,
+    every: u64,
+    done: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let wall = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i128)
+        };
+        let mut failing = false;
+        let mut write = |force: bool| {
+            if let Some(counts) = ledger.take_changes(force || failing) {
+                match store.save(&counts, wall()) {
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!("budget counts written again to {}", store.path().display());
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!("{e}; counting goes on, the write is tried again");
+                    }
+                    Err(_) => {}
+                }
+            }
+        };
+        let step = std::time::Duration::from_millis(50);
+        let mut next = std::time::Instant::now() + std::time::Duration::from_nanos(every);
+        while !done.load(Ordering::Relaxed) {
+            std::thread::sleep(step);
+            if std::time::Instant::now() >= next {
+                write(false);
+                next += std::time::Duration::from_nanos(every);
+            }
+        }
+        write(true);
+    })
 }

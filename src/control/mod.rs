@@ -23,7 +23,8 @@ use crate::runtime::published::{merge_flows, FlowEntry, Request as FwdRequest};
 use crossbeam_channel::{bounded, Sender};
 use monitor::Monitor;
 use protocol::{
-    Command, ConfigStatus, ExplainStatus, FlowStatus, ReloadStatus, Request, Response, StopStatus,
+    BudgetReport, Command, ConfigStatus, ExplainStatus, FlowStatus, ReloadStatus, Request,
+    Response, StopStatus,
 };
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -139,6 +140,21 @@ impl Control {
                 Ok(r) => Response::reload(r),
                 Err(e) => Response::error(e),
             },
+            Command::Budget => Response::budget(self.budgets()),
+            Command::BudgetReset { name } => {
+                let ledger = Arc::clone(&self.monitor().published().ledger);
+                if ledger.reset(name) {
+                    tracing::info!("budget {name} reset on the control socket");
+                    Response::budget(self.budgets())
+                } else {
+                    let names: Vec<String> = ledger.status().into_iter().map(|b| b.name).collect();
+                    Response::error(if names.is_empty() {
+                        format!("no budget `{name}`: the running config has no budgets")
+                    } else {
+                        format!("no budget `{name}`; the budgets are: {}", names.join(", "))
+                    })
+                }
+            }
             Command::Stop => {
                 tracing::info!("stop asked on the control socket");
                 self.stop.store(true, Ordering::Relaxed);
@@ -147,6 +163,15 @@ impl Control {
                 })
             }
         }
+    }
+
+    /// The budgets' counts now.
+    pub fn budgets(&self) -> BudgetReport {
+        let (plan, ledger) = {
+            let m = self.monitor();
+            (Arc::clone(m.plan()), Arc::clone(&m.published().ledger))
+        };
+        budget_report(&plan, ledger.status(), "running")
     }
 
     /// Every live flow of every forwarding thread, merged, busiest first.
@@ -275,6 +300,8 @@ impl Control {
         }
         let plan = Arc::new(plan);
         let generation = self.monitor().config().generation + 1;
+        // Budgets of the same name keep their counts; the threads take the new ones in turn.
+        Arc::clone(&self.monitor().published().ledger).replan(&plan.budgets, plan.timezone.clone());
         let mut replies = Vec::new();
         for f in &self.forwarders {
             let (tx, rx) = bounded(1);
@@ -351,6 +378,16 @@ pub fn needs_restart(old: &Plan, new: &Plan) -> Option<String> {
     }
     if old.max_flows != new.max_flows || old.idle_timeout != new.idle_timeout {
         return Some("flow_table changes (its memory is sized at start)".into());
+    }
+    if old.budget_store.path != new.budget_store.path {
+        return Some(format!(
+            "budget_store.path changes from {} to {} (the file is opened at start)",
+            old.budget_store.path.display(),
+            new.budget_store.path.display()
+        ));
+    }
+    if old.budgets.is_empty() && !new.budgets.is_empty() {
+        return Some("the config now has budgets, whose store is opened at start".into());
     }
     // The owner resolver and its namespaces' sockets are set up at start.
     if new.reads_owners && (!old.reads_owners || old.owner_netns != new.owner_netns) {
@@ -562,5 +599,23 @@ impl Drop for PidFile {
         if ours {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// The report of `weir budget` for `plan`'s budgets at their counts `budgets`.
+pub fn budget_report(
+    plan: &Plan,
+    budgets: Vec<crate::budget::BudgetStatus>,
+    source: &str,
+) -> BudgetReport {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    BudgetReport {
+        now,
+        timezone: plan.timezone.iana_name().unwrap_or("local").to_string(),
+        store: plan.budget_store.path.display().to_string(),
+        source: source.to_string(),
+        budgets,
     }
 }

@@ -51,6 +51,10 @@ pub enum Command {
     },
     /// Read the config file again and swap it in without losing a frame.
     Reload,
+    /// The budgets: used, left, the next reset.
+    Budget,
+    /// Start budget `name`'s count of this period again.
+    BudgetReset { name: String },
     /// Drain and stop (as SIGTERM).
     Stop,
 }
@@ -72,6 +76,24 @@ pub struct Response {
     pub reload: Option<ReloadStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<StopStatus>,
+    /// `budget` and `budget_reset` (the counts after the reset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetReport>,
+}
+
+/// The budgets of a config and their counts at `now`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetReport {
+    /// Wall-clock nanoseconds since the Unix epoch when the counts were read.
+    pub now: i128,
+    /// The time zone the periods are in.
+    pub timezone: String,
+    /// The SQLite file the counts are kept in.
+    pub store: String,
+    /// Where the counts come from: `running` (the bridge, counted up to its last sync, at
+    /// most 100 ms old) or `store` (the file, as last written: no bridge was running).
+    pub source: String,
+    pub budgets: Vec<crate::budget::BudgetStatus>,
 }
 
 impl Response {
@@ -85,6 +107,7 @@ impl Response {
             explain: None,
             reload: None,
             stop: None,
+            budget: None,
         }
     }
 
@@ -119,6 +142,13 @@ impl Response {
     pub fn reload(r: ReloadStatus) -> Response {
         Response {
             reload: Some(r),
+            ..Response::empty(true)
+        }
+    }
+
+    pub fn budget(b: BudgetReport) -> Response {
+        Response {
+            budget: Some(b),
             ..Response::empty(true)
         }
     }

@@ -167,8 +167,11 @@ impl Forwarder {
         }
         let publisher = Publisher::new(Arc::clone(&shared), index, &plan);
         let mut pipeline = Pipeline::new(plan, opts.mtu, now);
-        // Schedules and `time` tests go by the wall clock: the monotonic clock's 0 on it.
+        // Schedules, budgets and `time` tests go by the wall clock: the monotonic clock's 0
+        // on it.
         pipeline.set_wall_clock(wall_clock_origin(now));
+        // Budgets count across threads and restarts in the bridge's one ledger.
+        pipeline.set_ledger(Arc::clone(&shared.ledger));
         if owners.is_some() {
             pipeline.classifier_mut().ask_owners();
         }
@@ -575,6 +578,8 @@ impl Forwarder {
     /// `now`.
     pub(crate) fn finish(mut self, now: Nanos) -> Finished {
         self.stop_receiving();
+        // What was counted since the last sync reaches the ledger before it is stored.
+        self.pipeline.sync_budgets(now);
         let egress = [self.egress[0].is_some(), self.egress[1].is_some()];
         self.publisher
             .publish_final(now, &self.pipeline, egress, self.generation);

@@ -127,6 +127,9 @@ pub struct Options {
     /// Each forwarding thread gives up every capability once it has its scheduling priority
     /// (it needs none to forward on sockets already open).
     pub drop_privileges: bool,
+    /// The budgets' counts as the store kept them (each taken if it is of the period the
+    /// bridge starts in).
+    pub saved_budgets: Vec<crate::budget::Saved>,
 }
 
 impl Default for Options {
@@ -140,6 +143,7 @@ impl Default for Options {
             busy_poll: Duration::ZERO,
             mtu: crate::pipeline::DEFAULT_MTU,
             drop_privileges: false,
+            saved_budgets: Vec::new(),
         }
     }
 }
@@ -288,7 +292,13 @@ pub fn start(
         Threads::RunToCompletion => 1,
         Threads::PerDirection => 2,
     };
-    let shared = Arc::new(Published::new(forwarders, &plan));
+    let mut shared = Published::new(forwarders, &plan);
+    shared.ledger = Arc::new(crate::budget::Ledger::new(
+        &plan.budgets,
+        plan.timezone.clone(),
+        opts.saved_budgets.clone(),
+    ));
+    let shared = Arc::new(shared);
     let [lan, wan] = ports;
     let rx_names = [lan.rx.name().to_string(), wan.rx.name().to_string()];
     let mut requests = Vec::new();

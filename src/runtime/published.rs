@@ -74,6 +74,9 @@ pub struct Published {
     pub ports: [Mutex<PortSnapshot>; 2],
     pub forwarders: Vec<Mutex<ForwarderSnapshot>>,
     pub kernel_drops: KernelDropCounters,
+    /// The budgets' counts, shared by the forwarding threads, the control plane and the
+    /// store (crate::budget).
+    pub ledger: Arc<crate::budget::Ledger>,
 }
 
 impl Published {
@@ -99,6 +102,11 @@ impl Published {
                 })
                 .collect(),
             kernel_drops: KernelDropCounters::default(),
+            ledger: Arc::new(crate::budget::Ledger::new(
+                &plan.budgets,
+                plan.timezone.clone(),
+                Vec::new(),
+            )),
         }
     }
 }

@@ -1244,3 +1244,119 @@ fn the_systemd_unit_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The budgets of `weir budget --json` by name: (used, ran out).
+fn budgets(b: &Bridge) -> std::collections::BTreeMap<String, (u64, bool)> {
+    let r: Value = json_of("budget", &cli(b, &["budget", "--json"]));
+    r["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            let name = x["name"].as_str().unwrap().to_string();
+            (
+                name,
+                (x["used"].as_u64().unwrap(), !x["ran_out_at"].is_null()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn budgets_cap_within_a_second_and_their_counts_survive_reload_and_sigkill() {
+    if !require_root("budgets_cap_within_a_second_and_their_counts_survive_reload_and_sigkill") {
+        return;
+    }
+    let _serial = serial();
+    let lab = lab("svc-budget");
+    let store_dir = common::bridge::temp_dir("budget-store");
+    let store = store_dir.join("budgets.sqlite");
+    let _ = std::fs::remove_file(&store);
+    // A 10 Mbit/s UDP flood in a class with a 3 MB daily budget, capped at 1 Mbit/s once it
+    // is used; a rule budget counts everything of the lab's network (and never runs out).
+    let wan = r#"(name: "flood", match: "udp port 5201", rate: "1 Mbit", ceil: "20 Mbit",
+            aqm: (enabled: false),
+            budget: (bytes: "3 MB", per: day, then: (ceil: "1 Mbit"))),
+        (name: "rest", match: "default", rate: "10 Mbit")"#;
+    let cfg = format!(
+        "(\n    timezone: \"UTC\",\n    budget_store: (path: \"{}\", flush: \"1 s\"),\n    \
+         budgets: [(name: \"lab\", match: \"net 198.18.0.0/16\", bytes: \"100 GB\", per: day, then: drop)],{}",
+        store.display(),
+        &config(wan, "100 Mbit")[1..]
+    );
+    let b = Bridge::start(&lab, "budget", &cfg, &[]);
+    let (_server, _client) =
+        common::iperf3_in_background(&lab, "5201", 8, &["-u", "-b", "10M", "-l", "1000"]);
+    // The budget runs out after about 2.4 s of the flood.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !budgets(&b)["flood"].1 {
+        assert!(
+            Instant::now() < deadline,
+            "the flood's budget never ran out: {:?}",
+            budgets(&b)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ran_out = Instant::now();
+    // Within a second, the class is capped, and its rate over the next second is the cap's.
+    let capped_at = loop {
+        let s = status(&b);
+        if class(&s, "wan", "flood").ceil_bps == 1_000_000 {
+            break ran_out.elapsed();
+        }
+        assert!(
+            ran_out.elapsed() < Duration::from_secs(1),
+            "not capped: {s:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let before = class(&status(&b), "wan", "flood").forwarded_bytes;
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let after = class(&status(&b), "wan", "flood").forwarded_bytes;
+    let bps = (after - before) as f64 * 8.0 / t.elapsed().as_secs_f64();
+    assert!(
+        (0.5e6..1.3e6).contains(&bps),
+        "{bps} bit/s after the cap (seen capped {capped_at:?} after the budget ran out)"
+    );
+    // A reload keeps every count.
+    let seen = budgets(&b);
+    let out = cli(&b, &["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept = budgets(&b);
+    assert!(
+        kept["lab"].0 >= seen["lab"].0 && kept["flood"].0 >= seen["flood"].0,
+        "{seen:?} then {kept:?}"
+    );
+    assert!(kept["flood"].1, "still used up after the reload: {kept:?}");
+    // SIGKILL while the flood goes on: a restart loses at most what was counted since the
+    // last write (flush 1 s, plus the 100 ms sync) at 10 Mbit/s offered.
+    std::thread::sleep(Duration::from_millis(700));
+    let counted = budgets(&b)["lab"].0;
+    let _ = Command::new("kill")
+        .args(["-KILL", &b.pid().to_string()])
+        .status();
+    drop(b.stop());
+    let b = Bridge::start(&lab, "budget-again", &cfg, &[]);
+    let restored = budgets(&b);
+    let lost = counted.saturating_sub(restored["lab"].0);
+    assert!(
+        restored["lab"].0 > 0 && lost <= 1_500_000,
+        "{counted} bytes counted before SIGKILL, {} after the restart",
+        restored["lab"].0
+    );
+    eprintln!(
+        "budgets: capped {capped_at:?} after the budget showed used up; {bps:.0} bit/s in the \
+         next second; SIGKILL lost {lost} of {counted} bytes"
+    );
+    // The used-up budget caps its class from the start.
+    assert!(restored["flood"].1, "{restored:?}");
+    assert_eq!(class(&status(&b), "wan", "flood").ceil_bps, 1_000_000);
+    let stopped = b.stop();
+    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+    let _ = std::fs::remove_dir_all(&store_dir);
+}

@@ -534,39 +534,6 @@ fn open_af_packet(
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn drops(frames: Option<u64>) -> KernelDrops {
-        KernelDrops {
-            port: "lan",
-            interface: "lan0".into(),
-            frames,
-        }
-    }
-
-    #[test]
-    fn kernel_drops_are_told_per_port_only_when_there_are_some() {
-        assert_eq!(
-            kernel_drops_line(Side::Lan, &drops(Some(12345)), Some(RxMode::RingV2)).unwrap(),
-            "port lan: the kernel dropped 12345 frames arriving on lan0 before weir could take \
-             them (receive ring full: weir was too slow); they are not in port wan's counts above"
-        );
-        let mmsg = kernel_drops_line(Side::Lan, &drops(Some(1)), Some(RxMode::Mmsg)).unwrap();
-        assert!(
-            mmsg.contains("dropped 1 frame arriving")
-                && mmsg.contains("(socket receive buffer full: weir was too slow)"),
-            "{mmsg}"
-        );
-        assert_eq!(
-            kernel_drops_line(Side::Lan, &drops(Some(0)), Some(RxMode::Ring)),
-            None
-        );
-        assert_eq!(kernel_drops_line(Side::Lan, &drops(None), None), None);
-    }
-}
-
 /// Write the budgets' counts to `store` every `every` when they changed, and once more when
 /// `done` is set (after the forwarding threads' last sync). A failed write is logged and
 /// tried again at the next turn: counting goes on in memory.
@@ -610,4 +577,37 @@ fn keep_budgets(
         }
         write(true);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drops(frames: Option<u64>) -> KernelDrops {
+        KernelDrops {
+            port: "lan",
+            interface: "lan0".into(),
+            frames,
+        }
+    }
+
+    #[test]
+    fn kernel_drops_are_told_per_port_only_when_there_are_some() {
+        assert_eq!(
+            kernel_drops_line(Side::Lan, &drops(Some(12345)), Some(RxMode::RingV2)).unwrap(),
+            "port lan: the kernel dropped 12345 frames arriving on lan0 before weir could take \
+             them (receive ring full: weir was too slow); they are not in port wan's counts above"
+        );
+        let mmsg = kernel_drops_line(Side::Lan, &drops(Some(1)), Some(RxMode::Mmsg)).unwrap();
+        assert!(
+            mmsg.contains("dropped 1 frame arriving")
+                && mmsg.contains("(socket receive buffer full: weir was too slow)"),
+            "{mmsg}"
+        );
+        assert_eq!(
+            kernel_drops_line(Side::Lan, &drops(Some(0)), Some(RxMode::Ring)),
+            None
+        );
+        assert_eq!(kernel_drops_line(Side::Lan, &drops(None), None), None);
+    }
 }

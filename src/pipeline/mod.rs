@@ -281,12 +281,11 @@ impl<T: Copy> Pipeline<T> {
     }
 
     /// Share `ledger` (the live bridge's, kept across reloads and by the store) instead of
-    /// this pipeline's own; its budgets must be the plan's ([`Ledger::replan`]).
-    pub fn set_ledger(&mut self, ledger: Arc<Ledger>) {
+    /// this pipeline's own, from `now`; its budgets must be the plan's ([`Ledger::replan`]).
+    /// A budget the ledger says is used up caps its traffic at once.
+    pub fn set_ledger(&mut self, ledger: Arc<Ledger>, now: Nanos) {
         self.ledger = ledger;
-        if let Some(b) = &mut self.budgets {
-            b.due = 0;
-        }
+        self.follow_budgets(now, true);
     }
 
     /// The budgets' counts (as of this pipeline's last sync; [`sync_budgets`](Self::sync_budgets)).

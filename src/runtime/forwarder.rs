@@ -171,7 +171,7 @@ impl Forwarder {
         // on it.
         pipeline.set_wall_clock(wall_clock_origin(now));
         // Budgets count across threads and restarts in the bridge's one ledger.
-        pipeline.set_ledger(Arc::clone(&shared.ledger));
+        pipeline.set_ledger(Arc::clone(&shared.ledger), now);
         if owners.is_some() {
             pipeline.classifier_mut().ask_owners();
         }

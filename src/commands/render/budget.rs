@@ -76,8 +76,8 @@ pub fn write(out: &mut impl Write, r: &BudgetReport, history: bool) -> io::Resul
         .max(6);
     writeln!(
         out,
-        "{:<name_w$}  {:>10}  {:>10}  {:>10}  {:<22}  {}",
-        "budget", "used", "of", "left", "next reset", "counts / state"
+        "{:<name_w$}  {:>10}  {:>10}  {:>10}  {:<22}  counts / state",
+        "budget", "used", "of", "left", "next reset"
     )?;
     for b in &r.budgets {
         let reset = if b.end == 0 {

@@ -3,7 +3,8 @@
 //! `cargo bench --bench replay`: captures/mixed-services.pcap (263 frames: SSH, HTTP, DNS, FTP,
 //! mDNS, ARP, NTP) read once and repeated in memory to 100,000 frames, each repetition shifted in
 //! time after the previous one; every iteration runs `Replay::new` + `push` for every frame +
-//! `finish` with configs/home.ron and no output capture. Throughput is reported in frames/s.
+//! `finish` with configs/home.ron and no output capture, and with home.ron plus two budgets
+//! that count every frame (the cost of budgets). Throughput is reported in frames/s.
 //!
 //! Also, outside criterion: `WEIR_WRITE_BIG_CAPTURE=/tmp/big.pcap cargo bench --bench replay`
 //! writes the same repetition to a pcap file (`WEIR_BIG_FRAMES`, default 2,000,000 frames) and
@@ -60,13 +61,43 @@ fn write_big(path: &str) {
     eprintln!("wrote {n} frames to {path}");
 }
 
+/// configs/home.ron with two budgets that count every frame and never run out: one of all
+/// traffic, one of a rule (evaluated on each frame), for the cost of counting.
+fn home_with_budgets() -> weir::config::Plan {
+    let src = std::fs::read_to_string(HOME).expect("configs/home.ron");
+    let end = src.rfind(')').expect("a RON struct");
+    let budgets = r#"
+    budgets: [
+        (name: "all", bytes: "1 TB", per: month, then: (ceil: "1 Mbit")),
+        (name: "lan", match: "net 10.0.0.0/8 or net 192.168.0.0/16", bytes: "1 TB", per: day, then: drop),
+    ],
+    budget_store: (path: "/nonexistent/not-opened-by-replay.sqlite"),
+"#;
+    let with = format!("{}{budgets}{}", &src[..end], &src[end..]);
+    weir::config::parse(&with, Path::new(HOME)).expect("home.ron with budgets")
+}
+
 fn replay(c: &mut Criterion) {
     const FRAMES: usize = 100_000;
     let plan = std::sync::Arc::new(weir::config::load(Path::new(HOME)).expect("configs/home.ron"));
+    let budgeted = std::sync::Arc::new(home_with_budgets());
     let base = read_mixed();
     let input: Vec<(u64, &Frame)> = repeated(&base).take(FRAMES).collect();
     let mut g = c.benchmark_group("replay");
     g.throughput(Throughput::Elements(FRAMES as u64));
+    g.bench_function("mixed-services_x380/home.ron+2_budgets/100k_frames", |b| {
+        b.iter(|| {
+            let mut replay = Replay::new(&budgeted, &Default::default(), false);
+            let mut departed = 0u64;
+            let mut out = |_t: u64, _d: &[u8], _len: u32| departed += 1;
+            for (ts, f) in &input {
+                replay.push(*ts, &f.data, f.orig_len, &mut out);
+            }
+            let report = replay.finish(&mut out);
+            assert_eq!(report.budgets.len(), 2);
+            black_box((departed, report))
+        })
+    });
     g.bench_function("mixed-services_x380/home.ron/100k_frames", |b| {
         b.iter(|| {
             let mut replay = Replay::new(&plan, &Default::default(), false);

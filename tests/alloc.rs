@@ -150,7 +150,24 @@ fn classify_enqueue_dequeue_does_not_allocate() {
 
 #[test]
 fn replay_without_output_does_not_allocate() {
-    let plan = std::sync::Arc::new(home());
+    replay_does_not_allocate(home());
+}
+
+/// Budgets of a class, of the whole link and of a rule counted on every frame, and synced
+/// with the ledger every 100 ms of capture time (none runs out here).
+#[test]
+fn replay_with_budgets_does_not_allocate() {
+    let plan = weir::config::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/configs/capped.ron"
+    )))
+    .expect("configs/capped.ron");
+    assert_eq!(plan.budgets.len(), 3);
+    replay_does_not_allocate(plan);
+}
+
+fn replay_does_not_allocate(plan: Plan) {
+    let plan = std::sync::Arc::new(plan);
     let mut r = CaptureReader::open(Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/captures/mixed-services.pcap"

@@ -168,7 +168,8 @@ impl Entry {
             start: 0,
             end: 0,
             ran_out_at: None,
-            history: VecDeque::new(),
+            // Allocated once: a period's end never allocates.
+            history: VecDeque::with_capacity(HISTORY),
             restored,
         }
     }

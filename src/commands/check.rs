@@ -151,5 +151,25 @@ pub fn write_tree(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
             g.database.display()
         )?;
     }
+    for b in &plan.budgets {
+        writeln!(
+            out,
+            "budget {}: {} a {} ({}), of {}; then {}",
+            b.name,
+            super::render::budget::decimal_bytes(b.bytes),
+            b.period.describe(),
+            plan.timezone.iana_name().unwrap_or("local time"),
+            b.describe_target(),
+            b.describe_then()
+        )?;
+    }
+    if !plan.budgets.is_empty() {
+        writeln!(
+            out,
+            "budget counts kept in {}, written every {}",
+            plan.budget_store.path.display(),
+            weir::config::units::format_duration(plan.budget_store.flush)
+        )?;
+    }
     Ok(())
 }

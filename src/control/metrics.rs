@@ -255,6 +255,21 @@ impl Collector for WeirCollector {
         ] {
             family(&mut enc, name, help, kind, vec![point(Vec::new(), v as f64)])?;
         }
+        let budgets = self.control.budgets().budgets;
+        type BudgetPick = fn(&crate::budget::BudgetStatus) -> f64;
+        let per_budget: [(&str, &str, BudgetPick); 4] = [
+            ("budget_used_bytes", "Bytes the budget counted in its current period (docs/config.md, Budgets).", |b| b.used as f64),
+            ("budget_limit_bytes", "The budget's bytes per period.", |b| b.bytes as f64),
+            ("budget_used_up", "1 while the budget is used up (its `then` applies), else 0.", |b| f64::from(u8::from(b.exhausted()))),
+            ("budget_period_end_seconds", "When the budget's current period ends and its count starts again (Unix time; 0 before the first frame).", |b| b.end as f64 / 1e9),
+        ];
+        for (name, help, pick) in per_budget.into_iter().filter(|_| !budgets.is_empty()) {
+            let points = budgets
+                .iter()
+                .map(|b| point(vec![("budget", b.name.clone())], pick(b)))
+                .collect();
+            family(&mut enc, name, help, MetricType::Gauge, points)?;
+        }
         family(
             &mut enc,
             "uptime_seconds",

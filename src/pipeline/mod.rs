@@ -691,7 +691,12 @@ impl<T: Copy> Pipeline<T> {
         // The new plan's schedules apply from now (its spec holds the classes' own rates).
         self.schedule_due = if has_schedule(&plan) { now } else { Nanos::MAX };
         self.local_minute = None;
-        // The driver replanned the ledger for it: counts of the same name go on.
+        // The driver replanned the ledger for it: counts of the same name go on, those
+        // counted here since the last sync included.
+        if let Some(b) = &mut self.budgets {
+            self.ledger
+                .sync(&mut b.meter, i128::from(now) + self.wall_offset);
+        }
         self.budgets = (!plan.budgets.is_empty()).then(|| Budgets::new(&plan, now));
         self.plan = plan;
         self.follow_budgets(now, true);

@@ -642,3 +642,31 @@ fn a_budget_of_the_whole_link_lowers_the_link_and_scales_the_classes() {
     assert_eq!(p.port(Side::Lan).spec().rate_bps, 20_000_000);
     assert_balanced(&p);
 }
+
+#[test]
+fn a_reload_keeps_the_counts_of_budgets_that_keep_their_name() {
+    let mut p = Pipeline::new(plan_of(BUDGETED), 1500, DEC_1);
+    let mut s = VecStore::new(1000);
+    let f = udp9(1000);
+    for i in 0..6 {
+        offer(&mut p, &mut s, &f, DEC_1 + i);
+    }
+    // Not synced yet: the 6000 bytes are the pipeline's own until the reload.
+    let renamed = BUDGETED.replace("name: \"web\"", "name: \"web2\"");
+    let plan = plan_of(&renamed);
+    p.ledger().replan(&plan.budgets, plan.timezone.clone());
+    p.reload(plan, DEC_1 + 10, &mut s);
+    let used: Vec<_> = p
+        .ledger()
+        .status()
+        .into_iter()
+        .map(|b| (b.name, b.used))
+        .collect();
+    assert_eq!(used, [("bulk".to_string(), 6000), ("web2".to_string(), 0)]);
+    // The class still runs out at its 10 kB.
+    for i in 0..4 {
+        offer(&mut p, &mut s, &f, DEC_1 + 20 + i);
+    }
+    assert_eq!(ceil_of(&p, Side::Wan, "bulk"), 1_000_000);
+    assert_balanced(&p);
+}

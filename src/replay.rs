@@ -448,6 +448,26 @@ impl<'p> Replay<'p> {
         }
     }
 
+    /// The verdict on the last frame pushed: the port it left by, its class, the watched
+    /// rules it matched. `None` before any frame.
+    pub fn last_verdict(&self) -> Option<crate::pipeline::LastVerdict> {
+        self.pipeline.as_ref()?.last_verdict()
+    }
+
+    /// What the flow of `view` has learnt so far (with [`ReplayOptions::flows`]): the
+    /// protocol its payload showed and its server name.
+    pub fn flow_label(
+        &self,
+        view: &wire::FrameView,
+    ) -> (
+        Option<crate::classify::payload::detect::Protocol>,
+        Option<crate::classify::payload::Name>,
+    ) {
+        self.pipeline
+            .as_ref()
+            .map_or((None, None), |p| p.classifier().flow_label(view))
+    }
+
     /// Send everything still queued, at the times the scheduler gives, and report.
     pub fn finish(mut self, out: &mut impl FnMut(Nanos, &[u8], u32)) -> ReplayReport {
         self.depart_until(Nanos::MAX, true, out);

@@ -95,9 +95,10 @@ pub struct PortRules {
     pub fairness: Vec<Fairness>,
     /// The config's named sets of host-name globs (`domain @name`); the same for both ports.
     pub name_sets: rule::NameSets,
-    /// The rules of rule budgets, with their budget's index (crate::budget); every one that
-    /// matches a frame sets its bit in [`Verdict::budgets`]. The same for both ports.
-    pub budgets: Vec<(u8, Rule)>,
+    /// Rules every frame is tested against besides the classes': the rule budgets' (their
+    /// bit is their budget's index, crate::budget), `weir sniff`'s filter. Each that matches
+    /// sets its bit in [`Verdict::watched`]. The same for both ports.
+    pub watch: Vec<(u8, Rule)>,
 }
 
 impl PortRules {
@@ -131,8 +132,8 @@ pub struct Verdict {
     pub fairness_hash: u64,
     /// Picks the host, in a class that isolates hosts (`triple`); 0 otherwise.
     pub host_hash: u64,
-    /// Bit `i`: the rule of budget `i` matches the frame.
-    pub budgets: u32,
+    /// Bit `i`: watched rule `i` matches the frame ([`PortRules::watch`]).
+    pub watched: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -376,6 +377,33 @@ impl Classifier {
         e.class = port.default_class;
         e.default = true;
         e
+    }
+
+    /// What the flow of `view` has learnt so far, when names are kept ([`keep_names`]): the
+    /// protocol its payload showed and its server name. Reads the flow table; changes
+    /// nothing.
+    ///
+    /// [`keep_names`]: Self::keep_names
+    pub fn flow_label(
+        &self,
+        view: &FrameView,
+    ) -> (Option<detect::Protocol>, Option<payload::Name>) {
+        if view.is_link_control() {
+            return (None, None);
+        }
+        let key = FlowKey::of(view);
+        let Some(n) = self
+            .flows
+            .find(&key, key.hash64())
+            .and_then(|slot| self.flows.name(slot))
+        else {
+            return (None, None);
+        };
+        let app = match n.app {
+            AppSeen::Found(p) => Some(p),
+            _ => None,
+        };
+        (app, n.source.map(|_| n.name))
     }
 
     /// Read up to `n` payload frames of each flow (1 to [`MAX_PAYLOAD_FRAMES`]) for its name
@@ -800,7 +828,7 @@ impl Classifier {
                 class: port.control_class,
                 fairness_hash: 0,
                 host_hash: 0,
-                budgets: 0,
+                watched: 0,
             };
         }
         let mut v = *view;
@@ -884,10 +912,10 @@ impl Classifier {
                 .account(slot, egress.index(), class, view.len, from_lo, now);
         }
         let (fairness_hash, host_hash) = hashes(class);
-        let mut budgets = 0u32;
-        for (i, rule) in &port.budgets {
+        let mut watched = 0u32;
+        for (i, rule) in &port.watch {
             if rule.matches_with(&v, names) {
-                budgets |= 1 << i;
+                watched |= 1 << i;
             }
         }
         Verdict {
@@ -895,7 +923,7 @@ impl Classifier {
             class,
             fairness_hash,
             host_hash,
-            budgets,
+            watched,
         }
     }
 }
@@ -909,7 +937,7 @@ fn bind_names(ports: &mut [PortRules; 2]) -> NameTests {
         for m in &mut p.matches {
             let _ = m.rule.bind_names(&mut tests);
         }
-        for (_, rule) in &mut p.budgets {
+        for (_, rule) in &mut p.watch {
             let _ = rule.bind_names(&mut tests);
         }
     }

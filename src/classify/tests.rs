@@ -90,7 +90,7 @@ fn classifier(rules: &[(&str, &str)]) -> Classifier {
                 "video".into(),
                 vec!["*.video.example".into(), "vod.example".into()],
             )],
-            budgets: Vec::new(),
+            watch: Vec::new(),
         }
     };
     Classifier::new([port(), port()], 1024, 60_000_000_000)

@@ -11,6 +11,7 @@ mod render;
 mod replay;
 mod run;
 mod send;
+mod sniff;
 mod status;
 mod stop;
 mod top;
@@ -241,6 +242,27 @@ enum Command {
               value_parser = wait_seconds)]
         wait: f64,
     },
+    /// Print one line per frame of a capture or an interface (like tcpdump or Scapy's
+    /// summary): addresses, ports, protocol, application and server name, and the class with
+    /// -c; only the frames RULE matches (weir's rule language), if given.
+    Sniff {
+        /// A pcap or pcapng file, then the rule (its words may be given unquoted); with -i,
+        /// all of it is the rule.
+        #[arg(value_name = "CAPTURE [RULE]")]
+        args: Vec<String>,
+        /// Read this interface instead (read-only: nothing is sent; needs CAP_NET_RAW).
+        #[arg(short, long, value_name = "IF")]
+        interface: Option<String>,
+        /// Show each frame's class and the port it would leave by under this config.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Stop after this many frames printed.
+        #[arg(short = 'n', long, value_name = "COUNT")]
+        count: Option<u64>,
+        /// One JSON object per frame, per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a capture through the policy in virtual time and report what each class got.
     Replay {
         /// A pcap or pcapng file (Ethernet, Linux cooked, raw IP or loopback).
@@ -463,6 +485,29 @@ pub fn run() -> anyhow::Result<ExitCode> {
             control,
             wait_ms: Some((wait * 1e3).round() as u64),
         }),
+        Command::Sniff {
+            mut args,
+            interface,
+            config,
+            count,
+            json,
+        } => {
+            let source = match interface {
+                Some(i) => sniff::Source::Interface(i),
+                None if args.is_empty() => {
+                    eprintln!("weir: error: sniff needs a capture file, or -i IF for an interface");
+                    return Ok(ExitCode::from(2));
+                }
+                None => sniff::Source::Capture(PathBuf::from(args.remove(0))),
+            };
+            sniff::run(sniff::Settings {
+                source,
+                rule: (!args.is_empty()).then(|| args.join(" ")),
+                config,
+                count,
+                json,
+            })
+        }
         Command::Replay {
             capture,
             config,

@@ -3,7 +3,7 @@
 use super::units::{self, BitRate, UnitError};
 use super::{AqmFile, ClassFile, ConfigError, ConfigFile, DscpFile, FairnessFile, PerPort};
 use crate::classify::geo::{GeoKey, GeoSet};
-use crate::classify::rule::{check_glob, NameSets, NameTests, Rule, MAX_NAME_TESTS};
+use crate::classify::rule::{check_glob, NameSets, NameTests, Rule, RuleError, MAX_NAME_TESTS};
 use crate::classify::{Classifier, Fairness, MatchEntry, PortRules};
 use crate::port::ClassId;
 use crate::port::Side;
@@ -136,8 +136,10 @@ pub struct Plan {
     pub reads_processes: bool,
     /// Budgets: the classes' (named after them) first, then the rules' (crate::budget).
     pub budgets: Vec<crate::budget::BudgetPlan>,
-    /// The rules of the rule budgets, with their index in `budgets`.
-    pub(super) budget_rules: Vec<(u8, Rule)>,
+    /// Rules every frame is tested against besides the classes' ([`PortRules::watch`]): the
+    /// rule budgets', with their index in `budgets`, then a `weir sniff` filter's
+    /// ([`Plan::watch`]).
+    pub(super) watch_rules: Vec<(u8, Rule)>,
     pub budget_store: super::budgets::BudgetStorePlan,
 }
 
@@ -185,9 +187,66 @@ impl Plan {
             control_class: 0,
             fairness: p.classes.iter().map(|c| c.fairness).collect(),
             name_sets: self.name_sets.clone(),
-            budgets: self.budget_rules.clone(),
+            watch: self.watch_rules.clone(),
         };
         [rules(&self.ports[0]), rules(&self.ports[1])]
+    }
+
+    /// Test every frame against `text` too (`weir sniff`'s filter): the bit it sets in a
+    /// verdict's `watched`, or what is wrong with it (columns of `text`). Tests that need
+    /// what the config's own rules alone get are refused: `country` and `asn` (their
+    /// databases are read for those rules) and the owner tests (a running bridge's resolver).
+    pub fn watch(&mut self, text: &str) -> Result<u8, RuleError> {
+        let sets: Vec<String> = self.name_sets.iter().map(|(n, _)| n.clone()).collect();
+        let rule = Rule::parse_with_sets(text, &sets)?;
+        let refuse = |message: String, hint: &str| RuleError {
+            column: 1,
+            len: text.chars().count().max(1),
+            message,
+            hint: Some(hint.to_string()),
+        };
+        if !rule.geo_keys().is_empty() {
+            return Err(refuse(
+                "`country` and `asn` are not available here".into(),
+                "their databases are read for the config's own rules only",
+            ));
+        }
+        if rule.reads_owners() {
+            return Err(refuse(
+                "the owner tests (user, uid, pid, cmd, args, cgroup) are not available here".into(),
+                "they need a running bridge's resolver",
+            ));
+        }
+        let mut tests = NameTests::new(self.name_sets.clone());
+        let known = self
+            .ports
+            .iter()
+            .flat_map(|p| p.classes.iter().filter_map(|c| c.rule.as_ref()))
+            .chain(self.watch_rules.iter().map(|(_, r)| r));
+        for r in known {
+            let _ = r.clone().bind_names(&mut tests);
+        }
+        if rule.clone().bind_names(&mut tests).is_err() {
+            return Err(refuse(
+                format!("more than {MAX_NAME_TESTS} different name tests with the config's"),
+                "test fewer names, or give a config with fewer",
+            ));
+        }
+        let bit = self
+            .watch_rules
+            .iter()
+            .map(|(i, _)| i + 1)
+            .max()
+            .unwrap_or(0)
+            .max(self.budgets.len() as u8);
+        if usize::from(bit) >= crate::budget::MAX_BUDGETS {
+            return Err(refuse(
+                "too many rules to test every frame against".into(),
+                "use a config with fewer budgets",
+            ));
+        }
+        self.watch_rules.push((bit, rule));
+        Ok(bit)
     }
 
     /// Is `addr` (of the given family) inside one of the LAN networks?
@@ -252,11 +311,11 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
     let mut lan = build_port(Side::Lan, &file, at)?;
     let mut wan = build_port(Side::Wan, &file, at)?;
     let built = super::budgets::build(&file, &mut [&mut lan, &mut wan], &name_sets, folder, at)?;
-    let mut budget_rules = built.rules;
-    check_name_tests(&[&lan, &wan], &budget_rules, &name_sets, at)?;
+    let mut watch_rules = built.rules;
+    check_name_tests(&[&lan, &wan], &watch_rules, &name_sets, at)?;
     let geo = bind_geo(
         &mut [&mut lan, &mut wan],
-        &mut budget_rules,
+        &mut watch_rules,
         &file,
         folder,
         &lan_networks,
@@ -279,7 +338,7 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
             .iter()
             .flat_map(|p| p.classes.iter())
             .any(|c| c.rule.as_ref().is_some_and(f))
-            || budget_rules.iter().any(|(_, r)| f(r))
+            || watch_rules.iter().any(|(_, r)| f(r))
     };
     let (reads_owners, reads_processes) = (
         any_rule(Rule::reads_owners),
@@ -298,7 +357,7 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
         reads_owners,
         reads_processes,
         budgets: built.budgets,
-        budget_rules,
+        watch_rules,
         budget_store: built.store,
     })
 }
@@ -307,7 +366,7 @@ pub(super) fn build(file: ConfigFile, folder: &Path, at: &ErrAt) -> Result<Plan,
 /// test its address ranges less the LAN networks (crate::classify::geo).
 fn bind_geo(
     ports: &mut [&mut PortPlan; 2],
-    budget_rules: &mut [(u8, Rule)],
+    watch_rules: &mut [(u8, Rule)],
     file: &ConfigFile,
     folder: &Path,
     lan_networks: &[(u128, u8, bool)],
@@ -324,7 +383,7 @@ fn bind_geo(
             }
         }
     }
-    for (k, (_, rule)) in budget_rules.iter().enumerate() {
+    for (k, (_, rule)) in watch_rules.iter().enumerate() {
         for key in rule.geo_keys() {
             wanted
                 .entry(key)
@@ -393,7 +452,7 @@ fn bind_geo(
                 }
             }
         }
-        for (_, rule) in budget_rules.iter_mut() {
+        for (_, rule) in watch_rules.iter_mut() {
             rule.bind_geo(&sets);
         }
     }
@@ -456,7 +515,7 @@ fn build_sets(file: &ConfigFile, at: &ErrAt) -> Result<NameSets, ConfigError> {
 /// The classifier keeps a bit per distinct name test (`domain`, `sni`, ...) in each flow.
 fn check_name_tests(
     ports: &[&PortPlan],
-    budget_rules: &[(u8, Rule)],
+    watch_rules: &[(u8, Rule)],
     sets: &NameSets,
     at: &ErrAt,
 ) -> Result<(), ConfigError> {
@@ -479,7 +538,7 @@ fn check_name_tests(
             }
         }
     }
-    for (k, (_, rule)) in budget_rules.iter().enumerate() {
+    for (k, (_, rule)) in watch_rules.iter().enumerate() {
         if rule.clone().bind_names(&mut tests).is_err() {
             return Err(at(
                 &format!("budgets[{k}].match"),

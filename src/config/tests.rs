@@ -647,7 +647,7 @@ fn budgets_of_classes_rules_and_the_whole_link() {
     assert_eq!(b[2].target, Target::Rule("host 198.18.0.23".into()));
     assert_eq!(b[2].then, Then::Ceil([50_000_000, 5_000_000]));
     assert_eq!(b[3].target, Target::All);
-    assert_eq!(plan.budget_rules.len(), 1);
+    assert_eq!(plan.watch_rules.len(), 1);
     for side in Side::BOTH {
         let classes = &plan.port(side).classes;
         let budgets: Vec<_> = classes.iter().map(|c| c.budget).collect();

@@ -143,6 +143,17 @@ pub struct Pipeline<T> {
     /// this pipeline's side of them (`None` when the plan has none).
     ledger: Arc<Ledger>,
     budgets: Option<Budgets>,
+    /// The verdict on the last frame received (`weir sniff` prints it).
+    last: Option<LastVerdict>,
+}
+
+/// What the pipeline decided about the last frame it received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastVerdict {
+    pub egress: Side,
+    pub class: ClassId,
+    /// The watched rules it matched (crate::classify::Verdict::watched).
+    pub watched: u32,
 }
 
 /// The pipeline's side of the plan's budgets (crate::budget).
@@ -242,6 +253,7 @@ impl<T: Copy> Pipeline<T> {
         ));
         let budgets = (!plan.budgets.is_empty()).then(|| Budgets::new(&plan, now));
         Pipeline {
+            last: None,
             local_minute: None,
             ledger,
             budgets,
@@ -394,6 +406,11 @@ impl<T: Copy> Pipeline<T> {
         }
     }
 
+    /// The verdict on the last frame received.
+    pub fn last_verdict(&self) -> Option<LastVerdict> {
+        self.last
+    }
+
     /// The scheduler of egress port `side` (for its counters).
     pub fn port(&self, side: Side) -> &PortScheduler<T> {
         &self.ports[side.index()]
@@ -470,6 +487,11 @@ impl<T: Copy> Pipeline<T> {
             |class, hash| sched.may_hold(class, hash),
         );
         let class = verdict.class;
+        self.last = Some(LastVerdict {
+            egress,
+            class,
+            watched: verdict.watched,
+        });
         let bytes = info.wire_len.max(len as u32);
         let vnet = match info.offload {
             Offload::Truncated => None,
@@ -491,7 +513,7 @@ impl<T: Copy> Pipeline<T> {
         let (segments, seg_bytes) = vnet.wire_segments(bytes as usize);
         if let Some(b) = &mut self.budgets {
             let class_bit = b.class_bit[e].get(usize::from(class)).copied().unwrap_or(0);
-            let mask = verdict.budgets | b.always | class_bit;
+            let mask = verdict.watched | b.always | class_bit;
             if mask != 0 {
                 let wall = i128::from(now) + self.wall_offset;
                 let ran_out = b.meter.count(mask, seg_bytes, wall);

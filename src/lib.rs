@@ -26,6 +26,7 @@ pub mod io;
 pub mod pipeline;
 pub mod port;
 pub mod replay;
+pub mod report;
 pub mod runtime;
 pub mod sched;
 pub mod schedule;

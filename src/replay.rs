@@ -448,6 +448,20 @@ impl<'p> Replay<'p> {
         }
     }
 
+    /// Send the departures due before `t` (a report samples the counters at `t`), when `t`
+    /// is after the last frame; nothing is sent at `t` itself, so frames arriving at `t`
+    /// still come first.
+    pub fn advance_to(&mut self, t: Nanos, out: &mut impl FnMut(Nanos, &[u8], u32)) {
+        if self.pipeline.is_some() && t > self.now {
+            self.depart_until(t, false, out);
+        }
+    }
+
+    /// The pipeline, once a frame came (for its counters).
+    pub fn pipeline(&self) -> Option<&Pipeline<u32>> {
+        self.pipeline.as_ref()
+    }
+
     /// The verdict on the last frame pushed: the port it left by, its class, the watched
     /// rules it matched. `None` before any frame.
     pub fn last_verdict(&self) -> Option<crate::pipeline::LastVerdict> {

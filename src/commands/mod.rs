@@ -9,6 +9,7 @@ mod lab;
 mod reload;
 mod render;
 mod replay;
+mod report;
 mod run;
 mod send;
 mod sniff;
@@ -263,6 +264,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write one self-contained HTML page about a capture: rates over time offered and
+    /// forwarded, queueing delay, drops, applications, top talkers and flows, a host graph;
+    /// shaped by CONFIG if given (docs/report.md).
+    Report {
+        /// A pcap or pcapng file.
+        capture: PathBuf,
+        /// The config to shape the capture with; without it, the capture alone.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Where to write the page.
+        #[arg(
+            short,
+            long,
+            value_name = "REPORT.html",
+            default_value = "weir-report.html"
+        )]
+        out: PathBuf,
+        /// The charts' interval (e.g. `100ms`, `1s`); default: about 300 over the capture.
+        #[arg(long, value_name = "DURATION")]
+        interval: Option<String>,
+    },
     /// Run a capture through the policy in virtual time and report what each class got.
     Replay {
         /// A pcap or pcapng file (Ethernet, Linux cooked, raw IP or loopback).
@@ -485,6 +507,27 @@ pub fn run() -> anyhow::Result<ExitCode> {
             control,
             wait_ms: Some((wait * 1e3).round() as u64),
         }),
+        Command::Report {
+            capture,
+            config,
+            out,
+            interval,
+        } => {
+            let interval_ns = match interval.as_deref().map(weir::config::units::parse_duration) {
+                None => None,
+                Some(Ok(0)) | Some(Err(_)) => {
+                    eprintln!("weir: error: --interval: give a duration above 0, e.g. 100ms or 1s");
+                    return Ok(ExitCode::from(2));
+                }
+                Some(Ok(ns)) => Some(ns),
+            };
+            report::run(report::Settings {
+                capture,
+                config,
+                out,
+                interval_ns,
+            })
+        }
         Command::Sniff {
             mut args,
             interface,

@@ -73,7 +73,7 @@ impl DropReason {
 }
 
 /// Highest sojourn time the histogram resolves (100 s); longer ones are recorded as this.
-const SOJOURN_MAX_NS: u64 = 100_000_000_000;
+pub const SOJOURN_MAX_NS: u64 = 100_000_000_000;
 
 /// Counters of one class on one egress port.
 #[derive(Clone, Debug)]

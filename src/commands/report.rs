@@ -1,0 +1,119 @@
+//! `weir report CAPTURE [-c CONFIG] -o report.html`: the capture through the policy (or alone),
+//! as one self-contained HTML page (weir::report; docs/report.md).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+use weir::capture::CaptureReader;
+use weir::report::{html, Options, Recorder};
+
+pub struct Settings {
+    pub capture: PathBuf,
+    pub config: Option<PathBuf>,
+    pub out: PathBuf,
+    /// The charts' interval in nanoseconds; `None`: about 300 over the capture's span.
+    pub interval_ns: Option<u64>,
+}
+
+/// The policy when no config is given: the capture alone, nothing shaped (a link no capture
+/// fills), one class per direction.
+const CAPTURE_ONLY: &str = r#"(
+    ports: (wan: (rate: "400 Gbit"), lan: (rate: "400 Gbit")),
+    classes: [(name: "all", match: "default", rate: "400 Gbit", queue: (packets: 100000))],
+)"#;
+
+pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
+    let plan = match &s.config {
+        Some(path) => match super::load_config(path) {
+            Ok(p) => p,
+            Err(code) => return Ok(code),
+        },
+        None => weir::config::parse(CAPTURE_ONLY, std::path::Path::new("(built in)"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    let plan = Arc::new(plan);
+    let started = Instant::now();
+    let show = std::io::stderr().is_terminal();
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("weir: error: {e}");
+        Ok(ExitCode::FAILURE)
+    };
+    // First pass: the span, for the interval.
+    let (mut first, mut last, mut frames) = (u64::MAX, 0u64, 0u64);
+    {
+        let mut r = match CaptureReader::open(&s.capture) {
+            Ok(r) => r,
+            Err(e) => return fail(&e),
+        };
+        loop {
+            match r.next_frame() {
+                Ok(Some(f)) => {
+                    first = first.min(f.ts_ns);
+                    last = last.max(f.ts_ns);
+                    frames += 1;
+                }
+                Ok(None) => break,
+                Err(e) => return fail(&e),
+            }
+        }
+    }
+    let mut opts = Options::for_span(last.saturating_sub(first));
+    if let Some(i) = s.interval_ns {
+        opts.interval_ns = i;
+    }
+    let span = last.saturating_sub(first);
+    if span / opts.interval_ns > weir::report::MAX_INTERVALS as u64 {
+        eprintln!(
+            "weir: error: --interval {} gives {} intervals over the capture's {:.1} s; at most {}",
+            weir::config::units::format_duration(opts.interval_ns),
+            span / opts.interval_ns,
+            span as f64 / 1e9,
+            weir::report::MAX_INTERVALS
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let mut rec = Recorder::new(&plan, s.config.is_some(), opts);
+    let mut r = match CaptureReader::open(&s.capture) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let mut read = 0u64;
+    loop {
+        match r.next_frame() {
+            Ok(Some(f)) => rec.push(f.ts_ns, f.data, f.orig_len),
+            Ok(None) => break,
+            Err(e) => return fail(&e),
+        }
+        read += 1;
+        if show && read % 65_536 == 0 {
+            eprint!(
+                "\rweir: {read} of {frames} frames ({:.0}%)",
+                read as f64 * 100.0 / frames.max(1) as f64
+            );
+        }
+    }
+    if show {
+        eprint!("\r\x1b[K");
+    }
+    let data = rec.finish(
+        &s.capture.display().to_string(),
+        s.config
+            .as_ref()
+            .map(|c| c.display().to_string())
+            .as_deref(),
+    );
+    let page = html::render(&data);
+    if let Err(e) = std::fs::write(&s.out, &page) {
+        eprintln!("weir: error: cannot write {}: {e}", s.out.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    eprintln!(
+        "weir: report of {frames} frames written to {} ({} KB, {:.2} s); open it in a browser",
+        s.out.display(),
+        page.len() / 1024,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}

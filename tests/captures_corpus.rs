@@ -486,6 +486,14 @@ fn committed_captures() {
             matching: 6, // the SYNs to 208.80.152.3:80
         },
         Expect {
+            file: "evening.pcap",
+            link: 1,
+            frames: 17_656,
+            damaged_at: None,
+            check: |v: &FrameView| v.l3 == L3::Ipv4 && v.has_ports,
+            matching: 17_656,
+        },
+        Expect {
             file: "truncated.pcap",
             link: 1,
             frames: 1,

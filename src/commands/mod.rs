@@ -310,6 +310,9 @@ enum Command {
         /// classes, server name and its source (schema: docs/replay-json.md).
         #[arg(long, value_name = "FILE")]
         flows: Option<PathBuf>,
+        /// Also write the HTML report of the same replay here (as `weir report`).
+        #[arg(long, value_name = "REPORT.html")]
+        report: Option<PathBuf>,
     },
 }
 
@@ -559,11 +562,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
             direction,
             mtu,
             flows,
+            report,
         } => replay::run(replay::Settings {
             capture,
             config: config_path(config),
             out,
             json,
+            report,
             opts_flows: flows.clone(),
             opts: weir::replay::ReplayOptions {
                 direction: direction.map(|d| match d {

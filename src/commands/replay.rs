@@ -15,6 +15,8 @@ pub struct Settings {
     /// `--flows FILE`.
     pub opts_flows: Option<PathBuf>,
     pub opts: ReplayOptions,
+    /// `--report FILE`: the HTML report of the same replay.
+    pub report: Option<PathBuf>,
 }
 
 pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
@@ -59,6 +61,20 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
     } else {
         write_table(&mut out, &s, &plan, &report)?;
+    }
+    if let (Some(page), None) = (&s.report, &damage) {
+        let settings = super::report::Settings {
+            capture: s.capture.clone(),
+            config: Some(s.config.clone()),
+            out: page.clone(),
+            interval_ns: None,
+        };
+        if let Err(super::report::Failed::Usage(e) | super::report::Failed::Other(e)) =
+            super::report::write(&settings, &plan)
+        {
+            eprintln!("weir: error: the report: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
     }
     match damage {
         Some(e) => {

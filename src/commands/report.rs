@@ -33,30 +33,41 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         None => weir::config::parse(CAPTURE_ONLY, std::path::Path::new("(built in)"))
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     };
-    let plan = Arc::new(plan);
+    match write(&s, &Arc::new(plan)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(Failed::Usage(e)) => {
+            eprintln!("weir: error: {e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(Failed::Other(e)) => {
+            eprintln!("weir: error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Why no report was written.
+pub enum Failed {
+    /// A flag that cannot work (exit 2).
+    Usage(String),
+    /// The capture or the output file.
+    Other(String),
+}
+
+/// Write the report of `s.capture` through `plan` (the user's when `s.config` is set) to
+/// `s.out`, and say where it is on stderr.
+pub fn write(s: &Settings, plan: &Arc<weir::config::Plan>) -> Result<(), Failed> {
     let started = Instant::now();
     let show = std::io::stderr().is_terminal();
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("weir: error: {e}");
-        Ok(ExitCode::FAILURE)
-    };
+    let other = |e: &dyn std::fmt::Display| Failed::Other(e.to_string());
     // First pass: the span, for the interval.
     let (mut first, mut last, mut frames) = (u64::MAX, 0u64, 0u64);
     {
-        let mut r = match CaptureReader::open(&s.capture) {
-            Ok(r) => r,
-            Err(e) => return fail(&e),
-        };
-        loop {
-            match r.next_frame() {
-                Ok(Some(f)) => {
-                    first = first.min(f.ts_ns);
-                    last = last.max(f.ts_ns);
-                    frames += 1;
-                }
-                Ok(None) => break,
-                Err(e) => return fail(&e),
-            }
+        let mut r = CaptureReader::open(&s.capture).map_err(|e| other(&e))?;
+        while let Some(f) = r.next_frame().map_err(|e| other(&e))? {
+            first = first.min(f.ts_ns);
+            last = last.max(f.ts_ns);
+            frames += 1;
         }
     }
     let mut opts = Options::for_span(last.saturating_sub(first));
@@ -65,31 +76,23 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     }
     let span = last.saturating_sub(first);
     if span / opts.interval_ns > weir::report::MAX_INTERVALS as u64 {
-        eprintln!(
-            "weir: error: --interval {} gives {} intervals over the capture's {:.1} s; at most {}",
+        return Err(Failed::Usage(format!(
+            "--interval {} gives {} intervals over the capture's {:.1} s; at most {}",
             weir::config::units::format_duration(opts.interval_ns),
             span / opts.interval_ns,
             span as f64 / 1e9,
             weir::report::MAX_INTERVALS
-        );
-        return Ok(ExitCode::from(2));
+        )));
     }
-    let mut rec = Recorder::new(&plan, s.config.is_some(), opts);
-    let mut r = match CaptureReader::open(&s.capture) {
-        Ok(r) => r,
-        Err(e) => return fail(&e),
-    };
+    let mut rec = Recorder::new(plan, s.config.is_some(), opts);
+    let mut r = CaptureReader::open(&s.capture).map_err(|e| other(&e))?;
     let mut read = 0u64;
-    loop {
-        match r.next_frame() {
-            Ok(Some(f)) => rec.push(f.ts_ns, f.data, f.orig_len),
-            Ok(None) => break,
-            Err(e) => return fail(&e),
-        }
+    while let Some(f) = r.next_frame().map_err(|e| other(&e))? {
+        rec.push(f.ts_ns, f.data, f.orig_len);
         read += 1;
         if show && read % 65_536 == 0 {
             eprint!(
-                "\rweir: {read} of {frames} frames ({:.0}%)",
+                "\rweir: report: {read} of {frames} frames ({:.0}%)",
                 read as f64 * 100.0 / frames.max(1) as f64
             );
         }
@@ -105,15 +108,13 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             .as_deref(),
     );
     let page = html::render(&data);
-    if let Err(e) = std::fs::write(&s.out, &page) {
-        eprintln!("weir: error: cannot write {}: {e}", s.out.display());
-        return Ok(ExitCode::FAILURE);
-    }
+    std::fs::write(&s.out, &page)
+        .map_err(|e| Failed::Other(format!("cannot write {}: {e}", s.out.display())))?;
     eprintln!(
         "weir: report of {frames} frames written to {} ({} KB, {:.2} s); open it in a browser",
         s.out.display(),
         page.len() / 1024,
         started.elapsed().as_secs_f64()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -90,10 +90,15 @@ fn svg(d: &ReportData) -> String {
         );
     }
     for n in g.nodes.iter().filter(|n| n.r >= 10.0) {
+        // Right of the node, or left of it near the right edge.
+        let (x, anchor) = if n.x > 820.0 {
+            (n.x - n.r - 3.0, "end")
+        } else {
+            (n.x + n.r + 3.0, "start")
+        };
         let _ = write!(
             s,
-            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
-            n.x + n.r + 2.0,
+            r#"<text x="{x:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"#,
             n.y + 4.0,
             escape(&n.label)
         );

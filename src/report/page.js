@@ -255,7 +255,15 @@
     svg.addEventListener("dblclick", function () { vb = [0, 0, 1000, 1000]; set(); });
   }
 
+  // ?only=rates: that section alone (for screenshots and links).
+  var only = /[?&]only=([a-z]+)/.exec(location.search);
+  if (only) {
+    Array.prototype.forEach.call(document.querySelectorAll("section, nav"), function (s) {
+      if (s.id !== only[1]) s.style.display = "none";
+    });
+  }
   fit();
+  var drawnAt = performance.now();
 
   // --- Self-test (?selftest): what a headless browser reads back ---------------------------
   function selftest() {
@@ -281,7 +289,8 @@
       graph_nodes: document.querySelectorAll("#graph-box circle").length,
       graph_edges: document.querySelectorAll("#graph-box line").length,
       flows_rows: flows ? flows.tBodies[0].rows.length : 0,
-      sorted: sorted
+      sorted: sorted,
+      ms_to_draw: Math.round(drawnAt)
     };
     var pre = document.getElementById("selftest");
     pre.textContent = JSON.stringify(out);

@@ -1,0 +1,323 @@
+//! `weir report` in a real headless browser (Debian's Chromium, installed by scripts/deps): the
+//! page loads offline without script errors, every chart drew, the graph has the nodes the data
+//! says, a table sorts; the numbers it shows are those of `weir replay --json` on the same
+//! input. Screenshots are left in target/report-screenshots/ for people to look at.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Chromium runs (`--version`), or the test is skipped loudly (failed under CI=true).
+fn chromium() -> bool {
+    let runs = Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runs {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("chromium is needed, and CI=true: scripts/deps installs it");
+        }
+        eprintln!(
+            "\n{}\nSKIPPED: chromium is not installed (scripts/deps installs it)\n{}",
+            "=".repeat(70),
+            "=".repeat(70)
+        );
+    }
+    runs
+}
+
+fn headless(extra: &[&str], url: &str) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg("--virtual-time-budget=10000")
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("chromium");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Write the report of `capture` (through `config`) and return its path and embedded data.
+fn report(name: &str, capture: &Path, config: Option<&Path>) -> (PathBuf, Value) {
+    let dir = root().join("target/report-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("{name}.html"));
+    let mut cmd = Command::new(WEIR);
+    cmd.arg("report").arg(capture).arg("-o").arg(&out);
+    if let Some(c) = config {
+        cmd.arg("-c").arg(c);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        !html.contains("http://") || !html.contains("src=\"http"),
+        "no external resource"
+    );
+    let start = html
+        .find(r#"<script type="application/json" id="weir-data">"#)
+        .unwrap();
+    let body = &html[start..];
+    let json = &body[body.find('>').unwrap() + 1..body.find("</script>").unwrap()];
+    let data: Value = serde_json::from_str(&json.replace("<\\/", "</")).unwrap();
+    (out, data)
+}
+
+/// Load the page with `?selftest` and read what it found.
+fn selftest(page: &Path) -> Value {
+    let dom = headless(
+        &["--dump-dom"],
+        &format!("file://{}?selftest", page.display()),
+    );
+    let at = dom.find(r#"id="selftest""#).expect("the selftest element");
+    let text = &dom[at..];
+    let json = &text[text.find('>').unwrap() + 1..text.find("</pre>").unwrap()];
+    serde_json::from_str(&json.replace("&quot;", "\"").replace("&amp;", "&"))
+        .unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+fn screenshot(page: &Path, name: &str) {
+    let shot = root().join(format!("target/report-screenshots/{name}.png"));
+    headless(
+        &[
+            "--window-size=1280,4200",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &format!("file://{}", page.display()),
+    );
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "a screenshot"
+    );
+}
+
+/// The cells of table `id` in the dumped DOM: each row's `data-value`s.
+fn table_values(dom: &str, id: &str) -> Vec<Vec<String>> {
+    let at = dom
+        .find(&format!(r#"id="{id}""#))
+        .unwrap_or_else(|| panic!("no table {id}"));
+    let t = &dom[at..at + dom[at..].find("</table>").unwrap()];
+    let body = &t[t.find("<tbody>").unwrap()..];
+    body.split("<tr>")
+        .skip(1)
+        .map(|row| {
+            row.split("data-value=\"")
+                .skip(1)
+                .map(|c| c[..c.find('"').unwrap()].to_string())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn reports_render_in_a_browser_and_show_the_numbers_of_replay() {
+    if !chromium() {
+        return;
+    }
+    let capture = root().join("captures/mixed-services.pcap");
+    let config = root().join("configs/home.ron");
+    let cases = [("shaped", Some(config.as_path())), ("capture-only", None)];
+    for (name, config) in cases {
+        let (page, data) = report(name, &capture, config);
+        let st = selftest(&page);
+        assert_eq!(st["errors"], serde_json::json!([]), "{name}: {st}");
+        let charts = st["charts"].as_u64().unwrap();
+        assert!(charts >= 1, "{name}: {st}");
+        assert_eq!(
+            st["charts_drawn"].as_u64(),
+            Some(charts),
+            "{name}: every chart drew: {st}"
+        );
+        let nodes = data["graph"]["nodes"].as_array().unwrap().len() as u64;
+        assert!(nodes >= 5, "{name}: {nodes} nodes");
+        assert_eq!(st["graph_nodes"].as_u64(), Some(nodes), "{name}: {st}");
+        assert_eq!(
+            st["graph_edges"].as_u64(),
+            Some(data["graph"]["edges"].as_array().unwrap().len() as u64)
+        );
+        assert_eq!(
+            st["sorted"], true,
+            "{name}: sorting the flows by bytes: {st}"
+        );
+        screenshot(&page, name);
+    }
+
+    // The numbers shown are replay's: the summary and every class row.
+    let (page, _) = report("shaped", &capture, Some(config.as_path()));
+    let dom = headless(&["--dump-dom"], &format!("file://{}", page.display()));
+    let out = Command::new(WEIR)
+        .args(["replay", "--json", "-c"])
+        .arg(&config)
+        .arg(&capture)
+        .output()
+        .unwrap();
+    let replay: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cell = |key: &str| {
+        let at = dom.find(&format!(r#"data-key="{key}""#)).unwrap();
+        let t = &dom[at..];
+        t[t.find('>').unwrap() + 1..t.find("</td>").unwrap()].to_string()
+    };
+    let n = |v: &Value| {
+        let x = v.as_u64().unwrap();
+        let s = x.to_string();
+        // toLocaleString("en-US"): thousands separated by commas.
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    assert_eq!(cell("frames_read"), n(&replay["frames_read"]));
+    let t = &replay["totals"];
+    assert_eq!(
+        cell("totals"),
+        format!(
+            "{} / {} / {}",
+            n(&t["received"]),
+            n(&t["forwarded"]),
+            n(&t["dropped"])
+        )
+    );
+    let d = &replay["directions"];
+    assert_eq!(
+        cell("directions"),
+        format!(
+            "{} / {} / {}",
+            n(&d["upload"]),
+            n(&d["download"]),
+            n(&d["guessed"])
+        )
+    );
+    let rows = table_values(&dom, "class-table");
+    let classes = replay["classes"].as_array().unwrap();
+    assert_eq!(rows.len(), classes.len());
+    for (row, c) in rows.iter().zip(classes) {
+        assert_eq!(row[0], c["port"].as_str().unwrap());
+        assert_eq!(row[1], c["name"].as_str().unwrap());
+        for (i, key) in [
+            "received_frames",
+            "forwarded_frames",
+            "dropped_frames",
+            "received_bytes",
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_eq!(row[2 + i], c[key].to_string(), "{key} of {c}");
+        }
+    }
+}
+
+#[test]
+fn a_large_capture_stays_small_and_quick() {
+    // 20,000 flows (one UDP frame each way): the flows table keeps the largest 500 and the
+    // graph the busiest 120 hosts; the page stays a few hundred KB.
+    let dir = root().join("target/report-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let capture = dir.join("many-flows.pcap");
+    let mut w = weir::capture::CaptureWriter::create(&capture).unwrap();
+    for i in 0..20_000u32 {
+        let host = [198, 18, (i >> 8) as u8, i as u8];
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(host, [198, 19, 0, 1 + (i % 50) as u8], 64)
+            .udp(10_000 + (i % 50_000) as u16, 53)
+            .write(&mut f, &[0; 60])
+            .unwrap();
+        w.write(
+            1_796_083_200_000_000_000 + u64::from(i) * 100_000,
+            &f,
+            f.len() as u32,
+        )
+        .unwrap();
+    }
+    w.finish().unwrap();
+    let (page, data) = report("many-flows", &capture, None);
+    let size = std::fs::metadata(&page).unwrap().len();
+    assert!(size < 1_500_000, "{size} bytes");
+    assert_eq!(data["flows"].as_array().unwrap().len(), 500);
+    assert_eq!(data["graph"]["nodes"].as_array().unwrap().len(), 121);
+    assert_eq!(data["graph"]["merged_hosts"].as_u64(), Some(20_050 - 120));
+    assert_eq!(data["hosts"].as_array().unwrap().len(), 200);
+}
+
+#[test]
+fn the_quick_start_capture_is_its_script_s_and_shows_the_policy_at_work() {
+    // The committed capture is exactly what its script writes.
+    let made = root().join("target/evening-made.pcap");
+    let ok = Command::new("python3")
+        .arg(root().join("scripts/evening-capture.py"))
+        .arg(&made)
+        .output()
+        .expect("python3");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        std::fs::read(&made).unwrap()
+            == std::fs::read(root().join("captures/evening.pcap")).unwrap(),
+        "captures/evening.pcap differs from what scripts/evening-capture.py writes"
+    );
+    // The README's command: the call and the game go through untouched while the backup waits
+    // and loses frames; the same command writes the report and says where.
+    let page = root().join("target/report-screenshots/evening.html");
+    let out = Command::new(WEIR)
+        .args(["replay", "--json", "-c"])
+        .arg(root().join("configs/home.ron"))
+        .arg(root().join("captures/evening.pcap"))
+        .arg("--report")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("written to {}", page.display()))
+    );
+    assert!(page.exists());
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let class = |port: &str, name: &str| {
+        r["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["port"] == port && c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    for name in ["voice", "interactive", "web"] {
+        let c = class("wan", name);
+        assert_eq!(c["dropped_frames"], 0, "{c}");
+        assert!(c["sojourn_us"]["p99"].as_f64().unwrap() < 2_000.0, "{c}");
+    }
+    let bulk = class("wan", "bulk");
+    assert!(bulk["dropped_frames"].as_u64().unwrap() > 100, "{bulk}");
+    assert!(
+        bulk["sojourn_us"]["p50"].as_f64().unwrap() > 20_000.0,
+        "{bulk}"
+    );
+}

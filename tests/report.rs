@@ -3,6 +3,8 @@
 //! says, a table sorts; the numbers it shows are those of `weir replay --json` on the same
 //! input. Screenshots are left in target/report-screenshots/ for people to look at.
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -320,4 +322,66 @@ fn the_quick_start_capture_is_its_script_s_and_shows_the_policy_at_work() {
         bulk["sojourn_us"]["p50"].as_f64().unwrap() > 20_000.0,
         "{bulk}"
     );
+}
+
+#[test]
+fn the_live_report_draws_what_a_running_bridge_did() {
+    if !common::require_root("the_live_report_draws_what_a_running_bridge_did") || !chromium() {
+        return;
+    }
+    let lab = common::lab("report-live");
+    let config = r#"(
+    lan_networks: ["198.18.0.0/16"],
+    ports: (
+        wan: (interface: "wan0", rate: "20 Mbit", classes: [
+            (name: "flood", match: "udp port 5201", rate: "5 Mbit", ceil: "10 Mbit"),
+            (name: "rest", match: "default", rate: "5 Mbit"),
+        ]),
+        lan: (interface: "lan0", rate: "20 Mbit", classes: [(name: "all", match: "default", rate: "10 Mbit")]),
+    ),
+)"#;
+    let b = common::bridge::Bridge::start(&lab, "report-live", config, &[]);
+    // A 15 Mbit/s flood into a class capped at 10: it queues and drops while we watch.
+    let (_server, _client) =
+        common::iperf3_in_background(&lab, "5201", 6, &["-u", "-b", "15M", "-l", "1000"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let page = root().join("target/report-screenshots/live.html");
+    let out = Command::new(WEIR)
+        .args(["report", "--live", "3", "--control"])
+        .arg(b.socket())
+        .arg("-o")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    let start = html.find(r#"id="weir-data">"#).unwrap() + r#"id="weir-data">"#.len();
+    let data: Value = serde_json::from_str(
+        &html[start..start + html[start..].find("</script>").unwrap()].replace("<\\/", "</"),
+    )
+    .unwrap();
+    assert_eq!(data["times"].as_array().unwrap().len(), 3);
+    let flood = data["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["port"] == "wan" && s["name"] == "flood")
+        .unwrap()
+        .clone();
+    // The middle second: offered about 15 Mbit/s (frame bytes), forwarded at most the ceil.
+    let offered = flood["offered_bps"][1].as_f64().unwrap();
+    let forwarded = flood["forwarded_bps"][1].as_f64().unwrap();
+    assert!((10e6..20e6).contains(&offered), "{flood}");
+    assert!(forwarded < 10.5e6 && forwarded > 5e6, "{flood}");
+    let st = selftest(&page);
+    assert_eq!(st["errors"], serde_json::json!([]), "{st}");
+    assert_eq!(st["charts_drawn"], st["charts"], "{st}");
+    assert!(st["graph_nodes"].as_u64().unwrap() >= 2, "{st}");
+    screenshot(&page, "live");
+    let stopped = b.stop();
+    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
 }

@@ -268,8 +268,17 @@ enum Command {
     /// forwarded, queueing delay, drops, applications, top talkers and flows, a host graph;
     /// shaped by CONFIG if given (docs/report.md).
     Report {
-        /// A pcap or pcapng file.
-        capture: PathBuf,
+        /// A pcap or pcapng file (or --live).
+        #[arg(required_unless_present = "live")]
+        capture: Option<PathBuf>,
+        /// Watch the running bridge for SECONDS instead (its control socket: --control), and
+        /// draw what it did meanwhile.
+        #[arg(long, value_name = "SECONDS", conflicts_with_all = ["capture", "config", "interval"],
+              value_parser = clap::value_parser!(u32).range(2..=3600))]
+        live: Option<u32>,
+        /// The control socket of the running bridge (with --live).
+        #[arg(long = "control", value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        control: PathBuf,
         /// The config to shape the capture with; without it, the capture alone.
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -512,10 +521,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }),
         Command::Report {
             capture,
+            live,
+            control,
             config,
             out,
             interval,
         } => {
+            let Some(capture) = capture else {
+                return report::run_live(&control, live.unwrap_or(60), &out);
+            };
             let interval_ns = match interval.as_deref().map(weir::config::units::parse_duration) {
                 None => None,
                 Some(Ok(0)) | Some(Err(_)) => {

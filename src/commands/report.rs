@@ -118,3 +118,73 @@ pub fn write(s: &Settings, plan: &Arc<weir::config::Plan>) -> Result<(), Failed>
     );
     Ok(())
 }
+
+/// `weir report --live SECONDS`: a status of the running bridge every second for `seconds`,
+/// its busiest flows at the end, drawn as a capture's report is.
+pub fn run_live(
+    socket: &std::path::Path,
+    seconds: u32,
+    out: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    use weir::control::client::Client;
+    use weir::control::protocol::Command;
+    let mut client = match Client::connect(socket) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("weir: error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let show = std::io::stderr().is_terminal();
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    for k in 0..=seconds {
+        let due = started + std::time::Duration::from_secs(u64::from(k));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        match client.request(Command::Status { history: false }) {
+            Ok(r) => match r.status {
+                Some(s) => samples.push(s),
+                None => return Ok(super::client_failed(&"weir answered without a status")),
+            },
+            Err(e) => return Ok(super::client_failed(&e)),
+        }
+        if show {
+            eprint!("\rweir: watching the bridge: {k} of {seconds} s");
+        }
+    }
+    if show {
+        eprint!("\r\x1b[K");
+    }
+    let flows = match client.request(Command::Flows {
+        top: Some(500),
+        class: None,
+    }) {
+        Ok(r) => r.flows.unwrap_or_default(),
+        Err(e) => return Ok(super::client_failed(&e)),
+    };
+    let config = samples.last().map(|s| s.config.path.clone());
+    // Its config, for which addresses are the LAN's (the graph rings them); without it, none.
+    let plan = config
+        .as_deref()
+        .and_then(|p| weir::config::load(std::path::Path::new(p)).ok());
+    let data = weir::report::live::build(
+        &samples,
+        flows,
+        1.0,
+        &format!("the bridge at {}", socket.display()),
+        config.as_deref(),
+        |a, v6| plan.as_ref().is_some_and(|p| p.is_lan_address(a, v6)),
+        &Options::for_span(0),
+    );
+    let page = html::render(&data);
+    if let Err(e) = std::fs::write(out, &page) {
+        eprintln!("weir: error: cannot write {}: {e}", out.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    eprintln!(
+        "weir: report of {seconds} s of the running bridge written to {} ({} KB); open it in a browser",
+        out.display(),
+        page.len() / 1024
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -18,6 +18,7 @@
 
 pub mod graph;
 pub mod html;
+pub mod live;
 
 use crate::config::Plan;
 use crate::port::Side;
@@ -129,8 +130,10 @@ pub struct ReportData {
     /// Capture time of the first frame (ns since the epoch) and the interval in seconds.
     pub start_ns: u64,
     pub interval_s: f64,
-    /// Seconds since the first frame, at the start of each interval.
+    /// Seconds since the first frame (or the watch began), at the start of each interval,
+    /// and what the time axis says.
     pub times: Vec<f64>,
+    pub time_axis: &'static str,
     pub series: Vec<ClassSeries>,
     pub drops: Vec<DropSeries>,
     pub replay: ReplayReport,
@@ -388,6 +391,7 @@ impl<'p> Recorder<'p> {
             start_ns: self.start.unwrap_or(0),
             interval_s: self.opts.interval_ns as f64 / 1e9,
             times: self.times,
+            time_axis: "seconds since the first frame",
             series: self.series,
             drops: self.drops,
             flows_held: flows.len() as u64,
@@ -404,10 +408,22 @@ impl<'p> Recorder<'p> {
         }
     }
 
-    /// The busiest hosts: bytes sent and received, distinct peers.
     fn hosts(&self) -> Vec<HostRow> {
+        hosts_of(&self.pairs, self.opts.top_hosts, &|a, v6| {
+            self.plan.is_lan_address(a, v6)
+        })
+    }
+}
+
+/// The `top` busiest hosts of `pairs`: bytes sent and received, distinct peers.
+fn hosts_of(
+    pairs: &HashMap<(u128, u128, bool), Pair>,
+    top: usize,
+    is_lan: &dyn Fn(u128, bool) -> bool,
+) -> Vec<HostRow> {
+    {
         let mut by: HashMap<(u128, bool), (u64, u64, u64)> = HashMap::new();
-        for (&(a, b, v6), p) in &self.pairs {
+        for (&(a, b, v6), p) in pairs {
             let down = p.bytes - p.up;
             let ea = by.entry((a, v6)).or_default();
             (ea.0, ea.1, ea.2) = (ea.0 + p.up, ea.1 + down, ea.2 + 1);
@@ -421,7 +437,7 @@ impl<'p> Recorder<'p> {
                 sent,
                 received,
                 peers,
-                lan: self.plan.is_lan_address(addr, v6),
+                lan: is_lan(addr, v6),
             })
             .collect();
         rows.sort_by(|x, y| {
@@ -429,7 +445,7 @@ impl<'p> Recorder<'p> {
                 .cmp(&(x.sent + x.received))
                 .then(x.host.cmp(&y.host))
         });
-        rows.truncate(self.opts.top_hosts);
+        rows.truncate(top);
         rows
     }
 }

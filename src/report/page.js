@@ -100,7 +100,7 @@
     var u = new uPlot({
       width: width, height: 260,
       scales: { x: { time: false } },
-      axes: [{ label: (opts && opts.xLabel) || "seconds since the first frame" },
+      axes: [{ label: (opts && opts.xLabel) || data.time_axis },
              { label: yLabel, size: 70, values: function (u, ticks) { return ticks.map(function (v) { return v === null ? "" : Math.abs(v) >= 1e6 ? (v / 1e6).toPrecision(3) + "M" : Math.abs(v) >= 1e3 ? (v / 1e3).toPrecision(3) + "k" : Number(v.toPrecision(3)).toString(); }); } }],
       series: [{ label: (opts && opts.xName) || "s" }].concat(series.map(function (s) {
         return { label: s.label, stroke: s.color, width: s.width || 1.5, dash: s.dash, value: s.fmt ? function (u, v) { return v === null ? "-" : s.fmt(v); } : undefined, points: { show: false } };

@@ -6,6 +6,7 @@ mod check;
 mod explain;
 mod flows;
 mod lab;
+mod progress;
 mod reload;
 mod render;
 mod replay;

@@ -1,10 +1,9 @@
 //! `weir replay CAPTURE -c CONFIG`: the policy on a capture, in virtual time.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 use weir::replay::{replay_file, ReplayError, ReplayOptions, ReplayReport};
 
 pub struct Settings {
@@ -24,17 +23,8 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         Ok(p) => Arc::new(p),
         Err(code) => return Ok(code),
     };
-    let started = Instant::now();
-    let show_progress = std::io::stderr().is_terminal();
-    let mut progress = |frames: u64| {
-        if show_progress {
-            let secs = started.elapsed().as_secs_f64().max(1e-9);
-            eprint!(
-                "\rweir: {frames} frames read ({:.0} frames/s)",
-                frames as f64 / secs
-            );
-        }
-    };
+    let bar = super::progress::frames("replaying", None);
+    let mut progress = |frames: u64| bar.set_position(frames);
     let result = replay_file(
         &plan,
         &s.capture,
@@ -43,9 +33,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         &s.opts,
         &mut progress,
     );
-    if show_progress {
-        eprint!("\r\x1b[K");
-    }
+    bar.finish_and_clear();
     let (report, damage) = match result {
         Ok(r) => (r, None),
         // What was read before the damage is still worth showing; the exit code says failure.

@@ -58,7 +58,6 @@ pub enum Failed {
 /// `s.out`, and say where it is on stderr.
 pub fn write(s: &Settings, plan: &Arc<weir::config::Plan>) -> Result<(), Failed> {
     let started = Instant::now();
-    let show = std::io::stderr().is_terminal();
     let other = |e: &dyn std::fmt::Display| Failed::Other(e.to_string());
     // First pass: the span, for the interval.
     let (mut first, mut last, mut frames) = (u64::MAX, 0u64, 0u64);
@@ -86,20 +85,16 @@ pub fn write(s: &Settings, plan: &Arc<weir::config::Plan>) -> Result<(), Failed>
     }
     let mut rec = Recorder::new(plan, s.config.is_some(), opts);
     let mut r = CaptureReader::open(&s.capture).map_err(|e| other(&e))?;
+    let bar = super::progress::frames("report", Some(frames));
     let mut read = 0u64;
     while let Some(f) = r.next_frame().map_err(|e| other(&e))? {
         rec.push(f.ts_ns, f.data, f.orig_len);
         read += 1;
-        if show && read % 65_536 == 0 {
-            eprint!(
-                "\rweir: report: {read} of {frames} frames ({:.0}%)",
-                read as f64 * 100.0 / frames.max(1) as f64
-            );
+        if read % 4096 == 0 {
+            bar.set_position(read);
         }
     }
-    if show {
-        eprint!("\r\x1b[K");
-    }
+    bar.finish_and_clear();
     let data = rec.finish(
         &s.capture.display().to_string(),
         s.config

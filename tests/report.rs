@@ -344,39 +344,46 @@ fn the_live_report_draws_what_a_running_bridge_did() {
     // A 15 Mbit/s flood into a class capped at 10: it queues and drops while we watch.
     let (_server, _client) =
         common::iperf3_in_background(&lab, "5201", 6, &["-u", "-b", "15M", "-l", "1000"]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The last minutes, from the bridge's own history (a summary a second).
+    std::thread::sleep(std::time::Duration::from_millis(3500));
     let page = root().join("target/report-screenshots/live.html");
-    let out = Command::new(WEIR)
-        .args(["report", "--live", "3", "--control"])
-        .arg(b.socket())
-        .arg("-o")
-        .arg(&page)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let data = live_report(&b.socket(), &page, &[]);
+    let times = data["times"].as_array().unwrap().len();
+    assert!((3..=6).contains(&times), "{times} seconds of history");
+    let flood = |data: &Value| {
+        data["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["port"] == "wan" && s["name"] == "flood")
+            .unwrap()
+            .clone()
+    };
+    // The last whole second: offered about 15 Mbit/s (frame bytes), forwarded at most the ceil.
+    let f = flood(&data);
+    let k = times - 1;
+    let (offered, forwarded) = (
+        f["offered_bps"][k].as_f64().unwrap(),
+        f["forwarded_bps"][k].as_f64().unwrap(),
     );
-    let html = std::fs::read_to_string(&page).unwrap();
-    let start = html.find(r#"id="weir-data">"#).unwrap() + r#"id="weir-data">"#.len();
-    let data: Value = serde_json::from_str(
-        &html[start..start + html[start..].find("</script>").unwrap()].replace("<\\/", "</"),
-    )
-    .unwrap();
-    assert_eq!(data["times"].as_array().unwrap().len(), 3);
-    let flood = data["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["port"] == "wan" && s["name"] == "flood")
-        .unwrap()
-        .clone();
-    // The middle second: offered about 15 Mbit/s (frame bytes), forwarded at most the ceil.
-    let offered = flood["offered_bps"][1].as_f64().unwrap();
-    let forwarded = flood["forwarded_bps"][1].as_f64().unwrap();
-    assert!((10e6..20e6).contains(&offered), "{flood}");
-    assert!(forwarded < 10.5e6 && forwarded > 5e6, "{flood}");
+    assert!((10e6..20e6).contains(&offered), "{f}");
+    assert!(forwarded < 10.5e6 && forwarded > 5e6, "{f}");
+    assert!(
+        f["p99_ms"][k].as_f64().unwrap() > 1.0,
+        "the flood queues: {f}"
+    );
+    // Watching the coming two seconds instead.
+    let watched = live_report(
+        &b.socket(),
+        &root().join("target/report-screenshots/live-watch.html"),
+        &["--watch", "2"],
+    );
+    assert_eq!(watched["times"].as_array().unwrap().len(), 2);
+    let w = flood(&watched);
+    assert!(
+        (10e6..20e6).contains(&w["offered_bps"][1].as_f64().unwrap()),
+        "{w}"
+    );
     let st = selftest(&page);
     assert_eq!(st["errors"], serde_json::json!([]), "{st}");
     assert_eq!(st["charts_drawn"], st["charts"], "{st}");
@@ -384,4 +391,25 @@ fn the_live_report_draws_what_a_running_bridge_did() {
     screenshot(&page, "live");
     let stopped = b.stop();
     assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+}
+
+/// `weir report --live` (with `extra`) of the bridge at `socket`, to `page`: its data.
+fn live_report(socket: &Path, page: &Path, extra: &[&str]) -> Value {
+    let out = Command::new(WEIR)
+        .args(["report", "--live", "--control"])
+        .arg(socket)
+        .args(extra)
+        .arg("-o")
+        .arg(page)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(page).unwrap();
+    let start = html.find(r#"id="weir-data">"#).unwrap() + r#"id="weir-data">"#.len();
+    let json = &html[start..start + html[start..].find("</script>").unwrap()];
+    serde_json::from_str(&json.replace("<\\/", "</")).unwrap()
 }

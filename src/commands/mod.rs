@@ -272,11 +272,14 @@ enum Command {
         /// A pcap or pcapng file (or --live).
         #[arg(required_unless_present = "live")]
         capture: Option<PathBuf>,
-        /// Watch the running bridge for SECONDS instead (its control socket: --control), and
-        /// draw what it did meanwhile.
-        #[arg(long, value_name = "SECONDS", conflicts_with_all = ["capture", "config", "interval"],
+        /// The running bridge instead (its control socket: --control): its last minutes, from
+        /// its own history (up to 5 minutes).
+        #[arg(long, conflicts_with_all = ["capture", "config", "interval"])]
+        live: bool,
+        /// With --live: watch the coming SECONDS instead of drawing the last minutes.
+        #[arg(long, value_name = "SECONDS", requires = "live",
               value_parser = clap::value_parser!(u32).range(2..=3600))]
-        live: Option<u32>,
+        watch: Option<u32>,
         /// The control socket of the running bridge (with --live).
         #[arg(long = "control", value_name = "PATH", default_value = DEFAULT_SOCKET)]
         control: PathBuf,
@@ -522,14 +525,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }),
         Command::Report {
             capture,
-            live,
+            live: _,
+            watch,
             control,
             config,
             out,
             interval,
         } => {
             let Some(capture) = capture else {
-                return report::run_live(&control, live.unwrap_or(60), &out);
+                return report::run_live(&control, watch, &out);
             };
             let interval_ns = match interval.as_deref().map(weir::config::units::parse_duration) {
                 None => None,

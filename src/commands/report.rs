@@ -1,7 +1,6 @@
 //! `weir report CAPTURE [-c CONFIG] -o report.html`: the capture through the policy (or alone),
 //! as one self-contained HTML page (weir::report; docs/report.md).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -114,11 +113,12 @@ pub fn write(s: &Settings, plan: &Arc<weir::config::Plan>) -> Result<(), Failed>
     Ok(())
 }
 
-/// `weir report --live SECONDS`: a status of the running bridge every second for `seconds`,
-/// its busiest flows at the end, drawn as a capture's report is.
+/// `weir report --live`: the running bridge's last minutes from its history; with `--watch
+/// SECONDS`, a status every second for that long instead. Its busiest flows at the end. Drawn
+/// as a capture's report is.
 pub fn run_live(
     socket: &std::path::Path,
-    seconds: u32,
+    watch: Option<u32>,
     out: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
     use weir::control::client::Client;
@@ -130,26 +130,54 @@ pub fn run_live(
             return Ok(ExitCode::FAILURE);
         }
     };
-    let show = std::io::stderr().is_terminal();
-    let mut samples = Vec::new();
-    let started = Instant::now();
-    for k in 0..=seconds {
-        let due = started + std::time::Duration::from_secs(u64::from(k));
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        match client.request(Command::Status { history: false }) {
-            Ok(r) => match r.status {
-                Some(s) => samples.push(s),
-                None => return Ok(super::client_failed(&"weir answered without a status")),
-            },
-            Err(e) => return Ok(super::client_failed(&e)),
+    let status = |client: &mut Client| match client.request(Command::Status { history: false }) {
+        Ok(r) => r
+            .status
+            .ok_or_else(|| "weir answered without a status".to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let (seconds, last, time_axis, what) = match watch {
+        Some(n) => {
+            let bar = super::progress::frames("watching the bridge (seconds)", Some(u64::from(n)));
+            let mut samples = Vec::new();
+            let started = Instant::now();
+            for k in 0..=n {
+                let due = started + std::time::Duration::from_secs(u64::from(k));
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                match status(&mut client) {
+                    Ok(s) => samples.push(s),
+                    Err(e) => return Ok(super::client_failed(&e)),
+                }
+                bar.set_position(u64::from(k));
+            }
+            bar.finish_and_clear();
+            let seconds = weir::report::live::seconds_of(&samples);
+            let last = samples.pop().expect("at least one status");
+            (
+                seconds,
+                last,
+                "seconds since the watch began",
+                format!("{n} s watched"),
+            )
         }
-        if show {
-            eprint!("\rweir: watching the bridge: {k} of {seconds} s");
+        None => {
+            let seconds = match client.request(Command::Seconds) {
+                Ok(r) => r.seconds.unwrap_or_default(),
+                Err(e) => return Ok(super::client_failed(&e)),
+            };
+            let last = match status(&mut client) {
+                Ok(s) => s,
+                Err(e) => return Ok(super::client_failed(&e)),
+            };
+            let kept = seconds.iter().map(|c| c.seconds.len()).max().unwrap_or(0);
+            (
+                seconds,
+                last,
+                "seconds, over the bridge's last minutes",
+                format!("the last {} s", kept.saturating_sub(1)),
+            )
         }
-    }
-    if show {
-        eprint!("\r\x1b[K");
-    }
+    };
     let flows = match client.request(Command::Flows {
         top: Some(500),
         class: None,
@@ -157,17 +185,16 @@ pub fn run_live(
         Ok(r) => r.flows.unwrap_or_default(),
         Err(e) => return Ok(super::client_failed(&e)),
     };
-    let config = samples.last().map(|s| s.config.path.clone());
+    let config = last.config.path.clone();
     // Its config, for which addresses are the LAN's (the graph rings them); without it, none.
-    let plan = config
-        .as_deref()
-        .and_then(|p| weir::config::load(std::path::Path::new(p)).ok());
+    let plan = weir::config::load(std::path::Path::new(&config)).ok();
     let data = weir::report::live::build(
-        &samples,
+        &last,
+        &seconds,
         flows,
-        1.0,
-        &format!("the bridge at {}", socket.display()),
-        config.as_deref(),
+        &format!("the bridge at {}, {what}", socket.display()),
+        Some(&config),
+        time_axis,
         |a, v6| plan.as_ref().is_some_and(|p| p.is_lan_address(a, v6)),
         &Options::for_span(0),
     );
@@ -177,7 +204,7 @@ pub fn run_live(
         return Ok(ExitCode::FAILURE);
     }
     eprintln!(
-        "weir: report of {seconds} s of the running bridge written to {} ({} KB); open it in a browser",
+        "weir: report of the running bridge ({what}) written to {} ({} KB); open it in a browser",
         out.display(),
         page.len() / 1024
     );

@@ -215,6 +215,31 @@ pub fn format_size_approx(bytes: u64) -> String {
     format!("{bytes} B")
 }
 
+/// An amount of traffic, rounded for people in decimal units, as budgets and ISPs count it:
+/// "312 MB", "1.20 GB", "950 B" (3 to 4 significant digits).
+pub fn format_bytes_decimal(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1_000_000_000_000, "TB"),
+        (1_000_000_000, "GB"),
+        (1_000_000, "MB"),
+        (1_000, "kB"),
+    ];
+    for (scale, unit) in UNITS {
+        if bytes >= scale {
+            let v = bytes as f64 / scale as f64;
+            let decimals = if v >= 100.0 {
+                0
+            } else if v >= 10.0 {
+                1
+            } else {
+                2
+            };
+            return format!("{v:.decimals$} {unit}");
+        }
+    }
+    format!("{bytes} B")
+}
+
 /// "1500 B", "64 kB", "256 KiB", "1.5 MiB": as [`BitRate`]'s `Display`, binary units preferred
 /// when both show the value exactly.
 pub fn format_size(bytes: u64) -> String {

@@ -141,6 +141,7 @@ impl Control {
                 Err(e) => Response::error(e),
             },
             Command::Budget => Response::budget(self.budgets()),
+            Command::Seconds => Response::seconds(self.monitor().seconds()),
             Command::BudgetReset { name } => {
                 let ledger = Arc::clone(&self.monitor().published().ledger);
                 if ledger.reset(name) {

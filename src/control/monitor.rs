@@ -4,12 +4,13 @@
 //!
 //! Runs on the control thread, never on a forwarding thread; it may allocate. Its reads of the
 //! published snapshots hold each lock only for a copy.
-//! Memory: per class, [`HISTORY`] samples of a few counters and two histograms; classes that a
-//! reload removes lose their history.
+//! Memory: per class, [`HISTORY`] samples of a few counters and two histograms, and
+//! [`SECONDS_KEPT`] one-second summaries (`weir report --live`); classes that a reload removes
+//! lose their history.
 
 use super::protocol::{
-    ClassStatus, ConfigStatus, FlowStatus, FlowTableStatus, PortStatus, SojournStatus, Status,
-    TotalsStatus,
+    ClassSecond, ClassSeconds, ClassStatus, ConfigStatus, FlowStatus, FlowTableStatus, PortStatus,
+    SojournStatus, Status, TotalsStatus,
 };
 use crate::config::Plan;
 use crate::pipeline::report::REMOVED;
@@ -30,6 +31,9 @@ pub const HISTORY: usize = 610;
 
 const SECOND: Nanos = 1_000_000_000;
 
+/// One-second summaries kept per class: five minutes.
+pub const SECONDS_KEPT: usize = 300;
+
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     at: Nanos,
@@ -39,6 +43,8 @@ struct Sample {
 
 struct ClassHistory {
     samples: VecDeque<Sample>,
+    /// Once a second: the counters then, and the delay of the frames that left in the second.
+    seconds: VecDeque<ClassSecond>,
     /// The sojourn histogram as it was about a second ago, and when.
     mark: Option<(Nanos, Histogram<u64>)>,
     /// The histogram a second before `mark`, kept until `mark` is a second old.
@@ -49,6 +55,7 @@ impl ClassHistory {
     fn new() -> ClassHistory {
         ClassHistory {
             samples: VecDeque::with_capacity(HISTORY),
+            seconds: VecDeque::with_capacity(SECONDS_KEPT),
             mark: None,
             next_mark: None,
         }
@@ -67,6 +74,28 @@ impl ClassHistory {
         match &self.next_mark {
             Some((t, _)) if at.saturating_sub(*t) < SECOND => {}
             _ => {
+                // The frames that left since the last mark, a second ago.
+                let left = self.next_mark.as_ref().and_then(|(_, before)| {
+                    let mut d = st.sojourn_ns.clone();
+                    d.subtract(before)
+                        .ok()
+                        .filter(|()| !d.is_empty())
+                        .map(|()| d)
+                });
+                if self.seconds.len() == SECONDS_KEPT {
+                    self.seconds.pop_front();
+                }
+                self.seconds.push_back(ClassSecond {
+                    at_s: at as f64 / 1e9,
+                    received_bytes: st.received_bytes,
+                    forwarded_bytes: st.forwarded_bytes,
+                    forwarded_frames: st.forwarded_frames,
+                    dropped: st.dropped_frames.to_vec(),
+                    p50_us: left.as_ref().map(|d| d.value_at_quantile(0.5) as f64 / 1e3),
+                    p99_us: left
+                        .as_ref()
+                        .map(|d| d.value_at_quantile(0.99) as f64 / 1e3),
+                });
                 self.mark = self.next_mark.take();
                 self.next_mark = Some((at, st.sojourn_ns.clone()));
             }
@@ -176,6 +205,27 @@ impl Monitor {
 
     pub fn now(&self) -> Nanos {
         self.clock.now()
+    }
+
+    /// Each class's one-second summaries (at most the last [`SECONDS_KEPT`]), port `wan`
+    /// first, in the plan's class order.
+    pub fn seconds(&self) -> Vec<ClassSeconds> {
+        let mut out = Vec::new();
+        for side in [Side::Wan, Side::Lan] {
+            for c in &self.plan.ports[side.index()].classes {
+                let seconds = self
+                    .history
+                    .get(&(side.index(), c.name.clone()))
+                    .map(|h| h.seconds.iter().cloned().collect())
+                    .unwrap_or_default();
+                out.push(ClassSeconds {
+                    port: side.name().to_string(),
+                    name: c.name.clone(),
+                    seconds,
+                });
+            }
+        }
+        out
     }
 
     /// A new plan is running (a reload); classes that are gone lose their history.

@@ -53,6 +53,8 @@ pub enum Command {
     Reload,
     /// The budgets: used, left, the next reset.
     Budget,
+    /// Each class's one-second summaries over the last minutes (`weir report --live`).
+    Seconds,
     /// Start budget `name`'s count of this period again.
     BudgetReset { name: String },
     /// Drain and stop (as SIGTERM).
@@ -79,6 +81,31 @@ pub struct Response {
     /// `budget` and `budget_reset` (the counts after the reset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<Vec<ClassSeconds>>,
+}
+
+/// One class's one-second summaries, oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassSeconds {
+    pub port: String,
+    pub name: String,
+    pub seconds: Vec<ClassSecond>,
+}
+
+/// A class at the end of one second: its counters then (since start), and the delay of the
+/// frames that left during that second (`None`: none left).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassSecond {
+    /// Seconds on weir's monotonic clock (as `published_s`).
+    pub at_s: f64,
+    pub received_bytes: u64,
+    pub forwarded_bytes: u64,
+    pub forwarded_frames: u64,
+    /// Frames dropped by reason, in the order of the reasons' list (docs/operations.md).
+    pub dropped: Vec<u64>,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
 }
 
 /// The budgets of a config and their counts at `now`.
@@ -108,6 +135,7 @@ impl Response {
             reload: None,
             stop: None,
             budget: None,
+            seconds: None,
         }
     }
 
@@ -142,6 +170,13 @@ impl Response {
     pub fn reload(r: ReloadStatus) -> Response {
         Response {
             reload: Some(r),
+            ..Response::empty(true)
+        }
+    }
+
+    pub fn seconds(s: Vec<ClassSeconds>) -> Response {
+        Response {
+            seconds: Some(s),
             ..Response::empty(true)
         }
     }

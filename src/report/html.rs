@@ -3,6 +3,7 @@
 //! the file opens offline, from disk or a mail attachment.
 
 use super::ReportData;
+use crate::config::units::format_bytes_decimal;
 use std::fmt::Write;
 
 const UPLOT_JS: &str = include_str!("vendor/uPlot.iife.min.js");
@@ -34,16 +35,6 @@ fn color(group: Option<usize>) -> &'static str {
     group.map_or(OTHER, |g| PALETTE[g % PALETTE.len()])
 }
 
-fn decimal(bytes: u64) -> String {
-    for (scale, unit) in [(1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")] {
-        let v = bytes as f64 / scale;
-        if v >= 1.0 {
-            return format!("{v:.2} {unit}");
-        }
-    }
-    format!("{bytes} B")
-}
-
 /// The graph as SVG: edges under nodes, a `<title>` on each for hover, labels on the larger
 /// nodes.
 fn svg(d: &ReportData) -> String {
@@ -64,7 +55,7 @@ fn svg(d: &ReportData) -> String {
             e.width,
             escape(&a.label),
             escape(&b.label),
-            decimal(e.bytes),
+            format_bytes_decimal(e.bytes),
             e.group
                 .and_then(|i| d.groups.get(i))
                 .map(|n| format!(", mostly {}", escape(n)))
@@ -82,7 +73,7 @@ fn svg(d: &ReportData) -> String {
             if n.lan { r#" class="lan""# } else { "" },
             escape(&n.label),
             if n.lan { " (LAN)" } else { "" },
-            decimal(n.bytes),
+            format_bytes_decimal(n.bytes),
             n.group
                 .and_then(|i| d.groups.get(i))
                 .map(|g| format!(", mostly {}", escape(g)))

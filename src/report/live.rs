@@ -8,8 +8,8 @@
 //! maximum; the applications, talkers and graph come from the flows the bridge lists (at most
 //! [`super::Options::top_flows`] of the busiest), not from every frame.
 
-use super::{graph, AppRow, ClassSeries, DropSeries, Pair, ReportData, MAX_GROUPS};
-use crate::control::protocol::{FlowStatus, Status};
+use super::{graph, ClassSeries, DropSeries, Pair, ReportData, MAX_GROUPS};
+use crate::control::protocol::{ClassSecond, ClassSeconds, FlowStatus, Status};
 use crate::pipeline::report::{ClassReport, SojournReport, Totals};
 use crate::replay::{DirectionCounts, FlowLine, FlowTableReport, NamesReport, ReplayReport};
 use crate::sched::stats::DropReason;
@@ -43,104 +43,161 @@ fn key(a: IpAddr) -> (u128, bool) {
     }
 }
 
-/// The page's data from `samples` (status answers, oldest first, `interval_s` apart) and the
-/// busiest `flows` at the end. `is_lan` tells LAN addresses (from the bridge's config).
-pub fn build(
-    samples: &[Status],
-    flows: Vec<FlowStatus>,
-    interval_s: f64,
-    source: &str,
-    config: Option<&str>,
-    is_lan: impl Fn(u128, bool) -> bool,
-    opts: &super::Options,
-) -> ReportData {
-    let last = samples.last();
-    // Series per (port, class) of the last answer, in its order.
-    let mut series: Vec<ClassSeries> = Vec::new();
-    let mut drops: Vec<DropSeries> = DropReason::ALL
-        .iter()
-        .map(|r| DropSeries {
-            reason: r.as_str(),
-            frames: Vec::new(),
-        })
-        .collect();
-    let mut times = Vec::new();
-    let find = |s: &Status, port: &str, name: &str| {
-        s.ports
-            .iter()
-            .find(|p| p.port == port)
-            .and_then(|p| p.classes.iter().find(|c| c.name == name))
-            .cloned()
+/// Watched status answers (oldest first) as one-second summaries per class, as the bridge's
+/// own history gives them (`weir report --live SECONDS`).
+pub fn seconds_of(samples: &[Status]) -> Vec<ClassSeconds> {
+    let mut out: Vec<ClassSeconds> = Vec::new();
+    let Some(last) = samples.last() else {
+        return out;
     };
-    if let Some(last) = last {
-        for p in &last.ports {
+    for p in &last.ports {
+        for c in &p.classes {
+            out.push(ClassSeconds {
+                port: p.port.clone(),
+                name: c.name.clone(),
+                seconds: Vec::new(),
+            });
+        }
+    }
+    let mut before: HashMap<(String, String), u64> = HashMap::new();
+    for s in samples {
+        for p in &s.ports {
             for c in &p.classes {
-                series.push(ClassSeries {
-                    port: port_name(&p.port),
-                    name: c.name.clone(),
-                    offered_bps: Vec::new(),
-                    forwarded_bps: Vec::new(),
-                    p50_ms: Vec::new(),
-                    p99_ms: Vec::new(),
-                    dropped: Vec::new(),
-                    cdf: {
-                        let s = &c.sojourn_us;
-                        if c.forwarded_frames == 0 {
-                            Vec::new()
-                        } else {
-                            vec![
-                                (0.0, 0.0),
-                                (s.p50 / 1e3, 0.5),
-                                (s.p99 / 1e3, 0.99),
-                                (s.p999 / 1e3, 0.999),
-                                (s.max / 1e3, 1.0),
-                            ]
-                        }
-                    },
+                let Some(cs) = out
+                    .iter_mut()
+                    .find(|x| x.port == p.port && x.name == c.name)
+                else {
+                    continue;
+                };
+                let k = (p.port.clone(), c.name.clone());
+                let left = before
+                    .insert(k, c.forwarded_frames)
+                    .is_some_and(|b| c.forwarded_frames > b);
+                cs.seconds.push(ClassSecond {
+                    at_s: s.uptime_s,
+                    received_bytes: c.received_bytes,
+                    forwarded_bytes: c.forwarded_bytes,
+                    forwarded_frames: c.forwarded_frames,
+                    dropped: DropReason::ALL
+                        .iter()
+                        .map(|r| c.drops_by_reason.get(r.as_str()).copied().unwrap_or(0))
+                        .collect(),
+                    p50_us: left.then_some(c.sojourn_us.last_p50),
+                    p99_us: left.then_some(c.sojourn_us.last_p99),
                 });
             }
         }
     }
-    for (k, pair) in samples.windows(2).enumerate() {
-        let (a, b) = (&pair[0], &pair[1]);
-        times.push(k as f64 * interval_s);
-        let secs = (b.uptime_s - a.uptime_s).max(1e-3);
-        let mut by_reason = vec![0u64; DropReason::COUNT];
-        for s in &mut series {
-            let (x, y) = (find(a, s.port, &s.name), find(b, s.port, &s.name));
-            let (Some(x), Some(y)) = (x, y) else {
-                s.offered_bps.push(0.0);
-                s.forwarded_bps.push(0.0);
-                s.p50_ms.push(None);
-                s.p99_ms.push(None);
-                s.dropped.push(0);
-                continue;
-            };
+    out
+}
+
+/// The page's data from one-second summaries per class (the bridge's history, or
+/// [`seconds_of`] a watch), the bridge's `status` at the end (the summary) and its busiest
+/// `flows`. `is_lan` tells LAN addresses (from the bridge's config).
+#[allow(clippy::too_many_arguments)]
+pub fn build(
+    status: &Status,
+    seconds: &[ClassSeconds],
+    flows: Vec<FlowStatus>,
+    source: &str,
+    config: Option<&str>,
+    time_axis: &'static str,
+    is_lan: impl Fn(u128, bool) -> bool,
+    opts: &super::Options,
+) -> ReportData {
+    let last = Some(status);
+    // The same number of seconds for every class: the last ones all have.
+    let n = seconds
+        .iter()
+        .map(|c| c.seconds.len())
+        .filter(|&n| n > 0)
+        .min()
+        .unwrap_or(0);
+    let start = seconds
+        .iter()
+        .find(|c| c.seconds.len() >= n && n > 0)
+        .map_or(0.0, |c| c.seconds[c.seconds.len() - n].at_s);
+    let times: Vec<f64> = seconds
+        .iter()
+        .find(|c| n >= 2 && c.seconds.len() >= n)
+        .map(|c| {
+            c.seconds[c.seconds.len() - n..c.seconds.len() - 1]
+                .iter()
+                .map(|x| x.at_s - start)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut drops: Vec<DropSeries> = DropReason::ALL
+        .iter()
+        .map(|r| DropSeries {
+            reason: r.as_str(),
+            frames: vec![0; n.saturating_sub(1)],
+        })
+        .collect();
+    let mut series: Vec<ClassSeries> = Vec::new();
+    for c in seconds {
+        let sum = status
+            .ports
+            .iter()
+            .find(|p| p.port == c.port)
+            .and_then(|p| p.classes.iter().find(|x| x.name == c.name));
+        let mut s = ClassSeries {
+            port: port_name(&c.port),
+            name: c.name.clone(),
+            offered_bps: Vec::new(),
+            forwarded_bps: Vec::new(),
+            p50_ms: Vec::new(),
+            p99_ms: Vec::new(),
+            dropped: Vec::new(),
+            cdf: match sum {
+                Some(x) if x.forwarded_frames > 0 => {
+                    let q = &x.sojourn_us;
+                    vec![
+                        (0.0, 0.0),
+                        (q.p50 / 1e3, 0.5),
+                        (q.p99 / 1e3, 0.99),
+                        (q.p999 / 1e3, 0.999),
+                        (q.max / 1e3, 1.0),
+                    ]
+                }
+                _ => Vec::new(),
+            },
+        };
+        let kept = &c.seconds[c.seconds.len().saturating_sub(n)..];
+        for (k, w) in kept.windows(2).enumerate() {
+            let (a, b) = (&w[0], &w[1]);
+            let secs = (b.at_s - a.at_s).max(1e-3);
             s.offered_bps
-                .push(y.received_bytes.saturating_sub(x.received_bytes) as f64 * 8.0 / secs);
+                .push(b.received_bytes.saturating_sub(a.received_bytes) as f64 * 8.0 / secs);
             s.forwarded_bps
-                .push(y.forwarded_bytes.saturating_sub(x.forwarded_bytes) as f64 * 8.0 / secs);
-            let left = y.forwarded_frames > x.forwarded_frames;
-            s.p50_ms.push(left.then(|| y.sojourn_us.last_p50 / 1e3));
-            s.p99_ms.push(left.then(|| y.sojourn_us.last_p99 / 1e3));
-            s.dropped
-                .push(y.dropped_frames.saturating_sub(x.dropped_frames));
-            for (i, r) in DropReason::ALL.iter().enumerate() {
-                let n = |c: &crate::control::protocol::ClassStatus| {
-                    c.drops_by_reason.get(r.as_str()).copied().unwrap_or(0)
-                };
-                by_reason[i] += n(&y).saturating_sub(n(&x));
+                .push(b.forwarded_bytes.saturating_sub(a.forwarded_bytes) as f64 * 8.0 / secs);
+            s.p50_ms.push(b.p50_us.map(|v| v / 1e3));
+            s.p99_ms.push(b.p99_us.map(|v| v / 1e3));
+            let mut total = 0;
+            for (r, d) in drops.iter_mut().enumerate() {
+                let x = b.dropped.get(r).copied().unwrap_or(0);
+                let y = a.dropped.get(r).copied().unwrap_or(0);
+                d.frames[k] += x.saturating_sub(y);
+                total += x.saturating_sub(y);
             }
+            s.dropped.push(total);
         }
-        for (d, n) in drops.iter_mut().zip(by_reason) {
-            d.frames.push(n);
+        if kept.len() >= 2 {
+            series.push(s);
+        } else {
+            // A class without history (no traffic yet): zeros, to keep its place.
+            let m = n.saturating_sub(1);
+            s.offered_bps = vec![0.0; m];
+            s.forwarded_bps = vec![0.0; m];
+            s.p50_ms = vec![None; m];
+            s.p99_ms = vec![None; m];
+            s.dropped = vec![0; m];
+            series.push(s);
         }
     }
-    // The summary, as replay's report would have it, over the watched span.
-    let span = match (samples.first(), last) {
-        (Some(a), Some(b)) => b.uptime_s - a.uptime_s,
-        _ => 0.0,
-    };
+    let interval_s = 1.0;
+    let span = times.last().map_or(0.0, |t| t + interval_s);
+    // The summary, as replay's report would have it: the bridge's counters since it started.
     let mut classes = Vec::new();
     let mut totals = Totals::default();
     let mut arrived = [0u64; 2];
@@ -221,18 +278,7 @@ pub fn build(
     // Applications, pairs of hosts and the graph, from the flows listed.
     let mut groups: Vec<String> = Vec::new();
     let mut pairs: HashMap<(u128, u128, bool), Pair> = HashMap::new();
-    let mut apps: HashMap<String, AppRow> = HashMap::new();
     for f in &flows {
-        let name = f.app.clone().unwrap_or_else(|| "unknown".into());
-        let row = apps.entry(name.clone()).or_insert(AppRow {
-            app: name,
-            flows: 0,
-            frames: 0,
-            bytes: 0,
-        });
-        row.flows += 1;
-        row.frames += f.frames_up + f.frames_down;
-        row.bytes += f.bytes_up + f.bytes_down;
         let (Some(a), Some(b)) = (address_of(&f.src), address_of(&f.dst)) else {
             continue;
         };
@@ -261,8 +307,7 @@ pub fn build(
         p.up += if a <= b { from_a } else { bytes - from_a };
         p.groups[group] += bytes;
     }
-    let mut apps: Vec<AppRow> = apps.into_values().collect();
-    apps.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.app.cmp(&b.app)));
+    let apps = super::apps_of(flows.iter());
     let hosts = super::hosts_of(&pairs, opts.top_hosts, &is_lan);
     let graph = graph::build(&pairs, opts.max_hosts, &is_lan, &groups);
     let mut listed: Vec<FlowLine> = flows
@@ -281,7 +326,7 @@ pub fn build(
         start_ns: 0,
         interval_s,
         times,
-        time_axis: "seconds since the watch began",
+        time_axis,
         series,
         drops,
         flows_held: ft.as_ref().map_or(0, |f| f.occupied),

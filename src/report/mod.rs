@@ -484,11 +484,13 @@ fn cdf(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     out
 }
 
-/// Applications over the flows held at the end, largest first; and the `top` largest flows.
-fn apps_and_top_flows(mut flows: Vec<FlowLine>, top: usize) -> (Vec<AppRow>, Vec<FlowLine>) {
+/// Applications over `flows`, largest first.
+fn apps_of<'a>(
+    flows: impl Iterator<Item = &'a crate::pipeline::report::FlowStatus>,
+) -> Vec<AppRow> {
     let mut apps: HashMap<String, AppRow> = HashMap::new();
-    for f in &flows {
-        let name = f.flow.app.clone().unwrap_or_else(|| "unknown".into());
+    for f in flows {
+        let name = f.app.clone().unwrap_or_else(|| "unknown".into());
         let row = apps.entry(name.clone()).or_insert(AppRow {
             app: name,
             flows: 0,
@@ -496,11 +498,17 @@ fn apps_and_top_flows(mut flows: Vec<FlowLine>, top: usize) -> (Vec<AppRow>, Vec
             bytes: 0,
         });
         row.flows += 1;
-        row.frames += f.flow.frames_up + f.flow.frames_down;
-        row.bytes += f.flow.bytes_up + f.flow.bytes_down;
+        row.frames += f.frames_up + f.frames_down;
+        row.bytes += f.bytes_up + f.bytes_down;
     }
     let mut apps: Vec<AppRow> = apps.into_values().collect();
     apps.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.app.cmp(&b.app)));
+    apps
+}
+
+/// Applications over the flows held at the end, largest first; and the `top` largest flows.
+fn apps_and_top_flows(mut flows: Vec<FlowLine>, top: usize) -> (Vec<AppRow>, Vec<FlowLine>) {
+    let apps = apps_of(flows.iter().map(|f| &f.flow));
     flows.sort_by(|a, b| {
         (b.flow.bytes_up + b.flow.bytes_down).cmp(&(a.flow.bytes_up + a.flow.bytes_down))
     });

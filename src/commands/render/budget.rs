@@ -4,28 +4,9 @@ use std::io::{self, Write};
 use weir::budget::BudgetStatus;
 use weir::control::protocol::BudgetReport;
 
-/// "312.4 MB", "1.20 GB", "950 B": decimal units, as budgets are usually written.
+/// "312 MB", "1.20 GB", "950 B": decimal units, as budgets are usually written.
 pub fn decimal_bytes(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (1_000_000_000_000, "TB"),
-        (1_000_000_000, "GB"),
-        (1_000_000, "MB"),
-        (1_000, "kB"),
-    ];
-    for (scale, unit) in UNITS {
-        if bytes >= scale {
-            let v = bytes as f64 / scale as f64;
-            let decimals = if v >= 100.0 {
-                0
-            } else if v >= 10.0 {
-                1
-            } else {
-                2
-            };
-            return format!("{v:.decimals$} {unit}");
-        }
-    }
-    format!("{bytes} B")
+    weir::config::units::format_bytes_decimal(bytes)
 }
 
 /// Wall-clock nanoseconds as local time in `tz`: "2026-12-01 00:00 NZDT".

@@ -121,7 +121,7 @@ fn send_and_receive(lab: &Lab, name: &str, pace: Pace, loops: u64) -> (SendRepor
     let report = thread::spawn(move || {
         enter_network_namespace(&ns).expect("enter src namespace");
         let stop = AtomicBool::new(false);
-        send_on_interface(&path, &ifname, pace, loops, &stop)
+        send_on_interface(&path, &ifname, pace, loops, &stop, &Default::default())
     })
     .join()
     .unwrap()
@@ -223,6 +223,7 @@ fn a_missing_interface_is_a_clear_error() {
         Pace::TopSpeed,
         1,
         &stop,
+        &Default::default(),
     )
     .unwrap_err();
     assert!(

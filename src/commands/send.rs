@@ -107,7 +107,24 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         s.iface,
         s.pace
     );
-    match send_on_interface(&s.capture, &s.iface, s.pace, s.loops, &stop) {
+    // Frames handed to the device, drawn on a terminal while it sends.
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (sent, done) = (Arc::clone(&sent), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let bar = super::progress::frames("sending", None);
+            while !done.load(Ordering::Relaxed) {
+                bar.set_position(sent.load(Ordering::Relaxed));
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            bar.finish_and_clear();
+        })
+    };
+    let result = send_on_interface(&s.capture, &s.iface, s.pace, s.loops, &stop, &sent);
+    done.store(true, Ordering::Relaxed);
+    let _ = ticker.join();
+    match result {
         Ok(report) => {
             println!("{report}");
             Ok(ExitCode::SUCCESS)

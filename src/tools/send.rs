@@ -39,7 +39,7 @@ use crate::io::sys::netdev;
 use crate::io::{Device, TxFrame, VnetHdr, BATCH};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Bytes of an Ethernet II header; shorter frames are skipped.
@@ -513,6 +513,7 @@ pub fn send_on_interface(
     pace: Pace,
     loops: u64,
     stop: &AtomicBool,
+    progress: &AtomicU64,
 ) -> Result<SendReport, Box<SendFailure>> {
     let info = netdev::interface_info(iface).map_err(|e| SendError::Open(e.into()))?;
     let mut dev = AfPacket::open(
@@ -531,7 +532,7 @@ pub fn send_on_interface(
         loops,
         max_frame_len: max_frame_len(info.mtu),
     };
-    send(&mut dev, &mut source, &opts, stop)
+    send(&mut dev, &mut source, &opts, stop, progress)
 }
 
 /// Counters kept while sending.
@@ -545,12 +546,14 @@ struct Tally {
 }
 
 /// Sends the frames of `source` on `dev` at `opts.pace`, `opts.loops` times, until done or
-/// `stop` is set. See the module header for what is guaranteed.
+/// `stop` is set; `progress` holds the frames handed to the device so far (stored once per
+/// batch, for a progress bar). See the module header for what is guaranteed.
 pub fn send<D: Device + TxRefusals>(
     dev: &mut D,
     source: &mut CaptureSource,
     opts: &SendOptions,
     stop: &AtomicBool,
+    progress: &AtomicU64,
 ) -> Result<SendReport, Box<SendFailure>> {
     // Sleeps wake within a few microseconds of their deadline instead of the default 50 us.
     crate::io::sys::set_timer_slack_ns(1);
@@ -623,7 +626,9 @@ pub fn send<D: Device + TxRefusals>(
             }
         }
         if n > 0 {
-            if let Err(e) = flush(dev, &slots, &lens[..n], stop, &mut tally) {
+            let flushed = flush(dev, &slots, &lens[..n], stop, &mut tally);
+            progress.store(tally.taken, Ordering::Relaxed);
+            if let Err(e) = flushed {
                 failure = Some(e);
                 break;
             }
@@ -853,7 +858,7 @@ mod tests {
                 max_frame_len: 65_536,
             };
             let stop = AtomicBool::new(false);
-            let report = send(&mut dev, &mut src, &opts, &stop).unwrap();
+            let report = send(&mut dev, &mut src, &opts, &stop, &AtomicU64::new(0)).unwrap();
             let got: Vec<Vec<u8>> = handle.take_sent().into_iter().map(|(f, _)| f).collect();
             assert_eq!(got.len(), 2 * want.len());
             assert_eq!(&got[..want.len()], &want[..]);
@@ -878,7 +883,14 @@ mod tests {
             loops: 1,
             max_frame_len: limit,
         };
-        let report = send(&mut dev, &mut src, &opts, &AtomicBool::new(false)).unwrap();
+        let report = send(
+            &mut dev,
+            &mut src,
+            &opts,
+            &AtomicBool::new(false),
+            &AtomicU64::new(0),
+        )
+        .unwrap();
         assert_eq!(report.frames_refused, long);
         assert_eq!(report.frames_sent, want.len() as u64 - long);
         assert_eq!(handle.take_sent().len() as u64, report.frames_sent);
@@ -894,7 +906,14 @@ mod tests {
                 loops: 3,
                 max_frame_len: 65_536,
             };
-            let err = send(&mut dev, &mut src, &opts, &AtomicBool::new(false)).unwrap_err();
+            let err = send(
+                &mut dev,
+                &mut src,
+                &opts,
+                &AtomicBool::new(false),
+                &AtomicU64::new(0),
+            )
+            .unwrap_err();
             assert!(matches!(
                 err.error,
                 SendError::Capture(CaptureError::Damaged { .. })
@@ -918,7 +937,7 @@ mod tests {
         };
         let stop = AtomicBool::new(false);
         let report = std::thread::scope(|s| {
-            let h = s.spawn(|| send(&mut dev, &mut src, &opts, &stop));
+            let h = s.spawn(|| send(&mut dev, &mut src, &opts, &stop, &AtomicU64::new(0)));
             std::thread::sleep(Duration::from_millis(100));
             stop.store(true, Ordering::Relaxed);
             h.join().unwrap()

@@ -23,7 +23,7 @@ const V4_NETWORKS: u32 = 300_000;
 const V6_NETWORKS: u32 = 100_000;
 
 fn code(i: u32) -> String {
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         return "US".into();
     }
     let n = i % 200;

@@ -82,6 +82,9 @@ pub enum ReplayError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The output would overwrite the capture being read.
+    #[error("{out} is the capture being replayed ({capture}): writing it would destroy the input; give another output file")]
+    OutputIsInput { out: PathBuf, capture: PathBuf },
     /// The capture broke off part way: `report` covers the frames read before the damage
     /// (their queues drained as usual).
     #[error("{source}")]
@@ -230,6 +233,11 @@ pub struct ReplayReport {
     /// budgets.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<crate::budget::BudgetStatus>,
+    /// False when the capture broke off part way: the figures cover the frames before the
+    /// damage, which `damage` describes.
+    pub complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damage: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -587,6 +595,8 @@ impl<'p> Replay<'p> {
                 .as_ref()
                 .map(|p| p.ledger().status())
                 .unwrap_or_default(),
+            complete: true,
+            damage: None,
         }
     }
 }
@@ -603,6 +613,15 @@ pub fn replay_file(
     progress: Progress<'_>,
 ) -> Result<ReplayReport, ReplayError> {
     let mut reader = CaptureReader::open(capture)?;
+    // The same file under any name (a link, `./`): creating the output would truncate it.
+    for out in [out_path, flows_path].into_iter().flatten() {
+        if same_file(out, capture) {
+            return Err(ReplayError::OutputIsInput {
+                out: out.to_path_buf(),
+                capture: capture.to_path_buf(),
+            });
+        }
+    }
     // Created first, so that a path that cannot be written fails before the work.
     let mut flows_file = match flows_path {
         Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
@@ -660,9 +679,22 @@ pub fn replay_file(
     }
     match damage {
         Some(source) => Err(ReplayError::Damaged {
-            report: Box::new(report),
+            report: Box::new(ReplayReport {
+                complete: false,
+                damage: Some(source.to_string()),
+                ..report
+            }),
             source,
         }),
         None => Ok(report),
+    }
+}
+
+/// Are `a` and `b` the same existing file (device and inode)?
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
     }
 }

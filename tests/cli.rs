@@ -1,6 +1,6 @@
 //! The real binary on fixture files: exit codes and messages a user sees.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn weir(args: &[&str]) -> Output {
@@ -265,4 +265,71 @@ fn the_config_comes_from_weir_config_when_not_given() {
         "{}",
         text(&o.stderr)
     );
+}
+
+#[test]
+fn the_json_of_a_damaged_capture_says_it_is_partial() {
+    let o = weir(&[
+        "replay",
+        "captures/truncated.pcap",
+        "-c",
+        "configs/home.ron",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["complete"], false, "{r}");
+    assert!(r["damage"].as_str().unwrap().contains("frame 2"), "{r}");
+    assert_eq!(r["frames_read"], 1);
+    let whole = weir(&[
+        "replay",
+        "captures/mixed-services.pcap",
+        "-c",
+        "configs/home.ron",
+        "--json",
+    ]);
+    let r: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
+    assert_eq!(r["complete"], true);
+    assert!(r.get("damage").is_none());
+}
+
+#[test]
+fn replaying_a_capture_onto_itself_is_refused_and_the_capture_kept() {
+    let dir = std::env::temp_dir().join(format!("weir-cli-self-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let capture = dir.join("in.pcap");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/mixed-services.pcap"),
+        &capture,
+    )
+    .unwrap();
+    let before = std::fs::read(&capture).unwrap();
+    // The same name, the same file by another path, and a hard link to it.
+    let link = dir.join("link.pcap");
+    std::fs::hard_link(&capture, &link).unwrap();
+    let other_path = dir.join(".").join("in.pcap");
+    for out in [&capture, &other_path, &link] {
+        for flag in ["-o", "--flows"] {
+            let o = weir(&[
+                "replay",
+                capture.to_str().unwrap(),
+                "-c",
+                "configs/home.ron",
+                flag,
+                out.to_str().unwrap(),
+            ]);
+            assert_eq!(o.status.code(), Some(1), "{flag} {}", out.display());
+            assert!(
+                text(&o.stderr).contains("is the capture being replayed"),
+                "{}",
+                text(&o.stderr)
+            );
+            assert_eq!(
+                std::fs::read(&capture).unwrap(),
+                before,
+                "the input is intact"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

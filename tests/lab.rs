@@ -164,9 +164,29 @@ fn down_is_idempotent_and_up_never_takes_over_an_existing_lab() {
 
 #[test]
 fn skipping_is_loud_and_ci_forbids_it() {
-    // Runs everywhere: as root there is nothing to skip.
-    if weir::tools::lab::is_root() {
-        assert!(require_root("skipping_is_loud_and_ci_forbids_it"));
+    // The decision of every namespace test, for each case, whoever runs this.
+    let mut banner = Vec::new();
+    assert_eq!(common::may_run("t", true, true, &mut banner), Ok(true));
+    assert_eq!(common::may_run("t", true, false, &mut banner), Ok(true));
+    assert!(banner.is_empty(), "nothing said when it runs");
+    let e = common::may_run("t", false, true, &mut banner).unwrap_err();
+    assert!(e.contains("needs root") && e.contains("CI=true"), "{e}");
+    assert!(banner.is_empty());
+    assert_eq!(common::may_run("t", false, false, &mut banner), Ok(false));
+    let said = String::from_utf8(banner).unwrap();
+    assert!(said.contains("SKIPPED t: needs root"), "{said}");
+    assert!(
+        said.lines()
+            .any(|l| l.len() >= 70 && l.chars().all(|c| c == '=')),
+        "a banner: {said}"
+    );
+    // And the real thing agrees with the process it runs in.
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    if weir::tools::lab::is_root() || !ci {
+        assert_eq!(
+            require_root("skipping_is_loud_and_ci_forbids_it"),
+            weir::tools::lab::is_root()
+        );
     }
 }
 

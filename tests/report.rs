@@ -181,7 +181,7 @@ fn reports_render_in_a_browser_and_show_the_numbers_of_replay() {
         // toLocaleString("en-US"): thousands separated by commas.
         let mut out = String::new();
         for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(c);

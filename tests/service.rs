@@ -252,7 +252,7 @@ fn wire_samples(client: &mut Client, class_name: &str, until: Instant, into: &mu
             .expect("a status");
         let p = s.ports.iter().find(|p| p.port == "wan").unwrap();
         let c = class(&s, "wan", class_name);
-        if into.last().map_or(true, |l| l.0 < p.published_s) {
+        if into.last().is_none_or(|l| l.0 < p.published_s) {
             into.push((p.published_s, c.forwarded_wire_bytes));
         }
         std::thread::sleep(Duration::from_millis(40));

@@ -79,7 +79,10 @@ pub enum CaptureError {
     /// The link type is not Ethernet nor one weir converts.
     #[error(
         "{p} has link type {name} ({link_type}), which weir cannot replay: {accepted}; \
-         convert this one with e.g. `editcap -T ether` or capture on an Ethernet interface",
+         rewrite each frame's link header to Ethernet with tcpreplay's tcprewrite \
+         (`tcprewrite --dlt=enet --enet-smac=02:00:00:00:00:01 --enet-dmac=02:00:00:00:00:02 -i IN -o OUT`), \
+         or capture on an Ethernet interface (`editcap -T` only relabels the file: its frames \
+         would not parse)",
         p = path.display(),
         accepted = ACCEPTED
     )]

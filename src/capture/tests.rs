@@ -489,10 +489,12 @@ fn reader_errors_name_the_file_and_the_frame() {
     match CaptureReader::open(&path) {
         Err(e @ CaptureError::UnsupportedLinkType { link_type: 105, .. }) => {
             let msg = e.to_string();
+            // A hint that converts the frames, not one that relabels the file.
             assert!(
-                msg.contains("IEEE802_11") && msg.contains("editcap"),
+                msg.contains("IEEE802_11") && msg.contains("tcprewrite --dlt=enet"),
                 "{msg}"
             );
+            assert!(!msg.contains("with e.g. `editcap -T ether`"), "{msg}");
         }
         other => panic!("{:?}", other.err()),
     }

@@ -88,7 +88,7 @@ impl DnsCache {
             }
             if e.expires <= now {
                 pick.get_or_insert(i);
-            } else if soonest.map_or(true, |(_, t)| e.expires < t) {
+            } else if soonest.is_none_or(|(_, t)| e.expires < t) {
                 soonest = Some((i, e.expires));
             }
         }

@@ -99,7 +99,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
                                 .iter()
                                 .rev()
                                 .find(|c| c.egress == egress.name())
-                                .map_or(true, |c| c.class_name != class_name);
+                                .is_none_or(|c| c.class_name != class_name);
                             if changed {
                                 changes.push(Change {
                                     frame: f.number,

@@ -89,7 +89,7 @@ pub fn write(s: &Settings, plan: &Arc<weir::config::Plan>) -> Result<(), Failed>
     while let Some(f) = r.next_frame().map_err(|e| other(&e))? {
         rec.push(f.ts_ns, f.data, f.orig_len);
         read += 1;
-        if read % 4096 == 0 {
+        if read.is_multiple_of(4096) {
             bar.set_position(read);
         }
     }

@@ -281,7 +281,7 @@ impl<W: Write> Printer<'_, W> {
             writeln!(self.out)?;
         }
         self.printed += 1;
-        Ok(self.count.map_or(true, |n| self.printed < n))
+        Ok(self.count.is_none_or(|n| self.printed < n))
     }
 }
 

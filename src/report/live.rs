@@ -274,6 +274,8 @@ pub fn build(
         gso_split: last.map(|s| s.gso_split).unwrap_or_default(),
         names: NamesReport::default(),
         budgets: Vec::new(),
+        complete: true,
+        damage: None,
     };
     // Applications, pairs of hosts and the graph, from the flows listed.
     let mut groups: Vec<String> = Vec::new();

@@ -23,19 +23,36 @@ use weir::tools::lab::{self, ChildGuard, Lab, LabSpec};
 /// Whether the test may go on: true when root. When not root, prints a loud SKIPPED line and
 /// returns false, unless `CI=true`, where it panics: CI must run these tests.
 pub fn require_root(test: &str) -> bool {
-    if lab::is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs root, and CI=true: run the tests as root under CI");
-    }
+    let ci = std::env::var("CI").as_deref() == Ok("true");
     // Straight to the process's stderr: libtest captures eprintln! of passing tests.
+    match may_run(test, lab::is_root(), ci, &mut std::io::stderr()) {
+        Ok(run) => run,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`require_root`]'s decision, for a process that is root or not and under CI or not: run,
+/// skip after a banner written to `out`, or an error (CI must run every test).
+pub fn may_run(
+    test: &str,
+    root: bool,
+    ci: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<bool, String> {
+    if root {
+        return Ok(true);
+    }
+    if ci {
+        return Err(format!(
+            "{test}: needs root, and CI=true: run the tests as root under CI"
+        ));
+    }
     let bar = "=".repeat(70);
     let _ = writeln!(
-        std::io::stderr(),
+        out,
         "\n{bar}\nSKIPPED {test}: needs root (network namespaces); run as root to test\n{bar}"
     );
-    false
+    Ok(false)
 }
 
 /// Whether the test may go on: true when `tool` runs (`tool -v`). When it does not, prints a

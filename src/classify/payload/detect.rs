@@ -237,7 +237,7 @@ fn is_wireguard(p: &[u8]) -> bool {
             1 => n == 148,
             2 => n == 92,
             3 => n == 64,
-            _ => n >= 32 && (n - 16) % 16 == 0,
+            _ => n >= 32 && (n - 16).is_multiple_of(16),
         },
         _ => false,
     }
@@ -306,7 +306,7 @@ fn is_rtcp(p: &[u8]) -> bool {
         }
         at += 4 * (words + 1);
     }
-    at > 0 && p.len() - at <= 20 && (p.len() - at) % 2 == 0
+    at > 0 && p.len() - at <= 20 && (p.len() - at).is_multiple_of(2)
 }
 
 /// A BitTorrent DHT (KRPC) message: a bencoded dictionary with its type key `y`.

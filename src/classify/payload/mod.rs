@@ -407,8 +407,8 @@ fn quic_gathered(gather: &Gather, pieces: u8, pending: &mut Pending) -> Option<(
     }
     // A ClientHello (type 1) whose declared length is not all here yet.
     let declared = be24(hs, 1).map(|n| 4 + n);
-    let more = hs.first().map_or(true, |&t| t == 1)
-        && declared.map_or(true, |n| n > hs.len() && n <= MAX_HELLO);
+    let more = hs.first().is_none_or(|&t| t == 1)
+        && declared.is_none_or(|n| n > hs.len() && n <= MAX_HELLO);
     if more {
         *pending = Pending::QuicHello { pieces };
     }

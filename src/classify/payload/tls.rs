@@ -28,7 +28,7 @@ pub fn client_hello(payload: &[u8]) -> Hello {
     }
     let is_hello = payload.first() == Some(&HANDSHAKE)
         && payload.get(1) == Some(&3)
-        && payload.get(5).map_or(true, |&t| t == CLIENT_HELLO);
+        && payload.get(5).is_none_or(|&t| t == CLIENT_HELLO);
     match be16(payload, 3) {
         Some(len) if is_hello && payload.len() < 5 + len && 5 + len <= MAX_HELLO => {
             Hello::Incomplete

@@ -187,7 +187,7 @@ impl NameTests {
     pub fn eval(&self, source: NameSource, name: &[u8]) -> u64 {
         self.bits(|t| match t {
             FlowTest::Name(s, p) => {
-                s.map_or(true, |s| s.covers(source)) && self.pattern_matches(p, name)
+                s.is_none_or(|s| s.covers(source)) && self.pattern_matches(p, name)
             }
             FlowTest::App(_) | FlowTest::Owner(_) | FlowTest::Time(_) => false,
         })

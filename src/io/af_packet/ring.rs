@@ -137,7 +137,7 @@ impl RingGeometry {
 // A block holds the largest frame with its headers (tpacket3_hdr, sockaddr_ll, vnet header,
 // alignment: well under 256 bytes) after the block descriptor.
 const _: () = assert!(RX_RING_BLOCK >= BLOCK_DESC_LEN + 256 + MAX_FRAME);
-const _: () = assert!(RX_RING_BLOCK.is_power_of_two() && RX_RING_BLOCK % 4096 == 0);
+const _: () = assert!(RX_RING_BLOCK.is_power_of_two() && RX_RING_BLOCK.is_multiple_of(4096));
 
 /// Ask the kernel for a receive ring described by `req` (a `tpacket_req` or `tpacket_req3`) in
 /// format `version`, then map it (`len` bytes: blocks times block size).
@@ -202,7 +202,7 @@ impl Mapping {
 
     /// The status word at offset `at`, shared with the kernel.
     fn status(&self, at: usize) -> &AtomicU32 {
-        assert!(at % 4 == 0 && at + 4 <= self.len);
+        assert!(at.is_multiple_of(4) && at + 4 <= self.len);
         // SAFETY: the word lies inside the mapping (checked) and is 4-aligned (the mapping is
         // page-aligned, `at` a multiple of 4); it lives as long as `self`, and is only ever
         // accessed atomically by us and with READ_ONCE / WRITE_ONCE and barriers by the kernel;
@@ -431,7 +431,7 @@ pub const RX_SLOTS: usize = RX_SLOTS_PER_BLOCK * RX_SLOT_BLOCKS;
 pub const RX_SLOT_RING_BYTES: usize = RX_SLOT * RX_SLOTS;
 
 const _: () = assert!(RX_SLOT >= 256 + MAX_FRAME);
-const _: () = assert!(RX_SLOT % 4096 == 0);
+const _: () = assert!(RX_SLOT.is_multiple_of(4096));
 
 /// `struct tpacket_req`.
 #[repr(C)]

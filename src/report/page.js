@@ -3,6 +3,12 @@
   "use strict";
   var errors = [];
   window.addEventListener("error", function (e) { errors.push(String(e.message)); });
+  // What the console is told of errors counts too (the self-test reports it).
+  var consoleError = console.error;
+  console.error = function () {
+    errors.push(Array.prototype.map.call(arguments, String).join(" "));
+    return consoleError.apply(console, arguments);
+  };
   var data = JSON.parse(document.getElementById("weir-data").textContent);
   var PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
   var REASON_COLOR = { queue_full: "#e15759", overflow: "#f28e2b", aqm: "#b07aa1", policed: "#9c755f", malformed: "#bab0ac", shutdown: "#76b7b2", no_buffer: "#edc948", tx_error: "#59a14f", reload: "#4e79a7", budget: "#ff9da7" };

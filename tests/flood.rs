@@ -58,11 +58,19 @@ fn a_million_flows_are_evicted_and_counted_and_the_real_flow_keeps_its_rate() {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let src = [10, (state >> 8) as u8, (state >> 16) as u8, (state >> 24) as u8];
+        let src = [
+            10,
+            (state >> 8) as u8,
+            (state >> 16) as u8,
+            (state >> 24) as u8,
+        ];
         let sport = (state >> 32) as u16 | 1024;
         let t = t0 + i * 10_000;
-        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 2])
-            .ipv4(src, [198, 18, 2, (i % 250) as u8 + 1], 64);
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 2]).ipv4(
+            src,
+            [198, 18, 2, (i % 250) as u8 + 1],
+            64,
+        );
         let frame = if i % 2 == 0 {
             syn.clear();
             b.tcp(sport, 80, state as u32, 1000)
@@ -93,7 +101,10 @@ fn a_million_flows_are_evicted_and_counted_and_the_real_flow_keeps_its_rate() {
     assert!(ft.misses >= flows, "{ft:?}");
     assert!(ft.evicted + ft.expired >= flows - 65_536, "{ft:?}");
     // The table and every queue were sized at start: memory does not follow the flows.
-    assert!(grown_mib < 64, "peak RSS grew {grown_mib} MiB over a million flows");
+    assert!(
+        grown_mib < 64,
+        "peak RSS grew {grown_mib} MiB over a million flows"
+    );
     let t = &report.totals;
     assert_eq!(t.received, t.forwarded + t.dropped + t.queued);
     assert_eq!(t.received, flows + stream_sent);
@@ -112,5 +123,8 @@ fn a_million_flows_are_evicted_and_counted_and_the_real_flow_keeps_its_rate() {
         .iter()
         .find(|c| c.port == "wan" && c.name == "bulk")
         .unwrap();
-    assert!(bulk.dropped_frames > 0, "the flood (about 48 Mbit/s) overflows the 20 Mbit/s link");
+    assert!(
+        bulk.dropped_frames > 0,
+        "the flood (about 48 Mbit/s) overflows the 20 Mbit/s link"
+    );
 }

@@ -193,38 +193,35 @@ pub fn format_rate_approx(bps: u64) -> String {
 /// An amount of memory, rounded for people: "4.27 GiB", "812 MiB", "97.5 KiB", "600 B" (3 to 4
 /// significant digits, binary units).
 pub fn format_size_approx(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (1 << 40, "TiB"),
-        (1 << 30, "GiB"),
-        (1 << 20, "MiB"),
-        (1 << 10, "KiB"),
-    ];
-    for (scale, unit) in UNITS {
-        if bytes >= scale {
-            let v = bytes as f64 / scale as f64;
-            let decimals = if v >= 100.0 {
-                0
-            } else if v >= 10.0 {
-                1
-            } else {
-                2
-            };
-            return format!("{v:.decimals$} {unit}");
-        }
-    }
-    format!("{bytes} B")
+    rounded(
+        bytes,
+        &[
+            (1 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ],
+    )
 }
 
 /// An amount of traffic, rounded for people in decimal units, as budgets and ISPs count it:
 /// "312 MB", "1.20 GB", "950 B" (3 to 4 significant digits).
 pub fn format_bytes_decimal(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (1_000_000_000_000, "TB"),
-        (1_000_000_000, "GB"),
-        (1_000_000, "MB"),
-        (1_000, "kB"),
-    ];
-    for (scale, unit) in UNITS {
+    rounded(
+        bytes,
+        &[
+            (1_000_000_000_000, "TB"),
+            (1_000_000_000, "GB"),
+            (1_000_000, "MB"),
+            (1_000, "kB"),
+        ],
+    )
+}
+
+/// `bytes` in the largest of `units` (largest first) it reaches, with 3 to 4 significant
+/// digits; in bytes below them all.
+fn rounded(bytes: u64, units: &[(u64, &str)]) -> String {
+    for &(scale, unit) in units {
         if bytes >= scale {
             let v = bytes as f64 / scale as f64;
             let decimals = if v >= 100.0 {

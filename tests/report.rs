@@ -68,10 +68,17 @@ fn report(name: &str, capture: &Path, config: Option<&Path>) -> (PathBuf, Value)
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(&out).unwrap();
-    assert!(
-        !html.contains("http://") || !html.contains("src=\"http"),
-        "no external resource"
-    );
+    // Nothing is fetched: no script, style, image or font from elsewhere.
+    for fetch in [
+        "src=\"http",
+        "href=\"http",
+        "url(http",
+        "@import",
+        "src=\"//",
+        "href=\"//",
+    ] {
+        assert!(!html.contains(fetch), "{name}: the page fetches `{fetch}`");
+    }
     let start = html
         .find(r#"<script type="application/json" id="weir-data">"#)
         .unwrap();

@@ -16,21 +16,14 @@ pub struct Settings {
     pub interval_ns: Option<u64>,
 }
 
-/// The policy when no config is given: the capture alone, nothing shaped (a link no capture
-/// fills), one class per direction.
-const CAPTURE_ONLY: &str = r#"(
-    ports: (wan: (rate: "400 Gbit"), lan: (rate: "400 Gbit")),
-    classes: [(name: "all", match: "default", rate: "400 Gbit", queue: (packets: 100000))],
-)"#;
-
 pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let plan = match &s.config {
         Some(path) => match super::load_config(path) {
             Ok(p) => p,
             Err(code) => return Ok(code),
         },
-        None => weir::config::parse(CAPTURE_ONLY, std::path::Path::new("(built in)"))
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        // The capture alone: nothing shaped.
+        None => weir::config::pass_through(),
     };
     match write(&s, &Arc::new(plan)) {
         Ok(()) => Ok(ExitCode::SUCCESS),

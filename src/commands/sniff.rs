@@ -36,13 +36,6 @@ pub struct Settings {
     pub json: bool,
 }
 
-/// The policy when no config is given: one class for everything, so that the classifier
-/// learns names and protocols and tests the filter; no class is printed.
-const NO_CONFIG: &str = r#"(
-    ports: (wan: (rate: "100 Gbit"), lan: (rate: "100 Gbit")),
-    classes: [(name: "all", match: "default", rate: "100 Gbit")],
-)"#;
-
 /// One frame, as printed.
 #[derive(serde::Serialize)]
 struct Line<'a> {
@@ -82,8 +75,8 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             Ok(p) => p,
             Err(code) => return Ok(code),
         },
-        None => weir::config::parse(NO_CONFIG, std::path::Path::new("(built in)"))
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        // No class is printed; the classifier still learns names and tests the filter.
+        None => weir::config::pass_through(),
     };
     let filter = match &s.rule {
         Some(text) => match plan.watch(text) {

@@ -231,7 +231,7 @@ fn budget(
             &path("bytes"),
             1,
             format!("budget `{name}` of 0 bytes"),
-            Some("a budget is so many bytes per period, e.g. \"400 GB\"; for no traffic at all, use a rule and `then: drop`... or leave the traffic out".into()),
+            Some("a budget is so many bytes per period, e.g. \"400 GB\"; to stop some traffic once its allowance is gone, use `then: drop`".into()),
         ));
     }
     let period = Period::parse(b.per, b.starts.as_deref()).map_err(|message| {

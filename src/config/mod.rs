@@ -326,6 +326,17 @@ fn show_at(
 
 impl std::error::Error for ConfigError {}
 
+/// The policy of `weir report` and `weir sniff` without a config: one class per port on a
+/// link no capture fills, so nothing is shaped and the classifier still learns every flow's
+/// name and protocol.
+pub fn pass_through() -> Plan {
+    const PASS_THROUGH: &str = r#"(
+        ports: (wan: (rate: "400 Gbit"), lan: (rate: "400 Gbit")),
+        classes: [(name: "all", match: "default", rate: "400 Gbit", queue: (packets: 100000))],
+    )"#;
+    parse(PASS_THROUGH, Path::new("(built in)")).expect("the built-in pass-through policy is valid")
+}
+
 /// Read, parse and validate a config file.
 pub fn load(path: &Path) -> Result<Plan, ConfigError> {
     parse(&read(path)?, path)

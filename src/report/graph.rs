@@ -61,7 +61,6 @@ pub(super) fn build(
     pairs: &HashMap<(u128, u128, bool), Pair>,
     max_hosts: usize,
     is_lan: impl Fn(u128, bool) -> bool,
-    _groups: &[String],
 ) -> Graph {
     // Bytes and groups per host.
     let mut hosts: HashMap<(u128, bool), (u64, [u64; MAX_GROUPS + 1])> = HashMap::new();
@@ -232,7 +231,7 @@ mod tests {
             p.groups[0] = p.bytes;
             pairs.insert((0, i, false), p);
         }
-        let g = build(&pairs, 5, |a, _| a == 0, &["web".into()]);
+        let g = build(&pairs, 5, |a, _| a == 0);
         assert_eq!(g.nodes.len(), 6);
         assert_eq!(g.merged_hosts, 6);
         assert_eq!(g.nodes[0].label, "0.0.0.0");
@@ -246,7 +245,7 @@ mod tests {
             .nodes
             .iter()
             .all(|n| (40.0..=960.0).contains(&n.x) && (40.0..=960.0).contains(&n.y)));
-        let again = build(&pairs, 5, |a, _| a == 0, &["web".into()]);
+        let again = build(&pairs, 5, |a, _| a == 0);
         assert_eq!(
             format!("{:?}", g.nodes),
             format!("{:?}", again.nodes),

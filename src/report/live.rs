@@ -141,27 +141,19 @@ pub fn build(
             .iter()
             .find(|p| p.port == c.port)
             .and_then(|p| p.classes.iter().find(|x| x.name == c.name));
-        let mut s = ClassSeries {
-            port: port_name(&c.port),
-            name: c.name.clone(),
-            offered_bps: Vec::new(),
-            forwarded_bps: Vec::new(),
-            p50_ms: Vec::new(),
-            p99_ms: Vec::new(),
-            dropped: Vec::new(),
-            cdf: match sum {
-                Some(x) if x.forwarded_frames > 0 => {
-                    let q = &x.sojourn_us;
-                    vec![
-                        (0.0, 0.0),
-                        (q.p50 / 1e3, 0.5),
-                        (q.p99 / 1e3, 0.99),
-                        (q.p999 / 1e3, 0.999),
-                        (q.max / 1e3, 1.0),
-                    ]
-                }
-                _ => Vec::new(),
-            },
+        let mut s = ClassSeries::new(port_name(&c.port), c.name.clone());
+        s.cdf = match sum {
+            Some(x) if x.forwarded_frames > 0 => {
+                let q = &x.sojourn_us;
+                vec![
+                    (0.0, 0.0),
+                    (q.p50 / 1e3, 0.5),
+                    (q.p99 / 1e3, 0.99),
+                    (q.p999 / 1e3, 0.999),
+                    (q.max / 1e3, 1.0),
+                ]
+            }
+            _ => Vec::new(),
         };
         let kept = &c.seconds[c.seconds.len().saturating_sub(n)..];
         for (k, w) in kept.windows(2).enumerate() {
@@ -311,7 +303,7 @@ pub fn build(
     }
     let apps = super::apps_of(flows.iter());
     let hosts = super::hosts_of(&pairs, opts.top_hosts, &is_lan);
-    let graph = graph::build(&pairs, opts.max_hosts, &is_lan, &groups);
+    let graph = graph::build(&pairs, opts.max_hosts, &is_lan);
     let mut listed: Vec<FlowLine> = flows
         .into_iter()
         .map(|f| FlowLine {

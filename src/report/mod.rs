@@ -93,6 +93,22 @@ pub struct ClassSeries {
     pub cdf: Vec<(f64, f64)>,
 }
 
+impl ClassSeries {
+    /// No interval yet.
+    pub fn new(port: &'static str, name: String) -> ClassSeries {
+        ClassSeries {
+            port,
+            name,
+            offered_bps: Vec::new(),
+            forwarded_bps: Vec::new(),
+            p50_ms: Vec::new(),
+            p99_ms: Vec::new(),
+            dropped: Vec::new(),
+            cdf: Vec::new(),
+        }
+    }
+}
+
 /// Frames dropped per interval for one reason, all classes together.
 #[derive(Clone, Debug, Serialize)]
 pub struct DropSeries {
@@ -200,16 +216,7 @@ impl<'p> Recorder<'p> {
         for side in [Side::Wan, Side::Lan] {
             for (i, c) in plan.ports[side.index()].classes.iter().enumerate() {
                 index.push((side, i as u16));
-                series.push(ClassSeries {
-                    port: side.name(),
-                    name: c.name.clone(),
-                    offered_bps: Vec::new(),
-                    forwarded_bps: Vec::new(),
-                    p50_ms: Vec::new(),
-                    p99_ms: Vec::new(),
-                    dropped: Vec::new(),
-                    cdf: Vec::new(),
-                });
+                series.push(ClassSeries::new(side.name(), c.name.clone()));
             }
         }
         let drops = DropReason::ALL
@@ -378,12 +385,9 @@ impl<'p> Recorder<'p> {
         let hosts = self.hosts();
         let replay = self.replay.finish(&mut |_, _, _| {});
         let (apps, top) = apps_and_top_flows(flows.clone(), self.opts.top_flows);
-        let graph = graph::build(
-            &self.pairs,
-            self.opts.max_hosts,
-            |addr, v6| self.plan.is_lan_address(addr, v6),
-            &self.groups,
-        );
+        let graph = graph::build(&self.pairs, self.opts.max_hosts, |addr, v6| {
+            self.plan.is_lan_address(addr, v6)
+        });
         ReportData {
             capture: capture.to_string(),
             config: config.map(str::to_string),

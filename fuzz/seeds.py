@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
-"""Seed corpora for the fuzz targets, from the committed captures (Ethernet ones).
+"""Seed corpora for the fuzz targets, from the committed captures, configs and docs.
 
-    python3 fuzz/seeds.py   # writes fuzz/corpus/{payload,classify}/
+    python3 fuzz/seeds.py   # writes fuzz/corpus/{payload,classify,pipeline,rule,config,capture}/
 
 payload: for each TCP or UDP flow, its first 3 payloads joined, behind a control byte (the
 transport in bit 0; cuts where the payloads met are approximated by the 2-bit fractions).
 classify: each capture's first 64 frames in the target's framing (length, control, frame).
+pipeline: each capture's first 256 frames, the control byte the gap before each in ms.
+rule: every `match:` of configs/ and docs/ and every code span of docs/rules.md, alone and
+after the one before it (a pair).
+config: configs/*.ron and the ```ron blocks of docs/config.md.
+capture: each committed capture's first 4 KB, and three small pcapng files of
+../shared/captures/tcpdump (tcpdump's test captures, BSD licence) when they are there.
 `cargo fuzz cmin` then keeps the seeds that add coverage.
 """
 import hashlib
 import os
+import re
 import struct
 import sys
 
@@ -17,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CAPTURES = os.path.join(HERE, "..", "captures")
 
 
-def frames(path):
+def frames(path, with_time=False):
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 24:
@@ -34,8 +41,9 @@ def frames(path):
         return
     at = 24
     while at + 16 <= len(data):
-        _, _, incl, _ = struct.unpack(e + "IIII", data[at:at + 16])
-        yield data[at + 16:at + 16 + incl]
+        sec, frac, incl, _ = struct.unpack(e + "IIII", data[at:at + 16])
+        body = data[at + 16:at + 16 + incl]
+        yield ((sec + frac / 1e6), body) if with_time else body
         at += 16 + incl
 
 
@@ -108,7 +116,62 @@ def main():
                 ctl |= q1 << 1 | 3 << 3
             write(os.path.join(HERE, "corpus", "payload"), bytes([ctl]) + joined)
             n_payload += 1
-    print(f"seeds: payload {n_payload}, classify {n_classify}", file=sys.stderr)
+    n_pipeline = 0
+    for name in sorted(os.listdir(CAPTURES)):
+        if not name.endswith(".pcap"):
+            continue
+        fs = list(frames(os.path.join(CAPTURES, name), with_time=True))[:256]
+        if not fs:
+            continue
+        framed, last = b"", fs[0][0]
+        for ts, f in fs:
+            gap = max(0, min(255, int((ts - last) * 1000)))
+            last = ts
+            framed += struct.pack("<HB", len(f), gap) + f
+        write(os.path.join(HERE, "corpus", "pipeline"), framed)
+        n_pipeline += 1
+    rules = []
+    texts = [os.path.join(HERE, "..", "configs", n) for n in os.listdir(os.path.join(HERE, "..", "configs"))]
+    texts += [os.path.join(HERE, "..", "docs", n) for n in os.listdir(os.path.join(HERE, "..", "docs")) if n.endswith(".md")]
+    for path in sorted(texts):
+        with open(path, encoding="utf-8") as f:
+            for m in re.finditer(r'match: "((?:[^"\\]|\\.)*)"', f.read()):
+                if m.group(1) not in rules:
+                    rules.append(m.group(1))
+    with open(os.path.join(HERE, "..", "docs", "rules.md"), encoding="utf-8") as f:
+        for m in re.finditer(r"`([^`\n]{3,200})`", f.read()):
+            if m.group(1) not in rules:
+                rules.append(m.group(1))
+    for i, r in enumerate(rules):
+        write(os.path.join(HERE, "corpus", "rule"), r.encode())
+        if i:
+            write(os.path.join(HERE, "corpus", "rule"), (rules[i - 1] + "\n" + r).encode())
+    n_config = 0
+    configs = os.path.join(HERE, "..", "configs")
+    for name in sorted(os.listdir(configs)):
+        if name.endswith(".ron"):
+            with open(os.path.join(configs, name), "rb") as f:
+                write(os.path.join(HERE, "corpus", "config"), f.read())
+            n_config += 1
+    with open(os.path.join(HERE, "..", "docs", "config.md"), encoding="utf-8") as f:
+        for m in re.finditer(r"```ron\n(.*?)```", f.read(), re.S):
+            write(os.path.join(HERE, "corpus", "config"), m.group(1).encode())
+            n_config += 1
+    n_capture = 0
+    for name in sorted(os.listdir(CAPTURES)):
+        if name.endswith(".pcap"):
+            with open(os.path.join(CAPTURES, name), "rb") as f:
+                write(os.path.join(HERE, "corpus", "capture"), f.read(4096))
+            n_capture += 1
+    tcpdump = os.path.join(HERE, "..", "..", "shared", "captures", "tcpdump")
+    for name in ["bgp-orf.pcapng", "isis_sr.pcapng", "zmtp1-inf-loop-1.pcapng"]:
+        path = os.path.join(tcpdump, name)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                write(os.path.join(HERE, "corpus", "capture"), f.read(4096))
+            n_capture += 1
+    print(f"seeds: payload {n_payload}, classify {n_classify}, pipeline {n_pipeline}, "
+          f"rule {2 * len(rules) - 1}, config {n_config}, capture {n_capture}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -131,3 +131,268 @@ pub fn classify(plan: &crate::config::Plan, data: &[u8]) {
     }
     let _ = classifier.stats();
 }
+
+/// The config of [`pipeline`]: short queues that fill, a policer, borrowing up to a ceil, a
+/// fair-queued class, an AQM with ECN, a small flow table and a budget that runs out.
+pub const PIPELINE_CONFIG: &str = r#"(
+    lan_networks: ["198.18.0.0/15", "2001:db8::/32"],
+    flow_table: (max_flows: 64, idle_timeout: "1 s"),
+    ports: (wan: (rate: "2 Mbit", overhead: 24), lan: (rate: "4 Mbit")),
+    budgets: [(name: "host", match: "host 198.18.0.2", bytes: "20 kB", per: day, then: (ceil: "100 kbit"))],
+    classes: [
+        (name: "voice", match: "udp or dscp ef", priority: 0, rate: "500 kbit",
+         queue: (packets: 8), police: (rate: "1 Mbit", burst: "3 kB")),
+        (name: "web", match: "tcp port 80 or tcp port 443", priority: 1, rate: "500 kbit",
+         ceil: "100%", queue: (packets: 16), fairness: flow, ecn: true,
+         aqm: (target: "1 ms", interval: "10 ms")),
+        (name: "bulk", match: "default", priority: 2, rate: "100 kbit", ceil: "50%",
+         queue: (packets: 16, bytes: "72 KiB"), fairness: host,
+         budget: (bytes: "30 kB", per: day, then: drop)),
+    ],
+)"#;
+
+/// Frames (framed as for [`classify`], the control byte's upper bits a time step of 1 ms)
+/// through a replay of [`PIPELINE_CONFIG`] (`plan`): wire parse, classify, enqueue, police,
+/// shape and dequeue, then everything still queued sent. Every frame is accounted for once
+/// (`received = forwarded + dropped`, nothing left queued, per class and in total), and what
+/// departs is what the counters say departed.
+pub fn pipeline(plan: &std::sync::Arc<crate::config::Plan>, data: &[u8]) {
+    let mut replay = crate::replay::Replay::new(plan, &Default::default(), true);
+    let (mut departed, mut departed_bytes) = (0u64, 0u64);
+    let mut last = 0;
+    let mut out = |t: u64, bytes: &[u8], _len: u32| {
+        assert!(t >= last, "departures go forward in time");
+        last = t;
+        departed += 1;
+        departed_bytes += bytes.len() as u64;
+    };
+    let mut now = 1_700_000_000_000_000_000u64;
+    let mut rest = data;
+    while let [lo, hi, ctl, tail @ ..] = rest {
+        let n = usize::from(u16::from_le_bytes([*lo, *hi]))
+            .min(4096)
+            .min(tail.len());
+        let (frame, next) = tail.split_at(n);
+        rest = next;
+        now += u64::from(*ctl) * 1_000_000;
+        replay.push(now, frame, n as u32, &mut out);
+    }
+    let report = replay.finish(&mut out);
+    let t = report.totals;
+    assert!(t.is_conserved() && t.queued == 0, "{t:?}");
+    assert_eq!(t.forwarded, departed, "{t:?}");
+    let mut forwarded_bytes = 0;
+    for c in &report.classes {
+        assert_eq!(
+            c.received_frames,
+            c.forwarded_frames + c.dropped_frames,
+            "{c:?}"
+        );
+        assert_eq!(
+            c.dropped_frames,
+            c.drops_by_reason.values().sum::<u64>(),
+            "{c:?}"
+        );
+        assert_eq!(c.queued_frames, 0, "{c:?}");
+        forwarded_bytes += c.forwarded_bytes;
+    }
+    assert_eq!(forwarded_bytes, departed_bytes);
+}
+
+/// Frames a fuzzed rule is tried on: TCP (a SYN to 443 with DSCP EF behind a VLAN tag, a
+/// data segment to 80), UDP over IPv4 (DNS) and IPv6, a ping, a fragment and ARP.
+fn rule_frames() -> &'static [Vec<u8>] {
+    use etherparse::PacketBuilder;
+    static FRAMES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    FRAMES.get_or_init(|| {
+        let (a, b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let (lan, wan) = ([198, 18, 0, 2], [198, 19, 0, 9]);
+        let mut out = Vec::new();
+        let mut push = |f: Vec<u8>| out.push(f);
+        let mut syn = Vec::new();
+        let vlan = etherparse::VlanId::try_new(7).expect("a VLAN id");
+        let _ = PacketBuilder::ethernet2(a, b)
+            .single_vlan(vlan)
+            .ipv4(lan, wan, 64)
+            .tcp(40000, 443, 1, 1000)
+            .syn()
+            .write(&mut syn, &[]);
+        syn[19] = 0xb8; // DSCP EF in the TOS byte (after the 4-byte tag)
+        push(syn);
+        let mut web = Vec::new();
+        let _ = PacketBuilder::ethernet2(b, a)
+            .ipv4(wan, lan, 64)
+            .tcp(80, 40001, 7, 1000)
+            .ack(1)
+            .write(&mut web, b"HTTP/1.1 200 OK\r\n\r\n");
+        push(web);
+        let mut dns = Vec::new();
+        let _ = PacketBuilder::ethernet2(a, b)
+            .ipv4(lan, [198, 19, 0, 53], 64)
+            .udp(5353, 53)
+            .write(
+                &mut dns,
+                &[
+                    0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1,
+                ],
+            );
+        push(dns);
+        let mut v6 = Vec::new();
+        let mut lan6 = [0u8; 16];
+        lan6[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        lan6[15] = 2;
+        let _ = PacketBuilder::ethernet2(a, b)
+            .ipv6(
+                lan6,
+                [0x26, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                64,
+            )
+            .udp(50000, 3478)
+            .write(&mut v6, &[0; 20]);
+        push(v6);
+        let mut ping = Vec::new();
+        let _ = PacketBuilder::ethernet2(a, b)
+            .ipv4(lan, wan, 64)
+            .icmpv4_echo_request(1, 1)
+            .write(&mut ping, &[0; 56]);
+        push(ping.clone());
+        let mut frag = ping;
+        frag[20] = 0x20; // more fragments
+        push(frag);
+        let mut arp = vec![0xff; 6];
+        arp.extend_from_slice(&a);
+        arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        arp.extend_from_slice(&a);
+        arp.extend_from_slice(&lan);
+        arp.extend_from_slice(&[0; 6]);
+        arp.extend_from_slice(&wan);
+        push(arp);
+        out
+    })
+}
+
+/// A rule's text (`data` as UTF-8) through the rule parser, compiler and static analysis,
+/// with the set `video` known. An error points inside the text (or just past its end) and
+/// says something. A rule that compiles decides the frames of [`rule_frames`] without
+/// panicking; its flow/frame split agrees with the whole rule, `explain` gives the same
+/// verdict, and a rule proven never to match matches none. A second rule after a newline
+/// checks the shadowing proof: when it is proven shadowed by the first, every frame it
+/// matches, the first matches too.
+pub fn rule(data: &[u8]) {
+    use crate::classify::rule::Rule;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (first, second) = text.split_once('\n').unwrap_or((text, ""));
+    let sets = ["video".to_string()];
+    let parse = |src: &str| match Rule::parse_with_sets(src, &sets) {
+        Err(e) => {
+            let n = src.chars().count();
+            assert!(e.column >= 1 && e.len >= 1, "{e:?}");
+            assert!(e.column <= n + 1, "{e:?} of {n} characters");
+            assert!(!e.message.is_empty(), "{e:?}");
+            let _ = e.to_string();
+            None
+        }
+        Ok(rule) => Some(rule),
+    };
+    let Some(a) = parse(first) else {
+        return;
+    };
+    let b = if second.is_empty() {
+        None
+    } else {
+        parse(second)
+    };
+    let shadowed = b.as_ref().is_some_and(|b| b.is_shadowed_by(&[&a]));
+    for frame in rule_frames() {
+        let v = crate::wire::parse(frame);
+        for names in [0, u64::MAX] {
+            let m = a.matches_with(&v, names);
+            let split = a.matches_flow_part(&v, names) || a.matches_frame_part(&v, names);
+            assert_eq!(m, split, "{first:?} on {v:?}");
+            let (_, explained) = a.explain(&v, names, None, "");
+            assert_eq!(explained, m || a.is_default(), "{first:?} on {v:?}");
+        }
+        if a.never_matches() {
+            assert!(!a.matches(&v), "{first:?} said never to match, on {v:?}");
+        }
+        if shadowed {
+            let b = b.as_ref().expect("shadowed implies a second rule");
+            if b.matches(&v) {
+                assert!(
+                    a.matches(&v),
+                    "{second:?} said shadowed by {first:?}, on {v:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Config text (`data` as UTF-8) through the config loader: RON, then validation and the
+/// build of the plan. An error names a position inside the text (when it has one) and a
+/// message; a plan that builds has, on each port, classes with exactly one default, and a
+/// classifier's rules for it.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    // A folder that does not exist: a path in the config (`geoip`) is not found, never read.
+    let path = std::path::Path::new("/nonexistent/weir-fuzz/fuzz.ron");
+    match crate::config::parse(text, path) {
+        Err(e) => {
+            assert!(!e.message.is_empty(), "{e:?}");
+            if let Some(p) = e.position {
+                let lines = text.lines().count().max(1);
+                assert!(p.line >= 1 && p.line <= lines + 1, "{e:?} of {lines} lines");
+                assert!(p.column >= 1, "{e:?}");
+            }
+            let _ = e.to_string();
+        }
+        Ok(plan) => {
+            for side in [Side::Lan, Side::Wan] {
+                let classes = &plan.port(side).classes;
+                assert!(!classes.is_empty());
+                let defaults = classes
+                    .iter()
+                    .filter(|c| c.kind == crate::config::ClassKind::Default)
+                    .count();
+                assert_eq!(defaults, 1, "{side:?}");
+            }
+            let _ = plan.port_rules();
+        }
+    }
+}
+
+/// Bytes as a capture file (written to `scratch`, a file in memory-backed storage) through the
+/// capture reader: it opens or says why not, then yields frames numbered 1, 2, ... with
+/// `orig_len >= data.len()`, each through the wire parser, until the end or an error, after
+/// which it yields nothing.
+pub fn capture(scratch: &std::path::Path, data: &[u8]) {
+    use crate::capture::CaptureReader;
+    if std::fs::write(scratch, data).is_err() {
+        return;
+    }
+    let Ok(mut reader) = CaptureReader::open(scratch) else {
+        return;
+    };
+    let mut expected = 1;
+    loop {
+        match reader.next_frame() {
+            Ok(Some(f)) => {
+                assert_eq!(f.number, expected);
+                assert!(u64::from(f.orig_len) >= f.data.len() as u64);
+                let _ = crate::wire::parse(f.data);
+                expected += 1;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = e.to_string();
+                break;
+            }
+        }
+        assert!(expected <= 1 + data.len() as u64, "more frames than bytes");
+    }
+    assert!(matches!(reader.next_frame(), Ok(None)));
+    assert!(reader.position() <= reader.file_len());
+}

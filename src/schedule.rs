@@ -32,7 +32,7 @@ const FULL: [&str; 7] = [
     "sunday",
 ];
 
-/// What is wrong with a window, and where (a 1-based column of the text).
+/// What is wrong with a window, and where (a 1-based column of the text, in characters).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WindowError {
     pub column: usize,
@@ -42,8 +42,11 @@ pub struct WindowError {
 impl Window {
     pub fn parse(text: &str) -> Result<Window, WindowError> {
         let err = |at: &str, message: String| WindowError {
-            // `at` is a slice of `text`: its offset is its column less one.
-            column: at.as_ptr() as usize - text.as_ptr() as usize + 1,
+            // `at` is a slice of `text`: the characters before it, plus one, are its column.
+            column: text[..at.as_ptr() as usize - text.as_ptr() as usize]
+                .chars()
+                .count()
+                + 1,
             message,
         };
         let words: Vec<&str> = text.split_whitespace().collect();
@@ -176,14 +179,16 @@ mod tests {
         /// Any text: a window or an error inside the text, never a panic; a window answers
         /// for every minute of the week.
         #[test]
-        fn any_text_is_a_window_or_an_error_in_it(text in "[A-Za-z0-9:, -]{0,30}") {
+        fn any_text_is_a_window_or_an_error_in_it(text in "[A-Za-z0-9:, éö€-]{0,30}") {
             match Window::parse(&text) {
                 Ok(w) => {
                     for d in 0..7 {
                         let _ = w.contains(d, 0) || w.contains(d, DAY - 1);
                     }
                 }
-                Err(e) => proptest::prop_assert!(e.column >= 1 && e.column <= text.len() + 1),
+                Err(e) => proptest::prop_assert!(
+                    e.column >= 1 && e.column <= text.chars().count() + 1
+                ),
             }
         }
     }
@@ -200,6 +205,12 @@ mod tests {
                 "a window is days and one time range",
             ),
             ("", 1, "an empty window"),
+            // Columns count characters, not bytes (found by the `rule` fuzz target).
+            (
+                "Mon 08:00-18:0\u{f6} x",
+                17,
+                "a window is days and one time range",
+            ),
         ] {
             let e = Window::parse(text).unwrap_err();
             assert_eq!(e.column, column, "{text}: {e:?}");

@@ -38,3 +38,41 @@ fn classify_corpus_stays_clean() {
         assert!(r.is_ok(), "{}", path.display());
     }
 }
+
+#[test]
+fn pipeline_corpus_stays_clean() {
+    let plan = weir::config::parse(weir::fuzzing::PIPELINE_CONFIG, Path::new("fuzz.ron"))
+        .expect("the fuzz config");
+    let plan = std::sync::Arc::new(plan);
+    for (path, data) in corpus("pipeline") {
+        let r = std::panic::catch_unwind(|| weir::fuzzing::pipeline(&plan, &data));
+        assert!(r.is_ok(), "{}", path.display());
+    }
+}
+
+#[test]
+fn rule_corpus_stays_clean() {
+    for (path, data) in corpus("rule") {
+        let r = std::panic::catch_unwind(|| weir::fuzzing::rule(&data));
+        assert!(r.is_ok(), "{}", path.display());
+    }
+}
+
+#[test]
+fn config_corpus_stays_clean() {
+    for (path, data) in corpus("config") {
+        let r = std::panic::catch_unwind(|| weir::fuzzing::config(&data));
+        assert!(r.is_ok(), "{}", path.display());
+    }
+}
+
+#[test]
+fn capture_corpus_stays_clean() {
+    let scratch =
+        std::env::temp_dir().join(format!("weir-fuzz-corpus-{}.pcap", std::process::id()));
+    for (path, data) in corpus("capture") {
+        let r = std::panic::catch_unwind(|| weir::fuzzing::capture(&scratch, &data));
+        assert!(r.is_ok(), "{}", path.display());
+    }
+    let _ = std::fs::remove_file(&scratch);
+}

@@ -7,8 +7,11 @@ use std::sync::OnceLock;
 fn plan() -> &'static weir::config::Plan {
     static PLAN: OnceLock<weir::config::Plan> = OnceLock::new();
     PLAN.get_or_init(|| {
-        weir::config::parse(weir::fuzzing::CLASSIFY_CONFIG, std::path::Path::new("fuzz.ron"))
-            .expect("fuzz config")
+        weir::config::parse(
+            weir::fuzzing::CLASSIFY_CONFIG,
+            std::path::Path::new("fuzz.ron"),
+        )
+        .expect("fuzz config")
     })
 }
 

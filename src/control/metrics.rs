@@ -236,6 +236,13 @@ impl Collector for WeirCollector {
         )?;
         family(
             &mut enc,
+            "port_link_up",
+            "1 while the port's link is up, 0 while it is set down, without carrier or gone (frames leaving by it are dropped as link_down).",
+            MetricType::Gauge,
+            port_points(&|p| Some(if p.link == "up" { 1.0 } else { 0.0 })),
+        )?;
+        family(
+            &mut enc,
             "port_rate_bits_per_second_config",
             "The port's link rate, as configured.",
             MetricType::Gauge,

@@ -344,6 +344,8 @@ impl Monitor {
                 rate_bps: port_plan.spec.rate_bps,
                 arrived_frames: forwarders.iter().map(|f| f.received[side.index()]).sum(),
                 kernel_drops: self.shared.kernel_drops.get(side),
+                link: self.shared.links.get(side).0.to_string(),
+                link_down_s: self.shared.links.get(side).1,
                 classes,
                 totals,
             });

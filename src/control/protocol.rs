@@ -258,6 +258,13 @@ pub struct PortStatus {
     /// Frames the kernel dropped as they arrived on this port, before weir could take them;
     /// `null` when the backend cannot tell. In no other count.
     pub kernel_drops: Option<u64>,
+    /// The interface's link: `up`, `set down`, `no carrier` or `gone`; frames leaving by a
+    /// port whose link is not up are counted as dropped (`link_down`).
+    #[serde(default = "link_up")]
+    pub link: String,
+    /// Seconds since the link was last up (`null` while it is up).
+    #[serde(default)]
+    pub link_down_s: Option<f64>,
     pub classes: Vec<ClassStatus>,
     /// Sums over this port's classes (the `(removed)` row included).
     pub totals: TotalsStatus,
@@ -364,4 +371,8 @@ pub struct ReloadStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopStatus {
     pub pid: u32,
+}
+
+fn link_up() -> String {
+    "up".into()
 }

@@ -58,6 +58,21 @@ pub struct TxFrame<'a> {
     pub vnet: VnetHdr,
 }
 
+/// Whether the interface behind a device can carry frames, as [`Device::link`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    Up,
+    /// Set down (`ip link set NAME down`): frames cannot leave, none arrive; the device works
+    /// again once it is set up.
+    Down,
+    /// Up, but without carrier (a cable out; for a veth, its peer is down): frames sent are
+    /// lost without an error. The device works again once carrier is back.
+    NoCarrier,
+    /// No longer there (deleted, moved to another namespace, or replaced by a new interface of
+    /// the same name): this device will never work again.
+    Gone,
+}
+
 pub trait Device: Send {
     /// Interface name, for messages.
     fn name(&self) -> &str;
@@ -92,5 +107,12 @@ pub trait Device: Send {
     /// never per frame or per batch.
     fn kernel_drops(&mut self) -> Option<u64> {
         None
+    }
+
+    /// The state of the interface behind this device, asked after an error or a send the
+    /// device would not take: it may make system calls, so never per frame. A device with no
+    /// interface behind it (memory, capture file) is always `Up`.
+    fn link(&mut self) -> Link {
+        Link::Up
     }
 }

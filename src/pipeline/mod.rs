@@ -622,9 +622,17 @@ impl<T: Copy> Pipeline<T> {
             .min()
     }
 
-    /// A departed frame the device refused: counted as dropped (`tx_error`), not forwarded.
-    pub fn record_tx_failure(&mut self, port: Side, class: ClassId, bytes: u32, wire_bytes: u32) {
-        self.ports[port.index()].record_tx_failure(class, bytes, wire_bytes);
+    /// A departed frame the device refused (`tx_error`) or could not send because its link
+    /// was down (`link_down`): counted as dropped, not forwarded.
+    pub fn record_tx_failure(
+        &mut self,
+        port: Side,
+        class: ClassId,
+        reason: DropReason,
+        bytes: u32,
+        wire_bytes: u32,
+    ) {
+        self.ports[port.index()].record_tx_failure(class, reason, bytes, wire_bytes);
     }
 
     /// Drop everything still queued, counting each frame with `reason`.

@@ -11,7 +11,7 @@
   };
   var data = JSON.parse(document.getElementById("weir-data").textContent);
   var PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
-  var REASON_COLOR = { queue_full: "#e15759", overflow: "#f28e2b", aqm: "#b07aa1", policed: "#9c755f", malformed: "#bab0ac", shutdown: "#76b7b2", no_buffer: "#edc948", tx_error: "#59a14f", reload: "#4e79a7", budget: "#ff9da7" };
+  var REASON_COLOR = { queue_full: "#e15759", overflow: "#f28e2b", aqm: "#b07aa1", policed: "#9c755f", malformed: "#bab0ac", shutdown: "#76b7b2", no_buffer: "#edc948", tx_error: "#59a14f", reload: "#4e79a7", budget: "#ff9da7", link_down: "#d37295" };
 
   function el(tag, attrs, text) {
     var e = document.createElement(tag);

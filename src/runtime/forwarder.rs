@@ -21,7 +21,7 @@ use super::published::{
 use super::{Options, RunError, KERNEL_DROPS_EVERY};
 use crate::classify::flow::FlowEnds;
 use crate::config::Plan;
-use crate::io::{Device, RxMeta, TxFrame, BATCH, MAX_FRAME};
+use crate::io::{Device, Link, RxMeta, TxFrame, BATCH, MAX_FRAME};
 use crate::pipeline::{Offload, Pipeline, RxInfo, MAX_CUT_SEGMENTS};
 use crate::port::{ClassId, Side};
 use crate::sched::stats::DropReason;
@@ -76,6 +76,26 @@ impl Ingress {
 /// call; a step of more than a second is followed).
 const WALL_CLOCK_EVERY: Nanos = 10_000_000_000;
 
+/// A port's link, as the forwarder has seen it: down since when, and the frames it could not
+/// send since.
+#[derive(Default)]
+struct LinkWatch {
+    down_since: Option<Instant>,
+    unsent: u64,
+}
+
+/// How often each port's link is looked at (two ioctls): a link that loses carrier gives no
+/// error (frames sent to it are lost in silence), and one that comes back says nothing either.
+const LINK_CHECK_EVERY: Nanos = 100_000_000;
+
+/// Errors that mean the interface went down or away, not that the device is broken.
+fn is_link_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENETDOWN) | Some(libc::ENXIO) | Some(libc::ENODEV)
+    )
+}
+
 /// The wall-clock time (ns since the Unix epoch) of the monotonic clock's 0, given its `now`.
 fn wall_clock_origin(now: Nanos) -> i128 {
     let wall = std::time::SystemTime::now()
@@ -114,6 +134,10 @@ pub(crate) struct Forwarder {
     stop: Arc<AtomicBool>,
     /// The first device error; the bridge then stops, drains and still reports.
     fatal: Option<RunError>,
+    /// Each port's link, by side: a link that goes down is waited for, not fatal.
+    links: [LinkWatch; 2],
+    /// When the links are looked at next.
+    links_checked_at: Nanos,
 }
 
 /// The queue positions of the ports in `egress` under `plan`.
@@ -191,6 +215,8 @@ impl Forwarder {
             opts: opts.clone(),
             stop,
             fatal: None,
+            links: Default::default(),
+            links_checked_at: 0,
         }
     }
 
@@ -200,29 +226,33 @@ impl Forwarder {
     }
 
     /// One turn at `now`: receive a batch from each ingress, then send what is due. Returns
-    /// the frames received. A device error stops the bridge (the stop flag is set); what it
-    /// could not send is counted as `tx_error`.
+    /// the frames received. A link that goes down is waited for; any other device error stops
+    /// the bridge (the stop flag is set) ([`Forwarder::device_error`]).
     pub(crate) fn poll(&mut self, now: Nanos) -> usize {
         let mut got = 0;
-        for ingress in &mut self.ingresses {
+        for i in 0..self.ingresses.len() {
+            let ingress = &mut self.ingresses[i];
             if ingress.stopped {
                 continue;
             }
+            let side = ingress.side;
             let n = match ingress
                 .dev
                 .recv_batch(&mut ingress.scratch, &mut ingress.meta)
             {
                 Ok(n) => n,
                 Err(e) => {
-                    let e = ingress.error(e);
-                    self.fatal.get_or_insert(e);
-                    self.stop.store(true, Ordering::Relaxed);
+                    self.device_error(side, true, e);
                     continue;
                 }
             };
             if n == 0 {
                 continue;
             }
+            if self.links[side.index()].down_since.is_some() {
+                self.link_back(side);
+            }
+            let ingress = &mut self.ingresses[i];
             // One comparison per batch; the system call at most once per interval.
             if now >= ingress.kernel_drops_due {
                 ingress.kernel_drops_due = now.saturating_add(KERNEL_DROPS_EVERY);
@@ -291,6 +321,10 @@ impl Forwarder {
     /// Between turns: publish the counters when due and answer the control plane's requests.
     /// A few comparisons and atomic reads when there is nothing to do.
     pub(crate) fn housekeeping(&mut self, now: Nanos) {
+        if now >= self.links_checked_at {
+            self.links_checked_at = now.saturating_add(LINK_CHECK_EVERY);
+            self.check_links();
+        }
         if now >= self.wall_checked_at {
             // A step of the system clock (NTP at boot, an operator) moves the schedules too.
             self.wall_checked_at = now.saturating_add(WALL_CLOCK_EVERY);
@@ -430,6 +464,12 @@ impl Forwarder {
     /// refuses past the retry budget, or fails on, are counted as `tx_error`.
     fn transmit(&mut self, side: Side, departures: &[(u32, ClassId, u32, u32)]) {
         use crate::pipeline::FrameStore;
+        // A link known to be down is not sent to: without carrier the kernel would take the
+        // frames and lose them without a word.
+        if self.links[side.index()].down_since.is_some() {
+            self.fail_from(side, DropReason::LinkDown, departures);
+            return;
+        }
         let mut sent = 0;
         let mut retries = 0;
         while sent < departures.len() {
@@ -450,14 +490,16 @@ impl Forwarder {
             let took = match result {
                 Ok(took) => took,
                 Err(source) => {
-                    // The device is broken: count what it could not send, and stop the bridge
-                    // (the counters are still reported).
-                    self.fail_from(side, &departures[sent..]);
-                    self.fatal.get_or_insert(RunError::Send {
-                        port: side.name().to_string(),
-                        source,
-                    });
-                    self.stop.store(true, Ordering::Relaxed);
+                    // Down or gone: counted as link_down (a link that went down is waited
+                    // for); any other error: the device is broken, the bridge stops (the
+                    // counters are still reported).
+                    self.device_error(side, false, source);
+                    let reason = if self.links[side.index()].down_since.is_some() {
+                        DropReason::LinkDown
+                    } else {
+                        DropReason::TxError
+                    };
+                    self.fail_from(side, reason, &departures[sent..]);
                     return;
                 }
             };
@@ -468,7 +510,19 @@ impl Forwarder {
             if took == 0 {
                 retries += 1;
                 if retries > TX_RETRIES {
-                    self.fail_from(side, &departures[sent..]);
+                    // Full past the budget: a link going down can look like this first.
+                    if let Some((link, name)) = self
+                        .device(side, false)
+                        .map(|d| (d.link(), d.name().to_string()))
+                    {
+                        self.apply_link(side, link, name, "it takes no frames");
+                    }
+                    let reason = if self.links[side.index()].down_since.is_some() {
+                        DropReason::LinkDown
+                    } else {
+                        DropReason::TxError
+                    };
+                    self.fail_from(side, reason, &departures[sent..]);
                     return;
                 }
                 std::thread::yield_now();
@@ -476,11 +530,159 @@ impl Forwarder {
         }
     }
 
-    fn fail_from(&mut self, side: Side, departures: &[(u32, ClassId, u32, u32)]) {
+    fn fail_from(
+        &mut self,
+        side: Side,
+        reason: DropReason,
+        departures: &[(u32, ClassId, u32, u32)],
+    ) {
         use crate::pipeline::FrameStore;
+        if reason == DropReason::LinkDown {
+            self.links[side.index()].unsent += departures.len() as u64;
+        }
         for &(slot, class, bytes, wire) in departures {
-            self.pipeline.record_tx_failure(side, class, bytes, wire);
+            self.pipeline
+                .record_tx_failure(side, class, reason, bytes, wire);
             self.frames.release(slot);
+        }
+    }
+
+    /// The device of `side` this forwarder receives on (`rx`) or sends on.
+    fn device(&mut self, side: Side, rx: bool) -> Option<&mut Box<dyn Device>> {
+        if rx {
+            self.ingresses
+                .iter_mut()
+                .find(|i| i.side == side)
+                .map(|i| &mut i.dev)
+        } else {
+            self.egress[side.index()].as_mut()
+        }
+    }
+
+    /// An error from `side`'s device (receiving when `rx`). An interface that went down is
+    /// waited for: the bridge keeps running, frames for it are counted as `link_down` until
+    /// it is back. One that is gone, or any other error, stops the bridge.
+    fn device_error(&mut self, side: Side, rx: bool, source: std::io::Error) {
+        let link = if is_link_error(&source) {
+            self.device(side, rx)
+                .map(|d| (d.link(), d.name().to_string()))
+        } else {
+            None
+        };
+        match link {
+            // Up again already: the next check or frame says so.
+            Some((Link::Up, _)) => {
+                self.shared.links.set(side, Link::Down);
+                self.link_down(side, &source.to_string())
+            }
+            Some((link, interface)) => self.apply_link(side, link, interface, &source.to_string()),
+            None if rx => self.fail(RunError::Receive {
+                port: side.name().to_string(),
+                source,
+            }),
+            None => self.fail(RunError::Send {
+                port: side.name().to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// A wait on every ingress failed: a link error is each ingress's link looked at (the
+    /// pending error was taken, so which one does not matter); anything else stops the bridge.
+    fn wait_error(&mut self, source: std::io::Error) {
+        if !is_link_error(&source) {
+            let e = self.ingresses[0].error(source);
+            self.fail(e);
+            return;
+        }
+        for i in 0..self.ingresses.len() {
+            let side = self.ingresses[i].side;
+            let name = self.ingresses[i].dev.name().to_string();
+            let link = self.ingresses[i].dev.link();
+            if link != Link::Up {
+                self.apply_link(side, link, name, &source.to_string());
+            }
+        }
+    }
+
+    /// Look at the link of every port this forwarder sends on or receives from (its sending
+    /// device when it has one).
+    fn check_links(&mut self) {
+        for side in Side::BOTH {
+            let dev = match self.egress[side.index()].as_mut() {
+                Some(d) => Some(d),
+                None => self
+                    .ingresses
+                    .iter_mut()
+                    .find(|i| i.side == side)
+                    .map(|i| &mut i.dev),
+            };
+            if let Some(d) = dev {
+                let (link, name) = (d.link(), d.name().to_string());
+                self.apply_link(side, link, name, "");
+            }
+        }
+    }
+
+    /// What `side`'s link was found to be (`why`: the error that made us look, if any).
+    fn apply_link(&mut self, side: Side, link: Link, interface: String, why: &str) {
+        self.shared.links.set(side, link);
+        let state = match link {
+            Link::Up => return self.link_back(side),
+            Link::Gone => {
+                // Nothing more is sent to it: what is left for it is counted as link_down.
+                let watch = &mut self.links[side.index()];
+                watch.down_since.get_or_insert_with(Instant::now);
+                return self.fail(RunError::Gone {
+                    port: side.name().to_string(),
+                    interface,
+                });
+            }
+            Link::Down => "set down",
+            Link::NoCarrier => "no carrier",
+        };
+        if why.is_empty() {
+            self.link_down(side, &format!("{interface}: {state}"));
+        } else {
+            self.link_down(side, &format!("{interface}: {state}; {why}"));
+        }
+    }
+
+    fn fail(&mut self, e: RunError) {
+        if self.fatal.is_some() {
+            return;
+        }
+        if let RunError::Gone { port, interface } = &e {
+            tracing::warn!("port {port}: interface {interface} disappeared; stopping");
+        }
+        self.fatal = Some(e);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// `side`'s link went down (`why`): said once, until it is back.
+    fn link_down(&mut self, side: Side, why: &str) {
+        let watch = &mut self.links[side.index()];
+        if watch.down_since.is_none() {
+            watch.down_since = Some(Instant::now());
+            watch.unsent = 0;
+            tracing::warn!(
+                "port {}: the link is down ({why}); weir keeps running and counts the frames \
+                 it cannot send as link_down until the link is back",
+                side.name()
+            );
+        }
+    }
+
+    /// `side` received or sent again after its link was down.
+    fn link_back(&mut self, side: Side) {
+        let watch = &mut self.links[side.index()];
+        if let Some(since) = watch.down_since.take() {
+            tracing::info!(
+                "port {}: the link is back after {:.1} s; {} frames could not be sent meanwhile",
+                side.name(),
+                since.elapsed().as_secs_f64(),
+                watch.unsent
+            );
         }
     }
 
@@ -555,16 +757,12 @@ impl Forwarder {
             match &fds {
                 Some(fds) if draining_since.is_none() => {
                     if let Err(e) = crate::io::sys::wait_any_readable(fds, wait) {
-                        let e = self.ingresses[0].error(e);
-                        self.fatal.get_or_insert(e);
-                        self.stop.store(true, Ordering::Relaxed);
+                        self.wait_error(e);
                     }
                 }
                 _ if draining_since.is_none() && self.ingresses.len() == 1 => {
                     if let Err(e) = self.ingresses[0].dev.wait_readable(wait) {
-                        let e = self.ingresses[0].error(e);
-                        self.fatal.get_or_insert(e);
-                        self.stop.store(true, Ordering::Relaxed);
+                        self.wait_error(e);
                     }
                 }
                 _ => std::thread::sleep(wait.min(Duration::from_millis(1))),

@@ -179,6 +179,52 @@ impl KernelDropCounters {
     }
 }
 
+/// Each port's link as its forwarding threads last found it (for `weir status` and the
+/// metrics): a state code and, when not up, since when (Unix milliseconds).
+#[derive(Debug, Default)]
+pub struct LinkStates {
+    state: [std::sync::atomic::AtomicU8; 2],
+    since_ms: [AtomicU64; 2],
+}
+
+impl LinkStates {
+    const NAMES: [&'static str; 4] = ["up", "set down", "no carrier", "gone"];
+
+    pub(crate) fn set(&self, side: Side, link: crate::io::Link) {
+        let code = match link {
+            crate::io::Link::Up => 0,
+            crate::io::Link::Down => 1,
+            crate::io::Link::NoCarrier => 2,
+            crate::io::Link::Gone => 3,
+        };
+        let i = side.index();
+        if self.state[i].swap(code, Ordering::Relaxed) != code {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            self.since_ms[i].store(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Port `side`'s link: `up`, `set down`, `no carrier` or `gone`, and for how many seconds
+    /// it has not been up.
+    pub fn get(&self, side: Side) -> (&'static str, Option<f64>) {
+        let i = side.index();
+        let code = usize::from(self.state[i].load(Ordering::Relaxed)).min(3);
+        if code == 0 {
+            return ("up", None);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let since = self.since_ms[i].load(Ordering::Relaxed);
+        (
+            Self::NAMES[code],
+            Some(now.saturating_sub(since) as f64 / 1000.0),
+        )
+    }
+}
+
 /// Frames the kernel dropped as they arrived at a port, before weir could receive them: its
 /// receive ring or socket buffer was full because weir did not read fast enough. weir never
 /// received them, so they are in no class's counts (nor in `received_per_port`).
@@ -248,6 +294,12 @@ pub enum RunError {
         port: String,
         source: std::io::Error,
     },
+    #[error(
+        "port {port}: interface {interface} disappeared (deleted, or moved to another \
+         namespace); weir stopped, and the frames queued for it are counted as link_down. \
+         Start weir again once the interface is back"
+    )]
+    Gone { port: String, interface: String },
     #[error("a weir thread failed: {0}")]
     Thread(String),
     #[error("the owner resolver (user, cmd, ... rules): {0}")]

@@ -74,6 +74,7 @@ pub struct Published {
     pub ports: [Mutex<PortSnapshot>; 2],
     pub forwarders: Vec<Mutex<ForwarderSnapshot>>,
     pub kernel_drops: KernelDropCounters,
+    pub links: super::LinkStates,
     /// The budgets' counts, shared by the forwarding threads, the control plane and the
     /// store (crate::budget).
     pub ledger: Arc<crate::budget::Ledger>,
@@ -102,6 +103,7 @@ impl Published {
                 })
                 .collect(),
             kernel_drops: KernelDropCounters::default(),
+            links: super::LinkStates::default(),
             ledger: Arc::new(crate::budget::Ledger::new(
                 &plan.budgets,
                 plan.timezone.clone(),

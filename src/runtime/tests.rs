@@ -304,7 +304,7 @@ fn truncated_frames_are_counted_not_lost_in(threads: Threads) {
     assert_eq!(report.buffers_outstanding, 0);
 }
 
-/// A device whose sends always fail, like an interface deleted under the bridge.
+/// A device whose sends always fail with an error that says nothing about its link.
 struct Broken;
 
 impl crate::io::Device for Broken {
@@ -315,7 +315,7 @@ impl crate::io::Device for Broken {
         Ok(0)
     }
     fn send_batch(&mut self, _: &[TxFrame<'_>]) -> std::io::Result<usize> {
-        Err(std::io::Error::from_raw_os_error(libc::ENODEV))
+        Err(std::io::Error::from_raw_os_error(libc::EIO))
     }
     fn wait_readable(&mut self, t: Duration) -> std::io::Result<bool> {
         std::thread::sleep(t.min(Duration::from_millis(1)));
@@ -1127,5 +1127,170 @@ fn live_and_replay_drivers_count_the_same() {
         );
         let finished = fwd.finish(last.unwrap_or(t0));
         assert_eq!(finished.buffers_outstanding, 0);
+    }
+}
+
+/// A sending device whose link the test sets: up (a memory device), set down (sends fail with
+/// ENETDOWN, as AF_PACKET's do), without carrier (sends are taken and lost, as a veth whose
+/// peer is down takes them) or gone (ENXIO).
+struct Switched {
+    inner: MemoryDevice,
+    link: Arc<std::sync::Mutex<crate::io::Link>>,
+}
+
+impl crate::io::Device for Switched {
+    fn name(&self) -> &str {
+        "switched"
+    }
+    fn recv_batch(&mut self, b: &mut [Box<[u8]>], m: &mut [RxMeta]) -> std::io::Result<usize> {
+        self.inner.recv_batch(b, m)
+    }
+    fn send_batch(&mut self, frames: &[TxFrame<'_>]) -> std::io::Result<usize> {
+        use crate::io::Link;
+        match *self.link.lock().unwrap() {
+            Link::Up => self.inner.send_batch(frames),
+            Link::Down => Err(std::io::Error::from_raw_os_error(libc::ENETDOWN)),
+            Link::NoCarrier => Ok(frames.len()),
+            Link::Gone => Err(std::io::Error::from_raw_os_error(libc::ENXIO)),
+        }
+    }
+    fn wait_readable(&mut self, t: Duration) -> std::io::Result<bool> {
+        self.inner.wait_readable(t)
+    }
+    fn offloads(&self) -> bool {
+        self.inner.offloads()
+    }
+    fn link(&mut self) -> crate::io::Link {
+        *self.link.lock().unwrap()
+    }
+}
+
+/// The bridge with wan's sending device a [`Switched`] one: (its link, lan's inbound handle,
+/// wan's outbound handle, the stop flag, the bridge's thread).
+#[allow(clippy::type_complexity)]
+fn start_switched(
+    threads: Threads,
+) -> (
+    Arc<std::sync::Mutex<crate::io::Link>>,
+    MemoryHandle,
+    MemoryHandle,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<Result<RunReport, RunError>>,
+) {
+    let plan = Arc::new(crate::config::parse(FAST_CONFIG, std::path::Path::new("t.ron")).unwrap());
+    let (lan_rx, lan_in) = memory_device("lan-rx", 1000);
+    let (lan_tx, _) = memory_device("lan-tx", 1000);
+    let (wan_rx, _) = memory_device("wan-rx", 1000);
+    let (wan_tx, wan_out) = memory_device("wan-tx", 1000);
+    let link = Arc::new(std::sync::Mutex::new(crate::io::Link::Up));
+    let ports = [
+        PortIo {
+            rx: Box::new(lan_rx),
+            tx: Box::new(lan_tx),
+        },
+        PortIo {
+            rx: Box::new(wan_rx),
+            tx: Box::new(Switched {
+                inner: wan_tx,
+                link: Arc::clone(&link),
+            }),
+        },
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    let opts = Options {
+        threads,
+        ..Options::default()
+    };
+    let thread = std::thread::spawn(move || run(plan, ports, s, &opts));
+    (link, lan_in, wan_out, stop, thread)
+}
+
+fn link_down_drops(report: &RunReport) -> u64 {
+    report
+        .classes
+        .iter()
+        .map(|c| c.drops_by_reason["link_down"])
+        .sum()
+}
+
+/// Injects `n` frames on lan and waits (bounded) until they are through the bridge.
+fn inject_and_settle(lan_in: &MemoryHandle, n: usize) {
+    for i in 0..n {
+        lan_in.inject(
+            &udp_filled([198, 18, 0, 1], [198, 19, 0, 1], 9, 200, i as u8),
+            VnetHdr::NONE,
+        );
+    }
+    let t = Instant::now();
+    while lan_in.pending_inbound() > 0 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+#[test]
+fn a_link_that_goes_down_is_waited_for_and_what_it_could_not_send_is_counted() {
+    use crate::io::Link;
+    for threads in [Threads::RunToCompletion, Threads::PerDirection] {
+        for down in [Link::Down, Link::NoCarrier] {
+            let (link, lan_in, wan_out, stop, thread) = start_switched(threads);
+            inject_and_settle(&lan_in, 10);
+            assert_eq!(wan_out.take_sent().len(), 10, "{threads:?} {down:?}");
+            *link.lock().unwrap() = down;
+            // Without carrier nothing fails: the periodic look at the link (100 ms) finds it.
+            std::thread::sleep(Duration::from_millis(300));
+            inject_and_settle(&lan_in, 20);
+            assert!(
+                !thread.is_finished(),
+                "{threads:?} {down:?}: the bridge stopped"
+            );
+            *link.lock().unwrap() = Link::Up;
+            std::thread::sleep(Duration::from_millis(300));
+            inject_and_settle(&lan_in, 30);
+            assert_eq!(
+                wan_out.take_sent().len(),
+                30,
+                "{threads:?} {down:?}: resumed"
+            );
+            stop.store(true, Ordering::Relaxed);
+            let report = thread.join().unwrap().unwrap();
+            assert_eq!(report.error, None, "{threads:?} {down:?}");
+            assert_eq!(link_down_drops(&report), 20, "{threads:?} {down:?}");
+            let tot = report.totals;
+            assert_eq!(tot.received, 60, "{threads:?} {down:?}");
+            assert_eq!(tot.forwarded, 40, "{threads:?} {down:?}");
+            assert_eq!(
+                tot.received,
+                tot.forwarded + tot.dropped,
+                "{threads:?} {down:?}"
+            );
+            assert_eq!(report.buffers_outstanding, 0, "{threads:?} {down:?}");
+        }
+    }
+}
+
+#[test]
+fn an_interface_that_is_gone_stops_the_bridge_and_says_so() {
+    for threads in [Threads::RunToCompletion, Threads::PerDirection] {
+        let (link, lan_in, _wan_out, _stop, thread) = start_switched(threads);
+        *link.lock().unwrap() = crate::io::Link::Gone;
+        inject_and_settle(&lan_in, 20);
+        // No one sets `stop`: the bridge ends by itself, within a bounded time.
+        let t = Instant::now();
+        while !thread.is_finished() && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let report = thread.join().unwrap().unwrap();
+        let err = report.error.as_deref().unwrap_or_default();
+        assert!(
+            err.contains("port wan: interface switched disappeared"),
+            "{threads:?}: {err:?}"
+        );
+        // Whatever it received before it saw the interface gone could not be sent.
+        let tot = report.totals;
+        assert_eq!(tot.received, tot.dropped, "{threads:?}");
+        assert_eq!(link_down_drops(&report), tot.dropped, "{threads:?}");
+        assert_eq!(report.buffers_outstanding, 0, "{threads:?}");
     }
 }

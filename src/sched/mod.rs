@@ -400,10 +400,17 @@ impl<T: Copy> PortScheduler<T> {
         self.queued_frames
     }
 
-    /// A departed frame that the device refused: counted as dropped, not forwarded.
-    pub fn record_tx_failure(&mut self, class: ClassId, bytes: u32, wire_bytes: u32) {
+    /// A departed frame that the device refused or could not send: counted as dropped with
+    /// `reason`, not forwarded.
+    pub fn record_tx_failure(
+        &mut self,
+        class: ClassId,
+        reason: DropReason,
+        bytes: u32,
+        wire_bytes: u32,
+    ) {
         if let Some(c) = self.classes.get_mut(usize::from(class)) {
-            c.stats.record_tx_failure(bytes, wire_bytes);
+            c.stats.record_tx_failure(reason, bytes, wire_bytes);
         }
     }
 

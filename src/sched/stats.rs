@@ -38,10 +38,13 @@ pub enum DropReason {
     /// Its budget was used up (`then: drop`), or it was beyond the ceil a used-up rule
     /// budget polices (crate::budget).
     Budget,
+    /// Released by the scheduler while its port's link was down (set down, no carrier, or
+    /// the interface gone): the live bridge could not send it.
+    LinkDown,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::QueueFull,
         DropReason::Overflow,
@@ -53,6 +56,7 @@ impl DropReason {
         DropReason::TxError,
         DropReason::Reload,
         DropReason::Budget,
+        DropReason::LinkDown,
     ];
 
     /// The name used in tables and JSON.
@@ -68,6 +72,7 @@ impl DropReason {
             DropReason::TxError => "tx_error",
             DropReason::Reload => "reload",
             DropReason::Budget => "budget",
+            DropReason::LinkDown => "link_down",
         }
     }
 }
@@ -158,13 +163,13 @@ impl ClassStats {
         self.sojourn_sum_ns = self.sojourn_sum_ns.saturating_add(sojourn_ns);
     }
 
-    /// A frame counted as forwarded never made it out: move it to dropped (`TxError`).
-    /// Its sojourn stays recorded (it did leave the queue).
-    pub fn record_tx_failure(&mut self, bytes: u32, wire_bytes: u32) {
+    /// A frame counted as forwarded never made it out: move it to dropped (`TxError` or
+    /// `LinkDown`). Its sojourn stays recorded (it did leave the queue).
+    pub fn record_tx_failure(&mut self, reason: DropReason, bytes: u32, wire_bytes: u32) {
         self.forwarded_frames -= 1;
         self.forwarded_bytes -= u64::from(bytes);
         self.forwarded_wire_bytes -= u64::from(wire_bytes);
-        self.record_dropped(DropReason::TxError, bytes);
+        self.record_dropped(reason, bytes);
     }
 
     /// A frame counted as received here was moved to another class (a reload): it is counted

@@ -94,6 +94,14 @@ pub fn write_status(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
                 _ => String::new(),
             }
         )?;
+        if p.link != "up" {
+            writeln!(
+                out,
+                "  LINK {} for {:.1} s: frames leaving here are dropped (link_down)",
+                p.link.to_uppercase(),
+                p.link_down_s.unwrap_or(0.0)
+            )?;
+        }
         writeln!(
             out,
             "  {:<12} {:>4} {:>10} {:>10} {:>10} {:>10} {:>11} {:>10} {:>9} {:>8} {:>15} {:>6}  drops in the last second",

@@ -895,7 +895,13 @@ impl Device for AfPacket {
         if pfd.revents & libc::POLLNVAL != 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
-        // An error condition counts as readable: recv_batch then reports it.
+        // A pending error (the interface went down or away) is taken and returned, else poll
+        // would keep waking for it (a receive ring never reads it).
+        if pfd.revents & libc::POLLERR != 0 {
+            if let Some(e) = super::sys::take_socket_error(self.fd.as_raw_fd()) {
+                return Err(e);
+            }
+        }
         Ok(pfd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0)
     }
 
@@ -905,6 +911,21 @@ impl Device for AfPacket {
 
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         Some(self.fd.as_raw_fd())
+    }
+
+    /// Gone when no interface has this name any more or another one took it (the socket is
+    /// bound to the old index for good); down when it is set down or has no carrier.
+    /// Two ioctls on the socket itself.
+    fn link(&mut self) -> super::Link {
+        match netdev::link_state(&self.fd, &self.name) {
+            Ok(None) => super::Link::Gone,
+            Ok(Some(s)) if s.index != self.ifindex => super::Link::Gone,
+            Ok(Some(s)) if !s.up => super::Link::Down,
+            Ok(Some(s)) if !s.running => super::Link::NoCarrier,
+            Ok(Some(_)) => super::Link::Up,
+            // Unknown (the kernel refused the question): no reason to stop the bridge.
+            Err(_) => super::Link::Up,
+        }
     }
 
     /// [`KernelRxStats::dropped`], read now ([`AfPacket::kernel_rx_stats`]: one system call).

@@ -61,6 +61,9 @@ pub fn raise_thread_priority(nice: i32) -> bool {
 /// Wait until one of `fds` is readable or `timeout` passes (nanosecond resolution, unlike
 /// poll's milliseconds: a shaper's next departure can be microseconds away). Returns whether
 /// one is readable; an interrupted wait returns false. At most 8 descriptors are watched.
+/// A socket that polls with an error pending (a packet socket whose interface went down)
+/// has the error taken ([`take_socket_error`]) and returned, so the next wait does not wake
+/// for it again.
 pub fn wait_any_readable(
     fds: &[std::os::fd::RawFd],
     timeout: std::time::Duration,
@@ -93,7 +96,34 @@ pub fn wait_any_readable(
             Err(e)
         };
     }
+    for p in &pfds[..n] {
+        if p.revents & libc::POLLERR != 0 {
+            if let Some(e) = take_socket_error(p.fd) {
+                return Err(e);
+            }
+        }
+    }
     Ok(rc > 0)
+}
+
+/// The error pending on socket `fd` (`SO_ERROR`), which reading clears; `None` when there is
+/// none or `fd` is not a socket. A packet socket's interface going down or away leaves
+/// `ENETDOWN` there and makes poll report `POLLERR` until it is read.
+pub fn take_socket_error(fd: std::os::fd::RawFd) -> Option<std::io::Error> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `err` and `len` are valid for writes and outlive the call; `len` holds the size
+    // of `err`, the most the kernel writes for SO_ERROR.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && err != 0).then(|| std::io::Error::from_raw_os_error(err))
 }
 
 /// Send `signal` (e.g. `libc::SIGTERM`) to process `pid`. Errors (no such process) are ignored:

@@ -168,6 +168,39 @@ fn map_gone(name: &str, op: &'static str, e: io::Error) -> NetdevError {
     }
 }
 
+/// What [`link_state`] finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkState {
+    pub index: u32,
+    pub up: bool,
+    pub running: bool,
+}
+
+/// Index and flags of `name`, asked on `sock` (any socket of this namespace answers interface
+/// ioctls; a packet socket passes them on): two ioctls, no allocation. `Ok(None)` when there is
+/// no interface of that name here.
+pub fn link_state(sock: &OwnedFd, name: &str) -> io::Result<Option<LinkState>> {
+    let gone = |e: io::Error| match e.raw_os_error() {
+        Some(libc::ENODEV) | Some(libc::ENXIO) => Ok(None),
+        _ => Err(e),
+    };
+    let flags = match ifreq_ioctl(sock, name, libc::SIOCGIFFLAGS) {
+        // SAFETY: SIOCGIFFLAGS fills the `ifru_flags` member of the union.
+        Ok(r) => i32::from(unsafe { r.ifr_ifru.ifru_flags } as u16),
+        Err(e) => return gone(e),
+    };
+    let index = match ifreq_ioctl(sock, name, libc::SIOCGIFINDEX) {
+        // SAFETY: SIOCGIFINDEX fills the `ifru_ifindex` member of the union.
+        Ok(r) => unsafe { r.ifr_ifru.ifru_ifindex },
+        Err(e) => return gone(e),
+    };
+    Ok(Some(LinkState {
+        index: u32::try_from(index).unwrap_or(0),
+        up: flags & libc::IFF_UP != 0,
+        running: flags & libc::IFF_RUNNING != 0,
+    }))
+}
+
 fn ifreq_ioctl(sock: &OwnedFd, name: &str, request: libc::c_ulong) -> io::Result<libc::ifreq> {
     // SAFETY: ifreq is plain old data (arrays, integers, a union of those); all-zero is valid.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };

@@ -10,10 +10,12 @@ cd "$(dirname "$0")"
 runs="${RUNS:-10000000}"
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(payload capture rule config classify pipeline)
-# Built without a sanitizer: the targets reach only safe Rust (weir's unsafe code is in its
-# kernel modules, which no target reaches) and libpcap, which cargo-fuzz does not instrument;
-# AddressSanitizer would cost 5-10x the executions and find nothing Rust's checks do not.
-cargo +nightly fuzz build -O -s none
+# Optimized, with debug assertions and overflow checks (-a: an overflow the release build would
+# wrap silently is a finding), without a sanitizer: the targets reach only safe Rust (weir's
+# unsafe code is in its kernel modules, which no target reaches) and libpcap, which cargo-fuzz
+# does not instrument; AddressSanitizer would cost 5-10x the executions and find nothing Rust's
+# checks do not.
+cargo +nightly fuzz build -O -a -s none
 bin=target/x86_64-unknown-linux-gnu/release
 mkdir -p logs
 # The classifier and the schedulers allocate their tables per input: keep glibc from mapping and

@@ -84,6 +84,23 @@ pub fn payload(data: &[u8]) {
     }
 }
 
+/// The frames of a fuzz input, with their control bytes: each frame is behind its length (two
+/// bytes, little-endian, at most 4096; cut short at the end of the input) and a control byte.
+fn frames(data: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        let [lo, hi, ctl, tail @ ..] = rest else {
+            return None;
+        };
+        let n = usize::from(u16::from_le_bytes([*lo, *hi]))
+            .min(4096)
+            .min(tail.len());
+        let (frame, next) = tail.split_at(n);
+        rest = next;
+        Some((*ctl, frame))
+    })
+}
+
 /// The config of [`classify`]: rules that read names, sets, protocols, ports and per-frame
 /// fields; a small flow table that fills and expires.
 pub const CLASSIFY_CONFIG: &str = r#"(
@@ -112,13 +129,7 @@ pub fn classify(plan: &crate::config::Plan, data: &[u8]) {
         plan.port(Side::Wan).classes.len(),
     ];
     let mut now = 0u64;
-    let mut rest = data;
-    while let [lo, hi, ctl, tail @ ..] = rest {
-        let n = usize::from(u16::from_le_bytes([*lo, *hi]))
-            .min(4096)
-            .min(tail.len());
-        let (frame, next) = tail.split_at(n);
-        rest = next;
+    for (ctl, frame) in frames(data) {
         let egress = if ctl & 1 == 0 { Side::Lan } else { Side::Wan };
         now += u64::from(ctl >> 1) * 20_000_000;
         let v = crate::wire::parse(frame);
@@ -167,15 +178,9 @@ pub fn pipeline(plan: &std::sync::Arc<crate::config::Plan>, data: &[u8]) {
         departed_bytes += bytes.len() as u64;
     };
     let mut now = 1_700_000_000_000_000_000u64;
-    let mut rest = data;
-    while let [lo, hi, ctl, tail @ ..] = rest {
-        let n = usize::from(u16::from_le_bytes([*lo, *hi]))
-            .min(4096)
-            .min(tail.len());
-        let (frame, next) = tail.split_at(n);
-        rest = next;
-        now += u64::from(*ctl) * 1_000_000;
-        replay.push(now, frame, n as u32, &mut out);
+    for (ctl, frame) in frames(data) {
+        now += u64::from(ctl) * 1_000_000;
+        replay.push(now, frame, frame.len() as u32, &mut out);
     }
     let report = replay.finish(&mut out);
     let t = report.totals;

@@ -21,22 +21,24 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-#[test]
-fn payload_corpus_stays_clean() {
-    for (path, data) in corpus("payload") {
-        let r = std::panic::catch_unwind(|| weir::fuzzing::payload(&data));
+/// Every input of `target`'s corpus through `body`, none panicking.
+fn stays_clean(target: &str, body: impl Fn(&[u8])) {
+    for (path, data) in corpus(target) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&data)));
         assert!(r.is_ok(), "{}", path.display());
     }
+}
+
+#[test]
+fn payload_corpus_stays_clean() {
+    stays_clean("payload", weir::fuzzing::payload);
 }
 
 #[test]
 fn classify_corpus_stays_clean() {
     let plan = weir::config::parse(weir::fuzzing::CLASSIFY_CONFIG, Path::new("fuzz.ron"))
         .expect("the fuzz config");
-    for (path, data) in corpus("classify") {
-        let r = std::panic::catch_unwind(|| weir::fuzzing::classify(&plan, &data));
-        assert!(r.is_ok(), "{}", path.display());
-    }
+    stays_clean("classify", |d| weir::fuzzing::classify(&plan, d));
 }
 
 #[test]
@@ -44,35 +46,23 @@ fn pipeline_corpus_stays_clean() {
     let plan = weir::config::parse(weir::fuzzing::PIPELINE_CONFIG, Path::new("fuzz.ron"))
         .expect("the fuzz config");
     let plan = std::sync::Arc::new(plan);
-    for (path, data) in corpus("pipeline") {
-        let r = std::panic::catch_unwind(|| weir::fuzzing::pipeline(&plan, &data));
-        assert!(r.is_ok(), "{}", path.display());
-    }
+    stays_clean("pipeline", |d| weir::fuzzing::pipeline(&plan, d));
 }
 
 #[test]
 fn rule_corpus_stays_clean() {
-    for (path, data) in corpus("rule") {
-        let r = std::panic::catch_unwind(|| weir::fuzzing::rule(&data));
-        assert!(r.is_ok(), "{}", path.display());
-    }
+    stays_clean("rule", weir::fuzzing::rule);
 }
 
 #[test]
 fn config_corpus_stays_clean() {
-    for (path, data) in corpus("config") {
-        let r = std::panic::catch_unwind(|| weir::fuzzing::config(&data));
-        assert!(r.is_ok(), "{}", path.display());
-    }
+    stays_clean("config", weir::fuzzing::config);
 }
 
 #[test]
 fn capture_corpus_stays_clean() {
     let scratch =
         std::env::temp_dir().join(format!("weir-fuzz-corpus-{}.pcap", std::process::id()));
-    for (path, data) in corpus("capture") {
-        let r = std::panic::catch_unwind(|| weir::fuzzing::capture(&scratch, &data));
-        assert!(r.is_ok(), "{}", path.display());
-    }
+    stays_clean("capture", |d| weir::fuzzing::capture(&scratch, d));
     let _ = std::fs::remove_file(&scratch);
 }

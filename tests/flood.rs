@@ -55,7 +55,7 @@ impl Flood {
             64,
         );
         self.frame.clear();
-        if self.i % 2 == 0 {
+        if self.i.is_multiple_of(2) {
             b.tcp(sport, 80, *state as u32, 1000)
                 .syn()
                 .write(&mut self.frame, &[])

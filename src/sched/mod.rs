@@ -30,6 +30,7 @@ pub mod class_queue;
 pub mod cobalt;
 pub mod codel;
 pub mod memory;
+pub mod shared_rate;
 pub mod stats;
 pub mod token_bucket;
 

@@ -123,6 +123,23 @@ impl TokenBucket {
         self.last.saturating_add(wait)
     }
 
+    /// Refill to `now`, then take up to `units` of the tokens there are (none when there are
+    /// none): what a worker leases from a rate shared by several ([`super::shared_rate`]).
+    #[inline]
+    pub fn lease(&mut self, now: Nanos, units: i128) -> i128 {
+        self.refill(now);
+        let got = units.min(self.tokens).max(0);
+        self.tokens -= got;
+        got
+    }
+
+    /// Put back `units` leased and not spent (never above the depth: what would overflow it is
+    /// lost, as the tokens of a full bucket are).
+    #[inline]
+    pub fn give_back(&mut self, units: i128) {
+        self.tokens = self.tokens.saturating_add(units.max(0)).min(self.depth);
+    }
+
     /// Current tokens in bytes (rounded toward zero), for display and tests.
     pub fn tokens_bytes(&self) -> i64 {
         i64::try_from(self.tokens / UNITS_PER_BYTE).unwrap_or(i64::MAX)

@@ -9,6 +9,7 @@
 //!   batch): CPU time of the process per frame (getrusage), and frames a second in all;
 //! - exactness: the rate 10 Gbit/s, below what the threads can take, for 1 s: bytes sent in all
 //!   against the rate's worth (+ its 1 MB burst).
+//!
 //! On a machine with fewer cores than threads, the threads share the cores: the figures then
 //! include a lock holder descheduled while others wait for it (what oversubscription costs).
 

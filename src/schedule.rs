@@ -116,8 +116,7 @@ impl Window {
                     let (h, m) = s.split_once(':')?;
                     let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
                     // `then`, not `then_some`: h * 60 overflows for hours that are refused.
-                    (m < 60 && (h < 24 || (h == 24 && m == 0)) && s.len() <= 5)
-                        .then(|| h * 60 + m)
+                    (m < 60 && (h < 24 || (h == 24 && m == 0)) && s.len() <= 5).then(|| h * 60 + m)
                 };
                 let (a, b) = (minute(a).ok_or_else(bad)?, minute(b).ok_or_else(bad)?);
                 if a == DAY {

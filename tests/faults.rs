@@ -350,3 +350,12 @@ fn sigterm_under_full_load_drains_within_two_seconds_and_the_counts_reconcile() 
         s.took
     );
 }
+
+#[test]
+fn link_faults_are_survived_with_recvmmsg_and_with_pnet() {
+    if !require_root("link_faults_are_survived_with_recvmmsg_and_with_pnet") {
+        return;
+    }
+    survive_link_faults("faults-mmsg", &["--rx", "mmsg"]);
+    survive_link_faults("faults-pnet", &["--io", "pnet"]);
+}

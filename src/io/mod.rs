@@ -73,6 +73,19 @@ pub enum Link {
     Gone,
 }
 
+/// The link of interface `name` as [`Device::link`] reports it, asked by name (a few system
+/// calls): for backends without a socket of their own to ask on.
+pub fn link_by_name(name: &str) -> Link {
+    match sys::netdev::interface_info(name) {
+        Ok(i) if !i.up => Link::Down,
+        Ok(i) if !i.running => Link::NoCarrier,
+        Ok(_) => Link::Up,
+        Err(sys::netdev::NetdevError::NoSuchInterface { .. }) => Link::Gone,
+        // Unknown (the kernel refused the question): no reason to stop the bridge.
+        Err(_) => Link::Up,
+    }
+}
+
 pub trait Device: Send {
     /// Interface name, for messages.
     fn name(&self) -> &str;

@@ -236,7 +236,14 @@ impl PnetRx {
                 Err(e) if timed_out(&e) => break,
                 // Report what was received; the error comes back on the next call.
                 Err(_) if n > 0 => break,
-                Err(e) => return Err(e),
+                // pnet says "Unexpected poll event" for a socket error (the interface went down
+                // or away): take the error itself, which also stops poll waking for it.
+                Err(e) => {
+                    let pending = (self.fd >= 0)
+                        .then(|| crate::io::sys::take_socket_error(self.fd))
+                        .flatten();
+                    return Err(pending.unwrap_or(e));
+                }
             };
             let cap = bufs[n].len();
             let len = frame.len().min(cap);
@@ -278,6 +285,11 @@ impl PnetRx {
         if pfd.revents & libc::POLLNVAL != 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
+        if pfd.revents & libc::POLLERR != 0 {
+            if let Some(e) = crate::io::sys::take_socket_error(self.fd) {
+                return Err(e);
+            }
+        }
         Ok(pfd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0)
     }
 }
@@ -317,6 +329,10 @@ impl PnetTx {
 }
 
 impl Device for PnetDevice {
+    fn link(&mut self) -> crate::io::Link {
+        crate::io::link_by_name(self.name())
+    }
+
     fn name(&self) -> &str {
         &self.rx.name
     }
@@ -335,6 +351,10 @@ impl Device for PnetDevice {
 }
 
 impl Device for PnetRx {
+    fn link(&mut self) -> crate::io::Link {
+        crate::io::link_by_name(self.name())
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -357,6 +377,10 @@ impl Device for PnetRx {
 }
 
 impl Device for PnetTx {
+    fn link(&mut self) -> crate::io::Link {
+        crate::io::link_by_name(self.name())
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

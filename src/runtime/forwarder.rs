@@ -511,11 +511,8 @@ impl Forwarder {
                 retries += 1;
                 if retries > TX_RETRIES {
                     // Full past the budget: a link going down can look like this first.
-                    if let Some((link, name)) = self
-                        .device(side, false)
-                        .map(|d| (d.link(), d.name().to_string()))
-                    {
-                        self.apply_link(side, link, name, "it takes no frames");
+                    if let Some(link) = self.device(side, false).map(|d| d.link()) {
+                        self.apply_link(side, link, "it takes no frames");
                     }
                     let reason = if self.links[side.index()].down_since.is_some() {
                         DropReason::LinkDown
@@ -564,18 +561,17 @@ impl Forwarder {
     /// it is back. One that is gone, or any other error, stops the bridge.
     fn device_error(&mut self, side: Side, rx: bool, source: std::io::Error) {
         let link = if is_link_error(&source) {
-            self.device(side, rx)
-                .map(|d| (d.link(), d.name().to_string()))
+            self.device(side, rx).map(|d| d.link())
         } else {
             None
         };
         match link {
             // Up again already: the next check or frame says so.
-            Some((Link::Up, _)) => {
+            Some(Link::Up) => {
                 self.shared.links.set(side, Link::Down);
                 self.link_down(side, &source.to_string())
             }
-            Some((link, interface)) => self.apply_link(side, link, interface, &source.to_string()),
+            Some(link) => self.apply_link(side, link, &source.to_string()),
             None if rx => self.fail(RunError::Receive {
                 port: side.name().to_string(),
                 source,
@@ -597,35 +593,44 @@ impl Forwarder {
         }
         for i in 0..self.ingresses.len() {
             let side = self.ingresses[i].side;
-            let name = self.ingresses[i].dev.name().to_string();
             let link = self.ingresses[i].dev.link();
             if link != Link::Up {
-                self.apply_link(side, link, name, &source.to_string());
+                self.apply_link(side, link, &source.to_string());
             }
         }
     }
 
-    /// Look at the link of every port this forwarder sends on or receives from (its sending
-    /// device when it has one).
+    /// The device whose link stands for `side`'s: the one this forwarder sends on, else the
+    /// one it receives from.
+    fn link_device(&mut self, side: Side) -> Option<&mut Box<dyn Device>> {
+        match self.egress[side.index()].as_mut() {
+            Some(d) => Some(d),
+            None => self
+                .ingresses
+                .iter_mut()
+                .find(|i| i.side == side)
+                .map(|i| &mut i.dev),
+        }
+    }
+
+    /// `side`'s interface name, for messages.
+    fn interface(&mut self, side: Side) -> String {
+        self.link_device(side)
+            .map_or_else(|| side.name().to_string(), |d| d.name().to_string())
+    }
+
+    /// Look at the link of every port this forwarder sends on or receives from. Allocates
+    /// nothing while the links stay as they were.
     fn check_links(&mut self) {
         for side in Side::BOTH {
-            let dev = match self.egress[side.index()].as_mut() {
-                Some(d) => Some(d),
-                None => self
-                    .ingresses
-                    .iter_mut()
-                    .find(|i| i.side == side)
-                    .map(|i| &mut i.dev),
-            };
-            if let Some(d) = dev {
-                let (link, name) = (d.link(), d.name().to_string());
-                self.apply_link(side, link, name, "");
+            if let Some(link) = self.link_device(side).map(|d| d.link()) {
+                self.apply_link(side, link, "");
             }
         }
     }
 
     /// What `side`'s link was found to be (`why`: the error that made us look, if any).
-    fn apply_link(&mut self, side: Side, link: Link, interface: String, why: &str) {
+    fn apply_link(&mut self, side: Side, link: Link, why: &str) {
         self.shared.links.set(side, link);
         let state = match link {
             Link::Up => return self.link_back(side),
@@ -633,14 +638,21 @@ impl Forwarder {
                 // Nothing more is sent to it: what is left for it is counted as link_down.
                 let watch = &mut self.links[side.index()];
                 watch.down_since.get_or_insert_with(Instant::now);
-                return self.fail(RunError::Gone {
-                    port: side.name().to_string(),
-                    interface,
-                });
+                if self.fatal.is_none() {
+                    let interface = self.interface(side);
+                    self.fail(RunError::Gone {
+                        port: side.name().to_string(),
+                        interface,
+                    });
+                }
+                return;
             }
+            // Said already.
+            _ if self.links[side.index()].down_since.is_some() => return,
             Link::Down => "set down",
             Link::NoCarrier => "no carrier",
         };
+        let interface = self.interface(side);
         if why.is_empty() {
             self.link_down(side, &format!("{interface}: {state}"));
         } else {

@@ -259,6 +259,7 @@ fn open_ports(lab: &Lab, rx: RxMode) -> [PortIo; 2] {
                     vnet_hdr: true,
                     send_only,
                     rx,
+                    fanout: None,
                 };
                 Box::new(AfPacket::open(&name, &opts).expect("open AF_PACKET"))
             };

@@ -509,6 +509,7 @@ fn open_af_packet(
             vnet_hdr: true,
             send_only: false,
             rx,
+            fanout: None,
         },
         if_ring_fails,
     )?;

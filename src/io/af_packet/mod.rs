@@ -58,6 +58,9 @@ const PACKET_AUXDATA: libc::c_int = 8;
 const PACKET_STATISTICS: libc::c_int = 6;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_FANOUT_HASH: libc::c_int = 0;
+const PACKET_FANOUT_FLAG_DEFRAG: libc::c_int = 0x8000;
 
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
@@ -186,6 +189,12 @@ pub struct AfPacketOptions {
     pub send_only: bool,
     /// How frames are received (ignored with `send_only`).
     pub rx: RxMode,
+    /// Join `PACKET_FANOUT` group `id` (one id space per network namespace) by flow hash: the
+    /// kernel gives each frame to one socket of the group, every frame of a flow (both
+    /// directions of it hash alike) to the same one, and reassembles IP fragments first so they
+    /// follow their flow. For several workers on one port (`--workers N`, issue 15). `None`:
+    /// this socket gets every frame of the interface.
+    pub fanout: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -512,6 +521,13 @@ impl AfPacket {
                 }),
                 _ => kernel("bind", e),
             });
+        }
+        // After bind: a fanout group takes sockets that are bound and running.
+        if let (Some(id), false) = (opts.fanout, opts.send_only) {
+            let arg =
+                libc::c_int::from(id) | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16;
+            set_int_opt(&fd, PACKET_FANOUT, arg)
+                .map_err(|e| kernel("setsockopt PACKET_FANOUT (hash)", e))?;
         }
 
         if opts.promiscuous {

@@ -152,6 +152,7 @@ fn a_batch_crosses_a_veth_intact_in_order_and_never_loops_back() {
                     vnet_hdr: false,
                     send_only: false,
                     rx: mode,
+                    fanout: None,
                 },
             )
             .unwrap();
@@ -417,6 +418,7 @@ fn with_vnet_headers_a_plain_frame_stays_plain() {
                 vnet_hdr: true,
                 send_only: false,
                 rx: mode,
+                fanout: None,
             };
             let mut tx = AfPacket::open("a", &opts).unwrap();
             let mut rx = AfPacket::open("b", &opts).unwrap();
@@ -498,6 +500,7 @@ fn with_vnet_headers_a_gso_super_frame_crosses_whole() {
                 vnet_hdr: true,
                 send_only: false,
                 rx: mode,
+                fanout: None,
             };
             let mut tx = AfPacket::open("a", &opts).unwrap();
             let mut rx = AfPacket::open("b", &opts).unwrap();
@@ -894,6 +897,7 @@ fn bridge_rx(rx: RxMode) -> AfPacketOptions {
         vnet_hdr: true,
         send_only: false,
         rx,
+        fanout: None,
     }
 }
 
@@ -1191,4 +1195,81 @@ fn frames_dropped_at_a_full_ring_or_socket_buffer_are_counted_exactly() {
 fn af_packet_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<AfPacket>();
+}
+
+#[test]
+fn a_fanout_group_keeps_each_flow_on_one_socket_and_in_order() {
+    if !have_root("a_fanout_group_keeps_each_flow_on_one_socket_and_in_order") {
+        return;
+    }
+    let ns = Netns::new("afp-fanout");
+    ns.veth(true);
+    ns.run_up(|| {
+        for (i, mode) in MODES.into_iter().enumerate() {
+            let mut tx = AfPacket::open("a", &plain()).unwrap();
+            let worker = || {
+                AfPacket::open(
+                    "b",
+                    &AfPacketOptions {
+                        promiscuous: true,
+                        rx: mode,
+                        // A new group per mode: the sockets of the last one are closed, but
+                        // the group leaves with its last member only.
+                        fanout: Some(0x100 + i as u16),
+                        ..plain()
+                    },
+                )
+                .unwrap()
+            };
+            let mut workers = [worker(), worker()];
+            // 64 UDP flows, 4 frames each, the rounds one after another: the payload says
+            // which flow and which round.
+            let mut frames = Vec::new();
+            for round in 0..4u8 {
+                for flow in 0..64u8 {
+                    let mut f = Vec::new();
+                    etherparse::PacketBuilder::ethernet2(SRC, DST)
+                        .ipv4([198, 18, 0, 1], [198, 19, 0, 1], 64)
+                        .udp(1000 + u16::from(flow), 9)
+                        .write(&mut f, &[flow, round])
+                        .unwrap();
+                    frames.push(f);
+                }
+            }
+            send_all(&mut tx, &frames, VnetHdr::NONE);
+            let got: Vec<Vec<(u8, u8)>> = workers
+                .iter_mut()
+                .map(|w| {
+                    recv_ours(w, frames.len(), MAX_FRAME, Duration::from_millis(500))
+                        .into_iter()
+                        .map(|(data, _)| (data[data.len() - 2], data[data.len() - 1]))
+                        .collect()
+                })
+                .collect();
+            assert_eq!(
+                got[0].len() + got[1].len(),
+                256,
+                "{mode:?}: each frame once"
+            );
+            assert!(
+                !got[0].is_empty() && !got[1].is_empty(),
+                "{mode:?}: 64 flows spread over both ({} and {})",
+                got[0].len(),
+                got[1].len()
+            );
+            for flow in 0..64u8 {
+                let on: Vec<usize> = (0..2)
+                    .filter(|&w| got[w].iter().any(|&(f, _)| f == flow))
+                    .collect();
+                assert_eq!(on.len(), 1, "{mode:?}: flow {flow} on workers {on:?}");
+                let rounds: Vec<u8> = got[on[0]]
+                    .iter()
+                    .filter(|&&(f, _)| f == flow)
+                    .map(|&(_, r)| r)
+                    .collect();
+                assert_eq!(rounds, [0, 1, 2, 3], "{mode:?}: flow {flow} in order");
+            }
+            eprintln!("{mode:?}: {} and {} frames", got[0].len(), got[1].len());
+        }
+    });
 }

@@ -13,8 +13,8 @@ targets=("$@")
 # Optimized, with debug assertions and overflow checks (-a: an overflow the release build would
 # wrap silently is a finding), without a sanitizer: the targets reach only safe Rust (weir's
 # unsafe code is in its kernel modules, which no target reaches) and libpcap, which cargo-fuzz
-# does not instrument; AddressSanitizer would cost 5-10x the executions and find nothing Rust's
-# checks do not.
+# does not instrument; AddressSanitizer would cost 6-14x the executions (docs/fuzzing.md) and
+# find nothing Rust's checks do not.
 cargo +nightly fuzz build -O -a -s none
 bin=target/x86_64-unknown-linux-gnu/release
 mkdir -p logs

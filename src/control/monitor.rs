@@ -337,6 +337,7 @@ impl Monitor {
                 ));
                 add(&mut totals, &snap.retired);
             }
+            let link = self.shared.links.get(side);
             ports.push(PortStatus {
                 published_s: snap.at as f64 / 1e9,
                 port: side.name().into(),
@@ -344,8 +345,8 @@ impl Monitor {
                 rate_bps: port_plan.spec.rate_bps,
                 arrived_frames: forwarders.iter().map(|f| f.received[side.index()]).sum(),
                 kernel_drops: self.shared.kernel_drops.get(side),
-                link: self.shared.links.get(side).0.to_string(),
-                link_down_s: self.shared.links.get(side).1,
+                link: link.0.to_string(),
+                link_down_s: link.1,
                 classes,
                 totals,
             });

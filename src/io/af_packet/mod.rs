@@ -913,10 +913,8 @@ impl Device for AfPacket {
         }
         // A pending error (the interface went down or away) is taken and returned, else poll
         // would keep waking for it (a receive ring never reads it).
-        if pfd.revents & libc::POLLERR != 0 {
-            if let Some(e) = super::sys::take_socket_error(self.fd.as_raw_fd()) {
-                return Err(e);
-            }
+        if let Some(e) = super::sys::polled_error(&pfd) {
+            return Err(e);
         }
         Ok(pfd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0)
     }

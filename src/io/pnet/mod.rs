@@ -285,10 +285,8 @@ impl PnetRx {
         if pfd.revents & libc::POLLNVAL != 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
-        if pfd.revents & libc::POLLERR != 0 {
-            if let Some(e) = crate::io::sys::take_socket_error(self.fd) {
-                return Err(e);
-            }
+        if let Some(e) = crate::io::sys::polled_error(&pfd) {
+            return Err(e);
         }
         Ok(pfd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0)
     }

@@ -96,14 +96,18 @@ pub fn wait_any_readable(
             Err(e)
         };
     }
-    for p in &pfds[..n] {
-        if p.revents & libc::POLLERR != 0 {
-            if let Some(e) = take_socket_error(p.fd) {
-                return Err(e);
-            }
-        }
+    if let Some(e) = pfds[..n].iter().find_map(polled_error) {
+        return Err(e);
     }
     Ok(rc > 0)
+}
+
+/// The error pending on a socket that polled `POLLERR` (taken: [`take_socket_error`]), so that
+/// the next poll does not wake for it again; `None` without `POLLERR` or pending error.
+pub fn polled_error(p: &libc::pollfd) -> Option<std::io::Error> {
+    (p.revents & libc::POLLERR != 0)
+        .then(|| take_socket_error(p.fd))
+        .flatten()
 }
 
 /// The error pending on socket `fd` (`SO_ERROR`), which reading clears; `None` when there is

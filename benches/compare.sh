@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # weir vs the Linux kernel, in a lab of its own (prefix weir-cmp).
-#   benches/compare.sh [--quick]     (root; builds target/release/weir; --quick: ~4-5 min)
+#   benches/compare.sh [--quick] [--only PART]...   (root; builds target/release/weir)
+# PART: main (the rows below, --quick: ~4-5 min), equal-cpu (the same single CPU for the kernel
+# and weir, ~3 min), workers (weir --workers 1 and 2 beside the bridge on both CPUs, ~2 min);
+# all three when no --only is given.
 # Devices under test, each in weir-cmp-dut between lan0 and wan0:
 #   bridge      Linux bridge br0 (lan0 + wan0), no qdisc (veth: noqueue)
 #   bridge-htb  the same bridge + HTB on wan0 (shaping and latency rows only)
@@ -13,8 +16,16 @@
 # RTTs to target/compare/latency-DATE.svg (benches/plot_latency.py). See docs/compare.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-quick=0
-[ "${1:-}" = --quick ] && quick=1
+quick=0 only=""
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) quick=1 ;;
+        --only) only="$only ${2:?--only needs main, equal-cpu or workers}"; shift ;;
+        *) echo "compare.sh: unknown argument $1 (--quick, --only PART)" >&2; exit 2 ;;
+    esac
+    shift
+done
+want() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
 [ "$(id -u)" = 0 ] || { echo "compare.sh: needs root" >&2; exit 2; }
 
 if [ $quick = 1 ]; then T=3; LOOPS=300; RATES="10M 100M 1G 5G"; else T=5; LOOPS=1000; RATES="10M 100M 1G 5G"; fi
@@ -75,7 +86,8 @@ bridge_up() {
 weir_start() { # $1 = config, $2... = extra args
     local cfg=$1; shift
     : > "$tmp/weir.err"
-    timeout 900 ip netns exec $p-dut "$weir" run -c "$cfg" "$@" >"$tmp/weir.out" 2>"$tmp/weir.err" &
+    # shellcheck disable=SC2086
+    timeout 900 ip netns exec $p-dut ${WPIN:-} "$weir" run -c "$cfg" "$@" >"$tmp/weir.out" 2>"$tmp/weir.err" &
     wtpid=$!
     for _ in $(seq 100); do grep -q bridging "$tmp/weir.err" && break; sleep 0.05; done
     grep -q bridging "$tmp/weir.err" || { cat "$tmp/weir.err" >&2; echo "weir did not start" >&2; exit 1; }
@@ -217,63 +229,182 @@ TC() { timeout 5 $DUT tc "$@"; }
 log "uptime before: $(uptime)"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-log "bridge"
-lab_up; bridge_up
-idle_and_tcp bridge 1
-pps_tests bridge ""
+if want main; then
+    log "bridge"
+    lab_up; bridge_up
+    idle_and_tcp bridge 1
+    pps_tests bridge ""
 
-log "bridge-htb: shaping"
-for r in $RATES; do
-    TC qdisc replace dev wan0 root handle 1: htb default 10
-    TC class add dev wan0 parent 1: classid 1:10 htb rate "$(ratetc "$r")" ceil "$(ratetc "$r")"
-    shaping_one bridge-htb "$r"
+    log "bridge-htb: shaping"
+    for r in $RATES; do
+        TC qdisc replace dev wan0 root handle 1: htb default 10
+        TC class add dev wan0 parent 1: classid 1:10 htb rate "$(ratetc "$r")" ceil "$(ratetc "$r")"
+        shaping_one bridge-htb "$r"
+        TC qdisc del dev wan0 root
+    done
+    log "bridge-htb: latency under load"
+    TC qdisc replace dev wan0 root handle 1: htb default 20
+    TC class add dev wan0 parent 1: classid 1:100 htb rate 100mbit ceil 100mbit
+    TC class add dev wan0 parent 1:100 classid 1:1 htb rate 10mbit ceil 100mbit prio 0
+    TC class add dev wan0 parent 1:100 classid 1:20 htb rate 90mbit ceil 100mbit prio 1
+    TC filter add dev wan0 parent 1: protocol ip u32 match ip tos 0xb8 0xfc flowid 1:1
+    latency_load bridge-htb
+    latency_sparse bridge-htb
     TC qdisc del dev wan0 root
-done
-log "bridge-htb: latency under load"
-TC qdisc replace dev wan0 root handle 1: htb default 20
-TC class add dev wan0 parent 1: classid 1:100 htb rate 100mbit ceil 100mbit
-TC class add dev wan0 parent 1:100 classid 1:1 htb rate 10mbit ceil 100mbit prio 0
-TC class add dev wan0 parent 1:100 classid 1:20 htb rate 90mbit ceil 100mbit prio 1
-TC filter add dev wan0 parent 1: protocol ip u32 match ip tos 0xb8 0xfc flowid 1:1
-latency_load bridge-htb
-latency_sparse bridge-htb
-TC qdisc del dev wan0 root
 
-for be in afp mmsg pnet; do
-    d=weir-$be
-    io="--io af-packet"; [ $be = mmsg ] && io="--io af-packet --rx mmsg"; [ $be = pnet ] && io="--io pnet"
-    tcp=1; [ $be = pnet ] && tcp=0
-    log "$d: forwarding"
+    for be in afp mmsg pnet; do
+        d=weir-$be
+        io="--io af-packet"; [ $be = mmsg ] && io="--io af-packet --rx mmsg"; [ $be = pnet ] && io="--io pnet"
+        tcp=1; [ $be = pnet ] && tcp=0
+        log "$d: forwarding"
+        lab_up
+        # shellcheck disable=SC2086
+        weir_start benches/lab/unshaped.ron $io
+        idle_and_tcp $d $tcp
+        pps_tests $d "$wpid"
+        put $d peak_rss_kb "$(hwm_kb "$wpid")"
+        weir_stop
+        # Where frames went over these tests, from weir's final counters (stdout): received by
+        # weir, dropped by weir, and dropped by the kernel at weir's sockets before weir could take
+        # them (pnet's device has no such counter).
+        put $d weir_rx_fwd "$(awk '/^port .*: received/ {s += $4} END {print s + 0}' "$tmp/weir.out")"
+        put $d weir_drops_fwd "$(awk '/^port .*: received/ {s += $10} END {print s + 0}' "$tmp/weir.out")"
+        [ $be != pnet ] && put $d kernel_drops_fwd "$(grep -o 'kernel dropped [0-9]*' "$tmp/weir.out" | awk '{s += $3} END {print s + 0}')"
+        if [ $tcp = 1 ]; then
+            log "$d: shaping"
+            for r in $RATES; do
+                shape_cfg "$(ratestr "$r")"
+                # shellcheck disable=SC2086
+                weir_start "$tmp/shape.ron" $io
+                shaping_one $d "$r"
+                weir_stop
+            done
+        fi
+        log "$d: latency under load"
+        # shellcheck disable=SC2086
+        weir_start benches/lab/latency.ron $io
+        latency_load $d
+        latency_sparse $d
+        weir_stop
+    done
+fi
+
+# --- the same single CPU for the kernel and for weir (docs/benchmarks.md, Equal CPU) ---
+# The device under test gets CPU 1: the receive work of lan0 and wan0 is steered there by RPS
+# (for the bridge that is all its work; for weir, the kernel's part), weir is pinned there. The
+# endpoints get CPU 0: their processes (senders, receivers, ping) by taskset, the receive work
+# of src0 and dst0 by RPS. (A cost of this lab: each frame weir sends into dst0 costs CPU 1 an
+# IPI to CPU 0, a VM exit here, where the bridge, sending from its softirq, pays one per batch;
+# docs/benchmarks.md gives the profile.) Offloads are off on all four interfaces, so both
+# forward MTU-sized frames, not GSO super-frames.
+ECSRC="ip netns exec $p-src taskset -c 0" ECDST="ip netns exec $p-dst taskset -c 0"
+ec_lab() {
     lab_up
-    # shellcheck disable=SC2086
-    weir_start benches/lab/unshaped.ron $io
-    idle_and_tcp $d $tcp
-    pps_tests $d "$wpid"
-    put $d peak_rss_kb "$(hwm_kb "$wpid")"
+    local x ns dev cpus
+    for x in src:src0:1 dst:dst0:1 dut:lan0:2 dut:wan0:2; do
+        IFS=: read -r ns dev cpus <<< "$x"
+        timeout 5 ip netns exec "$p-$ns" python3 benches/lab/offloads.py "$dev" off
+        timeout 5 ip netns exec "$p-$ns" sh -c "echo $cpus > /sys/class/net/$dev/queues/rx-0/rps_cpus"
+    done
+}
+cpu1_busy() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; } # ticks
+overload_cfg() { # the latency-under-load classes at 1 Gbit/s
+    cat > "$tmp/overload.ron" <<'RON'
+(ports: (
+    wan: (interface: "wan0", rate: "1 Gbit", classes: [
+        (name: "prio", match: "dscp ef", priority: 0, rate: "100 Mbit", ceil: "1 Gbit"),
+        (name: "bulk", match: "default", priority: 4, rate: "900 Mbit", ceil: "1 Gbit"),
+    ]),
+    lan: (interface: "lan0", rate: "10 Gbit", classes: [(name: "all", match: "default", rate: "10 Gbit")]),
+))
+RON
+}
+ec_tcp() { # $1 = dut, $2 = flows -> rows ec_tcp_Nflow_bps, ec_tcp_Nflow_retransmits
+    timeout $((T + 20)) $ECDST iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+    local sp=$! j
+    sleep 0.3
+    j=$(timeout $((T + 15)) $ECSRC iperf3 -c 198.18.0.2 -p 5201 -t "$T" -P "$2" -J 2>/dev/null || true)
+    wait $sp 2>/dev/null || true
+    put "$1" "ec_tcp_${2}flow_bps" "$(echo "$j" | python3 -c "import json,sys; print(json.load(sys.stdin)['end']['sum_received']['bits_per_second'])" 2>/dev/null || echo nan)"
+    put "$1" "ec_tcp_${2}flow_retransmits" "$(echo "$j" | python3 -c "import json,sys; print(json.load(sys.stdin)['end']['sum_sent']['retransmits'])" 2>/dev/null || echo nan)"
+}
+ec_rows() { # $1 = dut; the device is up on CPU 1
+    local d=$1 r0 r1 c0 c1 t
+    # 64-byte frames one way at top speed from CPU 0: frames delivered per second, and per
+    # second of CPU 1's busy time (user + system + irq + softirq)
+    r0=$(rxp $p-dst dst0); c0=$(cpu1_busy)
+    t=$(timeout 120 $ECSRC "$weir" send "$tmp/fwd.pcap" -i src0 --topspeed --loop "$LOOPS" | grep -o 'in [0-9.]* s' | grep -o '[0-9.]*')
+    sleep 0.3
+    r1=$(rxp $p-dst dst0); c1=$(cpu1_busy)
+    put "$d" ec_pps_1dir "$(python3 -c "print(($r1 - $r0) / $t)")"
+    put "$d" ec_pps_1dir_delivered "$(python3 -c "print(($r1 - $r0) / ($LOOPS * 1000))")"
+    put "$d" ec_frames_per_cpu1_s "$(python3 -c "import os; print(($r1 - $r0) / max(1e-9, ($c1 - $c0) / os.sysconf('SC_CLK_TCK')))")"
+    # The highest offered rate (steps of 50k frames/s, 2 s each) delivered whole (>= 99.9%): past
+    # it, the receive work of frames that will be dropped takes the CPU (docs/benchmarks.md).
+    local pps best=0 n
+    for pps in 100000 150000 200000 250000 300000 350000 400000 500000 600000 800000; do
+        n=$((pps * 2 / 1000))
+        r0=$(rxp $p-dst dst0)
+        timeout 30 $ECSRC "$weir" send "$tmp/fwd.pcap" -i src0 --pps "$pps" --loop "$n" >/dev/null 2>&1
+        sleep 0.3
+        r1=$(rxp $p-dst dst0)
+        python3 -c "import sys; sys.exit(0 if ($r1 - $r0) >= 0.999 * $n * 1000 else 1)" || break
+        best=$pps
+    done
+    put "$d" ec_lossfree_pps "$best"
+    ec_tcp "$d" 1
+    ec_tcp "$d" 4
+}
+ec_overload() { # $1 = dut; the 1 Gbit/s shaper is in place. A 2 Gbit/s unresponsive flood of
+    # 1514-byte frames (1000 flows) from CPU 0 for ~8 s, DSCP EF pings (the prio class) and
+    # plain pings (bulk) beside it; the offered rate is what src0 sent.
+    local d=$1 b0 b1 t0 t1 x0 x1 k v
+    x0=$(timeout 5 $SRC cat /sys/class/net/src0/statistics/tx_bytes)
+    b0=$(timeout 5 $DST cat /sys/class/net/dst0/statistics/rx_bytes); t0=$(date +%s.%N)
+    timeout 30 $ECSRC "$weir" send "$tmp/big.pcap" -i src0 --mbps 2000 --loop 1320 >/dev/null 2>&1 &
+    local cp=$!
+    sleep 1
+    SRC=$ECSRC ping_stats "$tmp/s_oprio" 300 -Q 0xb8 > "$tmp/op" &
+    local pp=$!
+    SRC=$ECSRC ping_stats "$tmp/s_obulk" 300 > "$tmp/ob"
+    wait $pp || true
+    wait $cp || true
+    sleep 0.2
+    x1=$(timeout 5 $SRC cat /sys/class/net/src0/statistics/tx_bytes)
+    b1=$(timeout 5 $DST cat /sys/class/net/dst0/statistics/rx_bytes); t1=$(date +%s.%N)
+    put "$d" ec_overload_offered_bps "$(python3 -c "print(($x1 - $x0) * 8 / ($t1 - $t0))")"
+    put "$d" ec_overload_dst_rx_bps "$(python3 -c "print(($b1 - $b0) * 8 / ($t1 - $t0))")"
+    for k in prio bulk; do
+        [ $k = prio ] && v=$(cat "$tmp/op") || v=$(cat "$tmp/ob")
+        put "$d" "ec_overload_${k}_rtt_p50_ms" "$(echo "$v" | cut -d' ' -f1)"
+        put "$d" "ec_overload_${k}_rtt_p99_ms" "$(echo "$v" | cut -d' ' -f2)"
+        put "$d" "ec_overload_${k}_loss" "$(echo "$v" | cut -d' ' -f4)"
+        put_samples "$d" "ec_overload_$k" "$tmp/s_o$k"
+    done
+}
+
+if want equal-cpu; then
+    log "equal CPU: bridge"
+    ec_lab; bridge_up
+    ec_rows bridge
+    TC qdisc replace dev wan0 root handle 1: htb default 20
+    TC class add dev wan0 parent 1: classid 1:100 htb rate 1gbit ceil 1gbit
+    TC class add dev wan0 parent 1:100 classid 1:1 htb rate 100mbit ceil 1gbit prio 0
+    TC class add dev wan0 parent 1:100 classid 1:20 htb rate 900mbit ceil 1gbit prio 1
+    TC filter add dev wan0 parent 1: protocol ip u32 match ip tos 0xb8 0xfc flowid 1:1
+    ec_overload bridge-htb
+    TC qdisc del dev wan0 root
+    overload_cfg
+    log "equal CPU: weir (af_packet, default receive mode)"
+    ec_lab
+    WPIN="taskset -c 1" weir_start benches/lab/unshaped.ron
+    ec_rows weir-afp
     weir_stop
-    # Where frames went over these tests, from weir's final counters (stdout): received by
-    # weir, dropped by weir, and dropped by the kernel at weir's sockets before weir could take
-    # them (pnet's device has no such counter).
-    put $d weir_rx_fwd "$(awk '/^port .*: received/ {s += $4} END {print s + 0}' "$tmp/weir.out")"
-    put $d weir_drops_fwd "$(awk '/^port .*: received/ {s += $10} END {print s + 0}' "$tmp/weir.out")"
-    [ $be != pnet ] && put $d kernel_drops_fwd "$(grep -o 'kernel dropped [0-9]*' "$tmp/weir.out" | awk '{s += $3} END {print s + 0}')"
-    if [ $tcp = 1 ]; then
-        log "$d: shaping"
-        for r in $RATES; do
-            shape_cfg "$(ratestr "$r")"
-            # shellcheck disable=SC2086
-            weir_start "$tmp/shape.ron" $io
-            shaping_one $d "$r"
-            weir_stop
-        done
-    fi
-    log "$d: latency under load"
-    # shellcheck disable=SC2086
-    weir_start benches/lab/latency.ron $io
-    latency_load $d
-    latency_sparse $d
+    WPIN="taskset -c 1" weir_start "$tmp/overload.ron"
+    ec_overload weir-afp
     weir_stop
-done
+    put weir-afp ec_overload_kernel_drops "$(grep -o 'kernel dropped [0-9]*' "$tmp/weir.out" | awk '{s += $3} END {print s + 0}')"
+fi
 log "uptime after: $(uptime)"
 
 mkdir -p target/compare
@@ -327,6 +458,24 @@ rows.append(("peak RSS (MiB)", "peak_rss_kb", None, 1 / 1024, "{:.1f}"))
 rows.append(("frames received by weir (idle, TCP, 64B tests)", "weir_rx_fwd", None, 1, "{:.0f}"))
 rows.append(("  of which weir dropped", "weir_drops_fwd", None, 1, "{:.0f}"))
 rows.append(("frames the kernel dropped at weir's sockets (same tests)", "kernel_drops_fwd", None, 1, "{:.0f}"))
+rows += [
+    ("equal CPU: 64B frames/s, 1 dir (kpps)", "ec_pps_1dir", "bridge", 1e-3, "{:.0f}"),
+    ("equal CPU: 64B delivered fraction", "ec_pps_1dir_delivered", "bridge", 1, "{:.3f}"),
+    ("equal CPU: 64B frames per CPU-1 second (k)", "ec_frames_per_cpu1_s", "bridge", 1e-3, "{:.0f}"),
+    ("equal CPU: 64B highest rate delivered whole (kpps)", "ec_lossfree_pps", "bridge", 1e-3, "{:.0f}"),
+    ("equal CPU: TCP 1 flow (Gbit/s)", "ec_tcp_1flow_bps", "bridge", 1e-9, "{:.2f}"),
+    ("equal CPU: TCP 1 flow retransmits", "ec_tcp_1flow_retransmits", "bridge", 1, "{:.0f}"),
+    ("equal CPU: TCP 4 flows (Gbit/s)", "ec_tcp_4flow_bps", "bridge", 1e-9, "{:.2f}"),
+    ("equal CPU: TCP 4 flows retransmits", "ec_tcp_4flow_retransmits", "bridge", 1, "{:.0f}"),
+    ("equal CPU, 1G + 2x flood: offered (Mbit/s)", "ec_overload_offered_bps", "bridge-htb", 1e-6, "{:.0f}"),
+    ("equal CPU, 1G + 2x flood: dst0 rx (Mbit/s)", "ec_overload_dst_rx_bps", "bridge-htb", 1e-6, "{:.0f}"),
+]
+for k in ("prio", "bulk"):
+    rows.append((f"equal CPU, 1G + 2x flood: {k} RTT p50 (ms)", f"ec_overload_{k}_rtt_p50_ms", "bridge-htb", 1, "{:.2f}"))
+    rows.append((f"equal CPU, 1G + 2x flood: {k} RTT p99 (ms)", f"ec_overload_{k}_rtt_p99_ms", "bridge-htb", 1, "{:.2f}"))
+    rows.append((f"equal CPU, 1G + 2x flood: {k} ping loss", f"ec_overload_{k}_loss", "bridge-htb", 1, "{:.3f}"))
+rows.append(("equal CPU, 1G + 2x flood: kernel drops at weir", "ec_overload_kernel_drops", None, 1, "{:.0f}"))
+rows = [r for r in rows if any(r[1] in m for m in data.values())]
 def fmt(v, scale, f): return "not measured" if v is None else f.format(v * scale)
 def ratio(a, b): return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 weirs = [("weir-afp", "afp"), ("weir-mmsg", "mmsg"), ("weir-ring", "ring"), ("weir-pnet", "pnet")]
@@ -336,7 +485,7 @@ table = []
 for label, m, kd, sc, f in rows:
     k = data.get(kd, {}).get(m) if kd else None
     kt = fmt(k, sc, f) if kd else "n/a (softirq)"
-    if kd is None and m in ("peak_rss_kb", "weir_rx_fwd", "weir_drops_fwd", "kernel_drops_fwd"): kt = "n/a"
+    if kd is None and m in ("peak_rss_kb", "weir_rx_fwd", "weir_drops_fwd", "kernel_drops_fwd", "ec_overload_kernel_drops"): kt = "n/a"
     cells = []
     for d, _ in weirs:
         v = data.get(d, {}).get(m)

@@ -1,5 +1,5 @@
 //! No heap allocation per frame in the live bridge: `weir::runtime::run` on real AF_PACKET
-//! sockets in a namespace lab, in each thread layout.
+//! sockets in a namespace lab, in each thread layout, and with two workers sharing their rates.
 //!
 //! tests/alloc.rs counts per thread, for code the test calls itself; the live runtime works on
 //! threads of its own, so this binary counts process-wide: a global counter, armed by a global
@@ -246,28 +246,34 @@ fn received(lab: &Lab) -> (u64, u64) {
 
 // ---- the bridge ----
 
-/// Both ports' sockets, opened in the dut namespace as `weir run` opens them.
-fn open_ports(lab: &Lab, rx: RxMode) -> [PortIo; 2] {
+/// Each worker's sockets on both ports, opened in the dut namespace as `weir run` opens them
+/// (with more than one worker, each port's receiving sockets in a fanout group).
+fn open_ports(lab: &Lab, rx: RxMode, workers: usize) -> Vec<[PortIo; 2]> {
     let ns = PathBuf::from("/var/run/netns").join(&lab.dut_ns);
     let names = [lab.dut_lan_if.clone(), lab.dut_wan_if.clone()];
     std::thread::spawn(move || {
         weir::io::sys::netdev::enter_network_namespace(&ns).expect("enter the dut namespace");
-        names.map(|name| {
-            let open = |promiscuous, send_only| {
-                let opts = AfPacketOptions {
-                    promiscuous,
-                    vnet_hdr: true,
-                    send_only,
-                    rx,
-                    fanout: None,
-                };
-                Box::new(AfPacket::open(&name, &opts).expect("open AF_PACKET"))
-            };
-            PortIo {
-                rx: open(true, false),
-                tx: open(false, true),
-            }
-        })
+        (0..workers)
+            .map(|_| {
+                names.clone().map(|name| {
+                    let group = (workers > 1).then(|| 0x2a0 + u16::from(name == names[1]));
+                    let open = |promiscuous, send_only| {
+                        let opts = AfPacketOptions {
+                            promiscuous,
+                            vnet_hdr: true,
+                            send_only,
+                            rx,
+                            fanout: group,
+                        };
+                        Box::new(AfPacket::open(&name, &opts).expect("open AF_PACKET"))
+                    };
+                    PortIo {
+                        rx: open(true, false),
+                        tx: open(false, true),
+                    }
+                })
+            })
+            .collect()
     })
     .join()
     .expect("opening the ports")
@@ -277,6 +283,7 @@ fn open_ports(lab: &Lab, rx: RxMode) -> [PortIo; 2] {
 #[derive(Debug)]
 struct Measured {
     layout: Threads,
+    workers: usize,
     udp_allocs: u64,
     /// Frames sent each way, and received by dst0 and by src0 in the armed window.
     udp_sent: u64,
@@ -286,7 +293,13 @@ struct Measured {
     report: RunReport,
 }
 
-fn measure(lab: &Lab, layout: Threads, rx: RxMode, captures: &(PathBuf, PathBuf)) -> Measured {
+fn measure(
+    lab: &Lab,
+    layout: Threads,
+    rx: RxMode,
+    workers: usize,
+    captures: &(PathBuf, PathBuf),
+) -> Measured {
     let plan = weir::config::parse(&CONFIG.replace("CLASSES", CLASSES), Path::new("alloc.ron"))
         .expect("config");
     let stop = Arc::new(AtomicBool::new(false));
@@ -294,10 +307,12 @@ fn measure(lab: &Lab, layout: Threads, rx: RxMode, captures: &(PathBuf, PathBuf)
         threads: layout,
         ..runtime::Options::default()
     };
-    let ports = open_ports(lab, rx);
+    let ports = open_ports(lab, rx, workers);
     let bridge = {
         let stop = Arc::clone(&stop);
-        std::thread::spawn(move || runtime::run(Arc::new(plan), ports, stop, &opts))
+        std::thread::spawn(move || {
+            runtime::start_workers(Arc::new(plan), ports, stop, &opts)?.wait()
+        })
     };
     // Stops the bridge however this function ends.
     struct StopOnDrop(Arc<AtomicBool>);
@@ -365,6 +380,7 @@ fn measure(lab: &Lab, layout: Threads, rx: RxMode, captures: &(PathBuf, PathBuf)
         .unwrap_or_else(|e| panic!("{layout:?}: {e}"));
     Measured {
         layout,
+        workers,
         udp_allocs,
         udp_sent: LOOPS * u64::from(FLOWS),
         udp_received,
@@ -397,21 +413,24 @@ fn main() {
     udp_capture(&captures.1, false);
 
     let mut failures = Vec::new();
-    // Every layout with recvmmsg, and the default layout with each receive ring (V3, V2).
-    for (layout, rx) in [
-        (Threads::RunToCompletion, RxMode::Mmsg),
-        (Threads::PerDirection, RxMode::Mmsg),
-        (Threads::RunToCompletion, RxMode::Ring),
-        (Threads::RunToCompletion, RxMode::RingV2),
+    // Every layout with recvmmsg, the default layout with each receive ring (V3, V2), and two
+    // workers (whose schedulers share their rates) in the default layout and receive mode.
+    for (layout, rx, workers) in [
+        (Threads::RunToCompletion, RxMode::Mmsg, 1),
+        (Threads::PerDirection, RxMode::Mmsg, 1),
+        (Threads::RunToCompletion, RxMode::Ring, 1),
+        (Threads::RunToCompletion, RxMode::RingV2, 1),
+        (Threads::RunToCompletion, RxMode::RingV2, 2),
     ] {
-        let m = measure(&lab, layout, rx, &captures);
+        let m = measure(&lab, layout, rx, workers, &captures);
         let r = &m.report;
         eprintln!(
-            "{:?} {rx:?}: UDP {} allocations, sent {} each way, received {} at dst0 and {} at src0; \
+            "{:?} {rx:?} {} worker(s): UDP {} allocations, sent {} each way, received {} at dst0 and {} at src0; \
              TCP {} allocations, received {} at dst0 and {} at src0; GSO cut {} into {}; \
              run: received {} = forwarded {} + dropped {}; the kernel dropped {:?} (lan) and \
              {:?} (wan) before weir took them",
             m.layout,
+            m.workers,
             m.udp_allocs,
             m.udp_sent,
             m.udp_received.0,
@@ -429,7 +448,7 @@ fn main() {
         );
         let mut check = |ok: bool, what: String| {
             if !ok {
-                failures.push(format!("{layout:?} {rx:?}: {what}"));
+                failures.push(format!("{layout:?} {rx:?} {workers} worker(s): {what}"));
             }
         };
         check(

@@ -122,6 +122,12 @@ enum Command {
         /// (docs/benchmarks.md compares them).
         #[arg(long, value_enum, default_value = "run-to-completion")]
         threads: ThreadsArg,
+        /// Forwarding workers per direction (af-packet only): each port's frames are spread
+        /// over N receiving sockets by flow hash (PACKET_FANOUT), so a flow stays on one worker
+        /// and in order; every rate holds for the sum over workers (docs/architecture.md).
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u16).range(1..=64))]
+        workers: u16,
         /// After the last frame, keep polling the sockets this long (e.g. `200us`, `1ms`) before
         /// sleeping: less delay for a frame after a pause, at the cost of a busy core meanwhile.
         /// Run-to-completion and per-direction layouts only. Default: sleep at once.
@@ -428,6 +434,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             io,
             rx,
             threads,
+            workers,
             busy_poll,
             priority,
             json,
@@ -473,6 +480,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                     ThreadsArg::RunToCompletion => weir::runtime::Threads::RunToCompletion,
                     ThreadsArg::PerDirection => weir::runtime::Threads::PerDirection,
                 },
+                workers: usize::from(workers),
                 busy_poll: match busy_poll
                     .as_deref()
                     .map(weir::config::units::parse_duration)

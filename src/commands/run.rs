@@ -48,6 +48,8 @@ pub struct Settings {
     pub wan: Option<String>,
     pub io: Io,
     pub threads: runtime::Threads,
+    /// Workers per direction, each with its own sockets (a fanout group per port).
+    pub workers: usize,
     pub busy_poll: std::time::Duration,
     pub priority: runtime::Priority,
     pub json: bool,
@@ -108,12 +110,30 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         }
     }
 
-    // The receive mode of each port (lan, wan): None with pnet.
-    let (ports, rx_modes) = match s.io {
+    // Each worker's ports, and the receive mode of each port (lan, wan): None with pnet.
+    let (workers, rx_modes) = match s.io {
         Io::AfPacket { rx, if_ring_fails } => {
-            let (lan, lan_rx) = open_af_packet(&lan_if, rx, if_ring_fails)?;
-            let (wan, wan_rx) = open_af_packet(&wan_if, rx, if_ring_fails)?;
-            ([lan, wan], [Some(lan_rx), Some(wan_rx)])
+            // A fanout group per port; ids are per network namespace, so take them from the
+            // process id (two weirs in one namespace do not collide) and the port.
+            let group = |side: Side| {
+                (s.workers > 1).then(|| {
+                    (std::process::id() as u16)
+                        .wrapping_mul(2)
+                        .wrapping_add(side.index() as u16)
+                })
+            };
+            let mut sets = Vec::with_capacity(s.workers);
+            let mut modes = [None, None];
+            for _ in 0..s.workers {
+                let (lan, lan_rx) = open_af_packet(&lan_if, rx, if_ring_fails, group(Side::Lan))?;
+                let (wan, wan_rx) = open_af_packet(&wan_if, rx, if_ring_fails, group(Side::Wan))?;
+                sets.push([lan, wan]);
+                modes = [Some(lan_rx), Some(wan_rx)];
+            }
+            (sets, modes)
+        }
+        Io::Pnet if s.workers > 1 => {
+            bail!("--workers needs the af-packet backend (pnet cannot spread a port's frames over sockets)")
         }
         Io::Pnet => {
             tracing::warn!(
@@ -121,7 +141,10 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
                  the hosts sending through weir (ethtool -K IF tx off tso off gso off), or their \
                  TCP will not cross"
             );
-            ([open_pnet(&lan_if)?, open_pnet(&wan_if)?], [None, None])
+            (
+                vec![[open_pnet(&lan_if)?, open_pnet(&wan_if)?]],
+                [None, None],
+            )
         }
     };
     // The receive mode of both ports: None with pnet, or when only one port fell back (its
@@ -214,7 +237,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         }
     }
     let plan = Arc::new(plan);
-    let bridge = runtime::start(Arc::clone(&plan), ports, Arc::clone(&stop), &opts)?;
+    let bridge = runtime::start_workers(Arc::clone(&plan), workers, Arc::clone(&stop), &opts)?;
     // Everything privileged is done: the sockets are open, the forwarding threads have their
     // priority (and gave up their capabilities). This thread and those it starts next give up
     // theirs, or leave root altogether.
@@ -501,6 +524,7 @@ fn open_af_packet(
     name: &str,
     rx: RxMode,
     if_ring_fails: IfRingFails,
+    fanout: Option<u16>,
 ) -> anyhow::Result<(PortIo, RxMode)> {
     let opened = AfPacket::open_or_fall_back(
         name,
@@ -509,7 +533,7 @@ fn open_af_packet(
             vnet_hdr: true,
             send_only: false,
             rx,
-            fanout: None,
+            fanout,
         },
         if_ring_fails,
     )?;

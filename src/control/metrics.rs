@@ -10,7 +10,6 @@
 use super::protocol::Status;
 use super::Control;
 use crate::port::Side;
-use crate::runtime::published;
 use crate::sched::stats::{ClassStats, DropReason};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -79,7 +78,7 @@ fn scrape(control: &Control) -> Scrape {
     drop(monitor);
     let mut histograms = Vec::new();
     for side in [Side::Wan, Side::Lan] {
-        let snap = published::read(&shared.ports[side.index()]);
+        let snap = shared.port(side);
         if snap.generation != generation {
             continue;
         }

@@ -265,7 +265,7 @@ impl Monitor {
         }
         self.next_sample = now + SAMPLE_EVERY;
         for side in Side::BOTH {
-            let snap = published::read(&self.shared.ports[side.index()]);
+            let snap = self.shared.port(side);
             if snap.at == 0 || snap.generation != self.config.generation {
                 continue;
             }
@@ -295,7 +295,7 @@ impl Monitor {
             .map(|f| published::read(f).clone())
             .collect();
         for side in [Side::Wan, Side::Lan] {
-            let snap = published::read(&self.shared.ports[side.index()]).clone();
+            let snap = self.shared.port(side);
             oldest = oldest.min(snap.at);
             let plan = self.plan_of(snap.generation).unwrap_or(&self.plan);
             let known = self.plan_of(snap.generation).is_some();

@@ -38,7 +38,7 @@ use crate::budget::{Ledger, Meter, Target, Then, SYNC_EVERY};
 use crate::classify::{Classifier, ClassifierStats};
 use crate::config::Plan;
 use crate::port::{ClassId, Side};
-use crate::sched::stats::DropReason;
+use crate::sched::stats::{ClassStats, DropReason};
 use crate::sched::token_bucket::{Conform, TokenBucket};
 use crate::sched::{Departure, Dropped, Enqueued, FrameMeta, PortScheduler};
 use crate::time::Nanos;
@@ -273,6 +273,18 @@ impl<T: Copy> Pipeline<T> {
 
     pub fn plan(&self) -> &Arc<Plan> {
         &self.plan
+    }
+
+    /// Draw both ports' rates from `registry`, shared with the other workers' pipelines (`weir
+    /// run --workers N`), from `now` on (before the first frame).
+    pub fn share_rates(
+        &mut self,
+        registry: &Arc<crate::sched::shared_rate::RateRegistry>,
+        now: Nanos,
+    ) {
+        for port in &mut self.ports {
+            port.share_rates(registry, now);
+        }
     }
 
     /// This pipeline's time 0 is `wall` nanoseconds after the Unix epoch (the live bridge's
@@ -644,6 +656,47 @@ impl<T: Copy> Pipeline<T> {
 
     /// Per-class results of the ports in `sides` (upload, wan, first: it is what users
     /// usually shape), with rates averaged over `span_ns`, and their totals.
+    /// [`class_reports`](Self::class_reports) of port `side` summed over the pipelines of
+    /// several workers (the first one's plan names the classes; a pipeline on another plan,
+    /// which cannot be after the same reloads, is left out). Allocates (end of run).
+    pub fn merged_class_reports(
+        pipelines: &[&Pipeline<T>],
+        side: Side,
+        span_ns: u64,
+    ) -> (Vec<ClassReport>, Totals) {
+        let Some(first) = pipelines.first() else {
+            return (Vec::new(), Totals::default());
+        };
+        let sched = &first.ports[side.index()];
+        let plan = &first.plan.ports[side.index()];
+        let same: Vec<&PortScheduler<T>> = pipelines
+            .iter()
+            .map(|p| &p.ports[side.index()])
+            .filter(|s| s.spec() == sched.spec())
+            .collect();
+        let mut classes = Vec::new();
+        let mut totals = Totals::default();
+        for (i, spec) in sched.spec().classes.iter().enumerate() {
+            let mut st = ClassStats::default();
+            for s in &same {
+                if let Some(c) = s.class_stats(i as ClassId) {
+                    st.absorb(c);
+                }
+            }
+            totals.add(&st);
+            classes.push(ClassReport::new(side, &plan.classes[i], spec, &st, span_ns));
+        }
+        let mut retired = ClassStats::default();
+        for s in &same {
+            retired.absorb(s.retired());
+        }
+        if retired.received_frames > 0 {
+            totals.add(&retired);
+            classes.push(ClassReport::removed(side, &retired, span_ns));
+        }
+        (classes, totals)
+    }
+
     pub fn class_reports(&self, sides: &[Side], span_ns: u64) -> (Vec<ClassReport>, Totals) {
         let mut classes = Vec::new();
         let mut totals = Totals::default();

@@ -177,6 +177,7 @@ impl Forwarder {
         opts: &Options,
         stop: Arc<AtomicBool>,
         now: Nanos,
+        rates: Option<Arc<crate::sched::shared_rate::RateRegistry>>,
     ) -> Forwarder {
         let ports_out = egress.iter().flatten().count();
         let slots = queue_slots(&plan, &egress) + BATCH + MAX_CUT_SEGMENTS;
@@ -191,6 +192,9 @@ impl Forwarder {
         }
         let publisher = Publisher::new(Arc::clone(&shared), index, &plan);
         let mut pipeline = Pipeline::new(plan, opts.mtu, now);
+        if let Some(rates) = &rates {
+            pipeline.share_rates(rates, now);
+        }
         // Schedules, budgets and `time` tests go by the wall clock: the monotonic clock's 0
         // on it.
         pipeline.set_wall_clock(wall_clock_origin(now));
@@ -258,7 +262,7 @@ impl Forwarder {
                 ingress.kernel_drops_due = now.saturating_add(KERNEL_DROPS_EVERY);
                 self.shared
                     .kernel_drops
-                    .read(ingress.side, ingress.dev.as_mut());
+                    .read(self.index, ingress.side, ingress.dev.as_mut());
             }
             for (buf, m) in ingress.scratch.iter_mut().zip(&ingress.meta).take(n) {
                 let info = RxInfo {
@@ -428,7 +432,7 @@ impl Forwarder {
                 ingress.stopped = true;
                 self.shared
                     .kernel_drops
-                    .read(ingress.side, ingress.dev.as_mut());
+                    .read(self.index, ingress.side, ingress.dev.as_mut());
             }
         }
     }

@@ -153,29 +153,42 @@ impl Default for Options {
 /// overflow).
 pub const KERNEL_DROPS_EVERY: Nanos = 1_000_000_000;
 
-/// The kernel drop counter of each port's receiving device (lan, wan), as its ingress last read
-/// it; `counted` says whether the device has one at all.
+/// The kernel drop counter of each port's receiving devices (lan, wan), as their ingresses
+/// last read them: one per forwarding thread (each worker has its own socket), summed by
+/// [`get`](Self::get); `counted` says whether the devices have one at all.
 #[derive(Debug, Default)]
 pub struct KernelDropCounters {
-    frames: [AtomicU64; 2],
+    frames: Vec<[AtomicU64; 2]>,
     counted: [AtomicBool; 2],
 }
 
 impl KernelDropCounters {
-    /// Read `dev`'s counter (a system call on AF_PACKET) and publish it as port `side`'s.
-    pub(crate) fn read(&self, side: Side, dev: &mut dyn Device) {
-        if let Some(n) = dev.kernel_drops() {
-            self.frames[side.index()].store(n, Ordering::Relaxed);
+    /// Room for `forwarders` threads.
+    pub fn new(forwarders: usize) -> KernelDropCounters {
+        KernelDropCounters {
+            frames: (0..forwarders).map(|_| Default::default()).collect(),
+            counted: Default::default(),
+        }
+    }
+
+    /// Read `dev`'s counter (a system call on AF_PACKET) and publish it as forwarder
+    /// `index`'s for port `side`.
+    pub(crate) fn read(&self, index: usize, side: Side, dev: &mut dyn Device) {
+        if let (Some(n), Some(slot)) = (dev.kernel_drops(), self.frames.get(index)) {
+            slot[side.index()].store(n, Ordering::Relaxed);
             self.counted[side.index()].store(true, Ordering::Relaxed);
         }
     }
 
-    /// The last value read for port `side`; `None` when its device has no counter.
+    /// The last values read for port `side`, summed; `None` when its devices have no counter.
     pub fn get(&self, side: Side) -> Option<u64> {
         let i = side.index();
-        self.counted[i]
-            .load(Ordering::Relaxed)
-            .then(|| self.frames[i].load(Ordering::Relaxed))
+        self.counted[i].load(Ordering::Relaxed).then(|| {
+            self.frames
+                .iter()
+                .map(|f| f[i].load(Ordering::Relaxed))
+                .sum()
+        })
     }
 }
 
@@ -338,21 +351,44 @@ pub fn start(
     stop: Arc<AtomicBool>,
     opts: &Options,
 ) -> Result<Bridge, RunError> {
+    start_workers(plan, vec![ports], stop, opts)
+}
+
+/// [`start`] with several workers (`weir run --workers N`): each set of ports is one worker's
+/// (its receiving sockets in a fanout group per port, so that each flow reaches one worker,
+/// and its own sending sockets), laid out as `opts.threads` says. Every worker has its own
+/// pipeline; with more than one, their schedulers draw every rate (links, classes' rate, ceil
+/// and police) from shared buckets ([`crate::sched::shared_rate`]), so that the rates hold
+/// for the sum over workers.
+pub fn start_workers(
+    plan: Arc<Plan>,
+    workers: Vec<[PortIo; 2]>,
+    stop: Arc<AtomicBool>,
+    opts: &Options,
+) -> Result<Bridge, RunError> {
     let clock = Arc::new(SystemClock::new());
     let started = Instant::now();
-    let forwarders = match opts.threads {
+    let per_worker = match opts.threads {
         Threads::RunToCompletion => 1,
         Threads::PerDirection => 2,
     };
-    let mut shared = Published::new(forwarders, &plan);
+    let count = per_worker * workers.len();
+    let rates = (workers.len() > 1)
+        .then(|| crate::sched::shared_rate::RateRegistry::new(crate::sched::shared_rate::LEASE_NS));
+    let mut shared = Published::new(count, &plan);
     shared.ledger = Arc::new(crate::budget::Ledger::new(
         &plan.budgets,
         plan.timezone.clone(),
         opts.saved_budgets.clone(),
     ));
     let shared = Arc::new(shared);
-    let [lan, wan] = ports;
-    let rx_names = [lan.rx.name().to_string(), wan.rx.name().to_string()];
+    let Some(first) = workers.first() else {
+        return Err(RunError::Thread("no worker was given ports".into()));
+    };
+    let rx_names = [
+        first[0].rx.name().to_string(),
+        first[1].rx.name().to_string(),
+    ];
     let mut requests = Vec::new();
     let running = Arc::new(AtomicU64::new(0));
     // Opened here, before any thread gives up its privileges (entering a namespace needs them).
@@ -360,7 +396,7 @@ pub fn start(
         Some(
             owners::Resolver::start(
                 &plan.owner_netns,
-                forwarders,
+                count,
                 plan.reads_processes,
                 Arc::clone(&stop),
             )
@@ -389,40 +425,47 @@ pub fn start(
             opts,
             Arc::clone(&stop),
             clock.now(),
+            rates.clone(),
         )
     };
-    let forwarders = match opts.threads {
-        Threads::RunToCompletion => vec![(
-            "weir-fwd",
-            make(
-                0,
-                vec![
-                    Ingress::new(Side::Lan, lan.rx),
-                    Ingress::new(Side::Wan, wan.rx),
-                ],
-                [Some(lan.tx), Some(wan.tx)],
-            ),
-        )],
-        // Frames entering on lan leave on wan, and the reverse.
-        Threads::PerDirection => vec![
-            (
-                "weir-up",
+    let mut forwarders = Vec::new();
+    for (w, [lan, wan]) in workers.into_iter().enumerate() {
+        let name = |n: &str| {
+            if count > per_worker {
+                format!("{n}-{w}")
+            } else {
+                n.to_string()
+            }
+        };
+        match opts.threads {
+            Threads::RunToCompletion => forwarders.push((
+                name("weir-fwd"),
                 make(
-                    0,
+                    forwarders.len(),
+                    vec![
+                        Ingress::new(Side::Lan, lan.rx),
+                        Ingress::new(Side::Wan, wan.rx),
+                    ],
+                    [Some(lan.tx), Some(wan.tx)],
+                ),
+            )),
+            // Frames entering on lan leave on wan, and the reverse.
+            Threads::PerDirection => {
+                let up = make(
+                    forwarders.len(),
                     vec![Ingress::new(Side::Lan, lan.rx)],
                     [None, Some(wan.tx)],
-                ),
-            ),
-            (
-                "weir-down",
-                make(
-                    1,
+                );
+                forwarders.push((name("weir-up"), up));
+                let down = make(
+                    forwarders.len(),
                     vec![Ingress::new(Side::Wan, wan.rx)],
                     [Some(lan.tx), None],
-                ),
-            ),
-        ],
-    };
+                );
+                forwarders.push((name("weir-down"), down));
+            }
+        }
+    }
     let mut bridge = Bridge {
         threads: Vec::new(),
         shared,
@@ -438,7 +481,7 @@ pub fn start(
     for (name, fwd) in forwarders {
         let (clock, running) = (Arc::clone(&clock), Arc::clone(&running));
         match std::thread::Builder::new()
-            .name(name.to_string())
+            .name(name)
             .spawn(move || fwd.run(&clock, &running))
         {
             Ok(t) => bridge.threads.push(t),
@@ -531,10 +574,16 @@ impl Bridge {
         // Upload (wan) first in the table: it is what users usually shape.
         let mut reported = [false; 2];
         for side in [Side::Wan, Side::Lan] {
-            let Some(f) = finished.iter().find(|f| f.egress_sides.contains(&side)) else {
+            let pipelines: Vec<&crate::pipeline::Pipeline<u32>> = finished
+                .iter()
+                .filter(|f| f.egress_sides.contains(&side))
+                .map(|f| &f.pipeline)
+                .collect();
+            if pipelines.is_empty() {
                 continue;
-            };
-            let (classes, totals) = f.pipeline.class_reports(&[side], span_ns);
+            }
+            let (classes, totals) =
+                crate::pipeline::Pipeline::merged_class_reports(&pipelines, side, span_ns);
             report.classes.extend(classes);
             report.totals.received += totals.received;
             report.totals.forwarded += totals.forwarded;

@@ -67,11 +67,12 @@ pub struct ForwarderSnapshot {
     pub top_flows: Vec<FlowInfo>,
 }
 
-/// The shared state: one snapshot per egress port and per forwarding thread, and the kernel's
-/// drop counters.
+/// The shared state: per forwarding thread, a snapshot of each egress port it sends on and
+/// one of its own figures; the kernel's drop counters.
 #[derive(Debug)]
 pub struct Published {
-    pub ports: [Mutex<PortSnapshot>; 2],
+    /// By forwarder, then egress port (lan, wan); [`Published::port`] sums them.
+    pub ports: Vec<[Mutex<PortSnapshot>; 2]>,
     pub forwarders: Vec<Mutex<ForwarderSnapshot>>,
     pub kernel_drops: KernelDropCounters,
     pub links: super::LinkStates,
@@ -93,7 +94,9 @@ impl Published {
             })
         };
         Published {
-            ports: [port(Side::Lan), port(Side::Wan)],
+            ports: (0..forwarders)
+                .map(|_| [port(Side::Lan), port(Side::Wan)])
+                .collect(),
             forwarders: (0..forwarders)
                 .map(|_| {
                     Mutex::new(ForwarderSnapshot {
@@ -102,7 +105,7 @@ impl Published {
                     })
                 })
                 .collect(),
-            kernel_drops: KernelDropCounters::default(),
+            kernel_drops: KernelDropCounters::new(forwarders),
             links: super::LinkStates::default(),
             ledger: Arc::new(crate::budget::Ledger::new(
                 &plan.budgets,
@@ -110,6 +113,40 @@ impl Published {
                 Vec::new(),
             )),
         }
+    }
+}
+
+impl Published {
+    /// Egress port `side`'s counters summed over the forwarders that send on it (several with
+    /// `--workers`), as of their latest plan generation; `at` is the oldest of their copies
+    /// (0 before every one of them has published). Allocates (control plane).
+    pub fn port(&self, side: Side) -> PortSnapshot {
+        let snaps: Vec<PortSnapshot> = self
+            .ports
+            .iter()
+            .map(|p| read(&p[side.index()]).clone())
+            .filter(|s| s.at != 0)
+            .collect();
+        let Some(generation) = snaps.iter().map(|s| s.generation).max() else {
+            return read(&self.ports[0][side.index()]).clone();
+        };
+        let mut sum: Option<PortSnapshot> = None;
+        for s in snaps.into_iter().filter(|s| s.generation == generation) {
+            match &mut sum {
+                None => sum = Some(s),
+                Some(t) => {
+                    t.at = t.at.min(s.at);
+                    for (a, b) in t.classes.iter_mut().zip(&s.classes) {
+                        a.absorb(b);
+                    }
+                    t.retired.absorb(&s.retired);
+                    for (a, b) in t.active_flows.iter_mut().zip(&s.active_flows) {
+                        *a += b;
+                    }
+                }
+            }
+        }
+        sum.unwrap_or_default()
     }
 }
 
@@ -305,7 +342,10 @@ impl Publisher {
         let shared = Arc::clone(&self.shared);
         let mut complete = true;
         for side in Side::BOTH.into_iter().filter(|s| egress[s.index()]) {
-            let Ok(mut snap) = shared.ports[side.index()].try_lock() else {
+            let Some(slot) = shared.ports.get(self.index) else {
+                continue;
+            };
+            let Ok(mut snap) = slot[side.index()].try_lock() else {
                 // A reader holds it: try again on the next turn.
                 self.due = now;
                 complete = false;

@@ -1070,6 +1070,7 @@ fn live_and_replay_drivers_count_the_same() {
             &Options::default(),
             Arc::new(AtomicBool::new(false)),
             t0,
+            None,
         );
         let mut live_out: Vec<(Nanos, Vec<u8>)> = Vec::new();
         let mut next = 0;

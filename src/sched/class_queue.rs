@@ -424,6 +424,8 @@ pub struct ClassQueue {
     aqm: Option<AqmParams>,
     rng: u64,
     counters: QueueCounters,
+    /// Flow queues holding a frame (a worker's weight on a shared rate).
+    busy: u32,
 }
 
 fn flow_table(n: usize) -> Vec<FlowQueue> {
@@ -475,6 +477,7 @@ impl ClassQueue {
             aqm,
             rng: 0x853c_49e6_748f_ea9b,
             counters: QueueCounters::default(),
+            busy: 0,
         }
     }
 
@@ -509,6 +512,12 @@ impl ClassQueue {
 
     pub fn counters(&self) -> QueueCounters {
         self.counters
+    }
+
+    /// Flow queues holding at least one frame.
+    #[inline]
+    pub fn busy_queues(&self) -> u32 {
+        self.busy
     }
 
     /// Would a frame of `bytes` fit under both limits?
@@ -633,6 +642,7 @@ impl ClassQueue {
             NIL => {
                 flow.head = idx;
                 self.flow_tags.set_empty(f, false);
+                self.busy += 1;
             }
             t => arena.slots[t as usize].next = idx,
         }
@@ -710,6 +720,7 @@ impl ClassQueue {
         if flow.head == NIL {
             flow.tail = NIL;
             self.flow_tags.set_empty(f, true);
+            self.busy = self.busy.saturating_sub(1);
         }
         flow.backlog = flow.backlog.saturating_sub(slot.bytes);
         self.packets -= 1;

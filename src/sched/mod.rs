@@ -44,7 +44,9 @@ pub use crate::time::Nanos;
 use class_queue::{Arena, ClassQueue, Dequeued, Popped, Sharing};
 use cobalt::AqmParams;
 pub use codel::CodelParams;
+use shared_rate::{Bucket, RateRegistry};
 use stats::{ClassStats, DropReason};
+use std::sync::Arc;
 use token_bucket::{Conform, TokenBucket};
 
 /// DRR quantum: one full-size Ethernet frame plus default overhead, per unit of weight.
@@ -141,9 +143,9 @@ struct Class {
     priority: u8,
     quantum: i64,
     deficit: i64,
-    rate: TokenBucket,
-    ceil: TokenBucket,
-    police: Option<TokenBucket>,
+    rate: Bucket,
+    ceil: Bucket,
+    police: Option<Bucket>,
     queue: ClassQueue,
     stats: ClassStats,
 }
@@ -165,7 +167,10 @@ struct Level {
 #[derive(Debug)]
 pub struct PortScheduler<T> {
     spec: PortSpec,
-    link: TokenBucket,
+    link: Bucket,
+    /// Where the buckets come from when several workers share this port's rates
+    /// ([`share_rates`](Self::share_rates)); `None`: each bucket is this scheduler's own.
+    shared: Option<Arc<RateRegistry>>,
     classes: Vec<Class>,
     levels: Vec<Level>,
     arena: Arena<T>,
@@ -197,11 +202,12 @@ impl<T: Copy> PortScheduler<T> {
         let classes: Vec<Class> = spec
             .classes
             .iter()
-            .map(|c| Self::new_class(c, now))
+            .map(|c| Self::new_class(c, now, None, &spec.name))
             .collect();
         let levels = Self::levels_of(&classes);
         PortScheduler {
-            link: TokenBucket::new(spec.rate_bps, spec.burst_bytes, now),
+            link: Bucket::Own(TokenBucket::new(spec.rate_bps, spec.burst_bytes, now)),
+            shared: None,
             spec,
             classes,
             levels,
@@ -212,16 +218,59 @@ impl<T: Copy> PortScheduler<T> {
         }
     }
 
-    fn new_class(c: &ClassSpec, now: Nanos) -> Class {
+    /// A bucket of this port: its own, or a share of the registry's `port/name` rate.
+    fn bucket(
+        shared: Option<&Arc<RateRegistry>>,
+        port: &str,
+        name: &str,
+        rate_bps: u64,
+        burst_bytes: u64,
+        now: Nanos,
+    ) -> Bucket {
+        match shared {
+            None => Bucket::Own(TokenBucket::new(rate_bps, burst_bytes, now)),
+            Some(r) => r.bucket(&format!("{port}/{name}"), rate_bps, burst_bytes, now),
+        }
+    }
+
+    /// A class's rate, ceil and police buckets.
+    fn class_buckets(
+        c: &ClassSpec,
+        now: Nanos,
+        shared: Option<&Arc<RateRegistry>>,
+        port: &str,
+    ) -> (Bucket, Bucket, Option<Bucket>) {
+        let bucket = |kind: &str, rate, burst| {
+            Self::bucket(
+                shared,
+                port,
+                &format!("{}/{kind}", c.name),
+                rate,
+                burst,
+                now,
+            )
+        };
+        (
+            bucket("rate", c.rate_bps, c.burst_bytes),
+            bucket("ceil", c.ceil_bps, c.cburst_bytes),
+            c.police.map(|(rate, burst)| bucket("police", rate, burst)),
+        )
+    }
+
+    fn new_class(
+        c: &ClassSpec,
+        now: Nanos,
+        shared: Option<&Arc<RateRegistry>>,
+        port: &str,
+    ) -> Class {
+        let (rate, ceil, police) = Self::class_buckets(c, now, shared, port);
         Class {
             priority: c.priority,
             quantum: i64::from(c.quantum_bytes.max(1)),
             deficit: 0,
-            rate: TokenBucket::new(c.rate_bps, c.burst_bytes, now),
-            ceil: TokenBucket::new(c.ceil_bps, c.cburst_bytes, now),
-            police: c
-                .police
-                .map(|(rate, burst)| TokenBucket::new(rate, burst, now)),
+            rate,
+            ceil,
+            police,
             queue: ClassQueue::new(
                 Self::sharing(c),
                 BASE_QUANTUM,
@@ -300,7 +349,14 @@ impl<T: Copy> PortScheduler<T> {
                             b.reconfigure(rate, burst, now);
                             Some(b)
                         }
-                        (None, Some((rate, burst))) => Some(TokenBucket::new(rate, burst, now)),
+                        (None, Some((rate, burst))) => Some(Self::bucket(
+                            self.shared.as_ref(),
+                            &spec.name,
+                            &format!("{}/police", c.name),
+                            rate,
+                            burst,
+                            now,
+                        )),
                         (_, None) => None,
                     };
                     class.queue.reconfigure(
@@ -313,7 +369,7 @@ impl<T: Copy> PortScheduler<T> {
                     );
                     class
                 }
-                None => Self::new_class(c, now),
+                None => Self::new_class(c, now, self.shared.as_ref(), &spec.name),
             };
             classes.push(class);
         }
@@ -385,6 +441,25 @@ impl<T: Copy> PortScheduler<T> {
         &self.spec
     }
 
+    /// Draw every rate of this port (link, and each class's rate, ceil and police) from
+    /// `registry`, shared with the other workers' schedulers of the same port, from `now` on;
+    /// reloads keep doing so. Tokens this scheduler's own buckets held are dropped (call it
+    /// before the first frame). Allocates (start-up).
+    pub fn share_rates(&mut self, registry: &Arc<RateRegistry>, now: Nanos) {
+        let port = self.spec.name.clone();
+        self.link = registry.bucket(
+            &format!("{port}/link"),
+            self.spec.rate_bps,
+            self.spec.burst_bytes,
+            now,
+        );
+        for (class, c) in self.classes.iter_mut().zip(&self.spec.classes) {
+            (class.rate, class.ceil, class.police) =
+                Self::class_buckets(c, now, Some(registry), &port);
+        }
+        self.shared = Some(Arc::clone(registry));
+    }
+
     pub fn class_stats(&self, class: ClassId) -> Option<&ClassStats> {
         self.classes.get(usize::from(class)).map(|c| &c.stats)
     }
@@ -448,8 +523,8 @@ impl<T: Copy> PortScheduler<T> {
         let verdict = if bad_class {
             Err(DropReason::Malformed)
         } else if let Some(police) = class.police.as_mut() {
-            police.refill(now);
-            match police.take_if_available(u64::from(meta.wire_bytes)) {
+            police.set_weight(class.queue.busy_queues());
+            match police.police(u64::from(meta.wire_bytes), now) {
                 Conform::Taken => Ok(()),
                 Conform::Exceeds => Err(DropReason::Policed),
             }
@@ -613,10 +688,21 @@ impl<T: Copy> PortScheduler<T> {
 
     /// The class to serve: green by priority then DRR; else yellow likewise.
     fn select(&mut self, now: Nanos) -> Option<(ClassId, Mode)> {
+        // A shared rate splits between workers by their busy flows (sched::shared_rate); the
+        // link's weight is the flows of classes within their rate, so that a worker that
+        // would borrow does not outweigh one with traffic its classes are owed.
+        let mut owed = 0u32;
         for class in self.classes.iter_mut().filter(|c| !c.queue.is_empty()) {
+            let busy = class.queue.busy_queues();
+            class.rate.set_weight(busy);
+            class.ceil.set_weight(busy);
             class.rate.refill(now);
             class.ceil.refill(now);
+            if class.rate.is_open() {
+                owed = owed.saturating_add(busy);
+            }
         }
+        self.link.set_weight(owed);
         for mode in [Mode::Green, Mode::Yellow] {
             for level in 0..self.levels.len() {
                 if let Some(id) = self.pick_in_level(level, mode) {

@@ -176,8 +176,10 @@ proptest! {
         run_saturated(&mut s, &[(0, hi_frame, 1), (1, lo_frame, 2)], SEC / 4,
             |t, s| {
                 let hi = &s.classes[0];
-                let mut rate = hi.rate.clone();
-                let mut ceil = hi.ceil.clone();
+                let (Bucket::Own(rate), Bucket::Own(ceil)) = (&hi.rate, &hi.ceil) else {
+                    unreachable!("a scheduler of its own has buckets of its own")
+                };
+                let (mut rate, mut ceil) = (rate.clone(), ceil.clone());
                 rate.refill(t);
                 ceil.refill(t);
                 expect_hi.set(!hi.queue.is_empty() && rate.is_open() && ceil.is_open());

@@ -133,6 +133,31 @@ impl TokenBucket {
         got
     }
 
+    /// Move the bucket's time to `now` and return what the rate earned since, without adding
+    /// it: a shared rate splits it between its workers ([`super::shared_rate`]) and gives the
+    /// rest back.
+    #[inline]
+    pub fn take_elapsed(&mut self, now: Nanos) -> i128 {
+        if now <= self.last {
+            return 0;
+        }
+        let elapsed = now - self.last;
+        self.last = now;
+        i128::from(elapsed)
+            .checked_mul(i128::from(self.rate_bps))
+            .unwrap_or(i128::MAX)
+    }
+
+    /// Tokens at the last refill (units).
+    pub fn tokens(&self) -> i128 {
+        self.tokens
+    }
+
+    /// The depth (units).
+    pub fn depth(&self) -> i128 {
+        self.depth
+    }
+
     /// Put back `units` leased and not spent (never above the depth: what would overflow it is
     /// lost, as the tokens of a full bucket are).
     #[inline]

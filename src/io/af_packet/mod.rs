@@ -61,6 +61,10 @@ const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_FANOUT_HASH: libc::c_int = 0;
 const PACKET_FANOUT_FLAG_DEFRAG: libc::c_int = 0x8000;
+/// A fanout group has one hook for all its sockets: PACKET_IGNORE_OUTGOING on each socket does
+/// not reach it, the group needs this flag (Linux 5.4+) or it hands frames the bridge sends
+/// back to the bridge.
+const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: libc::c_int = 0x4000;
 
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
@@ -192,7 +196,8 @@ pub struct AfPacketOptions {
     /// Join `PACKET_FANOUT` group `id` (one id space per network namespace) by flow hash: the
     /// kernel gives each frame to one socket of the group, every frame of a flow (both
     /// directions of it hash alike) to the same one, and reassembles IP fragments first so they
-    /// follow their flow. For several workers on one port (`--workers N`, issue 15). `None`:
+    /// follow their flow; frames sent on the interface are not received (as with
+    /// `PACKET_IGNORE_OUTGOING`). For several workers on one port (`--workers N`). `None`:
     /// this socket gets every frame of the interface.
     pub fanout: Option<u16>,
 }
@@ -524,10 +529,14 @@ impl AfPacket {
         }
         // After bind: a fanout group takes sockets that are bound and running.
         if let (Some(id), false) = (opts.fanout, opts.send_only) {
-            let arg =
-                libc::c_int::from(id) | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16;
-            set_int_opt(&fd, PACKET_FANOUT, arg)
-                .map_err(|e| kernel("setsockopt PACKET_FANOUT (hash)", e))?;
+            let flags =
+                PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG | PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+            set_int_opt(&fd, PACKET_FANOUT, libc::c_int::from(id) | flags << 16).map_err(|e| {
+                kernel(
+                    "setsockopt PACKET_FANOUT (hash, ignoring outgoing frames: Linux 5.4+)",
+                    e,
+                )
+            })?;
         }
 
         if opts.promiscuous {

@@ -1237,6 +1237,22 @@ fn a_fanout_group_keeps_each_flow_on_one_socket_and_in_order() {
                 }
             }
             send_all(&mut tx, &frames, VnetHdr::NONE);
+            // Frames sent on b itself (flow 200) must not come back to the group: a bridge
+            // would forward what it sends.
+            let mut out = AfPacket::open("b", &plain()).unwrap();
+            let outgoing: Vec<Vec<u8>> = (0..16u8)
+                .map(|round| {
+                    let mut f = Vec::new();
+                    // The source address of frames from a (what recv_ours keeps).
+                    etherparse::PacketBuilder::ethernet2(SRC, DST)
+                        .ipv4([198, 19, 0, 1], [198, 18, 0, 1], 64)
+                        .udp(9, 1200)
+                        .write(&mut f, &[200, round])
+                        .unwrap();
+                    f
+                })
+                .collect();
+            send_all(&mut out, &outgoing, VnetHdr::NONE);
             let got: Vec<Vec<(u8, u8)>> = workers
                 .iter_mut()
                 .map(|w| {
@@ -1246,6 +1262,10 @@ fn a_fanout_group_keeps_each_flow_on_one_socket_and_in_order() {
                         .collect()
                 })
                 .collect();
+            assert!(
+                got.iter().flatten().all(|&(f, _)| f != 200),
+                "{mode:?}: a frame sent on the interface came back to the group"
+            );
             assert_eq!(
                 got[0].len() + got[1].len(),
                 256,

@@ -1,0 +1,237 @@
+//! `weir run --workers 2` in a lab (weir-src -- lan0 [weir] wan0 -- weir-dst): six UDP flows
+//! at three times a class's rate. The class's rate holds for the sum over the two workers
+//! (within 1%), each flow arrives in order, the flows share the class as on one worker (the
+//! kernel spreads them over the workers by a hash seeded at boot, so the split changes from
+//! machine to machine: 3+3, 4+2 or 5+1 all have to come out fair), and every frame is
+//! accounted for.
+//!
+//! Needs root (network namespaces); skips loudly otherwise, fails under CI=true. The lab is
+//! removed with every process in it when the test ends, also on failure. Every loop is bounded.
+
+mod common;
+
+use common::bridge::Bridge;
+use common::{lab, require_root};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use weir::io::af_packet::{AfPacket, AfPacketOptions};
+use weir::io::{Device, RxMeta, TxFrame, VnetHdr, MAX_FRAME};
+use weir::tools::lab::Lab;
+
+const FLOWS: u8 = 6;
+const PAYLOAD: usize = 1000;
+/// Bytes the class's bucket is charged per frame: the frame and weir's default overhead.
+const WIRE: u64 = (14 + 20 + 8 + PAYLOAD as u64) + 24;
+const RATE_BPS: u64 = 40_000_000;
+/// What the sender offers: three times the class.
+const OFFERED_BPS: u64 = 3 * RATE_BPS;
+const SEND_FOR: Duration = Duration::from_secs(4);
+const UDP_PORT: u16 = 9;
+
+const CONFIG: &str = r#"(
+    ports: (
+        wan: (interface: "wan0", rate: "1 Gbit", classes: [
+            (name: "capped", match: "default", rate: "40 Mbit", ceil: "40 Mbit"),
+        ]),
+        lan: (interface: "lan0", rate: "1 Gbit", classes: [(name: "all", match: "default", rate: "1 Gbit")]),
+    ),
+)"#;
+
+fn frame(flow: u8, seq: u32) -> Vec<u8> {
+    let mut payload = vec![0u8; PAYLOAD];
+    payload[0] = flow;
+    payload[1..5].copy_from_slice(&seq.to_be_bytes());
+    let mut f = Vec::with_capacity(1100);
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0x77, 1], [2, 0, 0, 0, 0x77, 2])
+        .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+        .udp(7000 + u16::from(flow), UDP_PORT)
+        .write(&mut f, &payload)
+        .unwrap();
+    f
+}
+
+/// One frame of ours as dst0 saw it.
+struct Arrival {
+    at: Instant,
+    flow: u8,
+    seq: u32,
+}
+
+/// Send the flows from src0 in turns at `OFFERED_BPS` for `SEND_FOR`, and record what dst0
+/// receives until 2 s after the sender stops. Returns (frames sent, arrivals).
+fn exchange(lab: &Lab) -> (u64, Vec<Arrival>) {
+    let in_ns = |ns: &str| PathBuf::from("/var/run/netns").join(ns);
+    let (dst_path, src_path) = (in_ns(&lab.dst_ns), in_ns(&lab.src_ns));
+    let (dst_if, src_if) = (lab.dst_if.clone(), lab.src_if.clone());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let receiver = std::thread::spawn(move || {
+        weir::io::sys::netdev::enter_network_namespace(&dst_path).unwrap();
+        let mut rx = AfPacket::open(
+            &dst_if,
+            &AfPacketOptions {
+                promiscuous: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut bufs: Vec<Box<[u8]>> = (0..64)
+            .map(|_| vec![0u8; MAX_FRAME].into_boxed_slice())
+            .collect();
+        let mut meta = vec![RxMeta::default(); 64];
+        let mut got = Vec::new();
+        let mut stop_at = Instant::now() + SEND_FOR + Duration::from_secs(30);
+        while Instant::now() < stop_at {
+            if done_rx.try_recv().is_ok() {
+                // The queue drains at the class's rate after the sender stops.
+                stop_at = Instant::now() + Duration::from_secs(2);
+            }
+            let k = rx.recv_batch(&mut bufs, &mut meta).unwrap();
+            let at = Instant::now();
+            for (b, m) in bufs.iter().zip(&meta).take(k) {
+                let f = &b[..m.len];
+                // Ours: UDP to port 9 from the test's MAC.
+                if f.len() >= 47 && f[6..12] == [2, 0, 0, 0, 0x77, 1] && f[36..38] == [0, 9] {
+                    got.push(Arrival {
+                        at,
+                        flow: f[42],
+                        seq: u32::from_be_bytes([f[43], f[44], f[45], f[46]]),
+                    });
+                }
+            }
+            if k == 0 {
+                rx.wait_readable(Duration::from_millis(5)).unwrap();
+            }
+        }
+        got
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let sender = std::thread::spawn(move || {
+        weir::io::sys::netdev::enter_network_namespace(&src_path).unwrap();
+        let mut tx = AfPacket::open(
+            &src_if,
+            &AfPacketOptions {
+                send_only: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let frame_bits = (WIRE * 8) as f64;
+        let start = Instant::now();
+        let mut sent = 0u64;
+        let mut seq = [0u32; FLOWS as usize];
+        while start.elapsed() < SEND_FOR {
+            // Catch up with the offered rate every millisecond.
+            let due = (start.elapsed().as_secs_f64() * OFFERED_BPS as f64 / frame_bits) as u64;
+            while sent < due {
+                let flow = (sent % u64::from(FLOWS)) as u8;
+                let f = frame(flow, seq[usize::from(flow)]);
+                let batch = [TxFrame {
+                    data: &f,
+                    vnet: VnetHdr::NONE,
+                }];
+                if tx.send_batch(&batch).unwrap() == 1 {
+                    seq[usize::from(flow)] += 1;
+                    sent += 1;
+                } else {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sent
+    });
+    let sent = sender.join().unwrap();
+    done_tx.send(()).unwrap();
+    (sent, receiver.join().unwrap())
+}
+
+fn forwarded_on(stdout: &str, port: &str) -> (u64, u64, u64) {
+    // "port wan: received 196130 = forwarded 196129 + dropped 1"
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("port {port}: received")))
+        .unwrap_or_else(|| panic!("no counters for port {port} in:\n{stdout}"));
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1], n[2])
+}
+
+#[test]
+fn two_workers_hold_a_class_rate_keep_flows_in_order_and_share_fairly() {
+    if !require_root("two_workers_hold_a_class_rate_keep_flows_in_order_and_share_fairly") {
+        return;
+    }
+    let lab = lab("workers");
+    let b = Bridge::start(&lab, "workers", CONFIG, &["--workers", "2"]);
+    let (sent, got) = exchange(&lab);
+    let out = b.stop();
+    assert_eq!(out.code, Some(0), "weir failed:\n{}", out.stderr);
+    assert!(!got.is_empty(), "nothing crossed");
+
+    // Rate: over the time the class was backlogged (from the first arrival until the queue ran
+    // dry after the sender stopped), leaving out the first half second (the bucket's burst).
+    let (first, last) = (got[0].at, got[got.len() - 1].at);
+    let from = first + Duration::from_millis(500);
+    let in_window: Vec<&Arrival> = got.iter().filter(|a| a.at > from).collect();
+    let span = (last - from).as_secs_f64();
+    let bps = (in_window.len() as u64 * WIRE * 8) as f64 / span;
+    let error = bps / RATE_BPS as f64 - 1.0;
+    eprintln!(
+        "sent {sent} frames at {:.0} Mbit/s; {} arrived over {:.2} s; in the window {:.3} Mbit/s \
+         ({:+.2}% of the class's rate)",
+        OFFERED_BPS as f64 / 1e6,
+        got.len(),
+        (last - first).as_secs_f64(),
+        bps / 1e6,
+        error * 100.0
+    );
+    assert!(
+        error.abs() <= 0.01,
+        "the class sent {:.3} Mbit/s over both workers, not 40 (within 1%)",
+        bps / 1e6
+    );
+
+    // Order: each flow's sequence numbers only go up (frames may be dropped, never reordered).
+    for flow in 0..FLOWS {
+        let seqs: Vec<u32> = got
+            .iter()
+            .filter(|a| a.flow == flow)
+            .map(|a| a.seq)
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "flow {flow} arrived out of order"
+        );
+    }
+
+    // Fairness between the flows, whichever worker each is on (Jain's index over the window).
+    let per_flow: Vec<f64> = (0..FLOWS)
+        .map(|f| in_window.iter().filter(|a| a.flow == f).count() as f64)
+        .collect();
+    let sum: f64 = per_flow.iter().sum();
+    let jain = sum * sum / (f64::from(FLOWS) * per_flow.iter().map(|x| x * x).sum::<f64>());
+    eprintln!("frames per flow in the window: {per_flow:?}; Jain's index {jain:.4}");
+    assert!(
+        jain >= 0.98,
+        "flows shared unfairly: {per_flow:?} (Jain {jain:.4})"
+    );
+
+    // Conservation: per port received = forwarded + dropped, nothing left queued; what dst0
+    // got of ours was forwarded on wan.
+    let (received, forwarded, dropped) = forwarded_on(&out.stdout, "wan");
+    assert_eq!(received, forwarded + dropped, "{}", out.stdout);
+    assert!(
+        received >= sent * 99 / 100,
+        "weir received {received} of {sent}: {}",
+        out.stdout
+    );
+    assert!(
+        forwarded >= got.len() as u64 && forwarded <= got.len() as u64 + 20,
+        "forwarded {forwarded} on wan, dst0 got {} of ours",
+        got.len()
+    );
+}

@@ -400,11 +400,45 @@ if want equal-cpu; then
     WPIN="taskset -c 1" weir_start benches/lab/unshaped.ron
     ec_rows weir-afp
     weir_stop
-    WPIN="taskset -c 1" weir_start "$tmp/overload.ron"
-    ec_overload weir-afp
-    weir_stop
-    put weir-afp ec_overload_kernel_drops "$(grep -o 'kernel dropped [0-9]*' "$tmp/weir.out" | awk '{s += $3} END {print s + 0}')"
+    # The same with one receiving socket per port (no express lane: how weir was before it),
+    # and with the forwarding thread at nice -10 instead of real-time (`--priority high`).
+    for x in "weir-afp:auto:realtime" "weir-noexpress:off:realtime" "weir-high:auto:high"; do
+        IFS=: read -r d e pr <<< "$x"
+        WPIN="taskset -c 1" weir_start "$tmp/overload.ron" --express "$e" --priority "$pr"
+        ec_overload "$d"
+        weir_stop
+        put "$d" ec_overload_kernel_drops "$(grep -o 'kernel dropped [0-9]*' "$tmp/weir.out" | awk '{s += $3} END {print s + 0}')"
+    done
 fi
+# --- workers: weir --workers 1 and 2 beside the bridge, both CPUs free (nothing pinned) ---
+wk_rows() { # $1 = dut
+    local d=$1 r0 r1 s0 s1 ta tb
+    put "$d" wk_tcp_4flow_bps "$(tcp_bps 4 "$T")"
+    r0=$(rxp $p-dst dst0); s0=$(rxp $p-src src0)
+    timeout 120 $SRC "$weir" send "$tmp/fwd.pcap" -i src0 --topspeed --loop "$LOOPS" > "$tmp/sa" &
+    local pa=$!
+    timeout 120 $DST "$weir" send "$tmp/rev.pcap" -i dst0 --topspeed --loop "$LOOPS" > "$tmp/sb" &
+    local pb=$!
+    wait $pa $pb || true
+    sleep 0.3
+    r1=$(rxp $p-dst dst0); s1=$(rxp $p-src src0)
+    ta=$(grep -o 'in [0-9.]* s' "$tmp/sa" | grep -o '[0-9.]*'); tb=$(grep -o 'in [0-9.]* s' "$tmp/sb" | grep -o '[0-9.]*')
+    put "$d" wk_pps_2dir "$(python3 -c "print(($r1 - $r0 + $s1 - $s0) / max($ta, $tb))")"
+    put "$d" wk_pps_2dir_delivered "$(python3 -c "print(($r1 - $r0 + $s1 - $s0) / (2 * $LOOPS * 1000))")"
+}
+if want workers; then
+    log "workers: bridge"
+    lab_up; bridge_up
+    wk_rows bridge
+    for n in 1 2; do
+        log "workers: weir --workers $n"
+        lab_up
+        weir_start benches/lab/unshaped.ron --workers "$n"
+        wk_rows "weir-w$n"
+        weir_stop
+    done
+fi
+
 log "uptime after: $(uptime)"
 
 mkdir -p target/compare
@@ -475,10 +509,16 @@ for k in ("prio", "bulk"):
     rows.append((f"equal CPU, 1G + 2x flood: {k} RTT p99 (ms)", f"ec_overload_{k}_rtt_p99_ms", "bridge-htb", 1, "{:.2f}"))
     rows.append((f"equal CPU, 1G + 2x flood: {k} ping loss", f"ec_overload_{k}_loss", "bridge-htb", 1, "{:.3f}"))
 rows.append(("equal CPU, 1G + 2x flood: kernel drops at weir", "ec_overload_kernel_drops", None, 1, "{:.0f}"))
+rows += [
+    ("both CPUs: TCP 4 flows (Gbit/s)", "wk_tcp_4flow_bps", "bridge", 1e-9, "{:.2f}"),
+    ("both CPUs: 64B frames/s, 2 dirs (kpps)", "wk_pps_2dir", "bridge", 1e-3, "{:.0f}"),
+    ("both CPUs: 64B delivered fraction, 2 dirs", "wk_pps_2dir_delivered", "bridge", 1, "{:.3f}"),
+]
 rows = [r for r in rows if any(r[1] in m for m in data.values())]
 def fmt(v, scale, f): return "not measured" if v is None else f.format(v * scale)
 def ratio(a, b): return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
-weirs = [("weir-afp", "afp"), ("weir-mmsg", "mmsg"), ("weir-ring", "ring"), ("weir-pnet", "pnet")]
+weirs = [("weir-afp", "afp"), ("weir-mmsg", "mmsg"), ("weir-ring", "ring"), ("weir-pnet", "pnet"),
+         ("weir-noexpress", "noexp"), ("weir-high", "high"), ("weir-w1", "w1"), ("weir-w2", "w2")]
 weirs = [w for w in weirs if w[0] in data]
 hdr = ("row", "kernel") + tuple(x for d, s in weirs for x in (d, f"{s}/kern"))
 table = []

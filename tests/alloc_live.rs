@@ -264,12 +264,14 @@ fn open_ports(lab: &Lab, rx: RxMode, workers: usize) -> Vec<[PortIo; 2]> {
                             send_only,
                             rx,
                             fanout: group,
+                            filter: None,
                         };
                         Box::new(AfPacket::open(&name, &opts).expect("open AF_PACKET"))
                     };
                     PortIo {
                         rx: open(true, false),
                         tx: open(false, true),
+                        express: None,
                     }
                 })
             })

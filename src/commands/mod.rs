@@ -128,6 +128,12 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 1,
               value_parser = clap::value_parser!(u16).range(1..=64))]
         workers: u16,
+        /// Receive the traffic of the best priority (when its rules are ports, hosts,
+        /// protocols, DSCP or ICMP types) and the link's control frames on a socket of their
+        /// own, read first: when the CPU cannot keep up, the kernel drops bulk frames, not
+        /// those (docs/architecture.md, Express lane). `off`: one socket per port.
+        #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+        express: ExpressArg,
         /// After the last frame, keep polling the sockets this long (e.g. `200us`, `1ms`) before
         /// sleeping: less delay for a frame after a pause, at the cost of a busy core meanwhile.
         /// Run-to-completion and per-direction layouts only. Default: sleep at once.
@@ -366,6 +372,12 @@ pub enum RxArg {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExpressArg {
+    Auto,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ThreadsArg {
     RunToCompletion,
     PerDirection,
@@ -435,6 +447,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             rx,
             threads,
             workers,
+            express,
             busy_poll,
             priority,
             json,
@@ -481,6 +494,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                     ThreadsArg::PerDirection => weir::runtime::Threads::PerDirection,
                 },
                 workers: usize::from(workers),
+                express: matches!(express, ExpressArg::Auto),
                 busy_poll: match busy_poll
                     .as_deref()
                     .map(weir::config::units::parse_duration)

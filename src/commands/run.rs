@@ -50,6 +50,8 @@ pub struct Settings {
     pub threads: runtime::Threads,
     /// Workers per direction, each with its own sockets (a fanout group per port).
     pub workers: usize,
+    /// Receive the best priority's traffic on a socket of its own (runtime::express).
+    pub express: bool,
     pub busy_poll: std::time::Duration,
     pub priority: runtime::Priority,
     pub json: bool,
@@ -118,15 +120,55 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             let group = |side: Side| {
                 (s.workers > 1).then(|| {
                     (std::process::id() as u16)
-                        .wrapping_mul(2)
+                        .wrapping_mul(4)
                         .wrapping_add(side.index() as u16)
                 })
             };
+            // Frames received on a port leave by the other: its classes choose the lane.
+            let lanes = Side::BOTH.map(|ingress| {
+                let egress = ingress.other();
+                if !s.express {
+                    return None;
+                }
+                match runtime::express::lane(&plan, egress) {
+                    Ok(Some(l)) => {
+                        tracing::info!(
+                            "express lane on port {}: frames of class {} (leaving on {}) and \
+                             the link's control frames are received apart and read first",
+                            ingress.name(),
+                            l.classes.join(", "),
+                            egress.name()
+                        );
+                        Some(l)
+                    }
+                    Ok(None) => None,
+                    Err(why) => {
+                        tracing::info!(
+                            "no express lane on port {} (for frames leaving on {}): {why}",
+                            ingress.name(),
+                            egress.name()
+                        );
+                        None
+                    }
+                }
+            });
             let mut sets = Vec::with_capacity(s.workers);
             let mut modes = [None, None];
             for _ in 0..s.workers {
-                let (lan, lan_rx) = open_af_packet(&lan_if, rx, if_ring_fails, group(Side::Lan))?;
-                let (wan, wan_rx) = open_af_packet(&wan_if, rx, if_ring_fails, group(Side::Wan))?;
+                let (lan, lan_rx) = open_af_packet(
+                    &lan_if,
+                    rx,
+                    if_ring_fails,
+                    group(Side::Lan),
+                    lanes[0].as_ref(),
+                )?;
+                let (wan, wan_rx) = open_af_packet(
+                    &wan_if,
+                    rx,
+                    if_ring_fails,
+                    group(Side::Wan),
+                    lanes[1].as_ref(),
+                )?;
                 sets.push([lan, wan]);
                 modes = [Some(lan_rx), Some(wan_rx)];
             }
@@ -514,29 +556,50 @@ fn open_pnet(name: &str) -> anyhow::Result<PortIo> {
     Ok(PortIo {
         rx: Box::new(rx),
         tx: Box::new(tx),
+        express: None,
     })
 }
 
 /// One socket to receive (promiscuous, never seeing its own or other local transmissions) and
 /// one to send, with vnet headers on both so GSO super-frames cross whole; and the receive
 /// mode the port got (`rx`, or recvmmsg when it fell back).
+/// With an express lane, two receiving sockets whose filters split the frames between them
+/// (the lane's in a fanout group of its own: `fanout` + 2).
 fn open_af_packet(
     name: &str,
     rx: RxMode,
     if_ring_fails: IfRingFails,
     fanout: Option<u16>,
+    lane: Option<&runtime::express::Lane>,
 ) -> anyhow::Result<(PortIo, RxMode)> {
+    let opts = |filter, fanout| AfPacketOptions {
+        promiscuous: true,
+        vnet_hdr: true,
+        send_only: false,
+        rx,
+        fanout,
+        filter,
+    };
     let opened = AfPacket::open_or_fall_back(
         name,
-        &AfPacketOptions {
-            promiscuous: true,
-            vnet_hdr: true,
-            send_only: false,
-            rx,
-            fanout,
-        },
+        &opts(lane.map(|l| Arc::clone(&l.bulk)), fanout),
         if_ring_fails,
     )?;
+    let express: Option<Box<dyn weir::io::Device>> = match lane {
+        Some(l) => {
+            let group = fanout.map(|g| g.wrapping_add(2));
+            let dev = AfPacket::open_or_fall_back(
+                name,
+                &AfPacketOptions {
+                    rx: opened.device.rx_mode(),
+                    ..opts(Some(Arc::clone(&l.express)), group)
+                },
+                if_ring_fails,
+            )?;
+            Some(Box::new(dev.device))
+        }
+        None => None,
+    };
     if let Some(why) = &opened.fallback {
         tracing::warn!("{why} (--rx mmsg says so and silences this)");
     }
@@ -554,6 +617,7 @@ fn open_af_packet(
         PortIo {
             rx: Box::new(opened.device),
             tx: Box::new(tx),
+            express,
         },
         rx_used,
     ))

@@ -328,10 +328,12 @@ mod tests {
                     PortIo {
                         rx: Box::new(lan_rx),
                         tx: Box::new(lan_tx),
+                        express: None,
                     },
                     PortIo {
                         rx: Box::new(wan_rx),
                         tx: Box::new(wan_tx),
+                        express: None,
                     },
                 ],
                 s,

@@ -49,6 +49,8 @@ pub(crate) struct Ingress {
     kernel_drops_due: Nanos,
     /// Receiving has stopped and the counter had its last read.
     stopped: bool,
+    /// 1 for a port's express socket, 0 for its own: its kernel drop counter's slot.
+    lane: usize,
 }
 
 impl Ingress {
@@ -61,6 +63,15 @@ impl Ingress {
             meta: vec![RxMeta::default(); BATCH],
             kernel_drops_due: 0,
             stopped: false,
+            lane: 0,
+        }
+    }
+
+    /// A port's express socket (crate::runtime::express).
+    pub(crate) fn express(side: Side, dev: Box<dyn Device>) -> Ingress {
+        Ingress {
+            lane: 1,
+            ..Ingress::new(side, dev)
         }
     }
 
@@ -260,9 +271,11 @@ impl Forwarder {
             // One comparison per batch; the system call at most once per interval.
             if now >= ingress.kernel_drops_due {
                 ingress.kernel_drops_due = now.saturating_add(KERNEL_DROPS_EVERY);
-                self.shared
-                    .kernel_drops
-                    .read(self.index, ingress.side, ingress.dev.as_mut());
+                self.shared.kernel_drops.read(
+                    self.index * 2 + ingress.lane,
+                    ingress.side,
+                    ingress.dev.as_mut(),
+                );
             }
             for (buf, m) in ingress.scratch.iter_mut().zip(&ingress.meta).take(n) {
                 let info = RxInfo {
@@ -430,9 +443,11 @@ impl Forwarder {
         for ingress in &mut self.ingresses {
             if !ingress.stopped {
                 ingress.stopped = true;
-                self.shared
-                    .kernel_drops
-                    .read(self.index, ingress.side, ingress.dev.as_mut());
+                self.shared.kernel_drops.read(
+                    self.index * 2 + ingress.lane,
+                    ingress.side,
+                    ingress.dev.as_mut(),
+                );
             }
         }
     }
@@ -714,7 +729,7 @@ impl Forwarder {
     /// privileges, when asked).
     pub(crate) fn run(mut self, clock: &SystemClock, running: &AtomicU64) -> Finished {
         crate::io::sys::set_timer_slack_ns(1);
-        self.opts.priority.apply();
+        let mut saturation = super::Saturation::new(self.opts.priority.apply());
         if self.opts.drop_privileges {
             if let Err(e) = crate::io::sys::drop_capabilities() {
                 tracing::warn!("a forwarding thread could not give up its capabilities: {e}");
@@ -728,6 +743,7 @@ impl Forwarder {
         let mut last_frame = Instant::now();
         loop {
             let now = clock.now();
+            saturation.turn(now);
             let got = if draining_since.is_none() {
                 self.poll(now)
             } else {
@@ -770,6 +786,7 @@ impl Forwarder {
             if wait < self.opts.spin_below {
                 continue;
             }
+            saturation.waiting();
             match &fds {
                 Some(fds) if draining_since.is_none() => {
                     if let Err(e) = crate::io::sys::wait_any_readable(fds, wait) {
@@ -783,6 +800,13 @@ impl Forwarder {
                 }
                 _ => std::thread::sleep(wait.min(Duration::from_millis(1))),
             }
+        }
+        if saturation.demotions > 0 {
+            tracing::info!(
+                "a forwarding thread saturated its CPU and left real-time priority {} times \
+                 while it did (docs/architecture.md, Express lane)",
+                saturation.demotions
+            );
         }
         self.drop_what_is_left();
         self.finish(clock.now())

@@ -33,6 +33,7 @@
 //! (docs/benchmarks.md) and was removed: a single owner per direction keeps buffers, counters
 //! and a reload on one thread.
 
+pub mod express;
 pub(crate) mod forwarder;
 pub mod frames;
 pub mod owners;
@@ -52,10 +53,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The devices of one port: frames are received on `rx` and sent on `tx`.
+/// The devices of one port: frames are received on `rx` and sent on `tx`; with an express
+/// lane ([`express`]), the traffic of the best priority is received on `express` (read first)
+/// and the rest on `rx`.
 pub struct PortIo {
     pub rx: Box<dyn Device>,
     pub tx: Box<dyn Device>,
+    pub express: Option<Box<dyn Device>>,
 }
 
 /// How the work is spread over threads.
@@ -96,9 +100,74 @@ impl Priority {
                 }
             }
             Priority::RealTime(p) => match crate::io::sys::set_thread_realtime(i32::from(p)) {
-                Ok(()) => self,
+                Ok(()) => {
+                    // So that a saturated thread can come back to real time (Saturation)
+                    // once it has given up its capabilities.
+                    crate::io::sys::allow_priorities(i32::from(p), SATURATED_NICE);
+                    self
+                }
                 Err(_) => Priority::Nice(-10).apply(),
             },
+        }
+    }
+}
+
+/// A real-time forwarding thread that has not slept for this long is saturated: it leaves real
+/// time for [`SATURATED_NICE`] until it next waits for frames. A real-time thread that never
+/// sleeps is throttled by the kernel (stopped 50 ms of every second by default: measured
+/// here as pings held 25-49 ms every 0.84 s under a CPU-saturating flood), and it keeps the
+/// kernel's own softirq thread from the CPU it shares.
+pub const SATURATED_AFTER: Nanos = 10_000_000;
+pub const SATURATED_NICE: i32 = -10;
+
+/// A forwarding thread's real-time priority while it saturates its CPU (see
+/// [`SATURATED_AFTER`]): two system calls per change, none per frame.
+#[derive(Debug)]
+pub(crate) struct Saturation {
+    /// The real-time priority the thread got; `None`: nothing to do.
+    realtime: Option<u8>,
+    busy_since: Nanos,
+    waited: bool,
+    demoted: bool,
+    /// Times the thread left real time (for tests and the log at the end).
+    pub(crate) demotions: u64,
+}
+
+impl Saturation {
+    pub(crate) fn new(granted: Priority) -> Saturation {
+        Saturation {
+            realtime: match granted {
+                Priority::RealTime(p) => Some(p),
+                _ => None,
+            },
+            busy_since: 0,
+            waited: true,
+            demoted: false,
+            demotions: 0,
+        }
+    }
+
+    /// A turn starts at `now`.
+    #[inline]
+    pub(crate) fn turn(&mut self, now: Nanos) {
+        if self.realtime.is_none() {
+            return;
+        }
+        if self.waited {
+            self.waited = false;
+            self.busy_since = now;
+        } else if !self.demoted && now.saturating_sub(self.busy_since) >= SATURATED_AFTER {
+            self.demoted = crate::io::sys::set_thread_normal(SATURATED_NICE);
+            self.demotions += u64::from(self.demoted);
+        }
+    }
+
+    /// The thread is about to wait for frames: back to real time if it had left it.
+    #[inline]
+    pub(crate) fn waiting(&mut self) {
+        self.waited = true;
+        if let (true, Some(p)) = (self.demoted, self.realtime) {
+            self.demoted = crate::io::sys::set_thread_realtime(i32::from(p)).is_err();
         }
     }
 }
@@ -163,18 +232,18 @@ pub struct KernelDropCounters {
 }
 
 impl KernelDropCounters {
-    /// Room for `forwarders` threads.
-    pub fn new(forwarders: usize) -> KernelDropCounters {
+    /// Room for `sockets` receiving sockets (slots).
+    pub fn new(sockets: usize) -> KernelDropCounters {
         KernelDropCounters {
-            frames: (0..forwarders).map(|_| Default::default()).collect(),
+            frames: (0..sockets).map(|_| Default::default()).collect(),
             counted: Default::default(),
         }
     }
 
-    /// Read `dev`'s counter (a system call on AF_PACKET) and publish it as forwarder
-    /// `index`'s for port `side`.
-    pub(crate) fn read(&self, index: usize, side: Side, dev: &mut dyn Device) {
-        if let (Some(n), Some(slot)) = (dev.kernel_drops(), self.frames.get(index)) {
+    /// Read `dev`'s counter (a system call on AF_PACKET) and publish it in `slot` for port
+    /// `side`.
+    pub(crate) fn read(&self, slot: usize, side: Side, dev: &mut dyn Device) {
+        if let (Some(n), Some(slot)) = (dev.kernel_drops(), self.frames.get(slot)) {
             slot[side.index()].store(n, Ordering::Relaxed);
             self.counted[side.index()].store(true, Ordering::Relaxed);
         }
@@ -442,10 +511,10 @@ pub fn start_workers(
                 name("weir-fwd"),
                 make(
                     forwarders.len(),
-                    vec![
-                        Ingress::new(Side::Lan, lan.rx),
-                        Ingress::new(Side::Wan, wan.rx),
-                    ],
+                    ingresses([
+                        (Side::Lan, lan.rx, lan.express),
+                        (Side::Wan, wan.rx, wan.express),
+                    ]),
                     [Some(lan.tx), Some(wan.tx)],
                 ),
             )),
@@ -453,13 +522,13 @@ pub fn start_workers(
             Threads::PerDirection => {
                 let up = make(
                     forwarders.len(),
-                    vec![Ingress::new(Side::Lan, lan.rx)],
+                    ingresses([(Side::Lan, lan.rx, lan.express)]),
                     [None, Some(wan.tx)],
                 );
                 forwarders.push((name("weir-up"), up));
                 let down = make(
                     forwarders.len(),
-                    vec![Ingress::new(Side::Wan, wan.rx)],
+                    ingresses([(Side::Wan, wan.rx, wan.express)]),
                     [Some(lan.tx), None],
                 );
                 forwarders.push((name("weir-down"), down));
@@ -501,6 +570,24 @@ pub fn start_workers(
         std::thread::sleep(Duration::from_millis(1));
     }
     Ok(bridge)
+}
+
+/// A port's receiving sockets: its own, and its express lane's.
+type Receivers = (Side, Box<dyn Device>, Option<Box<dyn Device>>);
+
+/// A forwarder's ingresses: the express sockets first (each turn reads them first), then
+/// the ports' own.
+fn ingresses<const N: usize>(ports: [Receivers; N]) -> Vec<Ingress> {
+    let mut express = Vec::new();
+    let mut bulk = Vec::new();
+    for (side, rx, fast) in ports {
+        if let Some(dev) = fast {
+            express.push(Ingress::express(side, dev));
+        }
+        bulk.push(Ingress::new(side, rx));
+    }
+    express.extend(bulk);
+    express
 }
 
 /// Requests waiting per forwarding thread; more are refused (the control plane says busy).

@@ -105,7 +105,8 @@ impl Published {
                     })
                 })
                 .collect(),
-            kernel_drops: KernelDropCounters::new(forwarders),
+            // A slot per receiving socket: each forwarder's own and its express lane's.
+            kernel_drops: KernelDropCounters::new(2 * forwarders),
             links: super::LinkStates::default(),
             ledger: Arc::new(crate::budget::Ledger::new(
                 &plan.budgets,

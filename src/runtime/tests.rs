@@ -61,10 +61,12 @@ fn start_wrapped(
                 PortIo {
                     rx: lan_rx,
                     tx: Box::new(lan_tx),
+                    express: None,
                 },
                 PortIo {
                     rx: Box::new(wan_rx),
                     tx: Box::new(wan_tx),
+                    express: None,
                 },
             ],
             s,
@@ -345,10 +347,12 @@ fn a_failing_device_stops_the_bridge_but_keeps_the_counters() {
             PortIo {
                 rx: Box::new(lan_rx),
                 tx: Box::new(lan_tx),
+                express: None,
             },
             PortIo {
                 rx: Box::new(wan_rx),
                 tx: Box::new(Broken),
+                express: None,
             },
         ];
         let opts = Options {
@@ -1188,6 +1192,7 @@ fn start_switched(
         PortIo {
             rx: Box::new(lan_rx),
             tx: Box::new(lan_tx),
+            express: None,
         },
         PortIo {
             rx: Box::new(wan_rx),
@@ -1195,6 +1200,7 @@ fn start_switched(
                 inner: wan_tx,
                 link: Arc::clone(&link),
             }),
+            express: None,
         },
     ];
     let stop = Arc::new(AtomicBool::new(false));

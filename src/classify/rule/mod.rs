@@ -15,6 +15,7 @@
 mod analysis;
 pub mod app_table;
 mod ast;
+pub mod bpf;
 mod lexer;
 pub mod overlap;
 mod parser;

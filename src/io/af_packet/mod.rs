@@ -180,7 +180,7 @@ impl RingShapes {
     };
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AfPacketOptions {
     /// Receive frames addressed to other hosts too (needed on a bridge port). Undone by the
     /// kernel when the socket closes.
@@ -200,6 +200,10 @@ pub struct AfPacketOptions {
     /// `PACKET_IGNORE_OUTGOING`). For several workers on one port (`--workers N`). `None`:
     /// this socket gets every frame of the interface.
     pub fanout: Option<u16>,
+    /// A classic BPF program the kernel runs on each frame before this socket gets it
+    /// (attached before bind, so no frame arrives unfiltered): the express lane's and the
+    /// bulk lane's filters (crate::classify::rule::bpf). `None`: every frame.
+    pub filter: Option<std::sync::Arc<[crate::classify::rule::bpf::BpfInsn]>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -403,7 +407,7 @@ impl AfPacket {
             (Err(OpenError::Ring { name, op, source }), IfRingFails::UseMmsg) => {
                 let mmsg = AfPacketOptions {
                     rx: RxMode::Mmsg,
-                    ..*opts
+                    ..opts.clone()
                 };
                 Ok(Opened {
                     device: AfPacket::open_with(ifname, &mmsg, shapes)?,
@@ -467,6 +471,9 @@ impl AfPacket {
         }
         // SAFETY: `raw` is a fresh descriptor (checked non-negative) owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        if let (Some(prog), false) = (&opts.filter, opts.send_only) {
+            attach_filter(&fd, prog).map_err(|e| kernel("setsockopt SO_ATTACH_FILTER", e))?;
+        }
 
         set_int_opt(&fd, PACKET_IGNORE_OUTGOING, 1).map_err(|e| {
             kernel(
@@ -767,6 +774,35 @@ fn tag_bytes(status: u32, tci: u16, tpid: u16) -> Option<[u8; VLAN_TAG_LEN]> {
     let t = tpid.to_be_bytes();
     let v = tci.to_be_bytes();
     Some([t[0], t[1], v[0], v[1]])
+}
+
+/// Attach a classic BPF program: the kernel checks it (a program it refuses is an error here)
+/// and runs it on every frame before this socket gets it.
+fn attach_filter(fd: &OwnedFd, prog: &[crate::classify::rule::bpf::BpfInsn]) -> io::Result<()> {
+    let len = u16::try_from(prog.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "filter too long"))?;
+    let fprog = libc::sock_fprog {
+        len,
+        // BpfInsn is repr(C) with sock_filter's fields in its order (u16, u8, u8, u32); the
+        // kernel copies the program and never writes to it.
+        filter: prog.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+    };
+    // SAFETY: `fprog` points at `len` instructions of `prog`, both alive for the call; the
+    // length passed is the size of the sock_fprog.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 fn set_int_opt(fd: &OwnedFd, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {

@@ -153,6 +153,7 @@ fn a_batch_crosses_a_veth_intact_in_order_and_never_loops_back() {
                     send_only: false,
                     rx: mode,
                     fanout: None,
+                    filter: None,
                 },
             )
             .unwrap();
@@ -419,6 +420,7 @@ fn with_vnet_headers_a_plain_frame_stays_plain() {
                 send_only: false,
                 rx: mode,
                 fanout: None,
+                filter: None,
             };
             let mut tx = AfPacket::open("a", &opts).unwrap();
             let mut rx = AfPacket::open("b", &opts).unwrap();
@@ -501,6 +503,7 @@ fn with_vnet_headers_a_gso_super_frame_crosses_whole() {
                 send_only: false,
                 rx: mode,
                 fanout: None,
+                filter: None,
             };
             let mut tx = AfPacket::open("a", &opts).unwrap();
             let mut rx = AfPacket::open("b", &opts).unwrap();
@@ -898,6 +901,7 @@ fn bridge_rx(rx: RxMode) -> AfPacketOptions {
         send_only: false,
         rx,
         fanout: None,
+        filter: None,
     }
 }
 
@@ -1290,6 +1294,78 @@ fn a_fanout_group_keeps_each_flow_on_one_socket_and_in_order() {
                 assert_eq!(rounds, [0, 1, 2, 3], "{mode:?}: flow {flow} in order");
             }
             eprintln!("{mode:?}: {} and {} frames", got[0].len(), got[1].len());
+        }
+    });
+}
+
+#[test]
+fn complementary_filters_split_the_frames_each_to_one_socket() {
+    if !have_root("complementary_filters_split_the_frames_each_to_one_socket") {
+        return;
+    }
+    use crate::classify::rule::{bpf, Rule};
+    let express = Rule::parse("dscp ef or icmp").unwrap();
+    let lanes = [true, false].map(|matched| {
+        std::sync::Arc::<[bpf::BpfInsn]>::from(
+            bpf::filter_with(&[&express], true, matched).unwrap(),
+        )
+    });
+    let ns = Netns::new("afp-filter");
+    ns.veth(true);
+    ns.run_up(move || {
+        for mode in MODES {
+            let mut tx = AfPacket::open("a", &plain()).unwrap();
+            let open = |lane: usize| {
+                AfPacket::open(
+                    "b",
+                    &AfPacketOptions {
+                        promiscuous: true,
+                        rx: mode,
+                        filter: Some(std::sync::Arc::clone(&lanes[lane])),
+                        ..plain()
+                    },
+                )
+                .unwrap()
+            };
+            let mut socks = [open(0), open(1)];
+            // 200 UDP frames, every fourth with DSCP EF, and a cut one (14 bytes of IPv4).
+            let mut frames = Vec::new();
+            for i in 0..200u8 {
+                let mut f = Vec::new();
+                etherparse::PacketBuilder::ethernet2(SRC, DST)
+                    .ipv4([198, 18, 0, 1], [198, 19, 0, 1], 64)
+                    .udp(1000, 9)
+                    .write(&mut f, &[i, 0])
+                    .unwrap();
+                if i % 4 == 0 {
+                    f[15] = 0xb8;
+                }
+                frames.push(f);
+            }
+            let mut cut = frames[1][..30].to_vec();
+            cut[29] = 200;
+            frames.push(cut);
+            send_all(&mut tx, &frames, VnetHdr::NONE);
+            let got: Vec<Vec<Vec<u8>>> = socks
+                .iter_mut()
+                .map(|s| {
+                    recv_ours(s, frames.len(), MAX_FRAME, Duration::from_millis(400))
+                        .into_iter()
+                        .map(|(d, _)| d)
+                        .collect()
+                })
+                .collect();
+            assert_eq!(
+                got[0].len(),
+                50,
+                "{mode:?}: the EF frames to the express socket"
+            );
+            assert!(got[0].iter().all(|f| f[15] == 0xb8), "{mode:?}");
+            assert_eq!(got[1].len(), 151, "{mode:?}: the rest, the cut frame too");
+            assert!(
+                got[1].iter().all(|f| f.len() < 16 || f[15] != 0xb8),
+                "{mode:?}"
+            );
         }
     });
 }

@@ -3,7 +3,8 @@
 //! (within 1%), each flow arrives in order, the flows share the class as on one worker (the
 //! kernel spreads them over the workers by a hash seeded at boot, so the split changes from
 //! machine to machine: 3+3, 4+2 or 5+1 all have to come out fair), and every frame is
-//! accounted for.
+//! accounted for. And the express lane: frames of the best priority received on a socket of
+//! their own, every frame of both sockets across, in order, counted once.
 //!
 //! Needs root (network namespaces); skips loudly otherwise, fails under CI=true. The lab is
 //! removed with every process in it when the test ends, also on failure. Every loop is bounded.
@@ -17,6 +18,13 @@ use std::time::{Duration, Instant};
 use weir::io::af_packet::{AfPacket, AfPacketOptions};
 use weir::io::{Device, RxMeta, TxFrame, VnetHdr, MAX_FRAME};
 use weir::tools::lab::Lab;
+
+/// The rate test times what crosses a lab on a 2-core machine: one test at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 const FLOWS: u8 = 6;
 const PAYLOAD: usize = 1000;
@@ -165,6 +173,7 @@ fn two_workers_hold_a_class_rate_keep_flows_in_order_and_share_fairly() {
     if !require_root("two_workers_hold_a_class_rate_keep_flows_in_order_and_share_fairly") {
         return;
     }
+    let _serial = serial();
     let lab = lab("workers");
     let b = Bridge::start(&lab, "workers", CONFIG, &["--workers", "2"]);
     let (sent, got) = exchange(&lab);
@@ -234,4 +243,150 @@ fn two_workers_hold_a_class_rate_keep_flows_in_order_and_share_fairly() {
         "forwarded {forwarded} on wan, dst0 got {} of ours",
         got.len()
     );
+}
+
+/// `weir run` with a priority class for DSCP EF on wan: frames arriving on lan are received
+/// on two sockets (the express lane and the rest), and every frame of both crosses, each class
+/// in order, counted once.
+#[test]
+fn the_express_lane_takes_its_frames_and_loses_none() {
+    if !require_root("the_express_lane_takes_its_frames_and_loses_none") {
+        return;
+    }
+    let _serial = serial();
+    const EXPRESS: &str = r#"(
+        ports: (
+            wan: (interface: "wan0", rate: "1 Gbit", classes: [
+                (name: "voice", match: "dscp ef", priority: 0, rate: "100 Mbit", ceil: "1 Gbit"),
+                (name: "bulk", match: "default", priority: 4, rate: "900 Mbit", ceil: "1 Gbit"),
+            ]),
+            lan: (interface: "lan0", rate: "1 Gbit", classes: [(name: "all", match: "default", rate: "1 Gbit")]),
+        ),
+    )"#;
+    let lab = lab("express");
+    let b = Bridge::start(&lab, "express", EXPRESS, &[]);
+    assert!(
+        b.stderr()
+            .contains("express lane on port lan: frames of class voice"),
+        "{}",
+        b.stderr()
+    );
+    // The dut's packet sockets: lan0 has its bulk and express receivers and a sender.
+    let sockets = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.dut_ns, "cat", "/proc/net/packet"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&sockets.stdout).to_string();
+    // Five packet sockets: lan0's two receivers and its sender, wan0's receiver and sender
+    // (frames leaving on lan have one priority: no lane for wan0).
+    assert_eq!(listing.lines().skip(1).count(), 5, "{listing}");
+    // Every third frame EF: 1,000 of 3,000, paced well below what weir can take.
+    let frames: Vec<Vec<u8>> = (0..3000u32)
+        .map(|i| {
+            let mut f = frame((i % 3) as u8, i);
+            if i % 3 == 0 {
+                f[15] = 0xb8;
+            }
+            f
+        })
+        .collect();
+    let got = send_and_receive(&lab, &frames);
+    let out = b.stop();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for flow in 0..3u8 {
+        let seqs: Vec<u32> = got
+            .iter()
+            .filter(|a| a.flow == flow)
+            .map(|a| a.seq)
+            .collect();
+        let want: Vec<u32> = (0..3000).filter(|i| i % 3 == u32::from(flow)).collect();
+        assert_eq!(seqs, want, "flow {flow}: every frame, in order");
+    }
+    let voice = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("wan  voice"))
+        .unwrap_or_else(|| panic!("no voice row:\n{}", out.stdout));
+    assert!(
+        voice.contains(" 1000 "),
+        "the voice class counted its 1,000 frames: {voice}"
+    );
+    let (received, forwarded, dropped) = forwarded_on(&out.stdout, "wan");
+    assert_eq!((received, dropped), (forwarded, 0), "{}", out.stdout);
+}
+
+/// Send `frames` from src0 (paced, 200 us apart) and collect ours at dst0 until 1 s after
+/// the last.
+fn send_and_receive(lab: &Lab, frames: &[Vec<u8>]) -> Vec<Arrival> {
+    let in_ns = |ns: &str| PathBuf::from("/var/run/netns").join(ns);
+    let (dst_path, src_path) = (in_ns(&lab.dst_ns), in_ns(&lab.src_ns));
+    let (dst_if, src_if) = (lab.dst_if.clone(), lab.src_if.clone());
+    let want = frames.len();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let receiver = std::thread::spawn(move || {
+        weir::io::sys::netdev::enter_network_namespace(&dst_path).unwrap();
+        let mut rx = AfPacket::open(
+            &dst_if,
+            &AfPacketOptions {
+                promiscuous: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut bufs: Vec<Box<[u8]>> = (0..64)
+            .map(|_| vec![0u8; MAX_FRAME].into_boxed_slice())
+            .collect();
+        let mut meta = vec![RxMeta::default(); 64];
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = Instant::now();
+        while Instant::now() < deadline
+            && (got.len() < want || last.elapsed() < Duration::from_secs(1))
+        {
+            let k = rx.recv_batch(&mut bufs, &mut meta).unwrap();
+            for (b, m) in bufs.iter().zip(&meta).take(k) {
+                let f = &b[..m.len];
+                if f.len() >= 47 && f[6..12] == [2, 0, 0, 0, 0x77, 1] && f[36..38] == [0, 9] {
+                    last = Instant::now();
+                    got.push(Arrival {
+                        at: last,
+                        flow: f[42],
+                        seq: u32::from_be_bytes([f[43], f[44], f[45], f[46]]),
+                    });
+                }
+            }
+            if k == 0 {
+                rx.wait_readable(Duration::from_millis(5)).unwrap();
+            }
+        }
+        got
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let frames = frames.to_vec();
+    let sender = std::thread::spawn(move || {
+        weir::io::sys::netdev::enter_network_namespace(&src_path).unwrap();
+        let mut tx = AfPacket::open(
+            &src_if,
+            &AfPacketOptions {
+                send_only: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for f in &frames {
+            let batch = [TxFrame {
+                data: f,
+                vnet: VnetHdr::NONE,
+            }];
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while tx.send_batch(&batch).unwrap() == 0 {
+                assert!(Instant::now() < deadline, "could not send");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    sender.join().unwrap();
+    receiver.join().unwrap()
 }

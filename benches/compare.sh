@@ -129,7 +129,7 @@ tcp_bps() { # $1 = parallel flows, $2 = seconds -> receiver bits/s
 }
 
 pps_tests() { # $1 = dut name, $2 = weir pid or ""
-    local d=$1 w=${2:-} c0 c1 r0 r1 s0 s1 t ta tb
+    local d=$1 w=${2:-} c0 c1 r0 r1 t
     # one direction: src -> dst
     [ -n "$w" ] && c0=$(cpu_ticks "$w")
     r0=$(rxp $p-dst dst0)
@@ -142,17 +142,21 @@ pps_tests() { # $1 = dut name, $2 = weir pid or ""
     if [ -n "$w" ]; then
         put "$d" cpu_s_per_mframe "$(python3 -c "import os; print((($c1 - $c0) / os.sysconf('SC_CLK_TCK')) / (($r1 - $r0) / 1e6))")"
     fi
-    # both directions at once: src -> dst and dst -> src
+    put "$d" pps_2dir "$(both_ways | cut -d' ' -f1)"
+}
+
+both_ways() { # 64-byte frames both ways at once at top speed -> "frames/s delivered-fraction"
+    local r0 r1 s0 s1 ta tb pa pb
     r0=$(rxp $p-dst dst0); s0=$(rxp $p-src src0)
     timeout 120 $SRC "$weir" send "$tmp/fwd.pcap" -i src0 --topspeed --loop "$LOOPS" > "$tmp/sa" &
-    local pa=$!
+    pa=$!
     timeout 120 $DST "$weir" send "$tmp/rev.pcap" -i dst0 --topspeed --loop "$LOOPS" > "$tmp/sb" &
-    local pb=$!
+    pb=$!
     wait $pa $pb || true
     sleep 0.3
     r1=$(rxp $p-dst dst0); s1=$(rxp $p-src src0)
     ta=$(grep -o 'in [0-9.]* s' "$tmp/sa" | grep -o '[0-9.]*'); tb=$(grep -o 'in [0-9.]* s' "$tmp/sb" | grep -o '[0-9.]*')
-    put "$d" pps_2dir "$(python3 -c "print(($r1 - $r0 + $s1 - $s0) / max($ta, $tb))")"
+    python3 -c "n = $r1 - $r0 + $s1 - $s0; print(n / max($ta, $tb), n / (2 * $LOOPS * 1000))"
 }
 
 idle_and_tcp() { # $1 = dut, $2 = 1 to run TCP rows
@@ -412,19 +416,11 @@ if want equal-cpu; then
 fi
 # --- workers: weir --workers 1 and 2 beside the bridge, both CPUs free (nothing pinned) ---
 wk_rows() { # $1 = dut
-    local d=$1 r0 r1 s0 s1 ta tb
+    local d=$1 b
     put "$d" wk_tcp_4flow_bps "$(tcp_bps 4 "$T")"
-    r0=$(rxp $p-dst dst0); s0=$(rxp $p-src src0)
-    timeout 120 $SRC "$weir" send "$tmp/fwd.pcap" -i src0 --topspeed --loop "$LOOPS" > "$tmp/sa" &
-    local pa=$!
-    timeout 120 $DST "$weir" send "$tmp/rev.pcap" -i dst0 --topspeed --loop "$LOOPS" > "$tmp/sb" &
-    local pb=$!
-    wait $pa $pb || true
-    sleep 0.3
-    r1=$(rxp $p-dst dst0); s1=$(rxp $p-src src0)
-    ta=$(grep -o 'in [0-9.]* s' "$tmp/sa" | grep -o '[0-9.]*'); tb=$(grep -o 'in [0-9.]* s' "$tmp/sb" | grep -o '[0-9.]*')
-    put "$d" wk_pps_2dir "$(python3 -c "print(($r1 - $r0 + $s1 - $s0) / max($ta, $tb))")"
-    put "$d" wk_pps_2dir_delivered "$(python3 -c "print(($r1 - $r0 + $s1 - $s0) / (2 * $LOOPS * 1000))")"
+    b=$(both_ways)
+    put "$d" wk_pps_2dir "${b%% *}"
+    put "$d" wk_pps_2dir_delivered "${b#* }"
 }
 if want workers; then
     log "workers: bridge"

@@ -65,9 +65,14 @@ struct Arrival {
     seq: u32,
 }
 
-/// Send the flows from src0 in turns at `OFFERED_BPS` for `SEND_FOR`, and record what dst0
-/// receives until 2 s after the sender stops. Returns (frames sent, arrivals).
-fn exchange(lab: &Lab) -> (u64, Vec<Arrival>) {
+/// Run `send` with a send-only socket on src0 (in its namespace) while dst0 records our frames;
+/// recording ends `drain` after `send` returns (the queues empty meanwhile). Returns what
+/// `send` returned and the arrivals.
+fn cross<R: Send + 'static>(
+    lab: &Lab,
+    drain: Duration,
+    send: impl FnOnce(&mut AfPacket) -> R + Send + 'static,
+) -> (R, Vec<Arrival>) {
     let in_ns = |ns: &str| PathBuf::from("/var/run/netns").join(ns);
     let (dst_path, src_path) = (in_ns(&lab.dst_ns), in_ns(&lab.src_ns));
     let (dst_if, src_if) = (lab.dst_if.clone(), lab.src_if.clone());
@@ -89,11 +94,11 @@ fn exchange(lab: &Lab) -> (u64, Vec<Arrival>) {
             .collect();
         let mut meta = vec![RxMeta::default(); 64];
         let mut got = Vec::new();
-        let mut stop_at = Instant::now() + SEND_FOR + Duration::from_secs(30);
+        // Bounded even if the sender never says it is done.
+        let mut stop_at = Instant::now() + Duration::from_secs(60);
         while Instant::now() < stop_at {
             if done_rx.try_recv().is_ok() {
-                // The queue drains at the class's rate after the sender stops.
-                stop_at = Instant::now() + Duration::from_secs(2);
+                stop_at = Instant::now() + drain;
             }
             let k = rx.recv_batch(&mut bufs, &mut meta).unwrap();
             let at = Instant::now();
@@ -125,6 +130,31 @@ fn exchange(lab: &Lab) -> (u64, Vec<Arrival>) {
             },
         )
         .unwrap();
+        send(&mut tx)
+    });
+    let sent = sender.join().unwrap();
+    done_tx.send(()).unwrap();
+    (sent, receiver.join().unwrap())
+}
+
+/// Send one frame, retrying for up to a second while the socket is full.
+fn send_one(tx: &mut AfPacket, f: &[u8]) {
+    let batch = [TxFrame {
+        data: f,
+        vnet: VnetHdr::NONE,
+    }];
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while tx.send_batch(&batch).unwrap() == 0 {
+        assert!(Instant::now() < deadline, "could not send");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Send the flows from src0 in turns at `OFFERED_BPS` for `SEND_FOR`, and record what dst0
+/// receives until 2 s after the sender stops (the class's queue drains at its rate meanwhile).
+/// Returns (frames sent, arrivals).
+fn exchange(lab: &Lab) -> (u64, Vec<Arrival>) {
+    cross(lab, Duration::from_secs(2), |tx| {
         let frame_bits = (WIRE * 8) as f64;
         let start = Instant::now();
         let mut sent = 0u64;
@@ -134,25 +164,14 @@ fn exchange(lab: &Lab) -> (u64, Vec<Arrival>) {
             let due = (start.elapsed().as_secs_f64() * OFFERED_BPS as f64 / frame_bits) as u64;
             while sent < due {
                 let flow = (sent % u64::from(FLOWS)) as u8;
-                let f = frame(flow, seq[usize::from(flow)]);
-                let batch = [TxFrame {
-                    data: &f,
-                    vnet: VnetHdr::NONE,
-                }];
-                if tx.send_batch(&batch).unwrap() == 1 {
-                    seq[usize::from(flow)] += 1;
-                    sent += 1;
-                } else {
-                    break;
-                }
+                send_one(tx, &frame(flow, seq[usize::from(flow)]));
+                seq[usize::from(flow)] += 1;
+                sent += 1;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
         sent
-    });
-    let sent = sender.join().unwrap();
-    done_tx.send(()).unwrap();
-    (sent, receiver.join().unwrap())
+    })
 }
 
 fn forwarded_on(stdout: &str, port: &str) -> (u64, u64, u64) {
@@ -315,78 +334,14 @@ fn the_express_lane_takes_its_frames_and_loses_none() {
     assert_eq!((received, dropped), (forwarded, 0), "{}", out.stdout);
 }
 
-/// Send `frames` from src0 (paced, 200 us apart) and collect ours at dst0 until 1 s after
-/// the last.
+/// Send `frames` from src0, 200 us apart, and collect ours at dst0 until 1 s after the last.
 fn send_and_receive(lab: &Lab, frames: &[Vec<u8>]) -> Vec<Arrival> {
-    let in_ns = |ns: &str| PathBuf::from("/var/run/netns").join(ns);
-    let (dst_path, src_path) = (in_ns(&lab.dst_ns), in_ns(&lab.src_ns));
-    let (dst_if, src_if) = (lab.dst_if.clone(), lab.src_if.clone());
-    let want = frames.len();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let receiver = std::thread::spawn(move || {
-        weir::io::sys::netdev::enter_network_namespace(&dst_path).unwrap();
-        let mut rx = AfPacket::open(
-            &dst_if,
-            &AfPacketOptions {
-                promiscuous: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        ready_tx.send(()).unwrap();
-        let mut bufs: Vec<Box<[u8]>> = (0..64)
-            .map(|_| vec![0u8; MAX_FRAME].into_boxed_slice())
-            .collect();
-        let mut meta = vec![RxMeta::default(); 64];
-        let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut last = Instant::now();
-        while Instant::now() < deadline
-            && (got.len() < want || last.elapsed() < Duration::from_secs(1))
-        {
-            let k = rx.recv_batch(&mut bufs, &mut meta).unwrap();
-            for (b, m) in bufs.iter().zip(&meta).take(k) {
-                let f = &b[..m.len];
-                if f.len() >= 47 && f[6..12] == [2, 0, 0, 0, 0x77, 1] && f[36..38] == [0, 9] {
-                    last = Instant::now();
-                    got.push(Arrival {
-                        at: last,
-                        flow: f[42],
-                        seq: u32::from_be_bytes([f[43], f[44], f[45], f[46]]),
-                    });
-                }
-            }
-            if k == 0 {
-                rx.wait_readable(Duration::from_millis(5)).unwrap();
-            }
-        }
-        got
-    });
-    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
     let frames = frames.to_vec();
-    let sender = std::thread::spawn(move || {
-        weir::io::sys::netdev::enter_network_namespace(&src_path).unwrap();
-        let mut tx = AfPacket::open(
-            &src_if,
-            &AfPacketOptions {
-                send_only: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    cross(lab, Duration::from_secs(1), move |tx| {
         for f in &frames {
-            let batch = [TxFrame {
-                data: f,
-                vnet: VnetHdr::NONE,
-            }];
-            let deadline = Instant::now() + Duration::from_secs(1);
-            while tx.send_batch(&batch).unwrap() == 0 {
-                assert!(Instant::now() < deadline, "could not send");
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            send_one(tx, f);
             std::thread::sleep(Duration::from_micros(200));
         }
-    });
-    sender.join().unwrap();
-    receiver.join().unwrap()
+    })
+    .1
 }

@@ -307,9 +307,15 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         Monitor::new(
             Arc::clone(bridge.published()),
             Arc::clone(bridge.clock()),
-            match s.threads {
-                runtime::Threads::RunToCompletion => "run-to-completion",
-                runtime::Threads::PerDirection => "per-direction",
+            {
+                let layout = match s.threads {
+                    runtime::Threads::RunToCompletion => "run-to-completion",
+                    runtime::Threads::PerDirection => "per-direction",
+                };
+                match s.workers {
+                    1 => layout.to_string(),
+                    n => format!("{layout} x {n} workers"),
+                }
             },
             bridge.interfaces().clone(),
             plan,

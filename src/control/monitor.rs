@@ -155,7 +155,7 @@ pub struct Monitor {
     shared: Arc<Published>,
     clock: Arc<SystemClock>,
     started: std::time::Instant,
-    threads: &'static str,
+    threads: String,
     interfaces: [String; 2],
     plan: Arc<Plan>,
     /// The plan before the last reload and its generation: a thread's snapshot may still be
@@ -172,7 +172,7 @@ impl Monitor {
     pub fn new(
         shared: Arc<Published>,
         clock: Arc<SystemClock>,
-        threads: &'static str,
+        threads: String,
         interfaces: [String; 2],
         plan: Arc<Plan>,
         config: ConfigStatus,
@@ -379,7 +379,7 @@ impl Monitor {
             weir_version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
             uptime_s: self.started.elapsed().as_secs_f64(),
-            threads: self.threads.into(),
+            threads: self.threads.clone(),
             config: self.config.clone(),
             ports,
             flow_table,

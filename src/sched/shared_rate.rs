@@ -520,7 +520,7 @@ mod tests {
             x ^= x << 17;
             for k in 0..2 {
                 let w = (k + x as usize) % 2;
-                let allowed = cap[w] * (step + 1) / 1_000_000;
+                let allowed = cap[w].saturating_mul(step + 1) / 1_000_000;
                 if sent[w] + 1500 <= allowed
                     && shares[w].take_weighted(1500, weights[w], now) == Conform::Taken
                 {

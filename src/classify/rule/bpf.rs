@@ -188,7 +188,7 @@ pub fn filter_with(rules: &[&Rule], control: bool, matched: bool) -> Result<Vec<
         a.op(LD | MEM, M_PROTO);
         a.jump(JEQ | K, 58, icmp6, rules_start);
         a.bind(icmp6);
-        fits_l4(&mut a, 1, read, rules_start);
+        fits(&mut a, M_L4, 1, read, rules_start);
         a.bind(read);
         a.op(LD | B | IND, 0);
         a.jump(JGE | K, 133, low, rules_start);
@@ -304,7 +304,7 @@ fn prologue(a: &mut Asm) {
     // IPv4: a whole header of version 4, else not IP.
     a.bind(v4);
     let (v4_long, v4_ver) = (a.label(), a.label());
-    fits(a, 20, v4_long, non_ip);
+    fits(a, M_L3, 20, v4_long, non_ip);
     a.bind(v4_long);
     a.op(LD | B | IND, 0);
     a.op(RSH | ALU | K, 4);
@@ -324,7 +324,7 @@ fn prologue(a: &mut Asm) {
     // IPv6: a whole header of version 6.
     a.bind(v6);
     let (v6_long, v6_ver) = (a.label(), a.label());
-    fits(a, 40, v6_long, non_ip);
+    fits(a, M_L3, 40, v6_long, non_ip);
     a.bind(v6_long);
     a.op(LD | B | IND, 0);
     a.op(RSH | ALU | K, 4);
@@ -363,28 +363,17 @@ fn is_vlan(a: &mut Asm, tag: Label, other: Label, l3_at: u32) {
     a.goto(other);
 }
 
-/// `fits(n)`: the frame holds `n` bytes from the offset in X (X kept; A clobbered).
-fn fits(a: &mut Asm, n: u32, yes: Label, no: Label) {
-    // A = X + n; compare with the length: A > len means it does not fit.
-    a.op(MISC | TXA, 0);
+/// The frame holds `n` bytes from the offset in scratch slot `at` (`M_L3` or `M_L4`): then X is
+/// that offset (A clobbered).
+fn fits(a: &mut Asm, at: u32, n: u32, yes: Label, no: Label) {
+    // A = offset + n; more than the length: it does not fit.
+    a.op(LD | MEM, at);
     a.op(ALU | ADD | K, n);
     a.op(LDX | MEM, M_LEN);
     let back = a.label();
     a.jump(JGT | X, 0, no, back);
     a.bind(back);
-    a.op(LDX | MEM, M_L3);
-    a.goto(yes);
-}
-
-/// `fits` from the L4 offset: X = L4 offset afterwards.
-fn fits_l4(a: &mut Asm, n: u32, yes: Label, no: Label) {
-    a.op(LD | MEM, M_L4);
-    a.op(ALU | ADD | K, n);
-    a.op(LDX | MEM, M_LEN);
-    let back = a.label();
-    a.jump(JGT | X, 0, no, back);
-    a.bind(back);
-    a.op(LDX | MEM, M_L4);
+    a.op(LDX | MEM, at);
     a.goto(yes);
 }
 
@@ -423,7 +412,7 @@ fn atom(a: &mut Asm, atom: &Atom, t: Label, f: Label) -> Result<(), String> {
             a.op(LD | MEM, M_FRAG);
             a.jump(JEQ | K, 0, first, f);
             a.bind(first);
-            fits_l4(a, 4, read, f);
+            fits(a, M_L4, 4, read, f);
             a.bind(read);
             match dir {
                 Dir::Src => port_in(a, 0, set.ranges(), t, f),
@@ -440,9 +429,8 @@ fn atom(a: &mut Asm, atom: &Atom, t: Label, f: Label) -> Result<(), String> {
             let (fam, ok) = (a.label(), a.label());
             is_family(a, net.v6, fam, f);
             a.bind(fam);
-            a.op(LDX | MEM, M_L3);
             let hdr = if net.v6 { 40 } else { 20 };
-            fits(a, hdr, ok, f);
+            fits(a, M_L3, hdr, ok, f);
             a.bind(ok);
             let (src, dst) = if net.v6 { (8, 24) } else { (12, 16) };
             match dir {
@@ -484,7 +472,7 @@ fn atom(a: &mut Asm, atom: &Atom, t: Label, f: Label) -> Result<(), String> {
             a.op(LD | MEM, M_FRAG);
             a.jump(JEQ | K, 0, first, f);
             a.bind(first);
-            fits_l4(a, 2, read, f);
+            fits(a, M_L4, 2, read, f);
             a.bind(read);
             a.op(LD | B | IND, 0);
             a.jump(JEQ | K, u32::from(*ty), t, f);

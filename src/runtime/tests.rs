@@ -1301,3 +1301,41 @@ fn an_interface_that_is_gone_stops_the_bridge_and_says_so() {
         assert_eq!(report.buffers_outstanding, 0, "{threads:?}");
     }
 }
+
+#[test]
+fn a_saturated_realtime_thread_leaves_real_time_until_it_next_waits() {
+    if !crate::io::test_netns::have_root(
+        "a_saturated_realtime_thread_leaves_real_time_until_it_next_waits",
+    ) {
+        return;
+    }
+    // On a thread of its own: the policy changes are the thread's.
+    std::thread::spawn(|| {
+        let granted = Priority::RealTime(10).apply();
+        assert_eq!(granted, Priority::RealTime(10), "root gets real time");
+        let fifo = || crate::io::sys::thread_policy() == libc::SCHED_FIFO;
+        let mut s = super::Saturation::new(granted);
+        s.turn(1_000);
+        assert!(fifo());
+        // Busy (no wait) for just under the limit: still real time.
+        s.turn(1_000 + super::SATURATED_AFTER - 1);
+        assert!(fifo());
+        s.turn(1_000 + super::SATURATED_AFTER);
+        assert!(!fifo(), "saturated: left real time");
+        assert_eq!(crate::io::sys::thread_policy(), libc::SCHED_OTHER);
+        assert_eq!(s.demotions, 1);
+        // It waits for frames: real time again, and the busy time starts over.
+        s.waiting();
+        assert!(fifo(), "back to real time to wait");
+        s.turn(50_000_000);
+        s.turn(50_000_000 + super::SATURATED_AFTER / 2);
+        assert!(fifo());
+        // A thread that never got real time is left alone.
+        let mut n = super::Saturation::new(Priority::Nice(-10));
+        n.turn(0);
+        n.turn(u64::MAX / 2);
+        assert_eq!(n.demotions, 0);
+    })
+    .join()
+    .unwrap();
+}

@@ -116,7 +116,8 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let (workers, rx_modes) = match s.io {
         Io::AfPacket { rx, if_ring_fails } => {
             // A fanout group per port; ids are per network namespace, so take them from the
-            // process id (two weirs in one namespace do not collide) and the port.
+            // process id and the port (two weirs in one namespace collide only when their
+            // pids differ by a multiple of 16,384: the second then fails at start).
             let group = |side: Side| {
                 (s.workers > 1).then(|| {
                     (std::process::id() as u16)

@@ -803,9 +803,9 @@ impl Forwarder {
         }
         if saturation.demotions > 0 {
             tracing::info!(
-                "a forwarding thread saturated its CPU and left real-time priority {} times \
-                 while it did (docs/architecture.md, Express lane)",
-                saturation.demotions
+                "a forwarding thread saturated its CPU and left real-time priority for nice {} \
+                 (docs/architecture.md, Saturation)",
+                super::SATURATED_NICE
             );
         }
         self.drop_what_is_left();

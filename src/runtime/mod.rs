@@ -99,50 +99,46 @@ impl Priority {
                     Priority::Inherit
                 }
             }
-            Priority::RealTime(p) => match crate::io::sys::set_thread_realtime(i32::from(p)) {
-                Ok(()) => {
-                    // So that a saturated thread can come back to real time (Saturation)
-                    // once it has given up its capabilities.
-                    crate::io::sys::allow_priorities(i32::from(p), SATURATED_NICE);
-                    self
+            Priority::RealTime(p) => {
+                // The nice value a saturated thread keeps when it leaves real time
+                // (Saturation), set while the thread may still raise it.
+                crate::io::sys::raise_thread_priority(SATURATED_NICE);
+                match crate::io::sys::set_thread_realtime(i32::from(p)) {
+                    Ok(()) => self,
+                    Err(_) => Priority::Nice(SATURATED_NICE),
                 }
-                Err(_) => Priority::Nice(-10).apply(),
-            },
+            }
         }
     }
 }
 
 /// A real-time forwarding thread that has not slept for this long is saturated: it leaves real
-/// time for [`SATURATED_NICE`] until it next waits for frames. A real-time thread that never
-/// sleeps is throttled by the kernel (stopped 50 ms of every second by default: measured
-/// here as pings held 25-49 ms every 0.84 s under a CPU-saturating flood), and it keeps the
-/// kernel's own softirq thread from the CPU it shares.
+/// time for good, for the nice value [`SATURATED_NICE`] it was given before. A real-time
+/// thread that never sleeps is throttled by the kernel (stopped 50 ms of every second by
+/// default: measured here as pings held 25-49 ms every 0.84 s under a CPU-saturating flood),
+/// and it keeps the kernel's own softirq thread from the CPU it shares. For good: returning to
+/// real time needs CAP_SYS_NICE, which the thread gave up (docs/operations.md, Privileges).
 pub const SATURATED_AFTER: Nanos = 10_000_000;
 pub const SATURATED_NICE: i32 = -10;
 
 /// A forwarding thread's real-time priority while it saturates its CPU (see
-/// [`SATURATED_AFTER`]): two system calls per change, none per frame.
+/// [`SATURATED_AFTER`]): one system call when it leaves, none per frame or turn.
 #[derive(Debug)]
 pub(crate) struct Saturation {
-    /// The real-time priority the thread got; `None`: nothing to do.
-    realtime: Option<u8>,
+    /// At real-time priority (and watching for saturation).
+    realtime: bool,
     busy_since: Nanos,
     waited: bool,
-    demoted: bool,
-    /// Times the thread left real time (for tests and the log at the end).
+    /// Times the thread left real time (0 or 1; for tests and the log at the end).
     pub(crate) demotions: u64,
 }
 
 impl Saturation {
     pub(crate) fn new(granted: Priority) -> Saturation {
         Saturation {
-            realtime: match granted {
-                Priority::RealTime(p) => Some(p),
-                _ => None,
-            },
+            realtime: matches!(granted, Priority::RealTime(_)),
             busy_since: 0,
             waited: true,
-            demoted: false,
             demotions: 0,
         }
     }
@@ -150,25 +146,23 @@ impl Saturation {
     /// A turn starts at `now`.
     #[inline]
     pub(crate) fn turn(&mut self, now: Nanos) {
-        if self.realtime.is_none() {
+        if !self.realtime {
             return;
         }
         if self.waited {
             self.waited = false;
             self.busy_since = now;
-        } else if !self.demoted && now.saturating_sub(self.busy_since) >= SATURATED_AFTER {
-            self.demoted = crate::io::sys::set_thread_normal(SATURATED_NICE);
-            self.demotions += u64::from(self.demoted);
+        } else if now.saturating_sub(self.busy_since) >= SATURATED_AFTER {
+            // Tried once: a refusal leaves the thread as it is, without asking again.
+            self.realtime = false;
+            self.demotions += u64::from(crate::io::sys::set_thread_normal());
         }
     }
 
-    /// The thread is about to wait for frames: back to real time if it had left it.
+    /// The thread is about to wait for frames: its busy time starts again at the next turn.
     #[inline]
     pub(crate) fn waiting(&mut self) {
         self.waited = true;
-        if let (true, Some(p)) = (self.demoted, self.realtime) {
-            self.demoted = crate::io::sys::set_thread_realtime(i32::from(p)).is_err();
-        }
     }
 }
 

@@ -568,6 +568,19 @@ mod tests {
     }
 
     #[test]
+    fn the_registry_holds_the_live_rates_and_one_generation_more() {
+        let reg = RateRegistry::new(LEASE_NS);
+        // Two workers' schedulers ask for the same class: one rate.
+        let a = reg.bucket("wan/x/rate", 1_000_000, 3000, 0);
+        let b = reg.bucket("wan/x/rate", 1_000_000, 3000, 0);
+        assert_eq!(reg.len(), 1);
+        // A reload removed class x on both workers; the next request drops its rate.
+        drop((a, b));
+        let _c = reg.bucket("wan/y/rate", 1_000_000, 3000, 1);
+        assert_eq!(reg.len(), 1);
+    }
+
+    #[test]
     fn an_idle_share_gives_its_lease_back() {
         let rate = SharedRate::new(8_000_000, 1_000_000, 10 * 1_000_000, 0);
         let mut a = rate.share();

@@ -41,36 +41,17 @@ pub fn set_thread_realtime(priority: i32) -> std::io::Result<()> {
     }
 }
 
-/// Leave real time for the normal policy at `nice` (a real-time thread that never sleeps is
-/// stopped by the kernel's throttling, 50 ms a second by default). Returns whether it worked.
-pub fn set_thread_normal(nice: i32) -> bool {
+/// Leave real time for the normal policy, keeping the thread's nice value (set before it
+/// took real time): allowed without privileges, since it lowers the thread's priority. Returns
+/// whether it worked.
+pub fn set_thread_normal() -> bool {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: gettid has no preconditions; sched_setscheduler with a thread id changes only
     // that thread's policy and reads `param`, a live local, for the duration of the call.
-    let rc = unsafe {
+    unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
-        libc::sched_setscheduler(tid, libc::SCHED_OTHER, &param)
-    };
-    rc == 0 && raise_thread_priority(nice)
-}
-
-/// Let this process's threads take real-time priority `rt` and nice `nice` again later
-/// without privileges (RLIMIT_RTPRIO, RLIMIT_NICE; process-wide): a forwarding thread that
-/// left real time while saturated returns to it after giving up its capabilities. Needs
-/// CAP_SYS_RESOURCE to raise the limits (root has it); returns whether it worked.
-pub fn allow_priorities(rt: i32, nice: i32) -> bool {
-    let set = |resource, value: u64| {
-        let lim = libc::rlimit {
-            rlim_cur: value,
-            rlim_max: value,
-        };
-        // SAFETY: setrlimit reads `lim`, a live local, for the duration of the call.
-        unsafe { libc::setrlimit(resource, &lim) == 0 }
-    };
-    let rt = u64::try_from(rt).unwrap_or(0);
-    // RLIMIT_NICE counts 20 - nice: 30 allows nice -10.
-    let nice = u64::try_from(20 - nice).unwrap_or(0);
-    set(libc::RLIMIT_RTPRIO, rt) & set(libc::RLIMIT_NICE, nice)
+        libc::sched_setscheduler(tid, libc::SCHED_OTHER, &param) == 0
+    }
 }
 
 /// The calling thread's scheduling policy (`libc::SCHED_FIFO`, `libc::SCHED_OTHER`...).

@@ -2,8 +2,11 @@
 # weir vs the Linux kernel, in a lab of its own (prefix weir-cmp).
 #   benches/compare.sh [--quick] [--only PART]...   (root; builds target/release/weir)
 # PART: main (the rows below, --quick: ~4-5 min), equal-cpu (the same single CPU for the kernel
-# and weir, ~3 min), workers (weir --workers 1 and 2 beside the bridge on both CPUs, ~2 min);
-# all three when no --only is given.
+# and weir, ~3 min, with the overload row), overload (that row alone: priority under CPU
+# overload, ~1.5 min), workers (weir --workers 1 and 2 beside the bridge on both CPUs, ~2 min);
+# all of them when no --only is given. EC_TRACE=1: capture the overload row's pings at each hop
+# (target/compare/trace/, benches/lab/ping_hops.py); EC_OVERLOAD_WEIRS="name:express:priority
+# ...": the weir variants of that row.
 # Devices under test, each in weir-cmp-dut between lan0 and wan0:
 #   bridge      Linux bridge br0 (lan0 + wan0), no qdisc (veth: noqueue)
 #   bridge-htb  the same bridge + HTB on wan0 (shaping and latency rows only)
@@ -20,7 +23,7 @@ quick=0 only=""
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=1 ;;
-        --only) only="$only ${2:?--only needs main, equal-cpu or workers}"; shift ;;
+        --only) only="$only ${2:?--only needs main, equal-cpu, overload or workers}"; shift ;;
         *) echo "compare.sh: unknown argument $1 (--quick, --only PART)" >&2; exit 2 ;;
     esac
     shift
@@ -42,8 +45,15 @@ wtpid=""
 cleanup() {
     [ -n "$wtpid" ] && kill -TERM "$wtpid" 2>/dev/null || true
     scripts/lab down "$p" >/dev/null 2>&1 || true
+    [ -n "${prequeue:-}" ] && sysctl -qw net.core.netdev_tstamp_prequeue="$prequeue"
     rm -rf "$tmp"
 }
+if [ -n "${EC_TRACE:-}" ]; then
+    # Incoming frames stamped when CPU 1 takes them from its backlog, not when queued there
+    # (benches/lab/ping_hops.py); the setting is global and is put back at exit.
+    prequeue=$(sysctl -n net.core.netdev_tstamp_prequeue)
+    sysctl -qw net.core.netdev_tstamp_prequeue=0
+fi
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -311,6 +321,12 @@ ec_lab() {
         timeout 5 ip netns exec "$p-$ns" sh -c "echo $cpus > /sys/class/net/$dev/queues/rx-0/rps_cpus"
     done
 }
+# CPU 1's receive backlog: frames dropped because it was full, and times its softirq ran out of
+# budget or time with work left (the rest then waits for the next softirq run or ksoftirqd/1)
+cpu1_softnet() { local l; l=($(sed -n 2p /proc/net/softnet_stat)); echo $((16#${l[1]})) $((16#${l[2]})); }
+ksoftirqd1_s() { # CPU seconds of ksoftirqd/1 so far
+    awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$(pgrep -x ksoftirqd/1)/stat"
+}
 cpu1_busy() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; } # ticks
 overload_cfg() { # the latency-under-load classes at 1 Gbit/s
     cat > "$tmp/overload.ron" <<'RON'
@@ -348,10 +364,14 @@ ec_rows() { # $1 = dut; the device is up on CPU 1
     local pps best=0 n
     for pps in 100000 150000 200000 250000 300000 350000 400000 500000 600000 800000; do
         n=$((pps * 2 / 1000))
-        r0=$(rxp $p-dst dst0)
+        r0=$(rxp $p-dst dst0); c0=$(cpu1_busy)
         timeout 30 $ECSRC "$weir" send "$tmp/fwd.pcap" -i src0 --pps "$pps" --loop "$n" >/dev/null 2>&1
         sleep 0.3
-        r1=$(rxp $p-dst dst0)
+        r1=$(rxp $p-dst dst0); c1=$(cpu1_busy)
+        # The cost per frame where both keep up, without the receive livelock of top speed:
+        # CPU 1's busy time per frame delivered at 100k frames/s.
+        [ "$pps" = 100000 ] && put "$d" ec_cpu1_us_per_frame_100k \
+            "$(python3 -c "import os; print(($c1 - $c0) / os.sysconf('SC_CLK_TCK') * 1e6 / max(1, $r1 - $r0))")"
         python3 -c "import sys; sys.exit(0 if ($r1 - $r0) >= 0.999 * $n * 1000 else 1)" || break
         best=$pps
     done
@@ -362,8 +382,20 @@ ec_rows() { # $1 = dut; the device is up on CPU 1
 ec_overload() { # $1 = dut; the 1 Gbit/s shaper is in place. A 2 Gbit/s unresponsive flood of
     # 1514-byte frames (1000 flows) from CPU 0 for ~8 s, DSCP EF pings (the prio class) and
     # plain pings (bulk) beside it; the offered rate is what src0 sent.
-    local d=$1 b0 b1 t0 t1 x0 x1 k v
+    local d=$1 b0 b1 t0 t1 x0 x1 k v n0 n1 q0 q1 k0
+    local tps="" x ns dev
+    if [ -n "${EC_TRACE:-}" ]; then # the pings at each hop (benches/lab/ping_hops.py)
+        mkdir -p target/compare/trace
+        for x in src:src0 dut:lan0 dut:wan0 dst:dst0; do
+            IFS=: read -r ns dev <<< "$x"
+            timeout 40 ip netns exec "$p-$ns" taskset -c 0 dumpcap -q -i "$dev" -s 100 -f icmp \
+                -w "target/compare/trace/$d-$dev.pcapng" 2>/dev/null &
+            tps="$tps $!"
+        done
+        sleep 1
+    fi
     x0=$(timeout 5 $SRC cat /sys/class/net/src0/statistics/tx_bytes)
+    read -r n0 q0 <<< "$(cpu1_softnet)"; k0=$(ksoftirqd1_s)
     b0=$(timeout 5 $DST cat /sys/class/net/dst0/statistics/rx_bytes); t0=$(date +%s.%N)
     timeout 30 $ECSRC "$weir" send "$tmp/big.pcap" -i src0 --mbps 2000 --loop 1320 >/dev/null 2>&1 &
     local cp=$!
@@ -376,6 +408,14 @@ ec_overload() { # $1 = dut; the 1 Gbit/s shaper is in place. A 2 Gbit/s unrespon
     sleep 0.2
     x1=$(timeout 5 $SRC cat /sys/class/net/src0/statistics/tx_bytes)
     b1=$(timeout 5 $DST cat /sys/class/net/dst0/statistics/rx_bytes); t1=$(date +%s.%N)
+    read -r n1 q1 <<< "$(cpu1_softnet)"
+    if [ -n "$tps" ]; then
+        sleep 0.5; kill -INT $tps; wait $tps || true
+        python3 benches/lab/ping_hops.py target/compare/trace "$d" >&2 || true
+    fi
+    put "$d" ec_overload_backlog_drops $((n1 - n0))
+    put "$d" ec_overload_time_squeeze $((q1 - q0))
+    put "$d" ec_overload_ksoftirqd_s "$(python3 -c "print($(ksoftirqd1_s) - $k0)")"
     put "$d" ec_overload_offered_bps "$(python3 -c "print(($x1 - $x0) * 8 / ($t1 - $t0))")"
     put "$d" ec_overload_dst_rx_bps "$(python3 -c "print(($b1 - $b0) * 8 / ($t1 - $t0))")"
     for k in prio bulk; do
@@ -387,10 +427,14 @@ ec_overload() { # $1 = dut; the 1 Gbit/s shaper is in place. A 2 Gbit/s unrespon
     done
 }
 
-if want equal-cpu; then
+if want equal-cpu || want overload; then
+    # This script and everything it starts (python, timeout, cat...) stay off CPU 1 too: a
+    # weir that has left real time when saturated (nice -10) otherwise waits out their time
+    # slices, up to ~6 ms seen (perf sched_switch on CPU 1); the bridge, in softirq, does not.
+    taskset -pc 0 $$ >/dev/null
     log "equal CPU: bridge"
     ec_lab; bridge_up
-    ec_rows bridge
+    want equal-cpu && ec_rows bridge
     TC qdisc replace dev wan0 root handle 1: htb default 20
     TC class add dev wan0 parent 1: classid 1:100 htb rate 1gbit ceil 1gbit
     TC class add dev wan0 parent 1:100 classid 1:1 htb rate 100mbit ceil 1gbit prio 0
@@ -399,21 +443,25 @@ if want equal-cpu; then
     ec_overload bridge-htb
     TC qdisc del dev wan0 root
     overload_cfg
-    log "equal CPU: weir (af_packet, default receive mode)"
     ec_lab
-    WPIN="taskset -c 1" weir_start benches/lab/unshaped.ron
-    ec_rows weir-afp
-    weir_stop
+    if want equal-cpu; then
+        log "equal CPU: weir (af_packet, default receive mode)"
+        WPIN="taskset -c 1" weir_start benches/lab/unshaped.ron
+        ec_rows weir-afp
+        weir_stop
+    fi
     # The same with one receiving socket per port (no express lane: how weir was before it),
     # and with the forwarding thread at nice -10 instead of real-time (`--priority high`).
-    for x in "weir-afp:auto:realtime" "weir-noexpress:off:realtime" "weir-high:auto:high"; do
+    for x in ${EC_OVERLOAD_WEIRS:-weir-afp:auto:realtime weir-noexpress:off:realtime weir-high:auto:high}; do
         IFS=: read -r d e pr <<< "$x"
         WPIN="taskset -c 1" weir_start "$tmp/overload.ron" --express "$e" --priority "$pr"
         ec_overload "$d"
         weir_stop
         put "$d" ec_overload_kernel_drops "$(grep -o 'kernel dropped [0-9]*' "$tmp/weir.out" | awk '{s += $3} END {print s + 0}')"
+        mkdir -p target/compare && cp "$tmp/weir.out" "target/compare/overload-$d.out" # its final table
     done
 fi
+taskset -pc "0-$(($(nproc) - 1))" $$ >/dev/null
 # --- workers: weir --workers 1 and 2 beside the bridge, both CPUs free (nothing pinned) ---
 wk_rows() { # $1 = dut
     local d=$1 b
@@ -493,6 +541,7 @@ rows += [
     ("equal CPU: 64B delivered fraction", "ec_pps_1dir_delivered", "bridge", 1, "{:.3f}"),
     ("equal CPU: 64B frames per CPU-1 second (k)", "ec_frames_per_cpu1_s", "bridge", 1e-3, "{:.0f}"),
     ("equal CPU: 64B highest rate delivered whole (kpps)", "ec_lossfree_pps", "bridge", 1e-3, "{:.0f}"),
+    ("equal CPU: CPU 1 us per frame at 100k frames/s", "ec_cpu1_us_per_frame_100k", "bridge", 1, "{:.2f}"),
     ("equal CPU: TCP 1 flow (Gbit/s)", "ec_tcp_1flow_bps", "bridge", 1e-9, "{:.2f}"),
     ("equal CPU: TCP 1 flow retransmits", "ec_tcp_1flow_retransmits", "bridge", 1, "{:.0f}"),
     ("equal CPU: TCP 4 flows (Gbit/s)", "ec_tcp_4flow_bps", "bridge", 1e-9, "{:.2f}"),
@@ -505,6 +554,9 @@ for k in ("prio", "bulk"):
     rows.append((f"equal CPU, 1G + 2x flood: {k} RTT p99 (ms)", f"ec_overload_{k}_rtt_p99_ms", "bridge-htb", 1, "{:.2f}"))
     rows.append((f"equal CPU, 1G + 2x flood: {k} ping loss", f"ec_overload_{k}_loss", "bridge-htb", 1, "{:.3f}"))
 rows.append(("equal CPU, 1G + 2x flood: kernel drops at weir", "ec_overload_kernel_drops", None, 1, "{:.0f}"))
+rows.append(("equal CPU, 1G + 2x flood: CPU 1 backlog drops", "ec_overload_backlog_drops", "bridge-htb", 1, "{:.0f}"))
+rows.append(("equal CPU, 1G + 2x flood: CPU 1 softirq out of budget", "ec_overload_time_squeeze", "bridge-htb", 1, "{:.0f}"))
+rows.append(("equal CPU, 1G + 2x flood: ksoftirqd/1 CPU (s)", "ec_overload_ksoftirqd_s", "bridge-htb", 1, "{:.2f}"))
 rows += [
     ("both CPUs: TCP 4 flows (Gbit/s)", "wk_tcp_4flow_bps", "bridge", 1e-9, "{:.2f}"),
     ("both CPUs: 64B frames/s, 2 dirs (kpps)", "wk_pps_2dir", "bridge", 1e-3, "{:.0f}"),
@@ -514,7 +566,7 @@ rows = [r for r in rows if any(r[1] in m for m in data.values())]
 def fmt(v, scale, f): return "not measured" if v is None else f.format(v * scale)
 def ratio(a, b): return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 weirs = [("weir-afp", "afp"), ("weir-mmsg", "mmsg"), ("weir-ring", "ring"), ("weir-pnet", "pnet"),
-         ("weir-noexpress", "noexp"), ("weir-high", "high"), ("weir-w1", "w1"), ("weir-w2", "w2")]
+         ("weir-noexpress", "noexp"), ("weir-high", "high"), ("weir-normal", "normal"), ("weir-w1", "w1"), ("weir-w2", "w2")]
 weirs = [w for w in weirs if w[0] in data]
 hdr = ("row", "kernel") + tuple(x for d, s in weirs for x in (d, f"{s}/kern"))
 table = []

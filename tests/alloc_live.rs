@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir::io::af_packet::{AfPacket, AfPacketOptions, RxMode};
+use weir::io::af_packet::{AfPacket, AfPacketOptions, Fanout, RxMode};
 use weir::runtime::{self, PortIo, RunReport, Threads};
 use weir::tools::lab::{ChildGuard, Lab};
 
@@ -256,7 +256,8 @@ fn open_ports(lab: &Lab, rx: RxMode, workers: usize) -> Vec<[PortIo; 2]> {
         (0..workers)
             .map(|_| {
                 names.clone().map(|name| {
-                    let group = (workers > 1).then(|| 0x2a0 + u16::from(name == names[1]));
+                    let group =
+                        (workers > 1).then(|| Fanout::Join(0x2a0 + u16::from(name == names[1])));
                     let open = |promiscuous, send_only| {
                         let opts = AfPacketOptions {
                             promiscuous,

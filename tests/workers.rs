@@ -282,56 +282,64 @@ fn the_express_lane_takes_its_frames_and_loses_none() {
             lan: (interface: "lan0", rate: "1 Gbit", classes: [(name: "all", match: "default", rate: "1 Gbit")]),
         ),
     )"#;
-    let lab = lab("express");
-    let b = Bridge::start(&lab, "express", EXPRESS, &[]);
-    assert!(
-        b.stderr()
-            .contains("express lane on port lan: frames of class voice"),
-        "{}",
-        b.stderr()
-    );
-    // The dut's packet sockets: lan0 has its bulk and express receivers and a sender.
-    let sockets = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.dut_ns, "cat", "/proc/net/packet"])
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&sockets.stdout).to_string();
-    // Five packet sockets: lan0's two receivers and its sender, wan0's receiver and sender
-    // (frames leaving on lan have one priority: no lane for wan0).
-    assert_eq!(listing.lines().skip(1).count(), 5, "{listing}");
-    // Every third frame EF: 1,000 of 3,000, paced well below what weir can take.
-    let frames: Vec<Vec<u8>> = (0..3000u32)
-        .map(|i| {
-            let mut f = frame((i % 3) as u8, i);
-            if i % 3 == 0 {
-                f[15] = 0xb8;
-            }
-            f
-        })
-        .collect();
-    let got = send_and_receive(&lab, &frames);
-    let out = b.stop();
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    for flow in 0..3u8 {
-        let seqs: Vec<u32> = got
-            .iter()
-            .filter(|a| a.flow == flow)
-            .map(|a| a.seq)
+    // One worker, then two: each worker's express sockets in a fanout group of their own
+    // beside the group of its other receivers.
+    for workers in [1usize, 2] {
+        let lab = lab("express");
+        let n = workers.to_string();
+        let b = Bridge::start(&lab, "express", EXPRESS, &["--workers", &n]);
+        assert!(
+            b.stderr()
+                .contains("express lane on port lan: frames of class voice"),
+            "{}",
+            b.stderr()
+        );
+        // The dut's packet sockets: per worker, lan0 has its bulk and express receivers and a
+        // sender; wan0 a receiver and a sender (frames leaving on lan have one priority: no
+        // lane for wan0).
+        let sockets = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.dut_ns, "cat", "/proc/net/packet"])
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&sockets.stdout).to_string();
+        assert_eq!(listing.lines().skip(1).count(), 5 * workers, "{listing}");
+        // Every third frame EF: 1,000 of 3,000, paced well below what weir can take.
+        let frames: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| {
+                let mut f = frame((i % 3) as u8, i);
+                if i % 3 == 0 {
+                    f[15] = 0xb8;
+                }
+                f
+            })
             .collect();
-        let want: Vec<u32> = (0..3000).filter(|i| i % 3 == u32::from(flow)).collect();
-        assert_eq!(seqs, want, "flow {flow}: every frame, in order");
+        let got = send_and_receive(&lab, &frames);
+        let out = b.stop();
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        for flow in 0..3u8 {
+            let seqs: Vec<u32> = got
+                .iter()
+                .filter(|a| a.flow == flow)
+                .map(|a| a.seq)
+                .collect();
+            let want: Vec<u32> = (0..3000).filter(|i| i % 3 == u32::from(flow)).collect();
+            assert_eq!(
+                seqs, want,
+                "{workers} workers, flow {flow}: every frame, in order"
+            );
+        }
+        let voice = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("wan  voice"))
+            .unwrap_or_else(|| panic!("no voice row:\n{}", out.stdout));
+        assert!(
+            voice.contains(" 1000 "),
+            "{workers} workers: the voice class counted its 1,000 frames: {voice}"
+        );
+        let (received, forwarded, dropped) = forwarded_on(&out.stdout, "wan");
+        assert_eq!((received, dropped), (forwarded, 0), "{}", out.stdout);
     }
-    let voice = out
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("wan  voice"))
-        .unwrap_or_else(|| panic!("no voice row:\n{}", out.stdout));
-    assert!(
-        voice.contains(" 1000 "),
-        "the voice class counted its 1,000 frames: {voice}"
-    );
-    let (received, forwarded, dropped) = forwarded_on(&out.stdout, "wan");
-    assert_eq!((received, dropped), (forwarded, 0), "{}", out.stdout);
 }
 
 /// Send `frames` from src0, 200 us apart, and collect ours at dst0 until 1 s after the last.

@@ -24,7 +24,7 @@ use weir::control::metrics::MetricsServer;
 use weir::control::monitor::Monitor;
 use weir::control::protocol::ConfigStatus;
 use weir::control::{Control, ControlSocket, PidFile};
-use weir::io::af_packet::{AfPacket, AfPacketOptions, IfRingFails, RxMode};
+use weir::io::af_packet::{AfPacket, AfPacketOptions, Fanout, IfRingFails, RxMode};
 use weir::io::sys::netdev::{interface_info, IfInfo};
 use weir::port::Side;
 use weir::runtime::{self, KernelDrops, PortIo};
@@ -115,16 +115,11 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     // Each worker's ports, and the receive mode of each port (lan, wan): None with pnet.
     let (workers, rx_modes) = match s.io {
         Io::AfPacket { rx, if_ring_fails } => {
-            // A fanout group per port; ids are per network namespace, so take them from the
-            // process id and the port (two weirs in one namespace collide only when their
-            // pids differ by a multiple of 16,384: the second then fails at start).
-            let group = |side: Side| {
-                (s.workers > 1).then(|| {
-                    (std::process::id() as u16)
-                        .wrapping_mul(4)
-                        .wrapping_add(side.index() as u16)
-                })
-            };
+            // A fanout group per port and lane, when there are several workers: the first
+            // worker's sockets make them (the kernel picks ids unused in the namespace), the
+            // others join.
+            let mut groups: [Option<[Option<u16>; 2]>; 2] =
+                [(s.workers > 1).then_some([None, None]); 2];
             // Frames received on a port leave by the other: its classes choose the lane.
             let lanes = Side::BOTH.map(|ingress| {
                 let egress = ingress.other();
@@ -156,18 +151,19 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
             let mut sets = Vec::with_capacity(s.workers);
             let mut modes = [None, None];
             for _ in 0..s.workers {
+                let [lan_groups, wan_groups] = &mut groups;
                 let (lan, lan_rx) = open_af_packet(
                     &lan_if,
                     rx,
                     if_ring_fails,
-                    group(Side::Lan),
+                    lan_groups.as_mut(),
                     lanes[0].as_ref(),
                 )?;
                 let (wan, wan_rx) = open_af_packet(
                     &wan_if,
                     rx,
                     if_ring_fails,
-                    group(Side::Wan),
+                    wan_groups.as_mut(),
                     lanes[1].as_ref(),
                 )?;
                 sets.push([lan, wan]);
@@ -570,39 +566,62 @@ fn open_pnet(name: &str) -> anyhow::Result<PortIo> {
 /// One socket to receive (promiscuous, never seeing its own or other local transmissions) and
 /// one to send, with vnet headers on both so GSO super-frames cross whole; and the receive
 /// mode the port got (`rx`, or recvmmsg when it fell back).
-/// With an express lane, two receiving sockets whose filters split the frames between them
-/// (the lane's in a fanout group of its own: `fanout` + 2).
+/// With an express lane, two receiving sockets whose filters split the frames between them.
+/// `groups`: with several workers, the fanout groups of the port's receiving sockets (its own,
+/// the express lane's): a group not made yet (`None`) is made and its id written back.
 fn open_af_packet(
     name: &str,
     rx: RxMode,
     if_ring_fails: IfRingFails,
-    fanout: Option<u16>,
+    mut groups: Option<&mut [Option<u16>; 2]>,
     lane: Option<&runtime::express::Lane>,
 ) -> anyhow::Result<(PortIo, RxMode)> {
-    let opts = |filter, fanout| AfPacketOptions {
+    let opts = |filter, fanout: Option<Option<u16>>| AfPacketOptions {
         promiscuous: true,
         vnet_hdr: true,
         send_only: false,
         rx,
-        fanout,
+        fanout: fanout.map(|id| id.map_or(Fanout::New, Fanout::Join)),
         filter,
     };
+    // The group of socket `i` (0: the port's own, 1: the express lane's) once it is open.
+    fn learn(
+        groups: &mut Option<&mut [Option<u16>; 2]>,
+        i: usize,
+        dev: &AfPacket,
+    ) -> anyhow::Result<()> {
+        if let Some(g) = groups.as_deref_mut() {
+            if g[i].is_none() {
+                g[i] = dev.fanout_group().with_context(|| {
+                    format!(
+                        "reading the fanout group of {}",
+                        weir::io::Device::name(dev)
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
     let opened = AfPacket::open_or_fall_back(
         name,
-        &opts(lane.map(|l| Arc::clone(&l.bulk)), fanout),
+        &opts(
+            lane.map(|l| Arc::clone(&l.bulk)),
+            groups.as_ref().map(|g| g[0]),
+        ),
         if_ring_fails,
     )?;
+    learn(&mut groups, 0, &opened.device)?;
     let express: Option<Box<dyn weir::io::Device>> = match lane {
         Some(l) => {
-            let group = fanout.map(|g| g.wrapping_add(2));
             let dev = AfPacket::open_or_fall_back(
                 name,
                 &AfPacketOptions {
                     rx: opened.device.rx_mode(),
-                    ..opts(Some(Arc::clone(&l.express)), group)
+                    ..opts(Some(Arc::clone(&l.express)), groups.as_ref().map(|g| g[1]))
                 },
                 if_ring_fails,
             )?;
+            learn(&mut groups, 1, &dev.device)?;
             Some(Box::new(dev.device))
         }
         None => None,

@@ -65,6 +65,8 @@ const PACKET_FANOUT_FLAG_DEFRAG: libc::c_int = 0x8000;
 /// not reach it, the group needs this flag (Linux 5.4+) or it hands frames the bridge sends
 /// back to the bridge.
 const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: libc::c_int = 0x4000;
+/// With id 0: the kernel picks an id no group of this network namespace has (Linux 4.3+).
+const PACKET_FANOUT_FLAG_UNIQUEID: libc::c_int = 0x2000;
 
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
@@ -199,11 +201,22 @@ pub struct AfPacketOptions {
     /// follow their flow; frames sent on the interface are not received (as with
     /// `PACKET_IGNORE_OUTGOING`). For several workers on one port (`--workers N`). `None`:
     /// this socket gets every frame of the interface.
-    pub fanout: Option<u16>,
+    pub fanout: Option<Fanout>,
     /// A classic BPF program the kernel runs on each frame before this socket gets it
     /// (attached before bind, so no frame arrives unfiltered): the express lane's and the
     /// bulk lane's filters (crate::classify::rule::bpf). `None`: every frame.
     pub filter: Option<std::sync::Arc<[crate::classify::rule::bpf::BpfInsn]>>,
+}
+
+/// The `PACKET_FANOUT` group a receiving socket joins ([`AfPacketOptions::fanout`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fanout {
+    /// A new group, with an id the kernel picks among those unused in the network namespace
+    /// (so two weirs never join each other's group); [`AfPacket::fanout_group`] tells it to
+    /// the sockets that join next.
+    New,
+    /// The group with this id.
+    Join(u16),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -535,9 +548,15 @@ impl AfPacket {
             });
         }
         // After bind: a fanout group takes sockets that are bound and running.
-        if let (Some(id), false) = (opts.fanout, opts.send_only) {
-            let flags =
-                PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG | PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+        if let (Some(group), false) = (opts.fanout, opts.send_only) {
+            let (id, unique) = match group {
+                Fanout::New => (0, PACKET_FANOUT_FLAG_UNIQUEID),
+                Fanout::Join(id) => (id, 0),
+            };
+            let flags = PACKET_FANOUT_HASH
+                | PACKET_FANOUT_FLAG_DEFRAG
+                | PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+                | unique;
             set_int_opt(&fd, PACKET_FANOUT, libc::c_int::from(id) | flags << 16).map_err(|e| {
                 kernel(
                     "setsockopt PACKET_FANOUT (hash, ignoring outgoing frames: Linux 5.4+)",
@@ -654,15 +673,30 @@ impl AfPacket {
     /// writes at most the length given and says how much it wrote; less than a whole `S` (a
     /// version mismatch) is an error rather than a half-read struct.
     fn packet_statistics<S: Copy + Default>(&self) -> io::Result<S> {
+        self.packet_opt(PACKET_STATISTICS, "PACKET_STATISTICS")
+    }
+
+    /// The id of the fanout group this socket is in (the one the kernel picked for
+    /// [`Fanout::New`]), or `None` when it is in none.
+    pub fn fanout_group(&self) -> io::Result<Option<u16>> {
+        // id | type << 16 | flags << 24: never 0 for a member, as weir's groups have flags.
+        let v: u32 = self.packet_opt(PACKET_FANOUT, "PACKET_FANOUT")?;
+        Ok((v != 0).then_some((v & 0xffff) as u16))
+    }
+
+    /// One `getsockopt(SOL_PACKET, opt)` into `S`. The kernel writes at most the length given
+    /// and says how much it wrote; less than a whole `S` (a version mismatch) is an error
+    /// rather than a half-read value.
+    fn packet_opt<S: Copy + Default>(&self, opt: libc::c_int, what: &str) -> io::Result<S> {
         let mut st = S::default();
         let mut len = std::mem::size_of::<S>() as libc::socklen_t;
-        // SAFETY: `st` is a live, writable repr(C) struct of plain u32 fields, `len` its size:
-        // the kernel writes at most `len` bytes into it and the length it wrote into `len`.
+        // SAFETY: `st` is a live, writable plain-data value (u32 fields or an integer), `len`
+        // its size: the kernel writes at most `len` bytes into it and the length into `len`.
         let rc = unsafe {
             libc::getsockopt(
                 self.fd.as_raw_fd(),
                 SOL_PACKET,
-                PACKET_STATISTICS,
+                opt,
                 (&mut st as *mut S).cast(),
                 &mut len,
             )
@@ -674,7 +708,7 @@ impl AfPacket {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "PACKET_STATISTICS on {}: {len} bytes, expected {}",
+                    "{what} on {}: {len} bytes, expected {}",
                     self.name,
                     std::mem::size_of::<S>()
                 ),

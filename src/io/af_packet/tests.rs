@@ -1209,23 +1209,31 @@ fn a_fanout_group_keeps_each_flow_on_one_socket_and_in_order() {
     let ns = Netns::new("afp-fanout");
     ns.veth(true);
     ns.run_up(|| {
-        for (i, mode) in MODES.into_iter().enumerate() {
+        for mode in MODES {
             let mut tx = AfPacket::open("a", &plain()).unwrap();
-            let worker = || {
+            let worker = |fanout| {
                 AfPacket::open(
                     "b",
                     &AfPacketOptions {
                         promiscuous: true,
                         rx: mode,
-                        // A new group per mode: the sockets of the last one are closed, but
-                        // the group leaves with its last member only.
-                        fanout: Some(0x100 + i as u16),
+                        fanout: Some(fanout),
                         ..plain()
                     },
                 )
                 .unwrap()
             };
-            let mut workers = [worker(), worker()];
+            // The first makes a group (the kernel picks its id), the second joins it.
+            let first = worker(Fanout::New);
+            let id = first.fanout_group().unwrap().expect("a member of a group");
+            let mut workers = [first, worker(Fanout::Join(id))];
+            assert_eq!(workers[1].fanout_group().unwrap(), Some(id), "{mode:?}");
+            // Another new group while this one lives gets another id; a socket outside any
+            // group says so.
+            let other = worker(Fanout::New);
+            assert_ne!(other.fanout_group().unwrap(), Some(id), "{mode:?}");
+            drop(other);
+            assert_eq!(tx.fanout_group().unwrap(), None);
             // 64 UDP flows, 4 frames each, the rounds one after another: the payload says
             // which flow and which round.
             let mut frames = Vec::new();

@@ -10,9 +10,8 @@ mod common;
 use common::bridge::{temp_dir, Bridge};
 use common::{iperf3, lab, ping, require_root};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weir::tools::lab::Lab;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
@@ -44,84 +43,19 @@ fn ip(s: &str) -> IpAddr {
 /// Send crafted frames from src0 and count what dst0 receives, with raw sockets opened inside
 /// the namespaces.
 fn raw_exchange(lab: &Lab, frames: Vec<Vec<u8>>, ethertype: [u8; 2]) -> Vec<Vec<u8>> {
-    use weir::io::af_packet::{AfPacket, AfPacketOptions};
-    use weir::io::{Device, RxMeta, TxFrame, VnetHdr, MAX_FRAME};
-    let in_ns = |ns: &str| PathBuf::from("/var/run/netns").join(ns);
-    let (dst_path, src_path) = (in_ns(&lab.dst_ns), in_ns(&lab.src_ns));
-    let (dst_if, src_if) = (lab.dst_if.clone(), lab.src_if.clone());
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let n = frames.len();
-    let receiver = std::thread::spawn(move || {
-        weir::io::sys::netdev::enter_network_namespace(&dst_path).unwrap();
-        let mut rx = AfPacket::open(
-            &dst_if,
-            &AfPacketOptions {
-                promiscuous: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        ready_tx.send(()).unwrap();
-        let mut bufs: Vec<Box<[u8]>> = (0..64)
-            .map(|_| vec![0u8; MAX_FRAME].into_boxed_slice())
-            .collect();
-        let mut meta = vec![RxMeta::default(); 64];
-        let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        // Collect until the deadline, so duplicates (a loop) would be seen too.
-        while Instant::now() < deadline {
-            let k = rx.recv_batch(&mut bufs, &mut meta).unwrap();
-            for (b, m) in bufs.iter().zip(&meta).take(k) {
-                if b[12..14] == ethertype || (b[12..14] == [0x81, 0x00] && b[16..18] == ethertype) {
-                    got.push(b[..m.len].to_vec());
-                }
-            }
-            if k == 0 {
-                if got.len() >= n {
-                    // Everything arrived: wait a little longer for any duplicate, then stop.
-                    std::thread::sleep(Duration::from_millis(300));
-                    let k = rx.recv_batch(&mut bufs, &mut meta).unwrap();
-                    got.extend(
-                        bufs.iter()
-                            .zip(&meta)
-                            .take(k)
-                            .filter(|(b, _)| b[12..14] == ethertype)
-                            .map(|(b, m)| b[..m.len].to_vec()),
-                    );
-                    break;
-                }
-                rx.wait_readable(Duration::from_millis(20)).unwrap();
-            }
-        }
-        got
-    });
-    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    let sender = std::thread::spawn(move || {
-        weir::io::sys::netdev::enter_network_namespace(&src_path).unwrap();
-        let mut tx = AfPacket::open(
-            &src_if,
-            &AfPacketOptions {
-                send_only: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let ours = move |b: &[u8]| {
+        b.len() >= 18
+            && (b[12..14] == ethertype || (b[12..14] == [0x81, 0x00] && b[16..18] == ethertype))
+    };
+    // Kept on for 300 ms after the last, so a duplicate (a loop) would be seen too.
+    let (_, got) = common::raw::cross(lab, Duration::from_millis(300), ours, move |tx| {
         for f in &frames {
-            let frame = [TxFrame {
-                data: f,
-                vnet: VnetHdr::NONE,
-            }];
-            let deadline = Instant::now() + Duration::from_secs(1);
-            while tx.send_batch(&frame).unwrap() == 0 {
-                assert!(Instant::now() < deadline, "could not send");
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            common::raw::send_one(tx, f);
             // Pace a little: veth drops beyond its backlog.
             std::thread::sleep(Duration::from_micros(200));
         }
     });
-    sender.join().unwrap();
-    receiver.join().unwrap()
+    got.into_iter().map(|a| a.data).collect()
 }
 
 fn frame(ethertype: [u8; 2], seq: u16, len: usize, vlan: Option<u16>) -> Vec<u8> {

@@ -12,11 +12,10 @@
 mod common;
 
 use common::bridge::Bridge;
+use common::raw::send_one;
 use common::{lab, require_root};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use weir::io::af_packet::{AfPacket, AfPacketOptions};
-use weir::io::{Device, RxMeta, TxFrame, VnetHdr, MAX_FRAME};
+use weir::io::af_packet::AfPacket;
 use weir::tools::lab::Lab;
 
 /// The rate test times what crosses a lab on a 2-core machine: one test at a time.
@@ -65,7 +64,7 @@ struct Arrival {
     seq: u32,
 }
 
-/// Run `send` with a send-only socket on src0 (in its namespace) while dst0 records our frames;
+/// Run `send` on src0 while dst0 records our frames (UDP to port 9 from the test's MAC);
 /// recording ends `drain` after `send` returns (the queues empty meanwhile). Returns what
 /// `send` returned and the arrivals.
 fn cross<R: Send + 'static>(
@@ -73,81 +72,17 @@ fn cross<R: Send + 'static>(
     drain: Duration,
     send: impl FnOnce(&mut AfPacket) -> R + Send + 'static,
 ) -> (R, Vec<Arrival>) {
-    let in_ns = |ns: &str| PathBuf::from("/var/run/netns").join(ns);
-    let (dst_path, src_path) = (in_ns(&lab.dst_ns), in_ns(&lab.src_ns));
-    let (dst_if, src_if) = (lab.dst_if.clone(), lab.src_if.clone());
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let receiver = std::thread::spawn(move || {
-        weir::io::sys::netdev::enter_network_namespace(&dst_path).unwrap();
-        let mut rx = AfPacket::open(
-            &dst_if,
-            &AfPacketOptions {
-                promiscuous: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        ready_tx.send(()).unwrap();
-        let mut bufs: Vec<Box<[u8]>> = (0..64)
-            .map(|_| vec![0u8; MAX_FRAME].into_boxed_slice())
-            .collect();
-        let mut meta = vec![RxMeta::default(); 64];
-        let mut got = Vec::new();
-        // Bounded even if the sender never says it is done.
-        let mut stop_at = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < stop_at {
-            if done_rx.try_recv().is_ok() {
-                stop_at = Instant::now() + drain;
-            }
-            let k = rx.recv_batch(&mut bufs, &mut meta).unwrap();
-            let at = Instant::now();
-            for (b, m) in bufs.iter().zip(&meta).take(k) {
-                let f = &b[..m.len];
-                // Ours: UDP to port 9 from the test's MAC.
-                if f.len() >= 47 && f[6..12] == [2, 0, 0, 0, 0x77, 1] && f[36..38] == [0, 9] {
-                    got.push(Arrival {
-                        at,
-                        flow: f[42],
-                        seq: u32::from_be_bytes([f[43], f[44], f[45], f[46]]),
-                    });
-                }
-            }
-            if k == 0 {
-                rx.wait_readable(Duration::from_millis(5)).unwrap();
-            }
-        }
-        got
-    });
-    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    let sender = std::thread::spawn(move || {
-        weir::io::sys::netdev::enter_network_namespace(&src_path).unwrap();
-        let mut tx = AfPacket::open(
-            &src_if,
-            &AfPacketOptions {
-                send_only: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        send(&mut tx)
-    });
-    let sent = sender.join().unwrap();
-    done_tx.send(()).unwrap();
-    (sent, receiver.join().unwrap())
-}
-
-/// Send one frame, retrying for up to a second while the socket is full.
-fn send_one(tx: &mut AfPacket, f: &[u8]) {
-    let batch = [TxFrame {
-        data: f,
-        vnet: VnetHdr::NONE,
-    }];
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while tx.send_batch(&batch).unwrap() == 0 {
-        assert!(Instant::now() < deadline, "could not send");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let ours = |f: &[u8]| f.len() >= 47 && f[6..12] == [2, 0, 0, 0, 0x77, 1] && f[36..38] == [0, 9];
+    let (sent, got) = common::raw::cross(lab, drain, ours, send);
+    let arrivals = got
+        .into_iter()
+        .map(|a| Arrival {
+            at: a.at,
+            flow: a.data[42],
+            seq: u32::from_be_bytes([a.data[43], a.data[44], a.data[45], a.data[46]]),
+        })
+        .collect();
+    (sent, arrivals)
 }
 
 /// Send the flows from src0 in turns at `OFFERED_BPS` for `SEND_FOR`, and record what dst0

@@ -14,6 +14,7 @@
 
 pub mod bridge;
 pub mod captures;
+pub mod raw;
 
 use std::io::Write;
 use std::net::IpAddr;

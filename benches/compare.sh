@@ -438,7 +438,7 @@ ec_overload() { # $1 = dut; the 1 Gbit/s shaper is in place. A 2 Gbit/s unrespon
     b1=$(timeout 5 $DST cat /sys/class/net/dst0/statistics/rx_bytes); t1=$(date +%s.%N)
     read -r n1 q1 <<< "$(cpu1_softnet)"
     if [ -n "$tps" ]; then
-        sleep 0.5; kill -INT $tps; wait $tps || true
+        sleep 0.5; kill -INT $tps 2>/dev/null || true; wait $tps || true
         python3 benches/lab/ping_hops.py target/compare/trace "$d" >&2 || true
     fi
     put "$d" ec_overload_backlog_drops $((n1 - n0))

@@ -332,6 +332,17 @@ fn a_bad_start_says_what_is_wrong() {
     assert_eq!(code, Some(1));
     assert!(err.contains("both wan0"), "{err}");
 
+    // A CPU the process may not use, and a list that is not one.
+    let (code, err) = run(&["run", "-c", &cfg, "--cpus", "4000"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("--cpus: CPU 4000 cannot take a thread of weir"),
+        "{err}"
+    );
+    let (code, err) = run(&["run", "-c", &cfg, "--cpus", "3-1"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--cpus") && err.contains("backwards"), "{err}");
+
     lab.exec_ok(&lab.dut_ns, &["ip", "link", "set", "wan0", "mtu", "9000"])
         .unwrap();
     let (code, err) = run(&["run", "-c", &cfg]);

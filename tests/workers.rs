@@ -199,6 +199,64 @@ fn two_workers_hold_a_class_rate_keep_flows_in_order_and_share_fairly() {
     );
 }
 
+/// `--cpus`: each forwarding thread on its CPU of the list, in order; weir's other threads
+/// where the process may run.
+#[test]
+fn cpus_pin_the_forwarding_threads_and_only_them() {
+    if !require_root("cpus_pin_the_forwarding_threads_and_only_them") {
+        return;
+    }
+    let _serial = serial();
+    let allowed = weir::io::sys::allowed_cpus().unwrap();
+    // The process's CPUs backwards: worker 0 on the last, worker 1 on the one before (on a
+    // machine of one CPU, both on it).
+    let order: Vec<usize> = allowed.iter().rev().copied().collect();
+    let list: Vec<String> = order.iter().map(|c| c.to_string()).collect();
+    let lab = lab("cpus");
+    let b = Bridge::start(
+        &lab,
+        "cpus",
+        CONFIG,
+        &["--workers", "2", "--cpus", &list.join(",")],
+    );
+    let cpus_of = |task: &std::path::Path| {
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("Cpus_allowed_list:"))
+            .unwrap()
+            .to_string();
+        line.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let mut seen = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{}/task", b.pid()))
+        .unwrap()
+        .flatten()
+    {
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap();
+        seen.push((name.trim().to_string(), cpus_of(&t.path())));
+    }
+    let out = b.stop();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for w in 0..2 {
+        let want = order[w % order.len()].to_string();
+        let got = seen.iter().find(|(n, _)| *n == format!("weir-fwd-{w}"));
+        assert_eq!(
+            got.map(|(_, c)| c.as_str()),
+            Some(want.as_str()),
+            "{seen:?}"
+        );
+    }
+    // The process's own list as the kernel writes it, e.g. "0-1".
+    let whole = cpus_of(std::path::Path::new("/proc/self"));
+    let control = seen.iter().find(|(n, _)| n == "weir-control");
+    assert_eq!(
+        control.map(|(_, c)| c.as_str()),
+        Some(whole.as_str()),
+        "{seen:?}"
+    );
+}
+
 /// `weir run` with a priority class for DSCP EF on wan: frames arriving on lan are received
 /// on two sockets (the express lane and the rest), and every frame of both crosses, each class
 /// in order, counted once.

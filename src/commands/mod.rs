@@ -146,6 +146,12 @@ enum Command {
         /// its CPU from every ordinary thread). Needs root; without it, the threads stay normal.
         #[arg(long, value_enum, value_name = "PRIORITY")]
         priority: Option<PriorityArg>,
+        /// Pin the forwarding threads to these CPUs (e.g. `3`, `2,3`, `2-5`), one each in order
+        /// (thread i on the i-th, round again when there are more threads than CPUs); weir's
+        /// other threads stay wherever the process may run. Give the forwarding threads CPUs
+        /// of their own (docs/operations.md). Default: not pinned.
+        #[arg(long, value_name = "LIST")]
+        cpus: Option<String>,
         /// Print the final counters as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -450,6 +456,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             express,
             busy_poll,
             priority,
+            cpus,
             json,
             control,
             control_group,
@@ -516,6 +523,16 @@ pub fn run() -> anyhow::Result<ExitCode> {
                         weir::runtime::Priority::Nice(-10)
                     }
                     (Some(PriorityArg::Normal), _) => weir::runtime::Priority::Inherit,
+                },
+                cpus: match cpus.as_deref().map(run::parse_cpus) {
+                    None => Vec::new(),
+                    Some(Ok(c)) => c,
+                    Some(Err(e)) => {
+                        eprintln!(
+                            "weir: error: --cpus: {e} (CPU numbers and ranges such as 2,3 or 2-5)"
+                        );
+                        return Ok(ExitCode::from(2));
+                    }
                 },
                 json,
             })

@@ -54,6 +54,8 @@ pub struct Settings {
     pub express: bool,
     pub busy_poll: std::time::Duration,
     pub priority: runtime::Priority,
+    /// `--cpus`: the forwarding threads' CPUs, in order (empty: not pinned).
+    pub cpus: Vec<usize>,
     pub json: bool,
     /// The control socket, or none (`--no-control`).
     pub control: Option<PathBuf>,
@@ -89,6 +91,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
     }
     let lan_info = check_interface(&lan_if, "lan")?;
     let wan_info = check_interface(&wan_if, "wan")?;
+    check_cpus(&s.cpus)?;
     if lan_info.mtu != wan_info.mtu {
         bail!(
             "MTUs differ: {lan_if} has {} and {wan_if} has {}: frames from one side could not \
@@ -257,6 +260,7 @@ pub fn run(s: Settings) -> anyhow::Result<ExitCode> {
         // changes the user of every thread, and a thread without CAP_SETUID would fail it).
         drop_privileges: user.is_none(),
         saved_budgets,
+        cpus: s.cpus.clone(),
         ..runtime::Options::default()
     };
     if !weir::io::sys::can_raise_priority() {
@@ -694,9 +698,69 @@ fn keep_budgets(
     })
 }
 
+/// `--cpus LIST`: CPU numbers and ranges, comma-separated (`3`, `2,3`, `2-5,8`), in the
+/// order the forwarding threads take them.
+pub fn parse_cpus(list: &str) -> Result<Vec<usize>, String> {
+    let number = |n: &str| {
+        n.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{n:?} is not a CPU number"))
+    };
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (number(a)?, number(b)?);
+                if a > b {
+                    return Err(format!("the range {part:?} runs backwards"));
+                }
+                if b - a >= 4096 {
+                    return Err(format!("the range {part:?} is longer than any machine"));
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(number(part)?),
+        }
+    }
+    Ok(cpus)
+}
+
+/// Every CPU of `--cpus` must take a thread of weir (online, in its cpuset), tried on a thread
+/// of its own: the process's own affinity may leave those CPUs out on purpose (`taskset -c 0
+/// weir run --cpus 1` keeps weir's other threads off the forwarding CPU).
+fn check_cpus(cpus: &[usize]) -> anyhow::Result<()> {
+    for &cpu in cpus {
+        let tried = std::thread::spawn(move || weir::io::sys::pin_thread(cpu))
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the check panicked")));
+        if let Err(e) = tried {
+            bail!(
+                "--cpus: CPU {cpu} cannot take a thread of weir here (offline, or outside its \
+                 cpuset: {e}); give CPUs this machine has online (/sys/devices/system/cpu/online)"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists_are_numbers_and_ranges_in_order() {
+        assert_eq!(parse_cpus("3"), Ok(vec![3]));
+        assert_eq!(parse_cpus("2,0"), Ok(vec![2, 0]));
+        assert_eq!(parse_cpus("2-4,8"), Ok(vec![2, 3, 4, 8]));
+        assert_eq!(parse_cpus(" 1 , 5-5"), Ok(vec![1, 5]));
+        for bad in ["", "a", "1,", "3-1", "-2", "1-", "0-100000"] {
+            assert!(parse_cpus(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(check_cpus(&[usize::MAX]).is_err(), "a CPU no machine has");
+        assert!(check_cpus(&[]).is_ok());
+        let mine = weir::io::sys::allowed_cpus().unwrap();
+        assert!(check_cpus(&mine).is_ok(), "{mine:?}");
+    }
 
     fn drops(frames: Option<u64>) -> KernelDrops {
         KernelDrops {

@@ -729,6 +729,13 @@ impl Forwarder {
     /// privileges, when asked).
     pub(crate) fn run(mut self, clock: &SystemClock, running: &AtomicU64) -> Finished {
         crate::io::sys::set_timer_slack_ns(1);
+        if !self.opts.cpus.is_empty() {
+            let cpu = self.opts.cpus[self.index % self.opts.cpus.len()];
+            // `weir run` checked the CPUs at start: a refusal now is the machine changing.
+            if let Err(e) = crate::io::sys::pin_thread(cpu) {
+                tracing::warn!("a forwarding thread could not be pinned to CPU {cpu}: {e}");
+            }
+        }
         let mut saturation = super::Saturation::new(self.opts.priority.apply());
         if self.opts.drop_privileges {
             if let Err(e) = crate::io::sys::drop_capabilities() {

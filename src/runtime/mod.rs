@@ -193,6 +193,9 @@ pub struct Options {
     /// The budgets' counts as the store kept them (each taken if it is of the period the
     /// bridge starts in).
     pub saved_budgets: Vec<crate::budget::Saved>,
+    /// Forwarding thread `i` is pinned to CPU `cpus[i % cpus.len()]`; empty: not pinned (the
+    /// threads run wherever the process may).
+    pub cpus: Vec<usize>,
 }
 
 impl Default for Options {
@@ -207,6 +210,7 @@ impl Default for Options {
             mtu: crate::pipeline::DEFAULT_MTU,
             drop_privileges: false,
             saved_budgets: Vec::new(),
+            cpus: Vec::new(),
         }
     }
 }

@@ -41,6 +41,43 @@ pub fn set_thread_realtime(priority: i32) -> std::io::Result<()> {
     }
 }
 
+/// Pin the calling thread to `cpu` (it runs there and nowhere else). Fails with EINVAL when
+/// the CPU is offline or outside the cpuset the process may use.
+pub fn pin_thread(cpu: usize) -> std::io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: cpu_set_t is plain data and all-zero is the empty set; CPU_SET writes the bit of
+    // `cpu`, inside the set (checked above); sched_setaffinity with pid 0 changes only the
+    // calling thread and reads `set`, a live local, for the duration of the call.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The CPUs the calling thread may run on, in order.
+pub fn allowed_cpus() -> std::io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data and all-zero is the empty set; sched_getaffinity with
+    // pid 0 writes at most its size into `set`, a live local; CPU_ISSET reads bits below
+    // CPU_SETSIZE only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect())
+    }
+}
+
 /// Leave real time for the normal policy, keeping the thread's nice value (set before it
 /// took real time): allowed without privileges, since it lowers the thread's priority. Returns
 /// whether it worked.

@@ -303,13 +303,7 @@ fn prologue(a: &mut Asm) {
     a.jump(JEQ | K, 0x86dd, v6, non_ip);
     // IPv4: a whole header of version 4, else not IP.
     a.bind(v4);
-    let (v4_long, v4_ver) = (a.label(), a.label());
-    fits(a, M_L3, 20, v4_long, non_ip);
-    a.bind(v4_long);
-    a.op(LD | B | IND, 0);
-    a.op(RSH | ALU | K, 4);
-    a.jump(JEQ | K, 4, v4_ver, non_ip);
-    a.bind(v4_ver);
+    ip_header(a, 20, 4, non_ip);
     a.op(LD | B | IND, 9);
     a.op(ST, M_PROTO);
     a.op(LD | H | IND, 6);
@@ -323,13 +317,7 @@ fn prologue(a: &mut Asm) {
     a.goto(body);
     // IPv6: a whole header of version 6.
     a.bind(v6);
-    let (v6_long, v6_ver) = (a.label(), a.label());
-    fits(a, M_L3, 40, v6_long, non_ip);
-    a.bind(v6_long);
-    a.op(LD | B | IND, 0);
-    a.op(RSH | ALU | K, 4);
-    a.jump(JEQ | K, 6, v6_ver, non_ip);
-    a.bind(v6_ver);
+    ip_header(a, 40, 6, non_ip);
     a.op(LD | B | IND, 6);
     a.op(ST, M_PROTO);
     a.op(LD | IMM, 0);
@@ -365,6 +353,18 @@ fn is_vlan(a: &mut Asm, tag: Label, other: Label, l3_at: u32) {
 
 /// The frame holds `n` bytes from the offset in scratch slot `at` (`M_L3` or `M_L4`): then X is
 /// that offset (A clobbered).
+/// Go on (X = where L3 starts) when a whole IP header of `len` bytes and `version` is there,
+/// else to `no`.
+fn ip_header(a: &mut Asm, len: u32, version: u32, no: Label) {
+    let (long, ok) = (a.label(), a.label());
+    fits(a, M_L3, len, long, no);
+    a.bind(long);
+    a.op(LD | B | IND, 0);
+    a.op(RSH | ALU | K, 4);
+    a.jump(JEQ | K, version, ok, no);
+    a.bind(ok);
+}
+
 fn fits(a: &mut Asm, at: u32, n: u32, yes: Label, no: Label) {
     // A = offset + n; more than the length: it does not fit.
     a.op(LD | MEM, at);
